@@ -1,0 +1,117 @@
+import type { DeviceBuffer, HostArray } from '../tensor/buffer.js';
+import type { DType } from '../tensor/dtype.js';
+
+/**
+ * The kernel list every device implements. Kernels read and write DeviceBuffers at element offsets; all
+ * calculus lives in ops/, so a backend is correct when the shared conformance suite passes on it.
+ * Floating kernels accept float32, bfloat16 and float16 buffers and accumulate in float32.
+ * Unless a parameter says otherwise, inputs and outputs are contiguous from their offset.
+ */
+export type UnaryOp = 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'sigmoid' | 'silu' | 'abs' | 'square' | 'recip' | 'tanh' | 'relu';
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'maximum' | 'minimum' | 'siluGrad' | 'gt';
+export type ReduceOp = 'sum' | 'max';
+
+/** A strided view of a buffer: element offset and one stride per dimension of the accompanying shape. */
+export interface View {
+  readonly buffer: DeviceBuffer;
+  readonly offset: number;
+  readonly strides: readonly number[];
+}
+
+/** Batched row-major GEMM: C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b]; op(A) is m x k, op(B) k x n. */
+export interface MatmulArgs {
+  readonly a: DeviceBuffer;
+  readonly aOffset: number;
+  readonly b: DeviceBuffer;
+  readonly bOffset: number;
+  readonly c: DeviceBuffer;
+  readonly cOffset: number;
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly transA: boolean;
+  readonly transB: boolean;
+  readonly lda: number;
+  readonly ldb: number;
+  readonly ldc: number;
+  readonly batch: number;
+  /** Element strides between batch items; 0 broadcasts one matrix to every batch item. */
+  readonly strideA: number;
+  readonly strideB: number;
+  readonly strideC: number;
+  readonly alpha: number;
+  readonly beta: number;
+}
+
+export interface AdamWArgs {
+  readonly lr: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  /** 1-based step count after this update (bias correction uses it). */
+  readonly step: number;
+}
+
+export interface Backend {
+  readonly device: string;
+  alloc(dtype: DType, length: number): DeviceBuffer;
+  /** A new buffer holding a copy of host data (bfloat16/float16 given as raw Uint16 bits). */
+  fromHost(dtype: DType, data: HostArray): DeviceBuffer;
+  /** Reads `length` elements from `offset` back to the host. */
+  toHost(buffer: DeviceBuffer, offset: number, length: number): Promise<HostArray>;
+  release(buffer: DeviceBuffer): void;
+  /** Waits for queued work (no-op on synchronous backends). */
+  synchronize(): Promise<void>;
+
+  fill(out: DeviceBuffer, outOffset: number, length: number, value: number): void;
+  /** Strided copy with dtype conversion: writes src (a view with `shape`) into dst (a view with the same shape). */
+  copy(src: View, dst: View, shape: readonly number[]): void;
+  unary(op: UnaryOp, x: DeviceBuffer, xOffset: number, out: DeviceBuffer, length: number): void;
+  /** out (contiguous, `shape`) = a op b where a and b are views broadcast to `shape` (stride 0 on broadcast dims). */
+  binary(op: BinaryOp, a: View, b: View, out: DeviceBuffer, shape: readonly number[]): void;
+  /** out = x * scale + bias, elementwise. */
+  affine(x: DeviceBuffer, xOffset: number, out: DeviceBuffer, length: number, scale: number, bias: number): void;
+  /** x is [outer, axis, inner]; out is [outer, inner]. */
+  reduce(op: ReduceOp, x: DeviceBuffer, xOffset: number, outer: number, axis: number, inner: number, out: DeviceBuffer): void;
+  matmul(args: MatmulArgs): void;
+
+  /** Row softmax over the last dim of [rows, cols]. */
+  softmax(x: DeviceBuffer, rows: number, cols: number, out: DeviceBuffer): void;
+  /** dx = y * (dy - sum(dy * y)) per row. */
+  softmaxBackward(y: DeviceBuffer, dy: DeviceBuffer, rows: number, cols: number, dx: DeviceBuffer): void;
+
+  /** out = x * rsqrt(mean(x^2) + eps) * weight per row; rstd receives the float32 reciprocal RMS per row. */
+  rmsNorm(x: DeviceBuffer, weight: DeviceBuffer, rows: number, cols: number, eps: number, out: DeviceBuffer, rstd: DeviceBuffer): void;
+  /** dx always; dweight (accumulated over rows, overwritten) only when given. */
+  rmsNormBackward(x: DeviceBuffer, weight: DeviceBuffer, rstd: DeviceBuffer, dy: DeviceBuffer, rows: number, cols: number, dx: DeviceBuffer, dweight: DeviceBuffer | null): void;
+
+  /**
+   * Rotary embedding, rotate-half convention (transformers' Llama): x is [batch, seq, heads, headDim];
+   * cos/sin are float32 [seq, headDim] per batch item, `tableBatchStride` elements apart (0: shared by all rows).
+   * inverse=true applies the transposed rotation (the backward pass).
+   */
+  rope(x: DeviceBuffer, cos: DeviceBuffer, sin: DeviceBuffer, tableBatchStride: number, batch: number, seq: number, heads: number, headDim: number, out: DeviceBuffer, inverse: boolean): void;
+
+  /** out[i, :] = table[ids[i], :]; ids are int32. */
+  embedding(ids: DeviceBuffer, table: DeviceBuffer, count: number, dim: number, out: DeviceBuffer): void;
+  /** dtable[ids[i], :] += dy[i, :] (dtable must be zeroed by the caller). */
+  embeddingBackward(ids: DeviceBuffer, dy: DeviceBuffer, count: number, dim: number, dtable: DeviceBuffer): void;
+
+  /**
+   * Per-row cross-entropy of logits [rows, vocab] against int32 labels; rows whose label equals ignoreIndex
+   * get loss 0. Writes float32 losses [rows] and the log-sum-exp [rows] that the backward pass reuses.
+   */
+  crossEntropy(logits: DeviceBuffer, labels: DeviceBuffer, rows: number, vocab: number, ignoreIndex: number, losses: DeviceBuffer, lse: DeviceBuffer): void;
+  /** dlogits = (softmax(logits) - onehot(label)) * scale[row]; zero on ignored rows. scale is float32 [rows]. */
+  crossEntropyBackward(logits: DeviceBuffer, lse: DeviceBuffer, labels: DeviceBuffer, scale: DeviceBuffer, rows: number, vocab: number, ignoreIndex: number, dlogits: DeviceBuffer): void;
+
+  /** One AdamW step in place (torch semantics: decoupled decay, bias correction, eps after sqrt). */
+  adamw(param: DeviceBuffer, grad: DeviceBuffer, expAvg: DeviceBuffer, expAvgSq: DeviceBuffer, length: number, args: AdamWArgs): void;
+
+  /**
+   * NF4 dequantization: packed codes (two per byte, first element in the high nibble), one float32 absmax per
+   * block of `blocksize`, the 16-entry code book; writes `length` elements to out.
+   */
+  nf4Dequantize(packed: DeviceBuffer, absmax: DeviceBuffer, code: DeviceBuffer, length: number, blocksize: number, out: DeviceBuffer): void;
+}

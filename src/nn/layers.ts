@@ -1,0 +1,52 @@
+import { embedding, linear, rmsNorm } from '../ops/index.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { Module, type ForwardContext, type LinearLike } from './module.js';
+
+/** y = x W^T + b with W [out, in] (PyTorch layout). */
+export class Linear extends Module implements LinearLike {
+  weight: Tensor;
+  bias: Tensor | null;
+  constructor(weight: Tensor, bias: Tensor | null = null) {
+    super();
+    this.weight = weight;
+    this.bias = bias;
+    this.registerParameter('weight', weight);
+    if (bias) this.registerParameter('bias', bias);
+  }
+  get inFeatures(): number {
+    return this.weight.shape[1]!;
+  }
+  get outFeatures(): number {
+    return this.weight.shape[0]!;
+  }
+  forward(x: Tensor, _ctx?: ForwardContext): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+}
+
+export class Embedding extends Module {
+  weight: Tensor;
+  constructor(weight: Tensor) {
+    super();
+    this.weight = weight;
+    this.registerParameter('weight', weight);
+  }
+  forward(ids: Tensor): Tensor {
+    return embedding(ids, this.weight);
+  }
+}
+
+export class RMSNorm extends Module {
+  weight: Tensor;
+  constructor(
+    weight: Tensor,
+    readonly eps: number,
+  ) {
+    super();
+    this.weight = weight;
+    this.registerParameter('weight', weight);
+  }
+  forward(x: Tensor): Tensor {
+    return rmsNorm(x, this.weight, this.eps);
+  }
+}

@@ -1,0 +1,132 @@
+import type { Backend } from '../backend/backend.js';
+import { getBackend } from '../backend/registry.js';
+import '../backend/cpu/index.js';
+import type { DeviceBuffer } from '../tensor/buffer.js';
+import type { DType } from '../tensor/dtype.js';
+import { isGradEnabled, noGrad } from '../tensor/grad-mode.js';
+import { formatShape, type Shape } from '../tensor/shape.js';
+import { installTensorRuntime, Tensor } from '../tensor/tensor.js';
+
+export function backendOf(t: Tensor): Backend {
+  if (t.disposed) throw new Error(`A disposed tensor ${formatShape(t.shape)} was used; keep() it or move it out of the scope that freed it.`);
+  return getBackend(t.device);
+}
+
+export function sameDevice(...ts: Tensor[]): Backend {
+  const first = ts[0]!;
+  for (const t of ts) {
+    if (t.device !== first.device) throw new Error(`Tensors on ${first.device} and ${t.device} were combined; move them to one device first.`);
+  }
+  return backendOf(first);
+}
+
+/**
+ * Wraps a freshly written buffer as the result of an op, recording the op in the autograd graph when grad
+ * mode is on and some input requires grad. `backward` receives d(result) and returns one gradient per input.
+ */
+export function makeResult(
+  buffer: DeviceBuffer,
+  shape: Shape,
+  name: string,
+  inputs: readonly Tensor[],
+  backward: ((g: Tensor) => (Tensor | null)[]) | null,
+  strides?: readonly number[],
+  offset = 0,
+): Tensor {
+  const out = new Tensor(buffer, shape, strides, offset);
+  if (backward && isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
+    out.requiresGrad = true;
+    out.gradFn = { name, inputs, backward };
+  }
+  return out;
+}
+
+export function allocLike(backend: Backend, dtype: DType, shape: Shape): DeviceBuffer {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return backend.alloc(dtype, n);
+}
+
+/** Float dtype of an op over several inputs: float32 wins, then the first input's. */
+export function promote(...ts: Tensor[]): DType {
+  if (ts.some((t) => t.dtype === 'float32')) return 'float32';
+  const fl = ts.find((t) => t.dtype === 'bfloat16' || t.dtype === 'float16');
+  return fl ? fl.dtype : 'float32';
+}
+
+type Accumulate = (a: Tensor, b: Tensor) => Tensor;
+type OnesLike = (t: Tensor) => Tensor;
+type Contiguous = (t: Tensor) => Tensor;
+let accumulate: Accumulate | null = null;
+let onesLike: OnesLike | null = null;
+let contiguous: Contiguous | null = null;
+
+/** The ops the engine needs, registered by ops/index.ts (they are written on top of this file). */
+export function installEngineOps(ops: { add: Accumulate; onesLike: OnesLike; contiguous: Contiguous }): void {
+  accumulate = ops.add;
+  onesLike = ops.onesLike;
+  contiguous = ops.contiguous;
+}
+
+function topoOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const seen = new Set<number>();
+  const stack: { t: Tensor; expanded: boolean }[] = [{ t: root, expanded: false }];
+  while (stack.length) {
+    const top = stack.pop()!;
+    if (top.expanded) {
+      order.push(top.t);
+      continue;
+    }
+    if (seen.has(top.t.id)) continue;
+    seen.add(top.t.id);
+    stack.push({ t: top.t, expanded: true });
+    for (const input of top.t.gradFn?.inputs ?? []) if (input.requiresGrad && !seen.has(input.id)) stack.push({ t: input, expanded: false });
+  }
+  return order;
+}
+
+function runBackward(root: Tensor, grad: Tensor | null): void {
+  if (!root.requiresGrad) {
+    throw new Error('backward() was called on a tensor that does not require grad; make some parameter trainable (requiresGrad) before the forward pass.');
+  }
+  if (!grad && root.numel !== 1) throw new Error(`backward() without a gradient needs a scalar; this tensor has shape ${formatShape(root.shape)}.`);
+  const order = topoOrder(root);
+  const grads = new Map<number, Tensor>();
+  noGrad(() => {
+    grads.set(root.id, grad ?? onesLike!(root));
+    for (let i = order.length - 1; i >= 0; i--) {
+      const t = order[i]!;
+      const g = grads.get(t.id);
+      if (!g) continue;
+      grads.delete(t.id);
+      if (!t.gradFn) {
+        const incoming = contiguous!(g);
+        t.grad = t.grad ? accumulate!(t.grad, incoming) : incoming;
+        t.grad.keep();
+        continue;
+      }
+      const inputGrads = t.gradFn.backward(g);
+      t.gradFn.inputs.forEach((input, k) => {
+        const ig = inputGrads[k];
+        if (!ig || !input.requiresGrad) return;
+        if (ig.shape.length !== input.shape.length || ig.shape.some((d, j) => d !== input.shape[j])) {
+          throw new Error(`Internal error: ${t.gradFn!.name} produced a gradient of shape ${formatShape(ig.shape)} for an input of shape ${formatShape(input.shape)}.`);
+        }
+        const prev = grads.get(input.id);
+        grads.set(input.id, prev ? accumulate!(prev, ig) : ig);
+      });
+    }
+  });
+  // Release the graph: saved activations become collectable and a second backward() needs a new forward.
+  for (const t of order) if (t.gradFn) t.gradFn = null;
+}
+
+installTensorRuntime({
+  toHost: async (t) => {
+    const d = contiguous!(t);
+    return backendOf(d).toHost(d.buffer, d.offset, d.numel);
+  },
+  backward: runBackward,
+  release: (buffer) => getBackend(buffer.device).release(buffer),
+});
