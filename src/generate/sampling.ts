@@ -1,0 +1,70 @@
+import type { Rng } from '../tensor/random.js';
+
+export interface SamplingOptions {
+  /** false: greedy (argmax). */
+  doSample?: boolean;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  /** > 1 discourages tokens already in the sequence (transformers' RepetitionPenaltyLogitsProcessor). */
+  repetitionPenalty?: number;
+}
+
+/** transformers' repetition penalty: divide positive scores, multiply negative ones, once per distinct token. */
+export function applyRepetitionPenalty(logits: Float32Array, seen: Iterable<number>, penalty: number): void {
+  if (penalty === 1) return;
+  const done = new Set<number>();
+  for (const id of seen) {
+    if (done.has(id) || id < 0 || id >= logits.length) continue;
+    done.add(id);
+    const s = logits[id]!;
+    logits[id] = s < 0 ? s * penalty : s / penalty;
+  }
+}
+
+export function argmax(values: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
+  return best;
+}
+
+/**
+ * Picks the next token from one row of logits: greedy, or temperature -> top-k -> top-p -> multinomial, the
+ * order transformers applies its warpers in.
+ */
+export function pickToken(logits: Float32Array, options: SamplingOptions, rng: Rng): number {
+  if (!options.doSample) return argmax(logits);
+  const temperature = options.temperature ?? 1;
+  if (!(temperature > 0)) return argmax(logits);
+  const ids = Array.from({ length: logits.length }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]!);
+  let keep = ids.length;
+  if (options.topK && options.topK > 0) keep = Math.min(keep, options.topK);
+  const mx = logits[ids[0]!]!;
+  const probs = new Float64Array(keep);
+  let total = 0;
+  for (let i = 0; i < keep; i++) {
+    probs[i] = Math.exp((logits[ids[i]!]! - mx) / temperature);
+    total += probs[i]!;
+  }
+  if (options.topP !== undefined && options.topP < 1) {
+    // Keep the smallest prefix whose mass reaches topP (at least one token).
+    let acc = 0;
+    let cut = keep;
+    for (let i = 0; i < keep; i++) {
+      acc += probs[i]! / total;
+      if (acc >= options.topP) {
+        cut = i + 1;
+        break;
+      }
+    }
+    keep = cut;
+    total = 0;
+    for (let i = 0; i < keep; i++) total += probs[i]!;
+  }
+  let r = rng.next() * total;
+  for (let i = 0; i < keep; i++) {
+    r -= probs[i]!;
+    if (r < 0) return ids[i]!;
+  }
+  return ids[keep - 1]!;
+}
