@@ -1,6 +1,7 @@
 import { formatShape } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { full } from './creation.js';
+import { full, hostArray, to } from './creation.js';
+import type { DType } from '../tensor/dtype.js';
 import { allocLike, backendOf, makeResult, sameDevice } from './engine.js';
 import { add, div, greater, mul, mulScalar } from './elementwise.js';
 import { matmul } from './matmul.js';
@@ -126,8 +127,9 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?:
   // [B, Hkv, groups*T, D]: each KV head serves its group of query heads in one GEMM, no repeat_kv copy.
   const qg = reshape(compact(q), [B, Hkv, groups * T, D]);
   const scores = mulScalar(matmul(qg, transpose(k)), scale);
-  const masked5 = add(reshape(scores, [B, Hkv, groups, T, S]), causalMask(T, S, q.device));
-  const withPad = mask ? add(masked5, reshape(mask, [mask.shape[0]!, 1, 1, T, S])) : masked5;
+  // Masks take the scores' dtype so that a bf16 model stays bf16 (transformers builds them in the model dtype).
+  const masked5 = add(reshape(scores, [B, Hkv, groups, T, S]), causalMask(T, S, q.device, scores.dtype));
+  const withPad = mask ? add(masked5, reshape(to(mask, { dtype: scores.dtype }), [mask.shape[0]!, 1, 1, T, S])) : masked5;
   const probs = softmax(reshape(withPad, [B, Hkv, groups * T, S]));
   return reshape(matmul(probs, v), [B, H, T, D]);
 }
@@ -135,14 +137,14 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?:
 const maskCache = new Map<string, Tensor>();
 
 /** Additive causal mask [T, S]: query i (at key position S-T+i) sees keys 0..S-T+i. Cached per size. */
-export function causalMask(T: number, S: number, device: string): Tensor {
-  const key = `${T}x${S}@${device}`;
+export function causalMask(T: number, S: number, device: string, dtype: DType = 'float32'): Tensor {
+  const key = `${T}x${S}@${device}:${dtype}`;
   const hit = maskCache.get(key);
   if (hit && !hit.disposed) return hit;
   const values = new Float32Array(T * S);
   for (let i = 0; i < T; i++) for (let j = 0; j < S; j++) values[i * S + j] = j > S - T + i ? -Infinity : 0;
   const backend = backendOf(full([], 0, { device }));
-  const t = makeResult(backend.fromHost('float32', values), [T, S], 'causalMask', [], null).keep();
+  const t = makeResult(backend.fromHost(dtype, hostArray(dtype, values)), [T, S], 'causalMask', [], null).keep();
   if (maskCache.size > 64) maskCache.clear();
   maskCache.set(key, t);
   return t;

@@ -1,5 +1,5 @@
 import type { DeviceBuffer, HostArray } from './buffer.js';
-import type { DType } from './dtype.js';
+import { bf16ArrayToF32, f16ArrayToF32, type DType } from './dtype.js';
 import { contiguousStrides, numelOf, type Shape } from './shape.js';
 import { trackTensor } from './scope.js';
 
@@ -84,6 +84,7 @@ export class Tensor {
     const host = await rt().toHost(this);
     if (host instanceof Float32Array) return host;
     if (host instanceof BigInt64Array) return Float32Array.from(host, (v) => Number(v));
+    if (host instanceof Uint16Array) return this.dtype === 'bfloat16' ? bf16ArrayToF32(host) : f16ArrayToF32(host);
     return Float32Array.from(host);
   }
 

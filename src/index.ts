@@ -1,0 +1,34 @@
+/**
+ * loraforge: LoRA and QLoRA fine-tuning of Hugging Face causal language models in TypeScript.
+ * The public API speaks transformers' and PEFT's vocabulary.
+ */
+import './ops/index.js';
+import './generate/index.js';
+
+export { Tensor } from './tensor/tensor.js';
+export type { DType } from './tensor/dtype.js';
+export { noGrad, noGradAsync, isGradEnabled } from './tensor/grad-mode.js';
+export { scope, scopeAsync } from './tensor/scope.js';
+export { Rng } from './tensor/random.js';
+export * as ops from './ops/index.js';
+export type { Backend } from './backend/backend.js';
+export { getBackend, registerBackend, registerBackendFactory } from './backend/registry.js';
+
+export { Module, ModuleList, type LinearLike, type ForwardContext } from './nn/module.js';
+export { Linear, Embedding, RMSNorm } from './nn/layers.js';
+
+export { SafetensorsFile } from './io/safetensors.js';
+export { openCheckpoint } from './io/checkpoint.js';
+export { writeSafetensors } from './io/safetensors-writer.js';
+export { resolvePretrained } from './io/hub.js';
+export { FormatError } from './io/errors.js';
+
+export { AutoModelForCausalLM } from './models/auto.js';
+export type { FromPretrainedOptions } from './models/build.js';
+export { LlamaForCausalLM, type CausalLMInput, type CausalLMOutput } from './models/llama.js';
+export { loadConfig, parseLlamaConfig, ConfigError, type LlamaConfig } from './models/config.js';
+export { KvCache } from './models/kv-cache.js';
+
+export { AutoTokenizer, PreTrainedTokenizer, TokenizerError, type ChatMessage } from './tokenizer/index.js';
+
+export { generate, generateDetailed, type GenerateOptions, type GenerationResult } from './generate/index.js';
