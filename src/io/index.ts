@@ -1,0 +1,11 @@
+export { FormatError, HubError } from './errors.js';
+export type { TensorInfo, TensorSource } from './tensor-source.js';
+export { SafetensorsFile } from './safetensors.js';
+export { openCheckpoint, ShardedCheckpoint, type OpenCheckpointOptions } from './checkpoint.js';
+export { decodeTensor, type TensorData, type TypedArrayFor } from './decode.js';
+export { writeSafetensors, type SafetensorsEntry } from './safetensors-writer.js';
+export { planSafetensors, type SafetensorsLayout, type TensorSpec } from './safetensors-layout.js';
+export { planShards, writeShardedCheckpoint, type ShardedWriteOptions, type ShardedWriteResult } from './sharded-writer.js';
+export { resolvePretrained, DEFAULT_MODEL_FILES, type ResolvePretrainedOptions } from './hub.js';
+export { hubCacheDir } from './hub-cache.js';
+export { writeFileAtomically } from './atomic-write.js';
