@@ -30,7 +30,7 @@ export const DEFAULT_MODEL_FILES: readonly string[] = [
 ];
 
 /** Files a repo may lack: a 404 for them is remembered and skipped (tokenizer.json too: weights-only repos exist). */
-const OPTIONAL_FILES = new Set(['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'generation_config.json']);
+const OPTIONAL_FILES = new Set(['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'generation_config.json', 'special_tokens_map.json']);
 
 /** huggingface_hub's repo id rule, restricted to the org/name form. */
 const REPO_ID = /^(?!.*(--|\.\.))[A-Za-z0-9][A-Za-z0-9._-]{0,95}\/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$/;
