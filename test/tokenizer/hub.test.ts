@@ -21,6 +21,9 @@ test('fromPretrained takes a Hub id and reads the tokenizer files from the Huggi
   for (const file of ['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'generation_config.json']) {
     await copyFile(fixturePath('tiny-qwen2', file), join(snapshot, file));
   }
+  // huggingface_hub records files the repo does not have under .no_exist/<commit>/.
+  await mkdir(join(repo, '.no_exist', COMMIT), { recursive: true });
+  await writeFile(join(repo, '.no_exist', COMMIT, 'special_tokens_map.json'), '');
 
   const tok = await AutoTokenizer.fromPretrained('tiny-org/tiny-qwen2', { cacheDir });
   const messages = [
