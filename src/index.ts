@@ -4,6 +4,9 @@
  */
 import './ops/index.js';
 import './generate/index.js';
+import { registerCudaBackend } from './backend/cuda/index.js';
+
+registerCudaBackend();
 
 export { Tensor } from './tensor/tensor.js';
 export type { DType } from './tensor/dtype.js';
@@ -13,6 +16,7 @@ export { Rng } from './tensor/random.js';
 export * as ops from './ops/index.js';
 export type { Backend } from './backend/backend.js';
 export { getBackend, registerBackend, registerBackendFactory } from './backend/registry.js';
+export { CudaUnavailableError, cudaDriverMissingReason } from './backend/cuda/index.js';
 
 export { Module, ModuleList, type LinearLike, type ForwardContext } from './nn/module.js';
 export { Linear, Embedding, RMSNorm } from './nn/layers.js';

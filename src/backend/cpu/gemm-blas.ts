@@ -1,0 +1,193 @@
+import { readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { SgemmArgs } from './gemm.js';
+
+/**
+ * A CBLAS library (OpenBLAS first, any library exporting cblas_sgemm otherwise) called through koffi.
+ *
+ * Operands are passed as raw addresses: a SharedArrayBuffer's memory never moves, so its base address is
+ * looked up once and an element offset becomes `base + 4 * offset`, with no view object and no copy per call.
+ * Views over ordinary ArrayBuffers go through `subarray`, which koffi also passes by address, without copying.
+ */
+export interface CblasLibrary {
+  /** The file or name that was loaded. */
+  readonly path: string;
+  /** Threads the library computes with (as it reports them, else as requested). */
+  readonly threads: number;
+  sgemm(p: SgemmArgs): void;
+}
+
+type Koffi = typeof import('koffi');
+type Pointer = number | Float32Array;
+type CblasSgemm = (
+  order: number, transA: number, transB: number, m: number, n: number, k: number,
+  alpha: number, a: Pointer, lda: number, b: Pointer, ldb: number, beta: number, c: Pointer, ldc: number,
+) => void;
+type CblasSgemmBatchStrided = (
+  order: number, transA: number, transB: number, m: number, n: number, k: number,
+  alpha: number, a: Pointer, lda: number, strideA: number, b: Pointer, ldb: number, strideB: number,
+  beta: number, c: Pointer, ldc: number, strideC: number, batch: number,
+) => void;
+
+const ROW_MAJOR = 101;
+const NO_TRANS = 111;
+const TRANS = 112;
+const INT32_MAX = 0x7fffffff;
+
+const SGEMM_SIGNATURE =
+  'void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, const float *a, int lda, ' +
+  'const float *b, int ldb, float beta, float *c, int ldc)';
+/** As in MKL, NVPL and OpenBLAS >= 0.3.28 (LP64: every integer is a C int). */
+const SGEMM_BATCH_STRIDED_SIGNATURE =
+  'void cblas_sgemm_batch_strided(int order, int transA, int transB, int m, int n, int k, float alpha, ' +
+  'const float *a, int lda, int strideA, const float *b, int ldb, int strideB, float beta, float *c, int ldc, ' +
+  'int strideC, int batch)';
+
+/** Folders searched for versioned OpenBLAS files such as libopenblasp-r0.3.21.so. */
+const LIBRARY_FOLDERS = [
+  '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib',
+  '/usr/lib/x86_64-linux-gnu/openblas-pthread', '/usr/lib/aarch64-linux-gnu/openblas-pthread',
+  '/usr/lib64/openblas', '/opt/homebrew/opt/openblas/lib', '/usr/local/opt/openblas/lib',
+];
+
+function candidateLibraries(): string[] {
+  const names = ['libopenblas.so.0', 'libopenblas.so'];
+  for (const folder of LIBRARY_FOLDERS) {
+    let files: string[];
+    try {
+      files = readdirSync(folder);
+    } catch {
+      continue;
+    }
+    for (const file of files.sort()) {
+      if (/^libopenblas.*-r0.*\.(so|dylib)/.test(file)) names.push(`${folder}/${file}`);
+    }
+  }
+  names.push(
+    'libblas.so.3', 'libcblas.so.3',
+    'libopenblas.dylib', '/opt/homebrew/opt/openblas/lib/libopenblas.dylib', '/usr/local/opt/openblas/lib/libopenblas.dylib',
+    '/System/Library/Frameworks/Accelerate.framework/Accelerate',
+    'libopenblas.dll', 'openblas.dll',
+  );
+  return names;
+}
+
+function loadKoffi(): Koffi | undefined {
+  try {
+    return createRequire(import.meta.url)('koffi') as Koffi;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Finds and opens a CBLAS library. LORAFORGE_BLAS=none disables the search; LORAFORGE_BLAS=/path/lib.so names
+ * the one library to use and makes failing to open it an error. Returns undefined when none is usable.
+ */
+export function loadCblas(threads: number): CblasLibrary | undefined {
+  const requested = process.env['LORAFORGE_BLAS']?.trim();
+  if (requested === 'none') return undefined;
+  const koffi = loadKoffi();
+  if (!koffi) {
+    if (requested) throw new Error(`LORAFORGE_BLAS=${requested} needs the koffi package, which could not be loaded; reinstall dependencies or unset LORAFORGE_BLAS.`);
+    return undefined;
+  }
+  const candidates = requested ? [requested] : candidateLibraries();
+  for (const path of candidates) {
+    const library = openCblas(koffi, path, threads);
+    if (library) return library;
+  }
+  if (requested) {
+    throw new Error(`LORAFORGE_BLAS=${requested}: could not open it as a CBLAS library exporting cblas_sgemm; give the full path of libopenblas.so, or set LORAFORGE_BLAS=none.`);
+  }
+  return undefined;
+}
+
+function openCblas(koffi: Koffi, path: string, threads: number): CblasLibrary | undefined {
+  let lib: ReturnType<Koffi['load']>;
+  let sgemm: CblasSgemm;
+  try {
+    lib = koffi.load(path);
+    sgemm = lib.func(SGEMM_SIGNATURE) as CblasSgemm;
+  } catch {
+    return undefined;
+  }
+  const optional = <T>(signature: string): T | undefined => {
+    try {
+      return lib.func(signature) as T;
+    } catch {
+      return undefined;
+    }
+  };
+  const setThreads = optional<(n: number) => void>('void openblas_set_num_threads(int n)');
+  const getThreads = optional<() => number>('int openblas_get_num_threads()');
+  setThreads?.(threads);
+  const batchStrided = optional<CblasSgemmBatchStrided>(SGEMM_BATCH_STRIDED_SIGNATURE);
+  return new KoffiCblas(koffi, path, getThreads?.() ?? threads, sgemm, batchStrided && agreesWithLoop(sgemm, batchStrided) ? batchStrided : undefined);
+}
+
+class KoffiCblas implements CblasLibrary {
+  /** Base address of each SharedArrayBuffer seen, as a Number (addresses fit in 53 bits). */
+  private readonly baseAddress = new WeakMap<SharedArrayBuffer, number>();
+
+  constructor(
+    private readonly koffi: Koffi,
+    readonly path: string,
+    readonly threads: number,
+    private readonly cblasSgemm: CblasSgemm,
+    private readonly cblasSgemmBatchStrided: CblasSgemmBatchStrided | undefined,
+  ) {}
+
+  sgemm(p: SgemmArgs): void {
+    const ta = p.transA ? TRANS : NO_TRANS;
+    const tb = p.transB ? TRANS : NO_TRANS;
+    const { lda, ldb, ldc } = p;
+    const strided = this.cblasSgemmBatchStrided;
+    // The library may run batch items concurrently, so it only gets batches whose C matrices are disjoint.
+    const disjointC = p.strideC >= (p.m - 1) * ldc + p.n;
+    if (p.batch > 1 && strided && disjointC && Math.max(p.strideA, p.strideB, p.strideC) <= INT32_MAX) {
+      strided(ROW_MAJOR, ta, tb, p.m, p.n, p.k, p.alpha,
+        this.pointer(p.a, p.aOffset), lda, p.strideA,
+        this.pointer(p.b, p.bOffset), ldb, p.strideB,
+        p.beta, this.pointer(p.c, p.cOffset), ldc, p.strideC, p.batch);
+      return;
+    }
+    for (let item = 0; item < p.batch; item++) {
+      this.cblasSgemm(ROW_MAJOR, ta, tb, p.m, p.n, p.k, p.alpha,
+        this.pointer(p.a, p.aOffset + item * p.strideA), lda,
+        this.pointer(p.b, p.bOffset + item * p.strideB), ldb,
+        p.beta, this.pointer(p.c, p.cOffset + item * p.strideC), ldc);
+    }
+  }
+
+  private pointer(view: Float32Array, offset: number): Pointer {
+    const buffer = view.buffer;
+    if (!(buffer instanceof SharedArrayBuffer)) return view.subarray(offset);
+    let base = this.baseAddress.get(buffer);
+    if (base === undefined) {
+      base = Number(this.koffi.address(new Uint8Array(buffer)));
+      this.baseAddress.set(buffer, base);
+    }
+    return base + view.byteOffset + 4 * offset;
+  }
+}
+
+/**
+ * Guards against a library whose cblas_sgemm_batch_strided has another ABI than the one declared above:
+ * a 2-item batch with distinct strides must match two cblas_sgemm calls exactly.
+ */
+function agreesWithLoop(sgemm: CblasSgemm, batchStrided: CblasSgemmBatchStrided): boolean {
+  const a = Float32Array.from({ length: 12 }, (_, i) => i + 1);
+  const b = Float32Array.from({ length: 16 }, (_, i) => 2 - i / 4);
+  const batched = new Float32Array(10).fill(7);
+  const looped = new Float32Array(10).fill(7);
+  try {
+    batchStrided(ROW_MAJOR, NO_TRANS, TRANS, 2, 2, 3, 1.5, a, 3, 6, b, 4, 8, 0.5, batched, 2, 5, 2);
+  } catch {
+    return false;
+  }
+  for (let item = 0; item < 2; item++) {
+    sgemm(ROW_MAJOR, NO_TRANS, TRANS, 2, 2, 3, 1.5, a.subarray(6 * item), 3, b.subarray(8 * item), 4, 0.5, looped.subarray(5 * item), 2);
+  }
+  return batched.every((v, i) => v === looped[i]);
+}

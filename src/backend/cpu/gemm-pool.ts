@@ -1,0 +1,178 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import type { SgemmArgs } from './gemm.js';
+import {
+  CONTROL_BYTES, CONTROL_INTS, FAILED, GENERATION, jobView, NEXT_UNIT, PENDING, planUnits, READY, runUnits, writeJob,
+  type FailureMessage, type SlotMessage,
+} from './gemm-job.js';
+import type { GemmWorkspace } from './gemm-kernel.js';
+import type { GemmWorkerData } from './gemm-worker.js';
+
+/**
+ * A persistent pool of GEMM workers (threads - 1 of them; the calling thread computes too) that makes a
+ * parallel GEMM look synchronous: the caller writes the job into a shared control block, wakes the workers
+ * with Atomics.notify, claims units alongside them, and sleeps in Atomics.wait until the last one is done.
+ * Workers are unref'd, so an idle pool never keeps the process alive.
+ *
+ * Operands must live in SharedArrayBuffers for workers to see them. Each buffer is sent to every worker
+ * once and then named by slot number; operands on ordinary ArrayBuffers are copied into pool-owned shared
+ * staging buffers (and C copied back), which costs O(size) against the O(m n k) of the product.
+ */
+
+/** Buffers the workers keep references to at once; the least recently used slot is reused beyond that. */
+const SLOT_COUNT = 64;
+/** How long pool creation waits for every worker to start before giving up on threads. */
+const STARTUP_TIMEOUT_MS = 20_000;
+
+interface Slot {
+  readonly buffer: WeakRef<SharedArrayBuffer>;
+  lastUse: number;
+}
+
+interface Operand {
+  readonly slot: number;
+  /** Element offset from the start of the slot's buffer. */
+  readonly offset: number;
+  readonly whole: Float32Array;
+}
+
+type Role = 'A' | 'B' | 'C';
+
+export class GemmPool {
+  private readonly control = new SharedArrayBuffer(CONTROL_BYTES);
+  private readonly ctl = new Int32Array(this.control, 0, CONTROL_INTS);
+  private readonly job = jobView(this.control);
+  private readonly workers: { readonly worker: Worker; readonly port: MessagePort }[] = [];
+  private readonly slots: (Slot | undefined)[] = new Array<Slot | undefined>(SLOT_COUNT).fill(undefined);
+  private readonly released = new FinalizationRegistry<{ slot: number; entry: Slot }>(({ slot, entry }) => this.release(slot, entry));
+  private readonly staging = new Map<Role, SharedArrayBuffer>();
+  private clock = 0;
+
+  /**
+   * Starts threads - 1 workers and waits until all of them run. Throws when the worker script is missing
+   * or the workers do not start in time; the caller then computes on one thread.
+   */
+  constructor(readonly threads: number) {
+    const script = new URL('./gemm-worker.js', import.meta.url);
+    if (!existsSync(fileURLToPath(script))) {
+      throw new Error(`GEMM worker script ${fileURLToPath(script)} is missing; rebuild with \`npm run build\`.`);
+    }
+    for (let i = 1; i < threads; i++) {
+      const { port1, port2 } = new MessageChannel();
+      const data: GemmWorkerData = { control: this.control, port: port2, generation: this.ctl[GENERATION]! };
+      const worker = new Worker(script, { workerData: data, transferList: [port2], execArgv: [] });
+      worker.unref();
+      port1.unref();
+      this.workers.push({ worker, port: port1 });
+    }
+    const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+    for (let ready = Atomics.load(this.ctl, READY); ready < this.workers.length; ready = Atomics.load(this.ctl, READY)) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        void this.close();
+        throw new Error(`GEMM workers did not start within ${STARTUP_TIMEOUT_MS / 1000} s (${ready} of ${this.workers.length} running).`);
+      }
+      Atomics.wait(this.ctl, READY, ready, left);
+    }
+  }
+
+  /** Runs the whole GEMM on every thread of the pool; `ws` is the calling thread's workspace. */
+  run(p: SgemmArgs, ws: GemmWorkspace): void {
+    const aRows = p.transA ? p.k : p.m, aCols = p.transA ? p.m : p.k;
+    const bRows = p.transB ? p.n : p.k, bCols = p.transB ? p.k : p.n;
+    const a = this.operand('A', p.a, p.aOffset, span(p.batch, p.strideA, aRows, p.lda, aCols));
+    const b = this.operand('B', p.b, p.bOffset, span(p.batch, p.strideB, bRows, p.ldb, bCols));
+    const cSpan = span(p.batch, p.strideC, p.m, p.ldc, p.n);
+    // A staged C is copied in even when beta = 0: the copy back covers the whole span, gaps between rows included.
+    const c = this.operand('C', p.c, p.cOffset, cSpan);
+    const grid = planUnits(p.m, p.n, p.batch, this.threads);
+    writeJob(this.job, p, { aSlot: a.slot, aOffset: a.offset, bSlot: b.slot, bOffset: b.offset, cSlot: c.slot, cOffset: c.offset }, grid);
+    Atomics.store(this.ctl, NEXT_UNIT, 0);
+    Atomics.store(this.ctl, FAILED, 0);
+    Atomics.store(this.ctl, PENDING, this.workers.length);
+    Atomics.add(this.ctl, GENERATION, 1);
+    Atomics.notify(this.ctl, GENERATION);
+    try {
+      runUnits(this.ctl, { ...p, a: a.whole, aOffset: a.offset, b: b.whole, bOffset: b.offset, c: c.whole, cOffset: c.offset }, grid, ws);
+    } finally {
+      for (let pending = Atomics.load(this.ctl, PENDING); pending !== 0; pending = Atomics.load(this.ctl, PENDING)) {
+        Atomics.wait(this.ctl, PENDING, pending);
+      }
+    }
+    if (Atomics.load(this.ctl, FAILED) !== 0) throw new Error(`GEMM worker failed: ${this.failures().join('\n')}`);
+    if (c.whole.buffer !== p.c.buffer) p.c.set(c.whole.subarray(0, cSpan), p.cOffset);
+  }
+
+  /** Stops the workers; the pool cannot run jobs afterwards. */
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map(({ worker }) => worker.terminate()));
+    this.workers.length = 0;
+  }
+
+  private operand(role: Role, view: Float32Array, offset: number, length: number): Operand {
+    const buffer = view.buffer;
+    if (buffer instanceof SharedArrayBuffer) {
+      return { slot: this.slotOf(buffer), offset: view.byteOffset / 4 + offset, whole: new Float32Array(buffer, 0, Math.floor(buffer.byteLength / 4)) };
+    }
+    let stage = this.staging.get(role);
+    if (!stage || stage.byteLength < length * 4) {
+      stage = new SharedArrayBuffer(length * 4);
+      this.staging.set(role, stage);
+    }
+    const whole = new Float32Array(stage);
+    whole.set(view.subarray(offset, offset + length));
+    return { slot: this.slotOf(stage), offset: 0, whole };
+  }
+
+  /** The slot holding `buffer`, sending it to the workers first if no slot does. */
+  private slotOf(buffer: SharedArrayBuffer): number {
+    const now = ++this.clock;
+    let victim = 0;
+    let victimUse = Infinity;
+    for (let s = 0; s < SLOT_COUNT; s++) {
+      const entry = this.slots[s];
+      const held = entry?.buffer.deref();
+      if (held === buffer) {
+        entry!.lastUse = now;
+        return s;
+      }
+      const use = held === undefined ? -1 : entry!.lastUse;
+      if (use < victimUse) {
+        victim = s;
+        victimUse = use;
+      }
+    }
+    const entry: Slot = { buffer: new WeakRef(buffer), lastUse: now };
+    this.slots[victim] = entry;
+    this.released.register(buffer, { slot: victim, entry });
+    this.post({ slot: victim, buffer });
+    return victim;
+  }
+
+  /** A buffer was collected on this thread: let the workers drop their reference too. */
+  private release(slot: number, entry: Slot): void {
+    if (this.slots[slot] !== entry) return;
+    this.slots[slot] = undefined;
+    this.post({ slot, buffer: null });
+  }
+
+  private post(message: SlotMessage): void {
+    for (const { port } of this.workers) port.postMessage(message);
+  }
+
+  private failures(): string[] {
+    const errors: string[] = [];
+    for (const { port } of this.workers) {
+      for (let received = receiveMessageOnPort(port); received; received = receiveMessageOnPort(port)) {
+        errors.push((received.message as FailureMessage).error);
+      }
+    }
+    return errors;
+  }
+}
+
+/** Elements from the first to one past the last element a batch of rows x cols matrices touches. */
+function span(batch: number, stride: number, rows: number, ld: number, cols: number): number {
+  return (batch - 1) * stride + (rows - 1) * ld + cols;
+}

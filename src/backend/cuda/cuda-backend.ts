@@ -1,0 +1,559 @@
+import type { DeviceBuffer, HostArray } from '../../tensor/buffer.js';
+import { bytesPerElement, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../tensor/dtype.js';
+import type { AdamWArgs, Backend, BinaryOp, MatmulArgs, ReduceOp, UnaryOp, View } from '../backend.js';
+import type { AllocatorStats } from './allocator.js';
+import { CudaBuffer } from './cuda-buffer.js';
+import { DTYPE_CODES, type KernelFamily } from './kernels.js';
+import { collapseDims, contiguousStrides, numel, viewExtent } from './layout.js';
+import { CudaRuntime, type CudaDeviceInfo } from './runtime.js';
+
+/** Must match U_* in kernels/elementwise.cu. */
+const UNARY_CODES: Readonly<Record<UnaryOp, number>> = {
+  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, sigmoid: 5, silu: 6, abs: 7, square: 8, recip: 9, tanh: 10, relu: 11,
+};
+/** Must match B_* in kernels/elementwise.cu. */
+const BINARY_CODES: Readonly<Record<BinaryOp, number>> = {
+  add: 0, sub: 1, mul: 2, div: 3, maximum: 4, minimum: 5, siluGrad: 6, gt: 7,
+};
+/** Must match R_* in kernels/reduce.cu. */
+const REDUCE_CODES: Readonly<Record<ReduceOp, number>> = { sum: 0, max: 1 };
+
+/** Threads per block for elementwise kernels; grids are capped and grid-stride loops cover the rest. */
+const ELEMENTWISE_THREADS = 256;
+const MAX_GRID_X = 2 ** 31 - 1;
+const MAX_GRID_Y = 65535;
+
+type Dim3 = readonly [number, number, number];
+
+function hostArrayFor(dtype: DType, length: number): HostArray {
+  switch (dtype) {
+    case 'float32':
+      return new Float32Array(length);
+    case 'bfloat16':
+    case 'float16':
+      return new Uint16Array(length);
+    case 'int32':
+      return new Int32Array(length);
+    case 'int64':
+      return new BigInt64Array(length);
+    case 'uint8':
+      return new Uint8Array(length);
+  }
+}
+
+/** Threads per block for one-block-per-row kernels: enough to give each thread about 8 elements, 64 to 1024. */
+function rowThreads(cols: number): number {
+  let t = 64;
+  while (t < 1024 && t * 8 < cols) t *= 2;
+  return t;
+}
+
+const cublasTypes: ReadonlySet<DType> = new Set<DType>(['float32', 'bfloat16', 'float16']);
+
+/**
+ * The CUDA implementation of Backend: every method queues work on one stream and returns at once, except
+ * toHost and synchronize, which wait for the stream (and raise errors that kernels reported, such as an
+ * out-of-range token id). Semantics match CpuBackend kernel by kernel; see kernels/*.cu for each formula.
+ * alloc() returns zeroed memory, as the CPU backend's does.
+ */
+export class CudaBackend implements Backend {
+  readonly device: string;
+  readonly runtime: CudaRuntime;
+  private readonly elementwiseBlocks: number;
+  private readonly i32Scratch = new Int32Array(1);
+  private readonly u8Scratch = new Uint8Array(1);
+  private readonly f32Scratch = new Float32Array(1);
+  private readonly u32OfF32 = new Uint32Array(this.f32Scratch.buffer);
+
+  constructor(device: string, ordinal: number) {
+    this.device = device;
+    this.runtime = CudaRuntime.forDevice(ordinal);
+    this.elementwiseBlocks = this.runtime.info.multiprocessors * 16;
+  }
+
+  get info(): CudaDeviceInfo {
+    return this.runtime.info;
+  }
+
+  memoryStats(): AllocatorStats {
+    return this.runtime.allocator.stats();
+  }
+
+  /** Returns cached free blocks to the driver (after waiting for queued work). */
+  emptyCache(): void {
+    this.runtime.synchronize();
+    this.runtime.allocator.emptyCache();
+  }
+
+  resetPeakMemory(): void {
+    this.runtime.allocator.resetPeak();
+  }
+
+  // ---- buffers ----
+
+  private buf(b: DeviceBuffer, what: string): CudaBuffer {
+    if (!(b instanceof CudaBuffer)) throw new Error(`A ${b.device} tensor reached the CUDA backend as ${what}; move it with .to('${this.device}') first.`);
+    return b;
+  }
+
+  /** Address of element `offset` after checking that [offset, offset + count) lies inside the buffer. */
+  private span(b: DeviceBuffer, offset: number, count: number, what: string): number {
+    const c = this.buf(b, what);
+    if (offset < 0 || count < 0 || offset + count > c.length) {
+      throw new Error(`${what}: elements [${offset}, ${offset + count}) lie outside a buffer of ${c.length}.`);
+    }
+    return c.at(offset);
+  }
+
+  private viewAddress(v: View, shape: readonly number[], what: string): number {
+    const c = this.buf(v.buffer, what);
+    if (v.strides.length !== shape.length) throw new Error(`${what}: ${v.strides.length} strides for a shape of rank ${shape.length}.`);
+    const { lo, hi } = viewExtent(v.offset, shape, v.strides);
+    if (lo < 0 || hi >= c.length) throw new Error(`${what}: the view reaches elements [${lo}, ${hi}] outside a buffer of ${c.length}.`);
+    return c.at(v.offset);
+  }
+
+  private code(b: DeviceBuffer): number {
+    return DTYPE_CODES[b.dtype];
+  }
+
+  private allocRaw(dtype: DType, length: number): CudaBuffer {
+    this.runtime.makeCurrent();
+    return new CudaBuffer(this.device, dtype, length, this.runtime.allocator.alloc(length * bytesPerElement(dtype)));
+  }
+
+  alloc(dtype: DType, length: number): DeviceBuffer {
+    const b = this.allocRaw(dtype, length);
+    const bytes = length * b.bytesPerElement;
+    if (bytes > 0) {
+      const d = this.runtime.driver;
+      if (bytes % 4 === 0) d.check('cuMemsetD32Async', d.cuMemsetD32Async(b.at(0), 0, bytes / 4, this.runtime.stream));
+      else d.check('cuMemsetD8Async', d.cuMemsetD8Async(b.at(0), 0, bytes, this.runtime.stream));
+    }
+    return b;
+  }
+
+  fromHost(dtype: DType, source: HostArray): DeviceBuffer {
+    let data = source;
+    if (data.constructor !== hostArrayFor(dtype, 0).constructor) {
+      // Converted by value, as the CPU backend's typed-array set() does (bfloat16/float16 come as Uint16Array bits).
+      data = hostArrayFor(dtype, source.length);
+      (data as { set(a: ArrayLike<number | bigint>): void }).set(source as ArrayLike<number | bigint>);
+    }
+    const b = this.allocRaw(dtype, data.length);
+    if (data.length > 0) {
+      const d = this.runtime.driver;
+      // From pageable memory the driver stages the bytes before returning, so `data` may change afterwards.
+      d.check('cuMemcpyHtoDAsync', d.cuMemcpyHtoDAsync(b.at(0), data, data.byteLength, this.runtime.stream));
+    }
+    return b;
+  }
+
+  async toHost(buffer: DeviceBuffer, offset: number, length: number): Promise<HostArray> {
+    const src = this.span(buffer, offset, length, 'toHost');
+    const out = hostArrayFor(buffer.dtype, length);
+    const d = this.runtime.driver;
+    this.runtime.makeCurrent();
+    if (length > 0) d.check('cuMemcpyDtoHAsync', d.cuMemcpyDtoHAsync(out, src, out.byteLength, this.runtime.stream));
+    this.runtime.synchronize();
+    return out;
+  }
+
+  release(buffer: DeviceBuffer): void {
+    const ptr = this.buf(buffer, 'release').take();
+    if (ptr !== 0) this.runtime.allocator.release(ptr);
+  }
+
+  async synchronize(): Promise<void> {
+    this.runtime.makeCurrent();
+    this.runtime.synchronize();
+  }
+
+  // ---- launching ----
+
+  private fn(family: KernelFamily, name: string): number {
+    this.runtime.makeCurrent();
+    return this.runtime.kernels.fn(family, name);
+  }
+
+  private get args() {
+    return this.runtime.params.begin();
+  }
+
+  private launch(fn: number, grid: Dim3, block: Dim3): void {
+    this.runtime.params.launch(fn, grid, block);
+  }
+
+  private elementwiseGrid(n: number): Dim3 {
+    return [Math.max(1, Math.min(Math.ceil(n / ELEMENTWISE_THREADS), this.elementwiseBlocks)), 1, 1];
+  }
+
+  private rowGrid(rows: number): Dim3 {
+    return [Math.max(1, Math.min(rows, MAX_GRID_X)), 1, 1];
+  }
+
+  // ---- elementwise ----
+
+  fill(out: DeviceBuffer, outOffset: number, length: number, value: number): void {
+    const ptr = this.span(out, outOffset, length, 'fill');
+    if (length === 0) return;
+    this.runtime.makeCurrent();
+    const d = this.runtime.driver;
+    const stream = this.runtime.stream;
+    // Bit patterns exactly as the CPU's typed-array fills produce them.
+    switch (out.dtype) {
+      case 'float32':
+        this.f32Scratch[0] = value;
+        d.check('cuMemsetD32Async', d.cuMemsetD32Async(ptr, this.u32OfF32[0]!, length, stream));
+        return;
+      case 'int32':
+        this.i32Scratch[0] = Number.isFinite(value) ? Math.trunc(value) : 0;
+        d.check('cuMemsetD32Async', d.cuMemsetD32Async(ptr, this.i32Scratch[0]! >>> 0, length, stream));
+        return;
+      case 'bfloat16':
+        d.check('cuMemsetD16Async', d.cuMemsetD16Async(ptr, f32ToBf16Bits(value), length, stream));
+        return;
+      case 'float16':
+        d.check('cuMemsetD16Async', d.cuMemsetD16Async(ptr, f32ToF16Bits(value), length, stream));
+        return;
+      case 'uint8':
+        this.u8Scratch[0] = value;
+        d.check('cuMemsetD8Async', d.cuMemsetD8Async(ptr, this.u8Scratch[0]!, length, stream));
+        return;
+      case 'int64': {
+        const fn = this.fn('elementwise', 'fill_u64');
+        this.args.ptr(ptr).i64(Math.trunc(value)).i64(length);
+        this.launch(fn, this.elementwiseGrid(length), [ELEMENTWISE_THREADS, 1, 1]);
+        return;
+      }
+    }
+  }
+
+  copy(src: View, dst: View, shape: readonly number[]): void {
+    const n = numel(shape);
+    if (n === 0) return;
+    const s = this.viewAddress(src, shape, 'copy source');
+    const t = this.viewAddress(dst, shape, 'copy destination');
+    const c = collapseDims(shape, [src.strides, dst.strides]);
+    const same = src.buffer.dtype === dst.buffer.dtype;
+    if (same && c.shape.length === 1 && c.strides[0]![0] === 1 && c.strides[1]![0] === 1) {
+      this.runtime.makeCurrent();
+      const d = this.runtime.driver;
+      d.check('cuMemcpyDtoDAsync', d.cuMemcpyDtoDAsync(t, s, n * bytesPerElement(src.buffer.dtype), this.runtime.stream));
+      return;
+    }
+    const fn = this.fn('elementwise', 'copy_strided');
+    this.args.ptr(s).i32(this.code(src.buffer)).ptr(t).i32(this.code(dst.buffer)).strided2(c.shape, c.strides[0]!, c.strides[1]!).i64(n);
+    this.launch(fn, this.elementwiseGrid(n), [ELEMENTWISE_THREADS, 1, 1]);
+  }
+
+  unary(op: UnaryOp, x: DeviceBuffer, xOffset: number, out: DeviceBuffer, length: number): void {
+    const xp = this.span(x, xOffset, length, `unary ${op} input`);
+    const op2 = this.span(out, 0, length, `unary ${op} output`);
+    if (length === 0) return;
+    const fn = this.fn('elementwise', 'unary');
+    this.args.i32(UNARY_CODES[op]).ptr(xp).i32(this.code(x)).ptr(op2).i32(this.code(out)).i64(length);
+    this.launch(fn, this.elementwiseGrid(length), [ELEMENTWISE_THREADS, 1, 1]);
+  }
+
+  binary(op: BinaryOp, a: View, b: View, out: DeviceBuffer, shape: readonly number[]): void {
+    const n = numel(shape);
+    const op2 = this.span(out, 0, n, `binary ${op} output`);
+    if (n === 0) return;
+    const ap = this.viewAddress(a, shape, `binary ${op} left operand`);
+    const bp = this.viewAddress(b, shape, `binary ${op} right operand`);
+    const c = collapseDims(shape, [a.strides, b.strides, contiguousStrides(shape)]);
+    const fn = this.fn('elementwise', 'binary_strided');
+    this.args.i32(BINARY_CODES[op]).ptr(ap).i32(this.code(a.buffer)).ptr(bp).i32(this.code(b.buffer)).ptr(op2).i32(this.code(out));
+    this.runtime.params.strided2(c.shape, c.strides[0]!, c.strides[1]!).i64(n);
+    this.launch(fn, this.elementwiseGrid(n), [ELEMENTWISE_THREADS, 1, 1]);
+  }
+
+  affine(x: DeviceBuffer, xOffset: number, out: DeviceBuffer, length: number, scale: number, bias: number): void {
+    const xp = this.span(x, xOffset, length, 'affine input');
+    const op = this.span(out, 0, length, 'affine output');
+    if (length === 0) return;
+    const fn = this.fn('elementwise', 'affine');
+    this.args.ptr(xp).i32(this.code(x)).ptr(op).i32(this.code(out)).i64(length).f64(scale).f64(bias);
+    this.launch(fn, this.elementwiseGrid(length), [ELEMENTWISE_THREADS, 1, 1]);
+  }
+
+  reduce(op: ReduceOp, x: DeviceBuffer, xOffset: number, outer: number, axis: number, inner: number, out: DeviceBuffer): void {
+    const xp = this.span(x, xOffset, outer * axis * inner, `reduce ${op} input`);
+    const op2 = this.span(out, 0, outer * inner, `reduce ${op} output`);
+    if (outer * inner === 0) return;
+    if (inner === 1) {
+      const fn = this.fn('reduce', 'reduce_rows');
+      this.args.i32(REDUCE_CODES[op]).ptr(xp).i32(this.code(x)).ptr(op2).i32(this.code(out)).i64(outer).i64(axis);
+      this.launch(fn, this.rowGrid(outer), [rowThreads(axis), 1, 1]);
+      return;
+    }
+    const fn = this.fn('reduce', 'reduce_cols');
+    const blocks = outer * Math.ceil(inner / 32);
+    this.args.i32(REDUCE_CODES[op]).ptr(xp).i32(this.code(x)).ptr(op2).i32(this.code(out)).i64(outer).i64(axis).i64(inner);
+    this.launch(fn, [Math.min(blocks, MAX_GRID_X), 1, 1], [32, 8, 1]);
+  }
+
+  // ---- matrix multiply ----
+
+  matmul(p: MatmulArgs): void {
+    if (p.batch === 0 || p.m === 0 || p.n === 0) return;
+    const aRows = p.transA ? p.k : p.m;
+    const aCols = p.transA ? p.m : p.k;
+    const bRows = p.transB ? p.n : p.k;
+    const bCols = p.transB ? p.k : p.n;
+    const spanA = p.k === 0 ? 0 : (p.batch - 1) * p.strideA + (aRows - 1) * p.lda + aCols;
+    const spanB = p.k === 0 ? 0 : (p.batch - 1) * p.strideB + (bRows - 1) * p.ldb + bCols;
+    const spanC = (p.batch - 1) * p.strideC + (p.m - 1) * p.ldc + p.n;
+    let a = this.buf(p.a, 'matmul A');
+    let b = this.buf(p.b, 'matmul B');
+    const c = this.buf(p.c, 'matmul C');
+    let aAddr = this.span(a, p.aOffset, spanA, 'matmul A');
+    let bAddr = this.span(b, p.bOffset, spanB, 'matmul B');
+    const cAddr = this.span(c, p.cOffset, spanC, 'matmul C');
+    this.runtime.makeCurrent();
+
+    // cuBLAS multiplies A and B of one floating type into C of that type or float32; other mixes are widened
+    // to float32 copies first (the CPU computes every mix in float32 alike).
+    const temps: CudaBuffer[] = [];
+    const widen = (src: CudaBuffer, addr: number, span: number): [CudaBuffer, number] => {
+      const t = this.allocRaw('float32', span);
+      temps.push(t);
+      this.copyRun(src, addr, t, t.at(0), span);
+      return [t, t.at(0)];
+    };
+    if (a.dtype !== b.dtype || !cublasTypes.has(a.dtype)) {
+      if (a.dtype !== 'float32') [a, aAddr] = widen(a, aAddr, spanA);
+      if (b.dtype !== 'float32') [b, bAddr] = widen(b, bAddr, spanB);
+    }
+    let cTarget = c;
+    let cTargetAddr = cAddr;
+    const cOk = c.dtype === a.dtype || c.dtype === 'float32';
+    if (!cOk) {
+      cTarget = this.allocRaw('float32', spanC);
+      temps.push(cTarget);
+      cTargetAddr = cTarget.at(0);
+      if (p.beta !== 0) this.copyRun(c, cAddr, cTarget, cTargetAddr, spanC);
+    }
+
+    // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands, keep the flags.
+    // A leading dimension that no second row uses is raised to cuBLAS's minimum.
+    const ldB = bRows === 1 ? Math.max(p.ldb, bCols, 1) : p.ldb;
+    const ldA = aRows === 1 ? Math.max(p.lda, aCols, 1) : p.lda;
+    const ldC = p.m === 1 ? Math.max(p.ldc, p.n, 1) : p.ldc;
+    this.runtime.cublas.gemm({
+      transA: p.transB,
+      transB: p.transA,
+      m: p.n,
+      n: p.m,
+      k: p.k,
+      alpha: p.alpha,
+      a: bAddr, aType: b.dtype, lda: ldB, strideA: p.strideB,
+      b: aAddr, bType: a.dtype, ldb: ldA, strideB: p.strideA,
+      beta: p.beta,
+      c: cTargetAddr, cType: cTarget.dtype, ldc: ldC, strideC: p.strideC,
+      batch: p.batch,
+    });
+    if (cTarget !== c) this.copyRun(cTarget, cTargetAddr, c, cAddr, spanC);
+    for (const t of temps) this.release(t);
+  }
+
+  /** Contiguous run copy with conversion between two device addresses. */
+  private copyRun(src: CudaBuffer, srcAddr: number, dst: CudaBuffer, dstAddr: number, count: number): void {
+    if (count === 0) return;
+    const fn = this.fn('elementwise', 'copy_strided');
+    this.args.ptr(srcAddr).i32(this.code(src)).ptr(dstAddr).i32(this.code(dst)).strided2([count], [1], [1]).i64(count);
+    this.launch(fn, this.elementwiseGrid(count), [ELEMENTWISE_THREADS, 1, 1]);
+  }
+
+  // ---- softmax ----
+
+  softmax(x: DeviceBuffer, rows: number, cols: number, out: DeviceBuffer): void {
+    const xp = this.span(x, 0, rows * cols, 'softmax input');
+    const yp = this.span(out, 0, rows * cols, 'softmax output');
+    if (rows * cols === 0) return;
+    const fn = this.fn('softmax', 'softmax_forward');
+    this.args.ptr(xp).i32(this.code(x)).ptr(yp).i32(this.code(out)).i64(rows).i64(cols);
+    this.launch(fn, this.rowGrid(rows), [rowThreads(cols), 1, 1]);
+  }
+
+  softmaxBackward(y: DeviceBuffer, dy: DeviceBuffer, rows: number, cols: number, dx: DeviceBuffer): void {
+    const n = rows * cols;
+    const yp = this.span(y, 0, n, 'softmaxBackward y');
+    const gp = this.span(dy, 0, n, 'softmaxBackward dy');
+    const xp = this.span(dx, 0, n, 'softmaxBackward dx');
+    if (n === 0) return;
+    const fn = this.fn('softmax', 'softmax_backward');
+    this.args.ptr(yp).i32(this.code(y)).ptr(gp).i32(this.code(dy)).ptr(xp).i32(this.code(dx)).i64(rows).i64(cols);
+    this.launch(fn, this.rowGrid(rows), [rowThreads(cols), 1, 1]);
+  }
+
+  // ---- rms norm ----
+
+  rmsNorm(x: DeviceBuffer, weight: DeviceBuffer, rows: number, cols: number, eps: number, out: DeviceBuffer, rstd: DeviceBuffer): void {
+    const n = rows * cols;
+    const xp = this.span(x, 0, n, 'rmsNorm x');
+    const wp = this.span(weight, 0, cols, 'rmsNorm weight');
+    const yp = this.span(out, 0, n, 'rmsNorm output');
+    const rp = this.span(rstd, 0, rows, 'rmsNorm rstd');
+    if (n === 0) return;
+    const fn = this.fn('rmsnorm', 'rmsnorm_forward');
+    this.args.ptr(xp).i32(this.code(x)).ptr(wp).i32(this.code(weight)).ptr(yp).i32(this.code(out)).ptr(rp).i32(this.code(rstd));
+    this.runtime.params.i64(rows).i64(cols).f64(eps).i32(x.dtype === 'float32' ? 0 : 1);
+    this.launch(fn, this.rowGrid(rows), [rowThreads(cols), 1, 1]);
+  }
+
+  rmsNormBackward(
+    x: DeviceBuffer, weight: DeviceBuffer, rstd: DeviceBuffer, dy: DeviceBuffer, rows: number, cols: number, dx: DeviceBuffer, dweight: DeviceBuffer | null,
+  ): void {
+    const n = rows * cols;
+    const xp = this.span(x, 0, n, 'rmsNormBackward x');
+    const wp = this.span(weight, 0, cols, 'rmsNormBackward weight');
+    const rp = this.span(rstd, 0, rows, 'rmsNormBackward rstd');
+    const gp = this.span(dy, 0, n, 'rmsNormBackward dy');
+    const dxp = this.span(dx, 0, n, 'rmsNormBackward dx');
+    const dwp = dweight ? this.span(dweight, 0, cols, 'rmsNormBackward dweight') : 0;
+    if (cols === 0) return;
+    if (rows > 0) {
+      const fn = this.fn('rmsnorm', 'rmsnorm_backward_dx');
+      this.args.ptr(xp).i32(this.code(x)).ptr(wp).i32(this.code(weight)).ptr(rp).i32(this.code(rstd)).ptr(gp).i32(this.code(dy));
+      this.runtime.params.ptr(dxp).i32(this.code(dx)).i64(rows).i64(cols);
+      this.launch(fn, this.rowGrid(rows), [rowThreads(cols), 1, 1]);
+    }
+    if (!dweight) return;
+    if (rows === 0) {
+      this.fill(dweight, 0, cols, 0);
+      return;
+    }
+    // Deterministic two-stage column sum: float32 partials per chunk of rows, then a float64 reduce_cols.
+    const chunkRows = Math.max(1, Math.ceil(rows / 128));
+    const chunks = Math.ceil(rows / chunkRows);
+    const partial = this.allocRaw('float32', chunks * cols);
+    const fn = this.fn('rmsnorm', 'rmsnorm_backward_dw_partial');
+    this.args.ptr(xp).i32(this.code(x)).ptr(rp).i32(this.code(rstd)).ptr(gp).i32(this.code(dy)).ptr(partial.at(0)).i64(rows).i64(cols).i64(chunkRows);
+    this.launch(fn, [Math.ceil(cols / 32), chunks, 1], [32, 8, 1]);
+    const reduce = this.fn('reduce', 'reduce_cols');
+    this.args.i32(REDUCE_CODES.sum).ptr(partial.at(0)).i32(DTYPE_CODES.float32).ptr(dwp).i32(this.code(dweight)).i64(1).i64(chunks).i64(cols);
+    this.launch(reduce, [Math.ceil(cols / 32), 1, 1], [32, 8, 1]);
+    this.release(partial);
+  }
+
+  // ---- rope ----
+
+  rope(
+    x: DeviceBuffer, cos: DeviceBuffer, sin: DeviceBuffer, tableBatchStride: number, batch: number, seq: number, heads: number, headDim: number,
+    out: DeviceBuffer, inverse: boolean,
+  ): void {
+    const n = batch * seq * heads * headDim;
+    if (headDim % 2 !== 0) throw new Error(`rope needs an even head dimension, got ${headDim}.`);
+    const tableLen = tableBatchStride === 0 ? seq * headDim : (batch - 1) * tableBatchStride + seq * headDim;
+    const xp = this.span(x, 0, n, 'rope x');
+    const cp = this.span(cos, 0, tableLen, 'rope cos');
+    const sp = this.span(sin, 0, tableLen, 'rope sin');
+    const yp = this.span(out, 0, n, 'rope output');
+    if (n === 0) return;
+    const fn = this.fn('rope', 'rope');
+    this.args.ptr(xp).i32(this.code(x)).ptr(cp).i32(this.code(cos)).ptr(sp).i32(this.code(sin)).ptr(yp).i32(this.code(out));
+    this.runtime.params.i64(tableBatchStride).i64(batch).i64(seq).i64(heads).i64(headDim).i32(inverse ? 1 : 0);
+    this.launch(fn, this.elementwiseGrid(n / 2), [ELEMENTWISE_THREADS, 1, 1]);
+  }
+
+  // ---- embedding ----
+
+  embedding(ids: DeviceBuffer, table: DeviceBuffer, count: number, dim: number, out: DeviceBuffer): void {
+    const ip = this.span(ids, 0, count, 'embedding ids');
+    const tp = this.span(table, 0, table.length, 'embedding table');
+    const op = this.span(out, 0, count * dim, 'embedding output');
+    if (count * dim === 0) return;
+    const fn = this.fn('embedding', 'embedding_forward');
+    this.args.ptr(ip).i32(this.code(ids)).ptr(tp).i32(this.code(table)).ptr(op).i32(this.code(out));
+    this.runtime.params.i64(count).i64(dim).i64(Math.floor(table.length / dim)).ptr(this.runtime.statusPtr);
+    this.launch(fn, this.elementwiseGrid(count * dim), [ELEMENTWISE_THREADS, 1, 1]);
+  }
+
+  embeddingBackward(ids: DeviceBuffer, dy: DeviceBuffer, count: number, dim: number, dtable: DeviceBuffer): void {
+    const ip = this.span(ids, 0, count, 'embeddingBackward ids');
+    const gp = this.span(dy, 0, count * dim, 'embeddingBackward dy');
+    const table = this.buf(dtable, 'embeddingBackward dtable');
+    if (count * dim === 0) return;
+    // Atomics accumulate in float32; a narrower table is widened, accumulated, and rounded once at the end,
+    // as the CPU reference does.
+    const acc = table.dtype === 'float32' ? table : this.allocRaw('float32', table.length);
+    if (acc !== table) this.copyRun(table, table.at(0), acc, acc.at(0), table.length);
+    const fn = this.fn('embedding', 'embedding_backward');
+    this.args.ptr(ip).i32(this.code(ids)).ptr(gp).i32(this.code(dy)).ptr(acc.at(0)).i64(count).i64(dim).i64(Math.floor(table.length / dim));
+    this.launch(fn, this.elementwiseGrid(count * dim), [ELEMENTWISE_THREADS, 1, 1]);
+    if (acc !== table) {
+      this.copyRun(acc, acc.at(0), table, table.at(0), table.length);
+      this.release(acc);
+    }
+  }
+
+  // ---- cross-entropy ----
+
+  crossEntropy(logits: DeviceBuffer, labels: DeviceBuffer, rows: number, vocab: number, ignoreIndex: number, losses: DeviceBuffer, lse: DeviceBuffer): void {
+    const xp = this.span(logits, 0, rows * vocab, 'crossEntropy logits');
+    const lp = this.span(labels, 0, rows, 'crossEntropy labels');
+    const op = this.span(losses, 0, rows, 'crossEntropy losses');
+    const ep = this.span(lse, 0, rows, 'crossEntropy lse');
+    if (rows === 0) return;
+    const fn = this.fn('cross_entropy', 'cross_entropy_forward');
+    this.args.ptr(xp).i32(this.code(logits)).ptr(lp).i32(this.code(labels)).ptr(op).i32(this.code(losses)).ptr(ep).i32(this.code(lse));
+    this.runtime.params.i64(rows).i64(vocab).i64(ignoreIndex).ptr(this.runtime.statusPtr);
+    this.launch(fn, this.rowGrid(rows), [rowThreads(vocab), 1, 1]);
+  }
+
+  crossEntropyBackward(
+    logits: DeviceBuffer, lse: DeviceBuffer, labels: DeviceBuffer, scale: DeviceBuffer, rows: number, vocab: number, ignoreIndex: number, dlogits: DeviceBuffer,
+  ): void {
+    const xp = this.span(logits, 0, rows * vocab, 'crossEntropyBackward logits');
+    const ep = this.span(lse, 0, rows, 'crossEntropyBackward lse');
+    const lp = this.span(labels, 0, rows, 'crossEntropyBackward labels');
+    const sp = this.span(scale, 0, rows, 'crossEntropyBackward scale');
+    const dp = this.span(dlogits, 0, rows * vocab, 'crossEntropyBackward dlogits');
+    if (rows * vocab === 0) return;
+    const threads = 256;
+    const fn = this.fn('cross_entropy', 'cross_entropy_backward');
+    this.args.ptr(xp).i32(this.code(logits)).ptr(ep).i32(this.code(lse)).ptr(lp).i32(this.code(labels)).ptr(sp).i32(this.code(scale));
+    this.runtime.params.ptr(dp).i32(this.code(dlogits)).i64(rows).i64(vocab).i64(ignoreIndex);
+    this.launch(fn, [Math.ceil(vocab / (threads * 4)), Math.min(rows, MAX_GRID_Y), 1], [threads, 1, 1]);
+  }
+
+  // ---- optimizer ----
+
+  adamw(param: DeviceBuffer, grad: DeviceBuffer, expAvg: DeviceBuffer, expAvgSq: DeviceBuffer, length: number, a: AdamWArgs): void {
+    const pp = this.span(param, 0, length, 'adamw param');
+    const gp = this.span(grad, 0, length, 'adamw grad');
+    const mp = this.span(expAvg, 0, length, 'adamw expAvg');
+    const vp = this.span(expAvgSq, 0, length, 'adamw expAvgSq');
+    if (length === 0) return;
+    // Scalars folded in float64 and rounded to float32 exactly as CpuBackend.adamw does (f32() rounds).
+    const bc1 = 1 - a.beta1 ** a.step;
+    const bc2Sqrt = Math.sqrt(1 - a.beta2 ** a.step);
+    const fn = this.fn('adamw', 'adamw');
+    this.args.ptr(pp).i32(this.code(param)).ptr(gp).i32(this.code(grad)).ptr(mp).i32(this.code(expAvg)).ptr(vp).i32(this.code(expAvgSq)).i64(length);
+    this.runtime.params
+      .f32(1 - a.lr * a.weightDecay)
+      .f32(1 - a.beta1)
+      .f32(a.beta2)
+      .f32(1 - a.beta2)
+      .f32(a.lr / bc1)
+      .f32(bc2Sqrt)
+      .f32(a.eps);
+    this.launch(fn, this.elementwiseGrid(length), [ELEMENTWISE_THREADS, 1, 1]);
+  }
+
+  // ---- quantization ----
+
+  nf4Dequantize(packed: DeviceBuffer, absmax: DeviceBuffer, code: DeviceBuffer, length: number, blocksize: number, out: DeviceBuffer): void {
+    if (packed.dtype !== 'uint8') throw new Error(`nf4Dequantize: packed codes must be uint8, got ${packed.dtype}.`);
+    const pp = this.span(packed, 0, Math.ceil(length / 2), 'nf4Dequantize packed');
+    const ap = this.span(absmax, 0, Math.ceil(length / blocksize), 'nf4Dequantize absmax');
+    const cp = this.span(code, 0, 16, 'nf4Dequantize code');
+    const op = this.span(out, 0, length, 'nf4Dequantize output');
+    if (length === 0) return;
+    const fn = this.fn('nf4', 'nf4_dequantize');
+    this.args.ptr(pp).ptr(ap).i32(this.code(absmax)).ptr(cp).i32(this.code(code)).ptr(op).i32(this.code(out)).i64(length).i64(blocksize);
+    this.launch(fn, this.elementwiseGrid(length), [ELEMENTWISE_THREADS, 1, 1]);
+  }
+}

@@ -1,0 +1,282 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { configureGemm, gemmInfo, sgemm, type GemmImplementation, type SgemmArgs } from '../../src/backend/cpu/gemm.js';
+
+/**
+ * sgemm against a float64 reference, for each implementation: the pure-TS kernel on one thread, on the worker
+ * pool (forced onto tiny problems, with 3 threads so that two workers share the units), and CBLAS when a
+ * library loads. Error bound per element: (k + 2) * 2^-23 * (|alpha| * sum_p |a_ip b_pj| + |beta c_ij|),
+ * twice the classic float32 dot-product bound.
+ */
+
+const GEMM_MODULE = fileURLToPath(new URL('../../src/backend/cpu/gemm.js', import.meta.url));
+
+function blasLoads(): boolean {
+  try {
+    configureGemm({ implementation: 'openblas' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    configureGemm({ implementation: 'auto' });
+  }
+}
+
+/** Deterministic values in [-1, 1). */
+function random(length: number, seed: number, shared = true): Float32Array {
+  const out = new Float32Array(shared ? new SharedArrayBuffer(length * 4) : new ArrayBuffer(length * 4));
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    out[i] = ((s >>> 0) / 0x100000000) * 2 - 1;
+  }
+  return out;
+}
+
+interface Shape {
+  m: number; n: number; k: number; transA: boolean; transB: boolean;
+  batch?: number; alpha?: number; beta?: number;
+  /** Extra elements per row beyond the width (leading dimension padding). */
+  pad?: number;
+  /** 0 broadcasts that operand across the batch. */
+  broadcastA?: boolean; broadcastB?: boolean;
+  shared?: boolean;
+}
+
+/** Builds operands with offsets, padded leading dimensions and batch strides; C starts as random values. */
+function makeProblem(s: Shape, seed: number): SgemmArgs {
+  const batch = s.batch ?? 1, pad = s.pad ?? 3;
+  const aRows = s.transA ? s.k : s.m, aCols = s.transA ? s.m : s.k;
+  const bRows = s.transB ? s.n : s.k, bCols = s.transB ? s.k : s.n;
+  const lda = aCols + pad, ldb = bCols + pad + 1, ldc = s.n + pad + 2;
+  const strideA = s.broadcastA ? 0 : aRows * lda + 5;
+  const strideB = s.broadcastB ? 0 : bRows * ldb + 1;
+  const strideC = s.m * ldc + 7;
+  const aOffset = 13, bOffset = 5, cOffset = 9;
+  return {
+    m: s.m, n: s.n, k: s.k, transA: s.transA, transB: s.transB,
+    a: random(aOffset + (batch - 1) * strideA + aRows * lda + 4, seed, s.shared), aOffset, lda,
+    b: random(bOffset + (batch - 1) * strideB + bRows * ldb + 4, seed + 1, s.shared), bOffset, ldb,
+    c: random(cOffset + (batch - 1) * strideC + s.m * ldc + 4, seed + 2, s.shared), cOffset, ldc,
+    alpha: s.alpha ?? 1, beta: s.beta ?? 0, batch, strideA, strideB, strideC,
+  };
+}
+
+/** Expected C (a full copy of the array) and per-element error bounds, in float64. */
+function reference(p: SgemmArgs): { expected: Float64Array; bound: Float64Array } {
+  const expected = Float64Array.from(p.c);
+  const bound = new Float64Array(p.c.length);
+  const u = 2 ** -23;
+  for (let item = 0; item < p.batch; item++) {
+    const aBase = p.aOffset + item * p.strideA, bBase = p.bOffset + item * p.strideB, cBase = p.cOffset + item * p.strideC;
+    for (let i = 0; i < p.m; i++) {
+      for (let j = 0; j < p.n; j++) {
+        let sum = 0, magnitude = 0;
+        for (let l = 0; l < p.k; l++) {
+          const av = p.transA ? p.a[aBase + l * p.lda + i]! : p.a[aBase + i * p.lda + l]!;
+          const bv = p.transB ? p.b[bBase + j * p.ldb + l]! : p.b[bBase + l * p.ldb + j]!;
+          sum += av * bv;
+          magnitude += Math.abs(av * bv);
+        }
+        const at = cBase + i * p.ldc + j;
+        const old = p.beta === 0 ? 0 : p.beta * expected[at]!;
+        // BLAS semantics: with alpha = 0 the product is not formed, so NaN in A or B does not reach C.
+        expected[at] = (p.alpha === 0 ? 0 : p.alpha * sum) + old;
+        bound[at] = (p.k + 2) * u * ((p.alpha === 0 ? 0 : Math.abs(p.alpha) * magnitude) + Math.abs(old)) + 1e-30;
+      }
+    }
+  }
+  return { expected, bound };
+}
+
+/** Runs sgemm and checks every element of C's array: computed ones within bound, all others untouched. */
+function checkAgainstReference(p: SgemmArgs, label: string): void {
+  const { expected, bound } = reference(p);
+  sgemm(p);
+  for (let i = 0; i < p.c.length; i++) {
+    const got = p.c[i]!;
+    if (bound[i] === 0) {
+      assert.ok(Object.is(got, Math.fround(expected[i]!)), `${label}: element ${i} outside C changed to ${got}`);
+    } else if (!(Math.abs(got - expected[i]!) <= bound[i]!)) {
+      assert.fail(`${label}: C element ${i} = ${got}, expected ${expected[i]} within ${bound[i]}`);
+    }
+  }
+}
+
+const SIZES: [number, number, number][] = [
+  [1, 1, 1], [1, 17, 3], [3, 1, 17], [3, 17, 65], [17, 3, 1], [4, 4, 4], [5, 9, 300], [65, 129, 17], [129, 65, 129], [33, 130, 7],
+];
+const TRANSPOSES: [boolean, boolean][] = [[false, false], [false, true], [true, false], [true, true]];
+
+function suite(implementation: GemmImplementation): void {
+  before(() => configureGemm({ implementation, threads: implementation === 'workers' ? 3 : 2, parallelMinFlops: 0 }));
+
+  it('reports the implementation it runs', () => {
+    assert.equal(gemmInfo().implementation, implementation);
+  });
+
+  it('matches the float64 reference for every transpose combination and odd sizes, with offsets and padded rows', () => {
+    let seed = 1;
+    for (const [m, n, k] of SIZES) {
+      for (const [transA, transB] of TRANSPOSES) {
+        checkAgainstReference(makeProblem({ m, n, k, transA, transB }, seed++), `${m}x${n}x${k} transA=${transA} transB=${transB}`);
+      }
+    }
+  });
+
+  it('handles leading dimensions much larger than the width', () => {
+    for (const [transA, transB] of TRANSPOSES) {
+      checkAgainstReference(makeProblem({ m: 19, n: 23, k: 29, transA, transB, pad: 101 }, 7), `pad 101 transA=${transA} transB=${transB}`);
+    }
+  });
+
+  it('overwrites C when beta = 0, even where C holds NaN', () => {
+    const p = makeProblem({ m: 37, n: 41, k: 13, transA: false, transB: true }, 3);
+    for (let i = 0; i < p.m; i++) p.c.fill(Number.NaN, p.cOffset + i * p.ldc, p.cOffset + i * p.ldc + p.n);
+    const copy = { ...p, c: new Float32Array(p.c.length) };
+    sgemm(p);
+    sgemm(copy);
+    for (let i = 0; i < p.m; i++) {
+      for (let j = 0; j < p.n; j++) assert.equal(p.c[p.cOffset + i * p.ldc + j], copy.c[p.cOffset + i * p.ldc + j]);
+    }
+  });
+
+  it('scales the product by alpha and the old C by beta', () => {
+    for (const [transA, transB] of TRANSPOSES) {
+      checkAgainstReference(makeProblem({ m: 21, n: 34, k: 55, transA, transB, alpha: -0.75, beta: 0.5 }, 11), `alpha/beta transA=${transA}`);
+      checkAgainstReference(makeProblem({ m: 21, n: 34, k: 55, transA, transB, alpha: 2, beta: 1 }, 12), `beta 1 transA=${transA}`);
+    }
+  });
+
+  it('multiplies every batch item with its own strides', () => {
+    for (const [transA, transB] of TRANSPOSES) {
+      checkAgainstReference(makeProblem({ m: 17, n: 9, k: 33, transA, transB, batch: 5, beta: 0.25 }, 21), `batch transA=${transA} transB=${transB}`);
+    }
+  });
+
+  it('broadcasts B across the batch when strideB = 0', () => {
+    for (const [transA, transB] of TRANSPOSES) {
+      checkAgainstReference(makeProblem({ m: 23, n: 18, k: 20, transA, transB, batch: 4, broadcastB: true }, 31), `broadcast B transA=${transA}`);
+    }
+    // Contiguous A and C items over a shared B: the same product as one taller matrix.
+    const p = makeProblem({ m: 30, n: 12, k: 16, transA: false, transB: true, batch: 3, broadcastB: true }, 32);
+    checkAgainstReference({ ...p, strideA: p.m * p.lda, strideC: p.m * p.ldc }, 'broadcast B, contiguous items');
+  });
+
+  it('broadcasts A across the batch when strideA = 0', () => {
+    for (const [transA, transB] of TRANSPOSES) {
+      checkAgainstReference(makeProblem({ m: 14, n: 27, k: 9, transA, transB, batch: 3, broadcastA: true, beta: -1 }, 41), `broadcast A transA=${transA}`);
+    }
+  });
+
+  it('applies batch items in order when they share C (strideC = 0)', () => {
+    const p = makeProblem({ m: 6, n: 7, k: 8, transA: false, transB: false, batch: 3, beta: 1 }, 51);
+    const expected = Float64Array.from(p.c);
+    for (let item = 0; item < p.batch; item++) {
+      const { expected: step } = reference({ ...p, batch: 1, aOffset: p.aOffset + item * p.strideA, bOffset: p.bOffset + item * p.strideB, c: Float32Array.from(expected) });
+      expected.set(step);
+    }
+    sgemm({ ...p, strideC: 0 });
+    for (let i = 0; i < p.m; i++) {
+      for (let j = 0; j < p.n; j++) {
+        const at = p.cOffset + i * p.ldc + j;
+        assert.ok(Math.abs(p.c[at]! - expected[at]!) < 1e-4, `C[${i}][${j}] = ${p.c[at]}, expected ${expected[at]}`);
+      }
+    }
+  });
+
+  it('computes C = beta * C without reading A or B when k = 0 or alpha = 0', () => {
+    const p = makeProblem({ m: 5, n: 6, k: 7, transA: false, transB: false, alpha: 0, beta: 0.5 }, 61);
+    p.a.fill(Number.NaN);
+    checkAgainstReference(p, 'alpha 0');
+    const q = makeProblem({ m: 5, n: 6, k: 0, transA: true, transB: true, beta: 0 }, 62);
+    q.c.fill(Number.NaN);
+    sgemm(q);
+    for (let i = 0; i < q.m; i++) assert.deepEqual([...q.c.subarray(q.cOffset + i * q.ldc, q.cOffset + i * q.ldc + q.n)], [0, 0, 0, 0, 0, 0]);
+  });
+
+  it('leaves C untouched when m or n is 0', () => {
+    const p = makeProblem({ m: 3, n: 4, k: 5, transA: false, transB: false }, 71);
+    const before = Float32Array.from(p.c);
+    sgemm({ ...p, m: 0 });
+    sgemm({ ...p, n: 0 });
+    assert.deepEqual(p.c, before);
+  });
+
+  it('accepts operands on ordinary ArrayBuffers', () => {
+    for (const [transA, transB] of TRANSPOSES) {
+      checkAgainstReference(makeProblem({ m: 45, n: 31, k: 27, transA, transB, batch: 2, beta: 0.5, shared: false }, 81), `unshared transA=${transA}`);
+    }
+  });
+
+  it('splits a larger problem into many units with the same result', () => {
+    checkAgainstReference(makeProblem({ m: 300, n: 290, k: 270, transA: false, transB: true, beta: 1 }, 91), '300x290x270');
+  });
+
+  it('rejects operands that do not fit their arrays, naming the operand', () => {
+    const p = makeProblem({ m: 8, n: 8, k: 8, transA: false, transB: false }, 101);
+    assert.throws(() => sgemm({ ...p, aOffset: p.a.length - 10 }), /sgemm: A .* reaches element/);
+    assert.throws(() => sgemm({ ...p, batch: 2, strideA: 0, strideB: p.b.length, strideC: 0 }), /sgemm: B .* reaches element/);
+    assert.throws(() => sgemm({ ...p, ldc: 4 }), /ldc = 4 is smaller than the 8 columns/);
+    assert.throws(() => sgemm({ ...p, m: -1 }), /m must be a non-negative integer/);
+  });
+}
+
+describe('sgemm, pure TypeScript on one thread', () => suite('single-thread'));
+describe('sgemm, pure TypeScript on worker threads', () => suite('workers'));
+describe('sgemm through CBLAS', { skip: blasLoads() ? false : 'no CBLAS library on this machine' }, () => suite('openblas'));
+
+describe('gemm implementation selection', () => {
+  after(() => configureGemm({ implementation: 'auto', threads: 2, parallelMinFlops: 1 << 21 }));
+
+  /** Runs a script in a child Node process with extra environment variables; returns its stdout. */
+  function child(script: string, env: Record<string, string>): { stdout: string; stderr: string; status: number | null } {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
+    return { stdout: r.stdout, stderr: r.stderr, status: r.status };
+  }
+
+  const product = `
+    import { sgemm, gemmInfo, configureGemm } from ${JSON.stringify(GEMM_MODULE)};
+    configureGemm({ parallelMinFlops: 0 });
+    const sab = (n) => new Float32Array(new SharedArrayBuffer(4 * n));
+    const a = sab(64 * 64).fill(1), b = sab(64 * 64).fill(2), c = sab(64 * 64);
+    sgemm({ m: 64, n: 64, k: 64, transA: false, transB: false, a, aOffset: 0, lda: 64, b, bOffset: 0, ldb: 64, c, cOffset: 0, ldc: 64,
+      alpha: 1, beta: 0, batch: 1, strideA: 0, strideB: 0, strideC: 0 });
+    console.log(JSON.stringify({ info: gemmInfo(), c0: c[0], cLast: c[64 * 64 - 1] }));`;
+
+  it('LORAFORGE_BLAS=none runs the pure-TS kernel on worker threads', () => {
+    const r = child(product, { LORAFORGE_BLAS: 'none', LORAFORGE_GEMM_THREADS: '2' });
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { info: { implementation: string; threads: number }; c0: number; cLast: number };
+    assert.deepEqual(out, { info: { implementation: 'workers', threads: 2 }, c0: 128, cLast: 128 });
+  });
+
+  it('LORAFORGE_GEMM_THREADS=1 runs on the calling thread', () => {
+    const r = child(product, { LORAFORGE_BLAS: 'none', LORAFORGE_GEMM_THREADS: '1' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { info: { implementation: 'single-thread', threads: 1 }, c0: 128, cLast: 128 });
+  });
+
+  it('LORAFORGE_BLAS naming a missing library is an error that names the variable', () => {
+    const r = child(product, { LORAFORGE_BLAS: '/nonexistent/libopenblas.so' });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /LORAFORGE_BLAS=\/nonexistent\/libopenblas\.so: could not open it as a CBLAS library/);
+  });
+
+  it('an idle worker pool does not keep the process alive', () => {
+    const start = Date.now();
+    const r = child(product, { LORAFORGE_BLAS: 'none', LORAFORGE_GEMM_THREADS: '3' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(Date.now() - start < 30_000);
+  });
+
+  it("'openblas' is refused with an installation hint when no library loads", () => {
+    const r = child(`import { configureGemm } from ${JSON.stringify(GEMM_MODULE)}; configureGemm({ implementation: 'openblas' });`, { LORAFORGE_BLAS: 'none' });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /no CBLAS library could be loaded; install OpenBLAS/);
+  });
+});
