@@ -35,4 +35,20 @@ export { KvCache } from './models/kv-cache.js';
 
 export { AutoTokenizer, PreTrainedTokenizer, TokenizerError, type ChatMessage } from './tokenizer/index.js';
 
+export * from './quant/index.js';
 export { generate, generateDetailed, type GenerateOptions, type GenerationResult } from './generate/index.js';
+
+export {
+  getPeftModel,
+  PeftModel,
+  PeftError,
+  LoraLinear,
+  saveModelPretrained,
+  BASE_ADAPTER_NAME,
+  type LoraConfig,
+  type CombinationType,
+  type FromPretrainedOptions as PeftFromPretrainedOptions,
+  type LoadAdapterOptions,
+  type SavePretrainedOptions,
+  type SaveModelOptions,
+} from './peft/index.js';

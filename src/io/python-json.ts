@@ -44,6 +44,17 @@ function quote(text: string): string {
   return JSON.stringify(text).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/**
+ * A value from JSON.parse in the form Python's json would write it back: integral numbers as ints, others as
+ * floats (after parsing, 1.0 and 1 cannot be told apart, so 1.0 comes back as 1).
+ */
+export function fromParsedJson(value: unknown): PythonJsonValue {
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? value : new PythonFloat(value);
+  if (typeof value === 'string' || typeof value === 'boolean' || value === null) return value;
+  if (Array.isArray(value)) return value.map(fromParsedJson);
+  if (typeof value === 'object') return Object.fromEntries(Object.entries(value as object).map(([k, v]) => [k, fromParsedJson(v)]));
+  throw new TypeError(`${typeof value} is not a JSON value.`);
+}
 
 /**
  * Python's repr of a float, as json.dumps writes it: the shortest digits that round-trip (JavaScript's shortest

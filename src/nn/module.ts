@@ -33,6 +33,11 @@ export abstract class Module {
     return m;
   }
 
+  /** Removes a child registered under `name` (deleting an adapter's weights); a missing name is a no-op. */
+  protected unregisterModule(name: string): void {
+    this.children.delete(name);
+  }
+
   /** Replaces a parameter tensor in place of the old one (loading, merging, dtype moves). */
   setParameter(name: string, t: Tensor | null): void {
     if (!this.params.has(name)) throw new Error(`${this.constructor.name} has no parameter "${name}".`);

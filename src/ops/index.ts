@@ -8,6 +8,8 @@ installEngineOps({ add, onesLike, contiguous });
 
 export * from './creation.js';
 export * from './elementwise.js';
+export * from './frozen-linear.js';
+export * from './lora-linear.js';
 export * from './matmul.js';
 export * from './nn-ops.js';
 export * from './reduce.js';

@@ -1,0 +1,56 @@
+import type { Module } from '../nn/module.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { ResolvedLoraConfig } from './config.js';
+import { LoraLinear } from './lora-linear.js';
+import { ModulesToSaveWrapper } from './modules-to-save.js';
+import { walkModules } from './module-walk.js';
+
+/** Every key of adapter_model.safetensors starts with this: the path of the base model inside PEFT's PeftModel. */
+export const ADAPTER_KEY_PREFIX = 'base_model.model.';
+
+/** One tensor of an adapter as PEFT saves it, and where it lives in the model. */
+export interface AdapterStateEntry {
+  /** Key in adapter_model.safetensors, e.g. base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight. */
+  readonly key: string;
+  /** Module path in the base model, for messages. */
+  readonly modulePath: string;
+  readonly owner: Module;
+  readonly param: string;
+  /** Adapter tensors are replaced when loading; base-model tensors (biases under bias "all"/"lora_only") are overwritten in place. */
+  readonly ownedByAdapter: boolean;
+}
+
+export function entryTensor(e: AdapterStateEntry): Tensor {
+  const t = e.owner.getParameter(e.param);
+  if (!t) throw new Error(`Internal error: ${e.key} has no tensor.`);
+  return t;
+}
+
+/**
+ * The tensors PEFT's get_peft_model_state_dict saves for adapter `name`: lora_A/lora_B (and lora_B's bias), DoRA's
+ * magnitude (saved without ".weight"), trainable copies of modules_to_save, and base biases when bias is "all" or
+ * "lora_only". Keys carry no adapter name.
+ */
+export function adapterStateEntries(model: Module, name: string, config: ResolvedLoraConfig): AdapterStateEntry[] {
+  const entries: AdapterStateEntry[] = [];
+  const add = (modulePath: string, keyPath: string, owner: Module | undefined, param: string, ownedByAdapter: boolean) => {
+    if (owner?.getParameter(param)) entries.push({ key: `${ADAPTER_KEY_PREFIX}${keyPath}`, modulePath, owner, param, ownedByAdapter });
+  };
+  for (const { path, module } of walkModules(model)) {
+    if (module instanceof LoraLinear) {
+      if (module.hasAdapter(name)) {
+        add(path, `${path}.lora_A.weight`, module.lora_A.get(name), 'weight', true);
+        add(path, `${path}.lora_B.weight`, module.lora_B.get(name), 'weight', true);
+        add(path, `${path}.lora_B.bias`, module.lora_B.get(name), 'bias', true);
+        add(path, `${path}.lora_magnitude_vector`, module.lora_magnitude_vector.get(name), 'weight', true);
+      }
+      if (config.bias !== 'none') add(path, `${path}.base_layer.bias`, module.base_layer, 'bias', false);
+    } else if (module instanceof ModulesToSaveWrapper) {
+      const copy = module.modules_to_save.get(name);
+      for (const param of copy?.ownParameterNames() ?? []) add(path, `${path}.${param}`, copy, param, true);
+    } else if (config.bias === 'all' && path !== '') {
+      add(path, `${path}.bias`, module, 'bias', false);
+    }
+  }
+  return entries;
+}

@@ -1,0 +1,39 @@
+import { fromHost, zeros } from '../ops/index.js';
+import type { Rng } from '../tensor/random.js';
+import type { InitLoraWeights } from './config.js';
+import { initialLoraA, initialLoraB } from './init.js';
+import type { LoraAdapterSettings, LoraAdapterWeights } from './lora-linear.js';
+
+/** One layer about to receive an adapter. */
+export interface AdapterTarget {
+  readonly path: string;
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  readonly settings: LoraAdapterSettings;
+}
+
+/** Makes an adapter's tensors for one layer. New adapters are float32 whatever the base dtype (PEFT's autocast_adapter_dtype). */
+export type AdapterWeightsFactory = (target: AdapterTarget) => LoraAdapterWeights;
+
+/** Fresh trainable weights drawn from `rng` in layer order (PEFT's init_lora_weights). */
+export function initialWeights(init: InitLoraWeights, rng: Rng, device: string): AdapterWeightsFactory {
+  return ({ inFeatures, outFeatures, settings: { r, loraBias } }) => ({
+    a: fromHost(initialLoraA(init, r, inFeatures, rng), [r, inFeatures], 'float32', device),
+    b: fromHost(initialLoraB(init, r, outFeatures, rng), [outFeatures, r], 'float32', device),
+    bBias: loraBias ? zeros([outFeatures], { device }) : null,
+    magnitude: null,
+  });
+}
+
+/**
+ * Zeros of the right shapes. With `magnitude` false, DoRA's magnitude is left for the layer to compute from the
+ * base weight (what PEFT does for an adapter it fills in afterwards); with true it is zeros too (values to be loaded).
+ */
+export function zeroWeights(device: string, options: { magnitude: boolean }): AdapterWeightsFactory {
+  return ({ inFeatures, outFeatures, settings: { r, loraBias, useDora } }) => ({
+    a: zeros([r, inFeatures], { device }),
+    b: zeros([outFeatures, r], { device }),
+    bBias: loraBias ? zeros([outFeatures], { device }) : null,
+    magnitude: useDora && options.magnitude ? zeros([outFeatures], { device }) : null,
+  });
+}

@@ -1,0 +1,81 @@
+import { copyFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeAll, writeFileAtomically } from '../io/atomic-write.js';
+import { pathKind } from '../io/path-kind.js';
+import { fromParsedJson, pythonJsonDumps } from '../io/python-json.js';
+import type { SafetensorsEntry } from '../io/safetensors-writer.js';
+import { writeShardedCheckpoint } from '../io/sharded-writer.js';
+import type { LlamaForCausalLM } from '../models/llama.js';
+import type { Module } from '../nn/module.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { PeftError } from './errors.js';
+import { LoraLinear } from './lora-linear.js';
+import { ModulesToSaveWrapper } from './modules-to-save.js';
+import { tensorBytes } from './tensor-copy.js';
+
+export interface SaveModelOptions {
+  /** Largest shard in bytes of tensor data; default 5 GB (5e9), transformers' historical max_shard_size. */
+  maxShardBytes?: number;
+  /** A model folder whose tokenizer and generation files are copied next to the weights (e.g. the base model's). */
+  copyFilesFrom?: string;
+}
+
+/** Files of a Hugging Face model folder besides weights and config.json; those present are copied. */
+const COMPANION_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'chat_template.jinja',
+  'generation_config.json',
+  'tokenizer.model',
+  'vocab.json',
+  'merges.txt',
+  'added_tokens.json',
+];
+
+/**
+ * Saves the model as a Hugging Face checkpoint that transformers and this project load: model.safetensors (or shards
+ * plus index) under transformers' parameter names, config.json with the saved dtype, and the companion files.
+ * LoRA layers contribute their base layer's weights (merge first to export the adapted model); modules-to-save
+ * wrappers contribute the copy in use.
+ */
+export async function saveModelPretrained(model: LlamaForCausalLM, dir: string, options: SaveModelOptions = {}): Promise<void> {
+  if (model.config.raw['quantization_config'] !== undefined) {
+    throw new PeftError('This model is quantized; exporting a merged checkpoint needs the base model loaded unquantized, so load it with a float dtype and merge there.');
+  }
+  const entries: SafetensorsEntry[] = [...plainParameters(model, '')].map(([name, t]) => ({ name, dtype: t.dtype, shape: [...t.shape], data: () => tensorBytes(t) }));
+  await writeShardedCheckpoint(dir, entries, { maxShardBytes: options.maxShardBytes ?? 5e9, metadata: { format: 'pt' } });
+  const raw: Record<string, unknown> = { ...model.config.raw };
+  raw['torch_dtype' in raw && !('dtype' in raw) ? 'torch_dtype' : 'dtype'] = model.dtype;
+  // transformers' to_json_string: json.dumps(indent=2, sort_keys=True) + "\n".
+  const configText = new TextEncoder().encode(pythonJsonDumps(fromParsedJson(raw), 2) + '\n');
+  await writeFileAtomically(join(dir, 'config.json'), (handle) => writeAll(handle, configText));
+  if (options.copyFilesFrom) await copyCompanionFiles(options.copyFilesFrom, dir);
+}
+
+/** Parameters under the names the plain model has, looking through LoRA layers and modules-to-save wrappers. */
+function* plainParameters(module: Module, prefix: string): Generator<[string, Tensor]> {
+  if (module instanceof LoraLinear) return yield* plainParameters(module.base_layer, prefix);
+  if (module instanceof ModulesToSaveWrapper) return yield* plainParameters(module.layerInUse(), prefix);
+  const qualified = (name: string) => (prefix ? `${prefix}.${name}` : name);
+  for (const name of module.ownParameterNames()) {
+    const t = module.getParameter(name);
+    if (t) yield [qualified(name), t];
+  }
+  for (const [name, child] of module.namedChildren()) yield* plainParameters(child, qualified(name));
+}
+
+async function copyCompanionFiles(from: string, to: string): Promise<void> {
+  for (const name of COMPANION_FILES) {
+    const source = join(from, name);
+    if ((await pathKind(source)) !== 'file') continue;
+    const temp = join(to, `.${name}.${process.pid}.tmp`);
+    try {
+      await copyFile(source, temp);
+      await rename(temp, join(to, name));
+    } catch (err) {
+      await rm(temp, { force: true });
+      throw err;
+    }
+  }
+}

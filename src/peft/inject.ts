@@ -1,0 +1,38 @@
+import { loraScaling, type ResolvedLoraConfig } from './config.js';
+import type { AdapterWeightsFactory } from './adapter-weights.js';
+import { LoraLinear } from './lora-linear.js';
+import { ModulesToSaveWrapper, type CopyableLayer } from './modules-to-save.js';
+import type { LoraRuntimeState } from './runtime-state.js';
+import { patternValue, planTargets, type TargetModel } from './targets.js';
+
+/**
+ * Adds adapter `name` to the model in place: every targeted linear layer is wrapped in a LoraLinear (or, when it
+ * already is one, gains another adapter), and every modules_to_save layer gets a trainable copy. Returns the config
+ * as PEFT stores it (target_modules resolved). On error the model may hold part of the adapter; the caller removes it.
+ */
+export function injectAdapter(
+  model: TargetModel,
+  name: string,
+  config: ResolvedLoraConfig,
+  state: LoraRuntimeState,
+  weights: AdapterWeightsFactory,
+): ResolvedLoraConfig {
+  const plan = planTargets(model, config);
+  const c = plan.config;
+  for (const site of plan.loraSites) {
+    const existing = site.module instanceof LoraLinear ? site.module : null;
+    const layer = existing ?? new LoraLinear(site.module as LoraLinear['base_layer'], site.path, state);
+    const r = patternValue(c.rankPattern, site.path, c.r);
+    const alpha = patternValue(c.alphaPattern, site.path, c.loraAlpha);
+    const settings = { r, alpha, scaling: loraScaling(alpha, r, c.useRslora), dropout: c.loraDropout, useDora: c.useDora, loraBias: c.loraBias };
+    layer.addAdapter(name, settings, weights({ path: site.path, inFeatures: layer.inFeatures, outFeatures: layer.outFeatures, settings }));
+    if (!existing) site.parent!.replaceChild(site.name, layer);
+  }
+  for (const site of plan.saveSites) {
+    const existing = site.module instanceof ModulesToSaveWrapper ? site.module : null;
+    const wrapper = existing ?? new ModulesToSaveWrapper(site.module as CopyableLayer, site.path, state);
+    wrapper.addAdapter(name);
+    if (!existing) site.parent!.replaceChild(site.name, wrapper);
+  }
+  return c;
+}

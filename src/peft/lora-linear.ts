@@ -1,0 +1,234 @@
+import { Linear } from '../nn/layers.js';
+import { Module, type ForwardContext, type LinearLike } from '../nn/module.js';
+import { add, addScalar, div, linear, matmul, mul, mulScalar, reshape, sub, to } from '../ops/index.js';
+import { noGrad } from '../tensor/grad-mode.js';
+import { scope } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { AdapterDict } from './adapter-dict.js';
+import { baseBias, baseWeight, denseBase } from './base-weight.js';
+import { DoraMagnitude, doraWeightNorm, rowNorm } from './dora.js';
+import { dropout } from './dropout.js';
+import { PeftError } from './errors.js';
+import { assembleRows, gatherRows, rowRuns, rowsOf } from './row-groups.js';
+import type { LoraRuntimeState } from './runtime-state.js';
+import { overwriteTensor } from './tensor-copy.js';
+
+/** How one adapter acts on one layer. */
+export interface LoraAdapterSettings {
+  readonly r: number;
+  readonly alpha: number;
+  /** Multiplies B A x: alpha / r, or alpha / sqrt(r) with rsLoRA. */
+  readonly scaling: number;
+  readonly dropout: number;
+  readonly useDora: boolean;
+  readonly loraBias: boolean;
+}
+
+/** An adapter's tensors for one layer: A [r, in], B [out, r], B's bias [out], DoRA magnitude [out]. */
+export interface LoraAdapterWeights {
+  readonly a: Tensor;
+  readonly b: Tensor;
+  readonly bBias: Tensor | null;
+  /** null with DoRA: initialised to the row norms of W + scaling B A, as PEFT does. */
+  readonly magnitude: Tensor | null;
+}
+
+/**
+ * A linear layer with LoRA adapters: y = base(x) + sum over active adapters of scaling * B A dropout(x), or DoRA's
+ * rescaled form. The base layer is any LinearLike (dense or 4-bit); merging needs a dense one. Children follow
+ * PEFT's names: base_layer, lora_A.<adapter>, lora_B.<adapter>, lora_magnitude_vector.<adapter>.
+ */
+export class LoraLinear extends Module implements LinearLike {
+  readonly base_layer: LinearLike;
+  readonly lora_A = new AdapterDict<Linear>();
+  readonly lora_B = new AdapterDict<Linear>();
+  readonly lora_magnitude_vector = new AdapterDict<DoraMagnitude>();
+  private readonly settings = new Map<string, LoraAdapterSettings>();
+  /** Adapters folded into the base weight, in merge order; unmerge undoes them last first. */
+  private readonly mergedAdapters: string[] = [];
+  /** DoRA's row norms at merge time: unmerging divides by the same factor, not one recomputed from merged weights. */
+  private readonly mergeNorms = new Map<string, Tensor>();
+
+  constructor(
+    base: LinearLike,
+    /** Module path in the base model, for messages. */
+    readonly path: string,
+    private readonly state: LoraRuntimeState,
+  ) {
+    super();
+    this.base_layer = this.registerModule('base_layer', base);
+    this.registerModule('lora_A', this.lora_A);
+    this.registerModule('lora_B', this.lora_B);
+    this.registerModule('lora_magnitude_vector', this.lora_magnitude_vector);
+  }
+
+  get inFeatures(): number {
+    return this.base_layer.inFeatures;
+  }
+  get outFeatures(): number {
+    return this.base_layer.outFeatures;
+  }
+
+  adapterNames(): string[] {
+    return [...this.settings.keys()];
+  }
+  hasAdapter(name: string): boolean {
+    return this.settings.has(name);
+  }
+  settingsOf(name: string): LoraAdapterSettings | undefined {
+    return this.settings.get(name);
+  }
+  get merged(): boolean {
+    return this.mergedAdapters.length > 0;
+  }
+
+  addAdapter(name: string, settings: LoraAdapterSettings, weights: LoraAdapterWeights): void {
+    this.settings.set(name, settings);
+    this.lora_A.set(name, new Linear(weights.a));
+    this.lora_B.set(name, new Linear(weights.b, weights.bBias));
+    if (settings.useDora) {
+      const magnitude = weights.magnitude ?? doraWeightNorm(baseWeight(this.base_layer, this.path), weights.a, weights.b, settings.scaling);
+      this.lora_magnitude_vector.set(name, new DoraMagnitude(magnitude));
+    }
+  }
+
+  /** Removes the adapter and frees its tensors; a merged adapter must be unmerged first. */
+  deleteAdapter(name: string): void {
+    if (this.mergedAdapters.includes(name)) {
+      throw new PeftError(`Adapter "${name}" is merged into ${this.path}; call unmergeAdapter() before deleting it.`);
+    }
+    for (const dict of [this.lora_A, this.lora_B, this.lora_magnitude_vector] as AdapterDict<Module>[]) {
+      const m = dict.get(name);
+      if (!m) continue;
+      for (const [, t] of m.namedParameters()) t.dispose();
+      dict.delete(name);
+    }
+    this.settings.delete(name);
+  }
+
+  /** Drops every adapter (merged ones stay folded into the base weight) and returns the base layer: unloading. */
+  unload(): LinearLike {
+    this.mergedAdapters.length = 0;
+    for (const norm of this.mergeNorms.values()) norm.dispose();
+    this.mergeNorms.clear();
+    for (const name of this.adapterNames()) this.deleteAdapter(name);
+    return this.base_layer;
+  }
+
+  forward(x: Tensor, ctx?: ForwardContext): Tensor {
+    const base = this.base_layer.forward(x, ctx);
+    if (this.state.adaptersDisabled) return base;
+    const rows = ctx?.rowAdapters;
+    if (rows) return this.mixedBatchForward(x, base, rows);
+    if (this.merged) return base;
+    let result = base;
+    for (const name of this.state.activeAdapters) if (this.settings.has(name)) result = this.withAdapter(name, x, result);
+    return result;
+  }
+
+  /** Each row gets the adapter it names (or none); every adapter runs once, on its own rows only. */
+  private mixedBatchForward(x: Tensor, base: Tensor, rowAdapters: readonly string[]): Tensor {
+    if (this.merged) throw new PeftError(`Per-row adapter names cannot be used while adapters are merged into ${this.path}; call unmergeAdapter() first.`);
+    if (rowAdapters.length !== x.shape[0]) {
+      throw new PeftError(`${rowAdapters.length} adapter names were given for a batch of ${x.shape[0]} rows; pass one name per row.`);
+    }
+    const { runs, byAdapter } = rowRuns(rowAdapters);
+    const outputs = new Map<string, Tensor>();
+    for (const [name, adapterRuns] of byAdapter) {
+      if (this.settings.has(name)) outputs.set(name, this.withAdapter(name, gatherRows(x, adapterRuns), gatherRows(base, adapterRuns)));
+    }
+    if (outputs.size === 0) return base;
+    return assembleRows(runs, (run) => {
+      const out = outputs.get(run.name);
+      return out ? rowsOf(out, run.offset, run.length) : rowsOf(base, run.start, run.length);
+    });
+  }
+
+  /** result + this adapter's contribution for input x (result holds the base output and earlier adapters'). */
+  private withAdapter(name: string, x: Tensor, result: Tensor): Tensor {
+    const s = this.settings.get(name)!;
+    const loraA = this.lora_A.get(name)!;
+    const loraB = this.lora_B.get(name)!;
+    const input = to(x, { dtype: loraA.weight.dtype });
+    const dropped = this.state.training && s.dropout > 0 ? dropout(input, s.dropout, this.state.rng) : null;
+    const lora = loraB.forward(loraA.forward(dropped ?? input));
+    const term = s.useDora ? this.doraTerm(name, s, dropped ?? input, dropped !== null, lora, result) : mulScalar(lora, s.scaling);
+    return add(result, to(term, { dtype: result.dtype }));
+  }
+
+  /**
+   * PEFT 0.21's DoRA output on top of `result`: with m the magnitude and n = ||W + scaling B A|| per output row
+   * (detached), (m/n - 1) * base + (m/n) * scaling * B A x, where base is W x without bias: `result` minus the
+   * bias, or W applied to the dropped-out input when dropout is active.
+   */
+  private doraTerm(name: string, s: LoraAdapterSettings, x: Tensor, droppedOut: boolean, lora: Tensor, result: Tensor): Tensor {
+    const weight = to(baseWeight(this.base_layer, this.path), { dtype: x.dtype });
+    const norm = doraWeightNorm(weight, this.lora_A.get(name)!.weight, this.lora_B.get(name)!.weight, s.scaling);
+    const factor = div(this.lora_magnitude_vector.get(name)!.weight, norm);
+    const bias = baseBias(this.base_layer);
+    const baseOut = droppedOut ? linear(x, weight) : bias ? sub(result, bias) : result;
+    return add(mul(addScalar(factor, -1), baseOut), mul(factor, mulScalar(lora, s.scaling)));
+  }
+
+  /** scaling * B A in float32 [out, in]: what merging adds to the base weight. */
+  deltaWeight(name: string): Tensor {
+    const s = this.settings.get(name);
+    if (!s) throw new PeftError(`${this.path} has no adapter "${name}".`);
+    const a = to(this.lora_A.get(name)!.weight, { dtype: 'float32' });
+    const b = to(this.lora_B.get(name)!.weight, { dtype: 'float32' });
+    return mulScalar(matmul(b, a), s.scaling);
+  }
+
+  /** Folds the named adapters into the base weight in place (PEFT's merge); already merged ones are skipped. */
+  merge(names: readonly string[]): void {
+    const base = denseBase(this.base_layer, this.path, 'merge adapters into');
+    for (const name of names) {
+      const s = this.settings.get(name);
+      if (!s || this.mergedAdapters.includes(name)) continue;
+      noGrad(() =>
+        scope(() => {
+          const updated = add(to(base.weight, { dtype: 'float32' }), this.deltaWeight(name));
+          if (s.useDora) {
+            const norm = rowNorm(updated).keep();
+            this.mergeNorms.set(name, norm);
+            overwriteTensor(base.weight, mul(this.doraFactor(name, norm), updated));
+          } else {
+            overwriteTensor(base.weight, updated);
+          }
+          if (s.loraBias) overwriteTensor(this.baseBiasForLoraBias(base), add(base.bias!, mulScalar(this.lora_B.get(name)!.bias!, s.scaling)));
+        }),
+      );
+      this.mergedAdapters.push(name);
+    }
+  }
+
+  /** Undoes every merge, last first, subtracting exactly the delta that was added (DoRA: dividing by the same factor). */
+  unmerge(): void {
+    const base = denseBase(this.base_layer, this.path, 'unmerge adapters from');
+    while (this.mergedAdapters.length > 0) {
+      const name = this.mergedAdapters.pop()!;
+      const s = this.settings.get(name)!;
+      noGrad(() =>
+        scope(() => {
+          const weight = to(base.weight, { dtype: 'float32' });
+          const norm = this.mergeNorms.get(name);
+          const unscaled = norm ? div(weight, this.doraFactor(name, norm)) : weight;
+          overwriteTensor(base.weight, sub(unscaled, this.deltaWeight(name)));
+          if (s.loraBias) overwriteTensor(this.baseBiasForLoraBias(base), sub(base.bias!, mulScalar(this.lora_B.get(name)!.bias!, s.scaling)));
+        }),
+      );
+      this.mergeNorms.get(name)?.dispose();
+      this.mergeNorms.delete(name);
+    }
+  }
+
+  /** magnitude / norm as a column [out, 1] that scales each row of the weight. */
+  private doraFactor(name: string, norm: Tensor): Tensor {
+    return reshape(div(to(this.lora_magnitude_vector.get(name)!.weight, { dtype: 'float32' }), norm), [-1, 1]);
+  }
+
+  private baseBiasForLoraBias(base: Linear): Tensor {
+    if (!base.bias) throw new PeftError(`${this.path} has no bias, so an adapter with lora_bias cannot be merged into it.`);
+    return base.bias;
+  }
+}

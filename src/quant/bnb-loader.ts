@@ -1,0 +1,52 @@
+import type { TensorSource } from '../io/tensor-source.js';
+import { registerQuantizedLinearLoader, type LinearLoader } from '../models/build.js';
+import { loadTensor } from '../models/weights.js';
+import { Linear } from '../nn/layers.js';
+import { formatShape, shapesEqual } from '../tensor/shape.js';
+import { parseBnbQuantConfig, type BnbQuantConfig } from './bnb-config.js';
+import { QuantError } from './errors.js';
+import { Linear4bit } from './linear4bit.js';
+import { parseQuantState, quantStateTensorNames, type RawTensor } from './quant-state.js';
+
+/** Every stored tensor that belongs to the 4-bit weight `weightName` (absent ones are simply not in the map). */
+async function readQuantTensors(source: TensorSource, weightName: string): Promise<Map<string, RawTensor>> {
+  const tensors = new Map<string, RawTensor>();
+  for (const name of quantStateTensorNames(weightName)) {
+    if (!source.has(name)) continue;
+    const { dtype, shape } = source.info(name);
+    tensors.set(name, { dtype, shape, data: await source.read(name) });
+  }
+  return tensors;
+}
+
+/**
+ * Builds each projection of a transformers + bitsandbytes 4-bit checkpoint: a Linear4bit when the stored weight is
+ * packed uint8 with its quant state, a dense Linear when the checkpoint kept it in floating point
+ * (llm_int8_skip_modules). Biases are never quantized and load in the model's dtype.
+ */
+export function bnbLinearLoader(config: BnbQuantConfig): LinearLoader {
+  return async (ctx) => {
+    const name = `${ctx.prefix}.weight`;
+    const expected = [ctx.outFeatures, ctx.inFeatures];
+    const bias = ctx.bias ? await loadTensor(ctx.source, `${ctx.prefix}.bias`, ctx.dtype, ctx.device, [ctx.outFeatures]) : null;
+    if (ctx.source.info(name).dtype !== 'uint8') {
+      return new Linear(await loadTensor(ctx.source, name, ctx.dtype, ctx.device, expected), bias);
+    }
+    const tensors = await readQuantTensors(ctx.source, name);
+    const weight = parseQuantState(name, (n) => tensors.get(n));
+    if (!shapesEqual(weight.state.shape, expected)) {
+      throw new QuantError(
+        `The 4-bit weight "${name}" has quant-state shape ${formatShape(weight.state.shape)}, but the config implies ${formatShape(expected)}; the weights do not belong to this config.json.`,
+      );
+    }
+    return new Linear4bit(weight, { bias, computeDtype: config.computeDtype, device: ctx.device });
+  };
+}
+
+/**
+ * Lets AutoModelForCausalLM.fromPretrained load checkpoints whose config.json has
+ * quantization_config.quant_method "bitsandbytes". Idempotent; importing the quant package root calls it.
+ */
+export function registerBitsandbytesLoader(): void {
+  registerQuantizedLinearLoader('bitsandbytes', (q, configPath) => bnbLinearLoader(parseBnbQuantConfig(q, configPath)));
+}

@@ -1,0 +1,15 @@
+/**
+ * Module paths of the decoder projections that transformers + bitsandbytes replace with Linear4bit in a
+ * Llama-family model (every nn.Linear except lm_head), relative to the causal LM ("model.layers.3.mlp.up_proj")
+ * or to its inner model ("layers.3.mlp.up_proj").
+ */
+const DECODER_PROJECTION = /(^|\.)layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)$/;
+
+export function isDecoderProjection(modulePath: string): boolean {
+  return DECODER_PROJECTION.test(modulePath);
+}
+
+/** True for the stored weight tensor of a decoder projection ("model.layers.0.self_attn.q_proj.weight"). */
+export function isDecoderProjectionWeight(tensorName: string): boolean {
+  return tensorName.endsWith('.weight') && isDecoderProjection(tensorName.slice(0, -'.weight'.length));
+}

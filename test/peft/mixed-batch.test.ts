@@ -1,0 +1,28 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { BASE_ADAPTER_NAME, PeftModel } from '../../src/peft/index.js';
+import { adapterDir, assertClose, assertTensorClose, loadBase, mixedVariants, refBatch, refInts, refValues, VARIANTS, type BaseName } from './helpers.js';
+
+for (const base of Object.keys(VARIANTS) as BaseName[]) {
+  test(`${base}: a batch with a different adapter per row (and the base model) matches PEFT's mixed.logits`, async () => {
+    const [first, second] = await mixedVariants(base);
+    assert.deepEqual(await refInts(base, 'mixed.adapters'), [0, 1, -1]);
+    const peft = await PeftModel.fromPretrained(await loadBase(base), adapterDir(base, first), { adapterName: first });
+    await peft.loadAdapter(adapterDir(base, second), second);
+    const { logits } = await peft.forward({ inputIds: (await refBatch(base)).inputIds, adapterNames: [first, second, BASE_ADAPTER_NAME] });
+    await assertTensorClose(logits, await refValues(base, 'mixed.logits'), 'mixed.logits');
+  });
+}
+
+test('per-row adapters are computed on their own rows: a row keeps its logits whatever its neighbours use', async () => {
+  const peft = await PeftModel.fromPretrained(await loadBase('tiny-llama'), adapterDir('tiny-llama', 'lora'), { adapterName: 'lora' });
+  await peft.loadAdapter(adapterDir('tiny-llama', 'dora'), 'dora');
+  const { inputIds } = await refBatch('tiny-llama');
+  const mixed = await (await peft.forward({ inputIds, adapterNames: ['dora', 'lora', 'dora'] })).logits.data();
+  const rowsOf = (data: Float32Array, row: number) => data.subarray((row * data.length) / 3, ((row + 1) * data.length) / 3);
+  const dora = await (await peft.forward({ inputIds, adapterNames: ['dora', 'dora', 'dora'] })).logits.data();
+  const lora = await (await peft.forward({ inputIds, adapterNames: ['lora', 'lora', 'lora'] })).logits.data();
+  assertClose(rowsOf(mixed, 0), rowsOf(dora, 0), 'row 0', 1e-6);
+  assertClose(rowsOf(mixed, 1), rowsOf(lora, 1), 'row 1', 1e-6);
+  assertClose(rowsOf(mixed, 2), rowsOf(dora, 2), 'row 2', 1e-6);
+});
