@@ -53,9 +53,57 @@ export interface AdamWArgs {
   readonly step: number;
 }
 
+/**
+ * Where one [batch, heads, positions, headDim] operand of attention lives in its buffer: the element offset and
+ * the element strides of the first three dimensions; headDim is contiguous (stride 1). Transposed views such as
+ * [B, T, H, D] memory read as [B, H, T, D] are described without a copy.
+ */
+export interface AttentionLayout {
+  readonly offset: number;
+  readonly batchStride: number;
+  readonly headStride: number;
+  readonly rowStride: number;
+}
+
+/**
+ * Fused attention over q [batch, heads, seqQ, headDim] and k, v [batch, kvHeads, seqK, headDim]: query head h
+ * reads key/value head floor(h / (heads / kvHeads)). Scores are scale * q.k plus the key mask.
+ */
+export interface AttentionArgs {
+  readonly batch: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly seqQ: number;
+  readonly seqK: number;
+  readonly headDim: number;
+  readonly scale: number;
+  /** Query i sits at key position seqK - seqQ + i and sees keys 0..seqK - seqQ + i (needs seqQ <= seqK). */
+  readonly causal: boolean;
+  readonly q: AttentionLayout;
+  readonly k: AttentionLayout;
+  readonly v: AttentionLayout;
+  readonly out: AttentionLayout;
+  /** Additive float32 key mask [batch, seqK], contiguous from element 0 (0 keeps a key, -inf hides it), or null. */
+  readonly keyMask: DeviceBuffer | null;
+}
+
+/** AttentionArgs plus the layouts of the output gradient and of the three input gradients. */
+export interface AttentionBackwardArgs extends AttentionArgs {
+  readonly dout: AttentionLayout;
+  readonly dq: AttentionLayout;
+  readonly dk: AttentionLayout;
+  readonly dv: AttentionLayout;
+}
+
 export interface Backend {
   readonly device: string;
+  /** A zero-filled buffer. */
   alloc(dtype: DType, length: number): DeviceBuffer;
+  /**
+   * A buffer whose contents are undefined until written: for outputs that a kernel overwrites in full, so that
+   * no device spends a memory pass on zeros that are never read.
+   */
+  allocUninitialized(dtype: DType, length: number): DeviceBuffer;
   /** A new buffer holding a copy of host data (bfloat16/float16 given as raw Uint16 bits). */
   fromHost(dtype: DType, data: HostArray): DeviceBuffer;
   /** Reads `length` elements from `offset` back to the host. */
@@ -114,4 +162,19 @@ export interface Backend {
    * block of `blocksize`, the 16-entry code book; writes `length` elements to out.
    */
   nf4Dequantize(packed: DeviceBuffer, absmax: DeviceBuffer, code: DeviceBuffer, length: number, blocksize: number, out: DeviceBuffer): void;
+
+  /**
+   * out = softmax(scale * q k^T + mask) v per (batch, head) without holding the [seqQ, seqK] scores; q, k, v and
+   * out share one float dtype. lse receives the float32 log-sum-exp of each query's masked, scaled scores
+   * [batch, heads, seqQ], contiguous; a query that sees no key gets lse -inf and an output row of zeros.
+   */
+  attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, args: AttentionArgs): void;
+  /**
+   * Gradients of attention from the forward's out and lse (P is recomputed, never stored); dout, dq, dk and dv
+   * have the dtype of q. dq, dk and dv are overwritten; dk and dv sum over the query heads of each group.
+   */
+  attentionBackward(
+    q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, dout: DeviceBuffer,
+    dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer, args: AttentionBackwardArgs,
+  ): void;
 }

@@ -29,7 +29,7 @@ import { ropeInvFreq, ropeTables } from './rope.js';
 interface LayerInputs {
   cos: Tensor;
   sin: Tensor;
-  /** Additive mask broadcastable to [B, 1, T, S] (key padding), or null. */
+  /** Additive key-padding mask [B, S] (0 or -inf), or null. */
   mask: Tensor | null;
   /** One cache per batch row when decoding incrementally. */
   caches: readonly KvCache[] | null;
@@ -257,12 +257,10 @@ function shiftLabels(labels: number[][] | Tensor, B: number, T: number): Int32Ar
   return out;
 }
 
-/** Additive key-padding mask [B, T, S=T]: -inf on padded keys. */
+/** Additive key-padding mask [B, S=T]: -inf on padded keys. */
 function paddingMask(mask: number[][], T: number, device: string): Tensor {
   const B = mask.length;
-  const values = new Float32Array(B * T * T);
-  for (let b = 0; b < B; b++) {
-    for (let i = 0; i < T; i++) for (let j = 0; j < T; j++) values[(b * T + i) * T + j] = mask[b]![j] ? 0 : -Infinity;
-  }
-  return fromHost(values, [B, T, T], 'float32', device);
+  const values = new Float32Array(B * T);
+  for (let b = 0; b < B; b++) for (let j = 0; j < T; j++) values[b * T + j] = mask[b]![j] ? 0 : -Infinity;
+  return fromHost(values, [B, T], 'float32', device);
 }

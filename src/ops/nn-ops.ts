@@ -1,12 +1,13 @@
-import { formatShape } from '../tensor/shape.js';
+import type { AttentionArgs, AttentionLayout } from '../backend/backend.js';
+import { contiguousStrides, formatShape, shapesEqual } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { full, hostArray, to } from './creation.js';
 import type { DType } from '../tensor/dtype.js';
-import { allocLike, backendOf, makeResult, sameDevice } from './engine.js';
+import { allocLike, backendOf, makeResult, promote, sameDevice } from './engine.js';
 import { add, div, greater, mul, mulScalar } from './elementwise.js';
 import { matmul } from './matmul.js';
 import { sum } from './reduce.js';
-import { compact, reshape, transpose } from './shape-ops.js';
+import { compact, contiguous, reshape, transpose } from './shape-ops.js';
 
 /** Softmax over the last dim. */
 export function softmax(x: Tensor): Tensor {
@@ -113,23 +114,111 @@ export function crossEntropy(logits: Tensor, labels: Tensor, ignoreIndex = -100)
   });
 }
 
+/** The [B, heads, rows, D] view as the attention kernels read it (its last dimension is contiguous). */
+function attentionLayout(t: Tensor): AttentionLayout {
+  return { offset: t.offset, batchStride: t.strides[0]!, headStride: t.strides[1]!, rowStride: t.strides[2]! };
+}
+
+/** t in `dtype` with a contiguous last dimension: t itself when it already is one (strided views pass through). */
+function attentionOperand(t: Tensor, dtype: DType): Tensor {
+  const c = to(t, { dtype });
+  return c.strides[c.rank - 1] === 1 || c.shape[c.rank - 1] === 1 ? c : contiguous(c);
+}
+
 /**
- * Causal attention with grouped-query heads, composed from GEMMs and a softmax:
- * q [B, H, T, D], k/v [B, Hkv, S, D], H a multiple of Hkv; the T queries sit at the last T of the S key
- * positions. `mask` (optional, additive, broadcastable to [B, 1, T, S]) adds padding masks.
+ * Strides for a fresh buffer of t's shape in t's memory order when t's elements fill one dense block (a
+ * transposed view, a batch row of one), else row-major: gradients then match their input's layout, and the
+ * transposes that produced the input take them back without a copy.
  */
-export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?: Tensor | null): Tensor {
+function denseStridesLike(t: Tensor): number[] {
+  const out = contiguousStrides(t.shape);
+  const dims = t.shape.map((_, i) => i).filter((i) => t.shape[i]! > 1).sort((x, y) => t.strides[x]! - t.strides[y]!);
+  let expected = 1;
+  for (const d of dims) {
+    if (t.strides[d] !== expected) return out;
+    expected *= t.shape[d]!;
+  }
+  for (const d of dims) out[d] = t.strides[d]!;
+  return out;
+}
+
+interface AttentionShape {
+  B: number;
+  H: number;
+  Hkv: number;
+  T: number;
+  S: number;
+  D: number;
+}
+
+function attentionShape(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, causal: boolean): AttentionShape {
+  if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4) {
+    throw new Error(`attention takes q [B, H, T, D] and k, v [B, Hkv, S, D]; got ${formatShape(q.shape)}, ${formatShape(k.shape)}, ${formatShape(v.shape)}.`);
+  }
   const [B, H, T, D] = q.shape as [number, number, number, number];
-  const Hkv = k.shape[1]!;
-  const S = k.shape[2]!;
+  const [, Hkv, S] = k.shape as [number, number, number, number];
+  if (k.shape[0] !== B || k.shape[3] !== D || !shapesEqual(k.shape, v.shape)) {
+    throw new Error(`attention: k ${formatShape(k.shape)} and v ${formatShape(v.shape)} must both be [${B}, Hkv, S, ${D}] for q ${formatShape(q.shape)}.`);
+  }
+  if (H % Hkv !== 0) throw new Error(`${H} query heads are not a multiple of ${Hkv} key/value heads.`);
+  if (T === 0 || S === 0) throw new Error(`attention needs at least one query and one key; got T = ${T}, S = ${S}.`);
+  if (causal && T > S) throw new Error(`causal attention puts the ${T} queries at the last of the ${S} key positions, so it needs T <= S.`);
+  if (mask && (mask.rank !== 2 || mask.shape[0] !== B || mask.shape[1] !== S)) {
+    throw new Error(`The attention mask must be an additive key mask [${B}, ${S}] (0 keeps a key, -inf hides it); got ${formatShape(mask.shape)}.`);
+  }
+  return { B, H, Hkv, T, S, D };
+}
+
+/**
+ * Causal attention with grouped-query heads as one fused kernel (flash-style: the [T, S] scores are never
+ * held), with a hand-derived backward (FlashAttention-2: P recomputed from the saved log-sum-exp).
+ * q [B, H, T, D], k/v [B, Hkv, S, D], H a multiple of Hkv; the T queries sit at the last T of the S key
+ * positions. Any view whose last dimension is contiguous is read in place (the model's transposed
+ * [B, T, H, D] projections, KV-cache prefixes). `mask` is an additive key-padding mask [B, S] (0 or -inf).
+ * The result is a [B, H, T, D] view of [B, T, H, D] memory, so transposing it back to tokens is free.
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?: Tensor | null, causal = true): Tensor {
+  const { B, H, Hkv, T, S, D } = attentionShape(q, k, v, mask ?? null, causal);
+  const dtype = promote(q, k, v);
+  const qa = attentionOperand(q, dtype);
+  const ka = attentionOperand(k, dtype);
+  const va = attentionOperand(v, dtype);
+  const backend = sameDevice(qa, ka, va);
+  const keyMask = mask ? compact(to(mask, { dtype: 'float32' })) : null;
+  const outStrides = [T * H * D, D, H * D, 1];
+  const outBuf = backend.alloc(dtype, B * H * T * D);
+  const lse = makeResult(backend.alloc('float32', B * H * T), [B, H, T], 'attentionLse', [], null);
+  const args: AttentionArgs = {
+    batch: B, heads: H, kvHeads: Hkv, seqQ: T, seqK: S, headDim: D, scale, causal,
+    q: attentionLayout(qa), k: attentionLayout(ka), v: attentionLayout(va),
+    out: { offset: 0, batchStride: outStrides[0]!, headStride: outStrides[1]!, rowStride: outStrides[2]! },
+    keyMask: keyMask ? keyMask.buffer : null,
+  };
+  backend.attention(qa.buffer, ka.buffer, va.buffer, outBuf, lse.buffer, args);
+  return makeResult(outBuf, [B, H, T, D], 'attention', [qa, ka, va], (g) => {
+    const dout = attentionOperand(g, dtype);
+    const grads = [qa, ka, va].map((t) => makeResult(backend.alloc(dtype, t.numel), t.shape, 'attentionBackward', [], null, denseStridesLike(t)));
+    const [dq, dk, dv] = grads as [Tensor, Tensor, Tensor];
+    backend.attentionBackward(qa.buffer, ka.buffer, va.buffer, outBuf, lse.buffer, dout.buffer, dq.buffer, dk.buffer, dv.buffer, {
+      ...args, dout: attentionLayout(dout), dq: attentionLayout(dq), dk: attentionLayout(dk), dv: attentionLayout(dv),
+    });
+    return grads;
+  }, outStrides);
+}
+
+/**
+ * The same attention composed from GEMMs, masks and a softmax, materialising the [B, H, T, S] scores: the
+ * reference the fused kernels are tested against. GQA runs without repeat_kv copies.
+ */
+export function attentionReference(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?: Tensor | null, causal = true): Tensor {
+  const { B, H, Hkv, T, S, D } = attentionShape(q, k, v, mask ?? null, causal);
   const groups = H / Hkv;
-  if (!Number.isInteger(groups)) throw new Error(`${H} query heads are not a multiple of ${Hkv} key/value heads.`);
   // [B, Hkv, groups*T, D]: each KV head serves its group of query heads in one GEMM, no repeat_kv copy.
   const qg = reshape(compact(q), [B, Hkv, groups * T, D]);
-  const scores = mulScalar(matmul(qg, transpose(k)), scale);
+  const scores = reshape(mulScalar(matmul(qg, transpose(k)), scale), [B, Hkv, groups, T, S]);
   // Masks take the scores' dtype so that a bf16 model stays bf16 (transformers builds them in the model dtype).
-  const masked5 = add(reshape(scores, [B, Hkv, groups, T, S]), causalMask(T, S, q.device, scores.dtype));
-  const withPad = mask ? add(masked5, reshape(to(mask, { dtype: scores.dtype }), [mask.shape[0]!, 1, 1, T, S])) : masked5;
+  const masked = causal ? add(scores, causalMask(T, S, q.device, scores.dtype)) : scores;
+  const withPad = mask ? add(masked, reshape(to(mask, { dtype: scores.dtype }), [B, 1, 1, 1, S])) : masked;
   const probs = softmax(reshape(withPad, [B, Hkv, groups * T, S]));
   return reshape(matmul(probs, v), [B, H, T, D]);
 }

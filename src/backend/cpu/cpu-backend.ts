@@ -1,6 +1,7 @@
 import type { DeviceBuffer, HostArray } from '../../tensor/buffer.js';
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../tensor/dtype.js';
-import type { AdamWArgs, Backend, BinaryOp, MatmulArgs, ReduceOp, UnaryOp, View } from '../backend.js';
+import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, Backend, BinaryOp, MatmulArgs, ReduceOp, UnaryOp, View } from '../backend.js';
+import { cpuAttention, cpuAttentionBackward } from './attention.js';
 import { allocHost, asCpu, commitF32, CpuBuffer, readF32, readI32, writableF32 } from './cpu-buffer.js';
 import { sgemm } from './gemm.js';
 
@@ -167,6 +168,11 @@ export class CpuBackend implements Backend {
 
   alloc(dtype: DType, length: number): DeviceBuffer {
     return new CpuBuffer(dtype, length, allocHost(dtype, length));
+  }
+
+  /** Typed arrays are zeroed on allocation anyway. */
+  allocUninitialized(dtype: DType, length: number): DeviceBuffer {
+    return this.alloc(dtype, length);
   }
 
   fromHost(dtype: DType, data: HostArray): DeviceBuffer {
@@ -543,5 +549,16 @@ export class CpuBackend implements Backend {
       ys[i] = f(levels[nibble]! * scales[(i / blocksize) | 0]!);
     }
     commitF32(out, 0, ys);
+  }
+
+  attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, args: AttentionArgs): void {
+    cpuAttention(q, k, v, out, lse, args);
+  }
+
+  attentionBackward(
+    q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, dout: DeviceBuffer,
+    dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer, args: AttentionBackwardArgs,
+  ): void {
+    cpuAttentionBackward(q, k, v, out, lse, dout, dq, dk, dv, args);
   }
 }

@@ -1,6 +1,6 @@
 import type { DeviceBuffer, HostArray } from '../../tensor/buffer.js';
 import { bytesPerElement, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../tensor/dtype.js';
-import type { AdamWArgs, Backend, BinaryOp, MatmulArgs, ReduceOp, UnaryOp, View } from '../backend.js';
+import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, AttentionLayout, Backend, BinaryOp, MatmulArgs, ReduceOp, UnaryOp, View } from '../backend.js';
 import type { AllocatorStats } from './allocator.js';
 import { CudaBuffer } from './cuda-buffer.js';
 import { DTYPE_CODES, type KernelFamily } from './kernels.js';
@@ -46,6 +46,25 @@ function rowThreads(cols: number): number {
   let t = 64;
   while (t < 1024 && t * 8 < cols) t *= 2;
   return t;
+}
+
+/** Threads of every attention CTA (4 warps); ATT_THREADS in kernels/attention.cu. */
+const ATTENTION_THREADS = 128;
+/** Query rows of a forward CTA and keys of a backward CTA in the tensor-core kernels (BR, BC in attention.cu). */
+const ATTENTION_MMA_TILE = 64;
+/** Shared memory a block may use without opting in to more. */
+const SHARED_LIMIT = 48 * 1024;
+
+/**
+ * Rows per warp and tile width of a SIMT attention kernel: the largest that fit SHARED_LIMIT. Its shared floats
+ * are `rowVectors` arrays [4 * rpw, D], `tileVectors` arrays [bc, D + 1] and `extra` arrays [bc].
+ */
+function simtAttentionTiles(D: number, rowVectors: number, tileVectors: number, extra: number): { rpw: number; bc: number; bytes: number } {
+  for (const [rpw, bc] of [[4, 32], [2, 32], [1, 32], [2, 16], [1, 16]] as const) {
+    const bytes = 4 * (rowVectors * 4 * rpw * D + tileVectors * bc * (D + 1) + extra * bc);
+    if (bytes <= SHARED_LIMIT) return { rpw, bc, bytes };
+  }
+  throw new Error(`attention supports head dimensions up to 256, got ${D}.`);
 }
 
 const cublasTypes: ReadonlySet<DType> = new Set<DType>(['float32', 'bfloat16', 'float16']);
@@ -131,6 +150,11 @@ export class CudaBackend implements Backend {
       else d.check('cuMemsetD8Async', d.cuMemsetD8Async(b.at(0), 0, bytes, this.runtime.stream));
     }
     return b;
+  }
+
+  /** Straight from the caching allocator: a reused block holds whatever its last owner wrote. */
+  allocUninitialized(dtype: DType, length: number): DeviceBuffer {
+    return this.allocRaw(dtype, length);
   }
 
   fromHost(dtype: DType, source: HostArray): DeviceBuffer {
@@ -555,5 +579,121 @@ export class CudaBackend implements Backend {
     const fn = this.fn('nf4', 'nf4_dequantize');
     this.args.ptr(pp).ptr(ap).i32(this.code(absmax)).ptr(cp).i32(this.code(code)).ptr(op).i32(this.code(out)).i64(length).i64(blocksize);
     this.launch(fn, this.elementwiseGrid(length), [ELEMENTWISE_THREADS, 1, 1]);
+  }
+
+  // ---- attention ----
+
+  private checkAttention(a: AttentionArgs, buffers: readonly DeviceBuffer[]): void {
+    const dtype = buffers[0]!.dtype;
+    if (dtype !== 'float32' && dtype !== 'bfloat16' && dtype !== 'float16') throw new Error(`attention needs float tensors, got ${dtype}.`);
+    if (buffers.some((b) => b.dtype !== dtype)) throw new Error(`attention operands must share one dtype, got ${buffers.map((b) => b.dtype).join(', ')}.`);
+    if (a.headDim < 1 || a.headDim > 256) throw new Error(`attention supports head dimensions 1 to 256 on CUDA, got ${a.headDim}.`);
+    if (a.seqK < 1) throw new Error('attention needs at least one key position.');
+    if (a.heads % a.kvHeads !== 0) throw new Error(`${a.heads} query heads are not a multiple of ${a.kvHeads} key/value heads.`);
+    if (a.causal && a.seqQ > a.seqK) throw new Error(`causal attention needs seqQ (${a.seqQ}) <= seqK (${a.seqK}).`);
+    if (a.keyMask && a.keyMask.dtype !== 'float32') throw new Error(`the attention key mask must be float32, got ${a.keyMask.dtype}.`);
+  }
+
+  /** Device address of an attention operand, after checking that its [batch, heads, rows, headDim] view fits its buffer. */
+  private attentionAddress(b: DeviceBuffer, l: AttentionLayout, a: AttentionArgs, heads: number, rows: number, what: string): number {
+    const view = { buffer: b, offset: l.offset, strides: [l.batchStride, l.headStride, l.rowStride, 1] };
+    return this.viewAddress(view, [a.batch, heads, rows, a.headDim], `attention ${what}`);
+  }
+
+  /**
+   * 'bf16' or 'f16' when the tensor-core kernels apply: that storage on sm_80 or newer, headDim 64 or 128, and
+   * every row 16-byte aligned (cp.async and the vector stores move 16 bytes); null for the SIMT kernels.
+   */
+  private attentionMma(dtype: DType, D: number, addresses: readonly number[], layouts: readonly AttentionLayout[]): 'bf16' | 'f16' | null {
+    if ((dtype !== 'bfloat16' && dtype !== 'float16') || (D !== 64 && D !== 128)) return null;
+    if (Number(this.info.computeCapability.split('.')[0]) < 8) return null;
+    if (addresses.some((p) => p % 16 !== 0)) return null;
+    if (layouts.some((l) => l.batchStride % 8 !== 0 || l.headStride % 8 !== 0 || l.rowStride % 8 !== 0)) return null;
+    return dtype === 'bfloat16' ? 'bf16' : 'f16';
+  }
+
+  /** Strides in the order the kernels take them: batch, head, row. */
+  private pushLayout(l: AttentionLayout): void {
+    this.runtime.params.i64(l.batchStride).i64(l.headStride).i64(l.rowStride);
+  }
+
+  private pushShape(a: AttentionArgs): void {
+    this.runtime.params.i32(a.batch).i32(a.heads).i32(a.kvHeads).i32(a.seqQ).i32(a.seqK).i32(a.headDim).f32(a.scale).i32(a.causal ? 1 : 0);
+  }
+
+  attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, a: AttentionArgs): void {
+    this.checkAttention(a, [q, k, v, out]);
+    const { batch: B, heads: H, kvHeads: Hkv, seqQ: T, seqK: S, headDim: D } = a;
+    if (B * H * T === 0) return;
+    const qp = this.attentionAddress(q, a.q, a, H, T, 'q');
+    const kp = this.attentionAddress(k, a.k, a, Hkv, S, 'k');
+    const vp = this.attentionAddress(v, a.v, a, Hkv, S, 'v');
+    const op = this.attentionAddress(out, a.out, a, H, T, 'out');
+    const lp = this.span(lse, 0, B * H * T, 'attention lse');
+    const mp = a.keyMask ? this.span(a.keyMask, 0, B * S, 'attention keyMask') : 0;
+    const mma = this.attentionMma(q.dtype, D, [qp, kp, vp, op], [a.q, a.k, a.v, a.out]);
+    const tiles = mma ? null : simtAttentionTiles(D, 1, 2, 0);
+    const fn = this.fn('attention', mma ? `attention_forward_mma_${mma}_d${D}` : 'attention_forward_simt');
+    this.args.ptr(qp).ptr(kp).ptr(vp).ptr(op).ptr(lp).ptr(mp).i32(this.code(q));
+    for (const l of [a.q, a.k, a.v, a.out]) this.pushLayout(l);
+    this.pushShape(a);
+    if (!tiles) {
+      this.runtime.params.launch(fn, [Math.ceil(T / ATTENTION_MMA_TILE), H, B], [ATTENTION_THREADS, 1, 1]);
+      return;
+    }
+    this.runtime.params.i32(tiles.rpw).i32(tiles.bc);
+    this.runtime.params.launch(fn, [Math.ceil(T / (4 * tiles.rpw)), H, B], [ATTENTION_THREADS, 1, 1], tiles.bytes);
+  }
+
+  attentionBackward(
+    q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, dout: DeviceBuffer,
+    dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer, a: AttentionBackwardArgs,
+  ): void {
+    this.checkAttention(a, [q, k, v, out, dout, dq, dk, dv]);
+    const { batch: B, heads: H, kvHeads: Hkv, seqQ: T, seqK: S, headDim: D } = a;
+    if (B * H * T === 0) throw new Error('attentionBackward needs at least one query.');
+    const qp = this.attentionAddress(q, a.q, a, H, T, 'q');
+    const kp = this.attentionAddress(k, a.k, a, Hkv, S, 'k');
+    const vp = this.attentionAddress(v, a.v, a, Hkv, S, 'v');
+    const op = this.attentionAddress(out, a.out, a, H, T, 'out');
+    const gp = this.attentionAddress(dout, a.dout, a, H, T, 'dout');
+    const dqp = this.attentionAddress(dq, a.dq, a, H, T, 'dq');
+    const dkp = this.attentionAddress(dk, a.dk, a, Hkv, S, 'dk');
+    const dvp = this.attentionAddress(dv, a.dv, a, Hkv, S, 'dv');
+    const lp = this.span(lse, 0, B * H * T, 'attentionBackward lse');
+    const mp = a.keyMask ? this.span(a.keyMask, 0, B * S, 'attentionBackward keyMask') : 0;
+    const rows = B * H * T;
+    const dvec = this.allocRaw('float32', rows);
+    const mma = this.attentionMma(q.dtype, D, [qp, kp, vp, op, gp, dkp, dvp], [a.q, a.k, a.v, a.out, a.dout, a.dk, a.dv]);
+    // The tensor-core kernel adds dq into float32 scratch with atomics; attention_dq_convert rounds it into dq.
+    const scratch = mma ? this.buf(this.alloc('float32', rows * D), 'attention dq scratch') : null;
+    const params = (fnName: string, dqTarget: number): number => {
+      const fn = this.fn('attention', fnName);
+      this.args.ptr(qp).ptr(kp).ptr(vp).ptr(op).ptr(gp).ptr(lp).ptr(dvec.at(0)).ptr(mp).ptr(dqTarget).ptr(dkp).ptr(dvp).i32(this.code(q));
+      for (const l of [a.q, a.k, a.v, a.out, a.dout, a.dq, a.dk, a.dv]) this.pushLayout(l);
+      this.pushShape(a);
+      return fn;
+    };
+    const dot = params('attention_backward_dot', dqp);
+    this.runtime.params.launch(dot, [Math.ceil((rows * 32) / ATTENTION_THREADS), 1, 1], [ATTENTION_THREADS, 1, 1]);
+    if (scratch) {
+      const fn = params(`attention_backward_mma_${mma}_d${D}`, scratch.at(0));
+      this.runtime.params.launch(fn, [Math.ceil(S / ATTENTION_MMA_TILE), Hkv, B], [ATTENTION_THREADS, 1, 1]);
+      const convert = this.fn('attention', 'attention_dq_convert');
+      this.args.ptr(scratch.at(0)).ptr(dqp).i32(this.code(dq)).i64(a.dq.batchStride).i64(a.dq.headStride).i64(a.dq.rowStride);
+      this.runtime.params.i32(B).i32(H).i32(T).i32(D).f32(a.scale);
+      this.launch(convert, this.elementwiseGrid(rows * D), [ELEMENTWISE_THREADS, 1, 1]);
+      this.release(scratch);
+    } else {
+      const qTiles = simtAttentionTiles(D, 2, 2, 0);
+      const dqFn = params('attention_backward_dq_simt', dqp);
+      this.runtime.params.i32(qTiles.rpw).i32(qTiles.bc);
+      this.runtime.params.launch(dqFn, [Math.ceil(T / (4 * qTiles.rpw)), H, B], [ATTENTION_THREADS, 1, 1], qTiles.bytes);
+      const kTiles = simtAttentionTiles(D, 2, 2, 2);
+      const kvFn = params('attention_backward_dkdv_simt', dqp);
+      this.runtime.params.i32(kTiles.rpw).i32(kTiles.bc);
+      this.runtime.params.launch(kvFn, [Math.ceil(S / (4 * kTiles.rpw)), Hkv, B], [ATTENTION_THREADS, 1, 1], kTiles.bytes);
+    }
+    this.release(dvec);
   }
 }

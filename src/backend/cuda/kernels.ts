@@ -4,12 +4,13 @@ import koffi from 'koffi';
 import type { DType } from '../../tensor/dtype.js';
 import type { Driver } from './driver.js';
 import type { Nvrtc } from './nvrtc.js';
+import type { LaunchProfiler } from './profiler.js';
 
 /** dtype codes the kernels switch on; must match DT_* in kernels/common.cuh. */
 export const DTYPE_CODES: Readonly<Record<DType, number>> = { float32: 0, bfloat16: 1, float16: 2, int32: 3, int64: 4, uint8: 5 };
 
 /** One .cu file under kernels/ per family; each is compiled (and cached) the first time one of its kernels runs. */
-export type KernelFamily = 'elementwise' | 'reduce' | 'softmax' | 'rmsnorm' | 'rope' | 'embedding' | 'cross_entropy' | 'adamw' | 'nf4';
+export type KernelFamily = 'elementwise' | 'reduce' | 'softmax' | 'rmsnorm' | 'rope' | 'embedding' | 'cross_entropy' | 'adamw' | 'nf4' | 'random' | 'attention';
 
 /** NVRTC options for every family: no FMA contraction, so float results round as the CPU reference's do. */
 const NVRTC_OPTIONS = ['--std=c++17', '--fmad=false'] as const;
@@ -31,6 +32,8 @@ export function kernelSourceDir(): string {
 export class KernelModules {
   private readonly modules = new Map<KernelFamily, number>();
   private readonly functions = new Map<string, number>();
+  /** "family/name" by function handle, for profiles. */
+  private readonly names = new Map<number, string>();
   private sourceDir: string | null = null;
 
   constructor(
@@ -63,10 +66,19 @@ export class KernelModules {
     if (f === undefined) {
       f = this.driver.moduleGetFunction(this.module(family), name);
       this.functions.set(key, f);
+      this.names.set(f, key);
     }
     return f;
   }
+
+  /** "family/name" of a handle that fn() returned. */
+  nameOf(fn: number): string {
+    return this.names.get(fn) ?? `function@${fn}`;
+  }
 }
+
+/** Kernels whose first argument is an op code (UNARY_CODES, BINARY_CODES, REDUCE_CODES): profiles name the op too. */
+const OP_CODE_KERNELS: ReadonlySet<string> = new Set(['elementwise/unary', 'elementwise/binary_strided', 'reduce/reduce_rows', 'reduce/reduce_cols']);
 
 /** The rank-8 Strided2 struct of common.cuh: shape, strides of a, strides of b (int64 each), rank (int32). */
 const MAX_RANK = 8;
@@ -87,6 +99,8 @@ export class LaunchParams {
   private readonly base: number;
   private offset = 0;
   private count = 0;
+  /** Set while a LaunchProfiler records (see CudaRuntime.profiler); kernel names come from `kernels`. */
+  profiler: { readonly recorder: LaunchProfiler; readonly kernels: KernelModules } | null = null;
 
   constructor(
     private readonly driver: Driver,
@@ -172,7 +186,14 @@ export class LaunchParams {
 
   /** Enqueues `fn` on the stream with the arguments written since begin(). */
   launch(fn: number, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes = 0): void {
+    const profile = this.profiler?.recorder.active ? this.profiler : null;
+    if (profile) {
+      const name = profile.kernels.nameOf(fn);
+      // The op code is the first argument, an int32 in the first value slot.
+      profile.recorder.begin(OP_CODE_KERNELS.has(name) ? `${name}:op=${this.view.getInt32(0, true)}` : name);
+    }
     const rc = this.driver.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, this.stream, this.kernelParams, 0);
     if (rc !== 0) this.driver.fail('cuLaunchKernel', rc);
+    profile?.recorder.end();
   }
 }

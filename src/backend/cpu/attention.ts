@@ -1,0 +1,226 @@
+/**
+ * Fused attention on the CPU, forward and backward, one (batch, key/value head) at a time.
+ *
+ *   s_ij  = scale * q_i . k_j + mask_j      (-inf where causality or the mask hides key j)
+ *   lse_i = log sum_j exp(s_ij),   p_ij = exp(s_ij - lse_i),   o_i = sum_j p_ij v_j
+ *   D_i   = dO_i . o_i,   ds_ij = p_ij (dO_i . v_j - D_i)
+ *   dq_i  = scale * sum_j ds_ij k_j,   dk_j = scale * sum_i ds_ij q_i,   dv_j = sum_i p_ij dO_i
+ *
+ * Queries go in blocks of QUERY_BLOCK positions times the heads of one group (they share k and v), so a
+ * block holds [rows, keys it can see] scores and never [seqQ, seqK]; its products run through sgemm (OpenBLAS
+ * or the threaded TypeScript GEMM). A block's softmax is exact (its whole score row is present), in float64.
+ * The backward recomputes P from lse; dk and dv accumulate in float32 over the group's heads and blocks.
+ * Scratch arrays are allocated once per call.
+ */
+import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../tensor/dtype.js';
+import type { DeviceBuffer } from '../../tensor/buffer.js';
+import type { AttentionArgs, AttentionBackwardArgs, AttentionLayout } from '../backend.js';
+import { asCpu, readF32 } from './cpu-buffer.js';
+import { sgemm } from './gemm.js';
+
+const QUERY_BLOCK = 64;
+
+function checkArgs(a: AttentionArgs, buffers: readonly DeviceBuffer[]): void {
+  const dtype = buffers[0]!.dtype;
+  if (dtype !== 'float32' && dtype !== 'bfloat16' && dtype !== 'float16') throw new Error(`attention needs float tensors, got ${dtype}.`);
+  if (buffers.some((b) => b.dtype !== dtype)) throw new Error(`attention operands must share one dtype, got ${buffers.map((b) => b.dtype).join(', ')}.`);
+  if (a.heads % a.kvHeads !== 0) throw new Error(`${a.heads} query heads are not a multiple of ${a.kvHeads} key/value heads.`);
+  if (a.causal && a.seqQ > a.seqK) throw new Error(`causal attention needs seqQ (${a.seqQ}) <= seqK (${a.seqK}).`);
+  if (a.keyMask && a.keyMask.dtype !== 'float32') throw new Error(`the attention key mask must be float32, got ${a.keyMask.dtype}.`);
+}
+
+/** Element offset of row `row` of (batch b, head h) in an operand. */
+function rowAt(l: AttentionLayout, b: number, h: number, row: number): number {
+  return l.offset + b * l.batchStride + h * l.headStride + row * l.rowStride;
+}
+
+/** `count` rows of D elements from `first`, `stride` apart, widened into dst from row `dstRow` (D per row). */
+function gatherRows(buf: DeviceBuffer, first: number, stride: number, count: number, D: number, dst: Float32Array, dstRow: number): void {
+  const c = asCpu(buf);
+  for (let r = 0; r < count; r++) {
+    const o = first + r * stride;
+    const target = dst.subarray((dstRow + r) * D, (dstRow + r + 1) * D);
+    if (c.dtype === 'float32') target.set((c.data as Float32Array).subarray(o, o + D));
+    else if (c.dtype === 'bfloat16') bf16ArrayToF32((c.data as Uint16Array).subarray(o, o + D), target);
+    else f16ArrayToF32((c.data as Uint16Array).subarray(o, o + D), target);
+  }
+}
+
+/** The inverse of gatherRows: rounds rows of src into the buffer's dtype. */
+function scatterRows(src: Float32Array, srcRow: number, count: number, D: number, buf: DeviceBuffer, first: number, stride: number): void {
+  const c = asCpu(buf);
+  for (let r = 0; r < count; r++) {
+    const o = first + r * stride;
+    const from = src.subarray((srcRow + r) * D, (srcRow + r + 1) * D);
+    if (c.dtype === 'float32') (c.data as Float32Array).set(from, o);
+    else if (c.dtype === 'bfloat16') f32ArrayToBf16(from, (c.data as Uint16Array).subarray(o, o + D));
+    else f32ArrayToF16(from, (c.data as Uint16Array).subarray(o, o + D));
+  }
+}
+
+/** Row-major product C = alpha * op(A) op(B) + beta * C of single matrices. */
+function gemm(m: number, n: number, k: number, a: Float32Array, lda: number, transA: boolean, b: Float32Array, ldb: number, transB: boolean, c: Float32Array, ldc: number, alpha: number, beta: number): void {
+  sgemm({ m, n, k, transA, transB, a, aOffset: 0, lda, b, bOffset: 0, ldb, c, cOffset: 0, ldc, alpha, beta, batch: 1, strideA: 0, strideB: 0, strideC: 0 });
+}
+
+/**
+ * One block of queries: positions i0 .. i0+n-1 for each of the G heads of a group, as rows g*n + r.
+ * `end` is the number of keys any of them sees; limits[r] the number query i0 + r sees.
+ */
+interface QueryBlock {
+  readonly i0: number;
+  readonly n: number;
+  readonly end: number;
+  readonly limits: Int32Array;
+}
+
+function* queryBlocks(a: AttentionArgs): Generator<QueryBlock> {
+  const limits = new Int32Array(QUERY_BLOCK);
+  for (let i0 = 0; i0 < a.seqQ; i0 += QUERY_BLOCK) {
+    const n = Math.min(QUERY_BLOCK, a.seqQ - i0);
+    for (let r = 0; r < n; r++) limits[r] = a.causal ? a.seqK - a.seqQ + i0 + r + 1 : a.seqK;
+    yield { i0, n, end: limits[n - 1]!, limits };
+  }
+}
+
+/** Scratch for one (batch, key/value head): its keys and values, and a block's rows and scores. */
+class Workspace {
+  readonly keys: Float32Array;
+  readonly values: Float32Array;
+  readonly queries: Float32Array;
+  readonly scores: Float32Array;
+  constructor(readonly a: AttentionArgs) {
+    const G = a.heads / a.kvHeads;
+    this.keys = new Float32Array(a.seqK * a.headDim);
+    this.values = new Float32Array(a.seqK * a.headDim);
+    this.queries = new Float32Array(G * QUERY_BLOCK * a.headDim);
+    this.scores = new Float32Array(G * QUERY_BLOCK * a.seqK);
+  }
+
+  loadKeysValues(k: DeviceBuffer, v: DeviceBuffer, b: number, hk: number): void {
+    const { a } = this;
+    gatherRows(k, rowAt(a.k, b, hk, 0), a.k.rowStride, a.seqK, a.headDim, this.keys, 0);
+    gatherRows(v, rowAt(a.v, b, hk, 0), a.v.rowStride, a.seqK, a.headDim, this.values, 0);
+  }
+
+  /** The block's rows of a [B, heads, T, D] operand into dst, head after head. */
+  loadRows(buf: DeviceBuffer, l: AttentionLayout, b: number, hk: number, blk: QueryBlock, dst: Float32Array): void {
+    const G = this.a.heads / this.a.kvHeads;
+    for (let g = 0; g < G; g++) gatherRows(buf, rowAt(l, b, hk * G + g, blk.i0), l.rowStride, blk.n, this.a.headDim, dst, g * blk.n);
+  }
+
+  storeRows(src: Float32Array, buf: DeviceBuffer, l: AttentionLayout, b: number, hk: number, blk: QueryBlock): void {
+    const G = this.a.heads / this.a.kvHeads;
+    for (let g = 0; g < G; g++) scatterRows(src, g * blk.n, blk.n, this.a.headDim, buf, rowAt(l, b, hk * G + g, blk.i0), l.rowStride);
+  }
+
+  /** scores [G*n, end] = scale * Q K^T, the block's raw scaled scores (row stride `end`). */
+  computeScores(blk: QueryBlock): void {
+    const { a } = this;
+    const rows = (a.heads / a.kvHeads) * blk.n;
+    gemm(rows, blk.end, a.headDim, this.queries, a.headDim, false, this.keys, a.headDim, true, this.scores, blk.end, a.scale, 0);
+  }
+}
+
+export function cpuAttention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, a: AttentionArgs): void {
+  checkArgs(a, [q, k, v, out]);
+  const { batch: B, heads: H, kvHeads: Hkv, seqQ: T, seqK: S, headDim: D } = a;
+  const G = H / Hkv;
+  const ws = new Workspace(a);
+  const outRows = new Float32Array(G * QUERY_BLOCK * D);
+  const lseOut = asCpu(lse).data as Float32Array;
+  const mask = a.keyMask ? readF32(a.keyMask, 0, B * S) : null;
+  for (let b = 0; b < B; b++) {
+    for (let hk = 0; hk < Hkv; hk++) {
+      ws.loadKeysValues(k, v, b, hk);
+      for (const blk of queryBlocks(a)) {
+        const { n, end } = blk;
+        ws.loadRows(q, a.q, b, hk, blk, ws.queries);
+        ws.computeScores(blk);
+        const p = ws.scores;
+        for (let row = 0; row < G * n; row++) {
+          const r = row % n;
+          const base = row * end;
+          const lim = blk.limits[r]!;
+          let mx = -Infinity;
+          for (let j = 0; j < lim; j++) {
+            const x = mask ? p[base + j]! + mask[b * S + j]! : p[base + j]!;
+            p[base + j] = x;
+            if (x > mx) mx = x;
+          }
+          let sum = 0;
+          if (mx !== -Infinity) {
+            for (let j = 0; j < lim; j++) {
+              const e = Math.exp(p[base + j]! - mx);
+              p[base + j] = e;
+              sum += e;
+            }
+            const inv = 1 / sum;
+            for (let j = 0; j < lim; j++) p[base + j] = p[base + j]! * inv;
+            p.fill(0, base + lim, base + end);
+          } else {
+            p.fill(0, base, base + end);
+          }
+          lseOut[(b * H + hk * G + Math.floor(row / n)) * T + blk.i0 + r] = sum > 0 ? mx + Math.log(sum) : -Infinity;
+        }
+        gemm(G * n, D, end, p, end, false, ws.values, D, false, outRows, D, 1, 0);
+        ws.storeRows(outRows, out, a.out, b, hk, blk);
+      }
+    }
+  }
+}
+
+export function cpuAttentionBackward(
+  q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, dout: DeviceBuffer,
+  dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer, a: AttentionBackwardArgs,
+): void {
+  checkArgs(a, [q, k, v, out, dout, dq, dk, dv]);
+  const { batch: B, heads: H, kvHeads: Hkv, seqQ: T, seqK: S, headDim: D, scale } = a;
+  const G = H / Hkv;
+  const ws = new Workspace(a);
+  const grads = new Float32Array(G * QUERY_BLOCK * D);
+  const outs = new Float32Array(G * QUERY_BLOCK * D);
+  const dScores = new Float32Array(G * QUERY_BLOCK * S);
+  const dKeys = new Float32Array(S * D);
+  const dValues = new Float32Array(S * D);
+  const lseIn = readF32(lse, 0, B * H * T);
+  const mask = a.keyMask ? readF32(a.keyMask, 0, B * S) : null;
+  for (let b = 0; b < B; b++) {
+    for (let hk = 0; hk < Hkv; hk++) {
+      ws.loadKeysValues(k, v, b, hk);
+      dKeys.fill(0);
+      dValues.fill(0);
+      for (const blk of queryBlocks(a)) {
+        const { n, end } = blk;
+        ws.loadRows(q, a.q, b, hk, blk, ws.queries);
+        ws.loadRows(dout, a.dout, b, hk, blk, grads);
+        ws.loadRows(out, a.out, b, hk, blk, outs);
+        ws.computeScores(blk);
+        // dP = dO V^T, then P from lse and dS = scale * P (dP - D) in place of it.
+        gemm(G * n, end, D, grads, D, false, ws.values, D, true, dScores, end, 1, 0);
+        const p = ws.scores;
+        for (let row = 0; row < G * n; row++) {
+          const base = row * end;
+          const L = lseIn[(b * H + hk * G + Math.floor(row / n)) * T + blk.i0 + (row % n)]!;
+          const lim = L === -Infinity ? 0 : blk.limits[row % n]!;
+          let Di = 0;
+          for (let d = 0; d < D; d++) Di += grads[row * D + d]! * outs[row * D + d]!;
+          for (let j = 0; j < lim; j++) {
+            const pj = Math.exp((mask ? p[base + j]! + mask[b * S + j]! : p[base + j]!) - L);
+            p[base + j] = pj;
+            dScores[base + j] = pj * (dScores[base + j]! - Di) * scale;
+          }
+          p.fill(0, base + lim, base + end);
+          dScores.fill(0, base + lim, base + end);
+        }
+        // dQ = dS K, dK += dS^T Q, dV += P^T dO (the block's rows head after head share one product).
+        gemm(G * n, D, end, dScores, end, false, ws.keys, D, false, outs, D, 1, 0);
+        ws.storeRows(outs, dq, a.dq, b, hk, blk);
+        gemm(end, D, G * n, dScores, end, true, ws.queries, D, false, dKeys, D, 1, 1);
+        gemm(end, D, G * n, p, end, true, grads, D, false, dValues, D, 1, 1);
+      }
+      scatterRows(dKeys, 0, S, D, dk, rowAt(a.dk, b, hk, 0), a.dk.rowStride);
+      scatterRows(dValues, 0, S, D, dv, rowAt(a.dv, b, hk, 0), a.dv.rowStride);
+    }
+  }
+}

@@ -1,0 +1,695 @@
+// Fused attention with grouped-query heads, forward and backward (FlashAttention-2), never holding the
+// [seqQ, seqK] scores. For batch b, query head h (key/value head hk = h / (H / Hkv)), query i and key j, with
+// off = S - T (query i sits at key position off + i; causal: key j is visible when j <= off + i) and m_j the
+// additive key mask:
+//
+//   s_ij  = scale * q_i . k_j + m_j             (-inf where causality or the mask hides key j)
+//   lse_i = log sum_j exp(s_ij)                 (-inf when query i sees no key; its output row is 0)
+//   p_ij  = exp(s_ij - lse_i),   o_i = sum_j p_ij v_j
+//   D_i   = dO_i . o_i,          ds_ij = p_ij (dO_i . v_j - D_i)
+//   dq_i  = scale * sum_j ds_ij k_j
+//   dk_j  = scale * sum_{h in group, i} ds_ij q_i,   dv_j = sum_{h in group, i} p_ij dO_i
+//
+// Forward: one CTA per (query tile, head, batch) walks the key tiles with an online softmax (a running max and
+// sum rescale the partial output when the max moves) and writes o and lse. Backward: D_i first; then one CTA
+// per (key tile, key/value head, batch) walks every query head of its group and every query tile, keeping
+// dk and dv in registers (so no atomics for them), recomputing p from lse.
+//
+// Two implementations of each:
+// - tensor cores (mma.sync m16n8k16, bf16 or f16 storage, headDim 64 or 128, rows 16-byte aligned): tiles
+//   move global -> shared with cp.async, fragments shared -> registers with ldmatrix; scores, probabilities
+//   and the output stay in registers (the score accumulators are reused as the A operand of P.V). dq is
+//   accumulated with float32 atomics into scratch [B, H, T, D] that attention_dq_convert scales and rounds.
+// - SIMT for every float dtype and headDim <= 256: a warp owns a few rows; for a tile of up to 32 partners,
+//   lane = partner for the dot products and lane = dimension for the accumulations. The backward splits into
+//   a query-side pass (dq) and a key-side pass (dk, dv), so it needs no atomics.
+// Both accumulate in float32. Every operand is a [B, heads, rows, D] view with element strides (sb, sh, st)
+// and D contiguous; lse and D_i are float32 [B, H, T]; the key mask is float32 [B, S] or null.
+
+#define ATT_WARPS 4
+#define ATT_THREADS (ATT_WARPS * 32)
+#define ATT_MAX_RPW 4
+#define ATT_MAX_D 256
+#define ATT_DCHUNKS (ATT_MAX_D / 32)
+#define ATT_LOG2E 1.4426950408889634f
+#define ATT_LN2 0.6931471805599453f
+#define ATT_FULL 0xffffffffu
+
+#define ATT_FWD_PARAMS                                                                                         \
+  const void *q, const void *k, const void *v, void *o, float *lse, const float *mask, int dt, i64 qsb, i64 qsh, \
+      i64 qst, i64 ksb, i64 ksh, i64 kst, i64 vsb, i64 vsh, i64 vst, i64 osb, i64 osh, i64 ost, int B, int H,     \
+      int Hkv, int T, int S, int D, float scale, int causal
+#define ATT_FWD_ARGS \
+  q, k, v, o, lse, mask, dt, qsb, qsh, qst, ksb, ksh, kst, vsb, vsh, vst, osb, osh, ost, B, H, Hkv, T, S, D, scale, causal
+
+// dq is the final gradient (SIMT) or float32 scratch [B, H, T, D] (tensor cores); dvec holds D_i.
+#define ATT_BWD_PARAMS                                                                                              \
+  const void *q, const void *k, const void *v, const void *o, const void *dout, const float *lse, float *dvec,        \
+      const float *mask, void *dq, void *dk, void *dv, int dt, i64 qsb, i64 qsh, i64 qst, i64 ksb, i64 ksh, i64 kst,  \
+      i64 vsb, i64 vsh, i64 vst, i64 osb, i64 osh, i64 ost, i64 gsb, i64 gsh, i64 gst, i64 dqsb, i64 dqsh, i64 dqst, \
+      i64 dksb, i64 dksh, i64 dkst, i64 dvsb, i64 dvsh, i64 dvst, int B, int H, int Hkv, int T, int S, int D,         \
+      float scale, int causal
+#define ATT_BWD_ARGS                                                                                                    \
+  q, k, v, o, dout, lse, dvec, mask, dq, dk, dv, dt, qsb, qsh, qst, ksb, ksh, kst, vsb, vsh, vst, osb, osh, ost, gsb, \
+      gsh, gst, dqsb, dqsh, dqst, dksb, dksh, dkst, dvsb, dvsh, dvst, B, H, Hkv, T, S, D, scale, causal
+
+// ---------------------------------------------------------------------------------------------------------
+// SIMT
+// ---------------------------------------------------------------------------------------------------------
+
+// Rows row0 .. row0+count-1 of one head (row stride st) into shared float rows `ld` apart; rows at or past
+// `limit` are zero.
+__device__ __forceinline__ void att_rows_to_shared(float *dst, int ld, const void *src, int dt, i64 base, i64 st, int row0, int count,
+                                                   int limit, int D) {
+  for (int e = threadIdx.x; e < count * D; e += blockDim.x) {
+    const int r = e / D, d = e - r * D;
+    dst[r * ld + d] = row0 + r < limit ? load_f(src, dt, base + (i64)(row0 + r) * st + d) : 0.0f;
+  }
+}
+
+__device__ __forceinline__ float att_dot(const float *a, const float *b, int D) {
+  float s = 0.0f;
+  for (int d = 0; d < D; ++d) s = __fmaf_rn(a[d], b[d], s);
+  return s;
+}
+
+// Shared memory (floats): sQ [4*rpw][D], then sK and sV [bc][D + 1] (lane = key reads a column of a padded
+// row without bank conflicts). Grid: (ceil(T / (4*rpw)), H, B).
+extern "C" __global__ void attention_forward_simt(ATT_FWD_PARAMS, int rpw, int bc) {
+  extern __shared__ float att_smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, br = ATT_WARPS * rpw, ld = D + 1;
+  float *sQ = att_smem, *sK = sQ + br * D, *sV = sK + bc * ld;
+  const int b = blockIdx.z, h = blockIdx.y, hk = h / (H / Hkv), i0 = blockIdx.x * br, off = S - T;
+  const i64 qb = b * qsb + h * qsh, kb = b * ksb + hk * ksh, vb = b * vsb + hk * vsh, ob = b * osb + h * osh;
+  const float *maskRow = mask ? mask + (i64)b * S : nullptr;
+  att_rows_to_shared(sQ, D, q, dt, qb, qst, i0, br, T, D);
+  const int kEnd = causal ? min(S, off + min(T, i0 + br)) : S;
+  float acc[ATT_MAX_RPW][ATT_DCHUNKS], m[ATT_MAX_RPW], l[ATT_MAX_RPW];
+#pragma unroll
+  for (int r = 0; r < ATT_MAX_RPW; ++r) {
+    m[r] = -F32_INF;
+    l[r] = 0.0f;
+#pragma unroll
+    for (int c = 0; c < ATT_DCHUNKS; ++c) acc[r][c] = 0.0f;
+  }
+  for (int j0 = 0; j0 < kEnd; j0 += bc) {
+    __syncthreads();
+    att_rows_to_shared(sK, ld, k, dt, kb, kst, j0, bc, S, D);
+    att_rows_to_shared(sV, ld, v, dt, vb, vst, j0, bc, S, D);
+    __syncthreads();
+    const int j = j0 + lane;
+#pragma unroll
+    for (int r = 0; r < ATT_MAX_RPW; ++r) {
+      const int lr = warp * rpw + r, i = i0 + lr;
+      if (r >= rpw || i >= T) continue;
+      float s = -F32_INF;
+      if (lane < bc && j < S && (!causal || j <= off + i)) s = att_dot(sQ + lr * D, sK + lane * ld, D) * scale + (maskRow ? maskRow[j] : 0.0f);
+      const float mNew = fmaxf(m[r], warp_max(s));
+      if (mNew == -F32_INF) continue;
+      const float p = expf(s - mNew), corr = expf(m[r] - mNew);
+      l[r] = l[r] * corr + warp_sum(p);
+      m[r] = mNew;
+#pragma unroll
+      for (int c = 0; c < ATT_DCHUNKS; ++c) acc[r][c] *= corr;
+      for (int jj = 0; jj < bc; ++jj) {
+        const float pj = __shfl_sync(ATT_FULL, p, jj);
+        if (pj == 0.0f) continue;
+        const float *vr = sV + jj * ld;
+#pragma unroll
+        for (int c = 0; c < ATT_DCHUNKS; ++c) {
+          const int d = lane + 32 * c;
+          if (d < D) acc[r][c] = __fmaf_rn(pj, vr[d], acc[r][c]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < ATT_MAX_RPW; ++r) {
+    const int i = i0 + warp * rpw + r;
+    if (r >= rpw || i >= T) continue;
+    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+#pragma unroll
+    for (int c = 0; c < ATT_DCHUNKS; ++c) {
+      const int d = lane + 32 * c;
+      if (d < D) store_f(o, dt, ob + (i64)i * ost + d, acc[r][c] * inv);
+    }
+    if (lane == 0) lse[((i64)b * H + h) * T + i] = l[r] > 0.0f ? m[r] + logf(l[r]) : -F32_INF;
+  }
+}
+
+// D_i = dO_i . o_i, one warp per query row (b, h, i). Grid: ceil(B*H*T / 4) blocks of 128 threads.
+extern "C" __global__ void attention_backward_dot(ATT_BWD_PARAMS) {
+  const i64 row = ((i64)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (row >= (i64)B * H * T) return;
+  const i64 i = row % T, h = (row / T) % H, b = row / ((i64)T * H);
+  const i64 gb = b * gsb + h * gsh + i * gst, ob = b * osb + h * osh + i * ost;
+  float s = 0.0f;
+  for (int d = lane; d < D; d += 32) s = __fmaf_rn(load_f(dout, dt, gb + d), load_f(o, dt, ob + d), s);
+  s = warp_sum(s);
+  if (lane == 0) dvec[row] = s;
+}
+
+// dq, query side. Shared (floats): sQ, sG [4*rpw][D] (q and dO rows), then sK, sV [bc][D + 1].
+// Grid: (ceil(T / (4*rpw)), H, B).
+extern "C" __global__ void attention_backward_dq_simt(ATT_BWD_PARAMS, int rpw, int bc) {
+  extern __shared__ float att_smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, br = ATT_WARPS * rpw, ld = D + 1;
+  float *sQ = att_smem, *sG = sQ + br * D, *sK = sG + br * D, *sV = sK + bc * ld;
+  const int b = blockIdx.z, h = blockIdx.y, hk = h / (H / Hkv), i0 = blockIdx.x * br, off = S - T;
+  const i64 kb = b * ksb + hk * ksh, vb = b * vsb + hk * vsh, rowBase = ((i64)b * H + h) * T;
+  const float *maskRow = mask ? mask + (i64)b * S : nullptr;
+  att_rows_to_shared(sQ, D, q, dt, b * qsb + h * qsh, qst, i0, br, T, D);
+  att_rows_to_shared(sG, D, dout, dt, b * gsb + h * gsh, gst, i0, br, T, D);
+  float acc[ATT_MAX_RPW][ATT_DCHUNKS], L[ATT_MAX_RPW], Di[ATT_MAX_RPW];
+#pragma unroll
+  for (int r = 0; r < ATT_MAX_RPW; ++r) {
+    const int i = i0 + warp * rpw + r;
+    const bool live = r < rpw && i < T;
+    L[r] = live ? lse[rowBase + i] : -F32_INF;
+    Di[r] = live ? dvec[rowBase + i] : 0.0f;
+#pragma unroll
+    for (int c = 0; c < ATT_DCHUNKS; ++c) acc[r][c] = 0.0f;
+  }
+  const int kEnd = causal ? min(S, off + min(T, i0 + br)) : S;
+  for (int j0 = 0; j0 < kEnd; j0 += bc) {
+    __syncthreads();
+    att_rows_to_shared(sK, ld, k, dt, kb, kst, j0, bc, S, D);
+    att_rows_to_shared(sV, ld, v, dt, vb, vst, j0, bc, S, D);
+    __syncthreads();
+    const int j = j0 + lane;
+#pragma unroll
+    for (int r = 0; r < ATT_MAX_RPW; ++r) {
+      const int lr = warp * rpw + r, i = i0 + lr;
+      if (r >= rpw || i >= T || L[r] == -F32_INF) continue;
+      float ds = 0.0f;
+      if (lane < bc && j < S && (!causal || j <= off + i)) {
+        const float s = att_dot(sQ + lr * D, sK + lane * ld, D) * scale + (maskRow ? maskRow[j] : 0.0f);
+        const float p = expf(s - L[r]);
+        ds = p * (att_dot(sG + lr * D, sV + lane * ld, D) - Di[r]);
+      }
+      for (int jj = 0; jj < bc; ++jj) {
+        const float dsj = __shfl_sync(ATT_FULL, ds, jj);
+        if (dsj == 0.0f) continue;
+        const float *kr = sK + jj * ld;
+#pragma unroll
+        for (int c = 0; c < ATT_DCHUNKS; ++c) {
+          const int d = lane + 32 * c;
+          if (d < D) acc[r][c] = __fmaf_rn(dsj, kr[d], acc[r][c]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < ATT_MAX_RPW; ++r) {
+    const int i = i0 + warp * rpw + r;
+    if (r >= rpw || i >= T) continue;
+#pragma unroll
+    for (int c = 0; c < ATT_DCHUNKS; ++c) {
+      const int d = lane + 32 * c;
+      if (d < D) store_f(dq, dt, b * dqsb + h * dqsh + (i64)i * dqst + d, acc[r][c] * scale);
+    }
+  }
+}
+
+// dk and dv, key side. Shared (floats): sK, sV [4*rpw][D] (this CTA's key rows), then sQ, sG [bc][D + 1]
+// (a tile of q and dO rows), then sL, sD [bc] (their lse and D_i). Grid: (ceil(S / (4*rpw)), Hkv, B).
+extern "C" __global__ void attention_backward_dkdv_simt(ATT_BWD_PARAMS, int rpw, int bc) {
+  extern __shared__ float att_smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, br = ATT_WARPS * rpw, ld = D + 1;
+  float *sK = att_smem, *sV = sK + br * D, *sQ = sV + br * D, *sG = sQ + bc * ld, *sL = sG + bc * ld, *sD = sL + bc;
+  const int b = blockIdx.z, hk = blockIdx.y, j0 = blockIdx.x * br, off = S - T, G = H / Hkv;
+  att_rows_to_shared(sK, D, k, dt, b * ksb + hk * ksh, kst, j0, br, S, D);
+  att_rows_to_shared(sV, D, v, dt, b * vsb + hk * vsh, vst, j0, br, S, D);
+  float dkAcc[ATT_MAX_RPW][ATT_DCHUNKS], dvAcc[ATT_MAX_RPW][ATT_DCHUNKS], mk[ATT_MAX_RPW];
+#pragma unroll
+  for (int r = 0; r < ATT_MAX_RPW; ++r) {
+    const int j = j0 + warp * rpw + r;
+    mk[r] = r < rpw && j < S ? (mask ? mask[(i64)b * S + j] : 0.0f) : -F32_INF;
+#pragma unroll
+    for (int c = 0; c < ATT_DCHUNKS; ++c) dkAcc[r][c] = dvAcc[r][c] = 0.0f;
+  }
+  const int iStart = causal ? max(0, j0 - off) : 0;
+  for (int g = 0; g < G; ++g) {
+    const int h = hk * G + g;
+    const i64 rowBase = ((i64)b * H + h) * T;
+    for (int i0 = iStart; i0 < T; i0 += bc) {
+      __syncthreads();
+      att_rows_to_shared(sQ, ld, q, dt, b * qsb + h * qsh, qst, i0, bc, T, D);
+      att_rows_to_shared(sG, ld, dout, dt, b * gsb + h * gsh, gst, i0, bc, T, D);
+      for (int t = threadIdx.x; t < bc; t += blockDim.x) {
+        const bool live = i0 + t < T;
+        sL[t] = live ? lse[rowBase + i0 + t] : -F32_INF;
+        sD[t] = live ? dvec[rowBase + i0 + t] : 0.0f;
+      }
+      __syncthreads();
+      const int i = i0 + lane;
+#pragma unroll
+      for (int r = 0; r < ATT_MAX_RPW; ++r) {
+        const int lr = warp * rpw + r, j = j0 + lr;
+        if (r >= rpw || j >= S) continue;
+        float p = 0.0f, ds = 0.0f;
+        if (lane < bc && i < T && sL[lane] != -F32_INF && (!causal || j <= off + i)) {
+          const float s = att_dot(sK + lr * D, sQ + lane * ld, D) * scale + mk[r];
+          p = expf(s - sL[lane]);
+          ds = p * (att_dot(sV + lr * D, sG + lane * ld, D) - sD[lane]);
+        }
+        for (int ii = 0; ii < bc; ++ii) {
+          const float pi = __shfl_sync(ATT_FULL, p, ii), dsi = __shfl_sync(ATT_FULL, ds, ii);
+          if (pi == 0.0f && dsi == 0.0f) continue;
+          const float *qr = sQ + ii * ld, *gr = sG + ii * ld;
+#pragma unroll
+          for (int c = 0; c < ATT_DCHUNKS; ++c) {
+            const int d = lane + 32 * c;
+            if (d < D) {
+              dvAcc[r][c] = __fmaf_rn(pi, gr[d], dvAcc[r][c]);
+              dkAcc[r][c] = __fmaf_rn(dsi, qr[d], dkAcc[r][c]);
+            }
+          }
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < ATT_MAX_RPW; ++r) {
+    const int j = j0 + warp * rpw + r;
+    if (r >= rpw || j >= S) continue;
+#pragma unroll
+    for (int c = 0; c < ATT_DCHUNKS; ++c) {
+      const int d = lane + 32 * c;
+      if (d < D) {
+        store_f(dk, dt, b * dksb + hk * dksh + (i64)j * dkst + d, dkAcc[r][c] * scale);
+        store_f(dv, dt, b * dvsb + hk * dvsh + (i64)j * dvst + d, dvAcc[r][c]);
+      }
+    }
+  }
+}
+
+// dq = scale * scratch, rounded into dq's dtype and layout. scratch is float32 [B, H, T, D], contiguous.
+extern "C" __global__ void attention_dq_convert(const float *scratch, void *dq, int dt, i64 sb, i64 sh, i64 st, int B, int H, int T, int D,
+                                                float scale) {
+  const i64 n = (i64)B * H * T * D;
+  GRID_STRIDE(e, n) {
+    const i64 r = e / D, d = e - r * D, i = r % T, h = (r / T) % H, b = r / ((i64)T * H);
+    store_f(dq, dt, b * sb + h * sh + i * st + d, scratch[e] * scale);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Tensor cores: mma.sync.m16n8k16 with float32 accumulators. Fragment layouts (PTX ISA), with
+// g = lane / 4 and t = lane % 4: A (16x16, row-major) a0 = (g, 2t..2t+1), a1 = (g+8, 2t..), a2 = (g, 2t+8..),
+// a3 = (g+8, 2t+8..); B (16x8, k-major) b0 = (k 2t..2t+1, n g), b1 = (k 2t+8.., n g); C (16x8)
+// c0,c1 = (g, 2t..2t+1), c2,c3 = (g+8, 2t..2t+1). Shared tiles are row-major with rows padded by 8 elements
+// (16 bytes), so the 8 row addresses of each ldmatrix fall in distinct bank groups.
+// ---------------------------------------------------------------------------------------------------------
+
+__device__ __forceinline__ u32 att_smem_addr(const void *p) {
+  u32 a;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+  return a;
+}
+
+// 16 bytes global -> shared without a register round trip; an invalid row is zero-filled (nothing is read).
+__device__ __forceinline__ void att_cp16(u32 dst, const void *src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void att_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void att_cp_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+__device__ __forceinline__ void att_ldsm4(u32 (&r)[4], u32 addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void att_ldsm4t(u32 (&r)[4], u32 addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void att_ldsm2t(u32 (&r)[2], u32 addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
+}
+
+template <bool BF16>
+__device__ __forceinline__ void att_mma(float (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+  if (BF16) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// Two floats rounded to nearest even into one 32-bit register: `lo` in the low half (the lower column).
+template <bool BF16>
+__device__ __forceinline__ u32 att_pack(float lo, float hi) {
+  u32 r;
+  if (BF16) asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  else asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
+// The A operand of k-block kk from score accumulators laid out as C fragments over n-tiles 2kk and 2kk+1.
+template <bool BF16>
+__device__ __forceinline__ void att_c_to_a(u32 (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
+  a[0] = att_pack<BF16>(c0[0], c0[1]);
+  a[1] = att_pack<BF16>(c0[2], c0[3]);
+  a[2] = att_pack<BF16>(c1[0], c1[1]);
+  a[3] = att_pack<BF16>(c1[2], c1[3]);
+}
+
+// Rows row0 .. row0+ROWS-1 (row stride st elements) into a shared tile with rows LDS elements apart; rows at or
+// past `limit` are zero-filled.
+template <int D, int ROWS>
+__device__ __forceinline__ void att_tile_load(u32 dst, const u16 *src, i64 st, int row0, int limit) {
+  constexpr int CH = D / 8, LDS = D + 8;
+  for (int c = threadIdx.x; c < ROWS * CH; c += ATT_THREADS) {
+    const int r = c / CH, ch = c - r * CH;
+    const bool valid = row0 + r < limit;
+    att_cp16(dst + (u32)((r * LDS + ch * 8) * 2), valid ? (const void *)(src + (i64)(row0 + r) * st + ch * 8) : (const void *)src, valid);
+  }
+}
+
+template <int D, int ROWS>
+__device__ __forceinline__ void att_tile_store(u16 *dst, i64 st, const u16 *tile, int row0, int limit) {
+  constexpr int CH = D / 8, LDS = D + 8;
+  for (int c = threadIdx.x; c < ROWS * CH; c += ATT_THREADS) {
+    const int r = c / CH, ch = c - r * CH;
+    if (row0 + r < limit) *(uint4 *)(dst + (i64)(row0 + r) * st + ch * 8) = *(const uint4 *)(tile + r * LDS + ch * 8);
+  }
+}
+
+// Shared address of the row this lane gives ldmatrix.x4 for the 16x16 block at (row0, col0) of a tile whose rows
+// are LDS elements apart. att_a_addr: the block is an A operand (rows = m), giving a0..a3. att_bn_addr: rows
+// are n and columns k (no transpose), giving {b0, b1} of n-tile row0/8 then of n-tile row0/8 + 1. att_bk_addr:
+// rows are k and columns n (used with .trans), giving {b0, b1} of n-tile col0/8 then of col0/8 + 1.
+template <int LDS>
+__device__ __forceinline__ u32 att_a_addr(u32 tile, int row0, int col0, int lane) {
+  return tile + (u32)(((row0 + (lane & 15)) * LDS + col0 + (lane >> 4) * 8) * 2);
+}
+template <int LDS>
+__device__ __forceinline__ u32 att_bn_addr(u32 tile, int row0, int col0, int lane) {
+  return tile + (u32)(((row0 + (lane & 7) + (lane >> 4) * 8) * LDS + col0 + ((lane >> 3) & 1) * 8) * 2);
+}
+template <int LDS>
+__device__ __forceinline__ u32 att_bk_addr(u32 tile, int row0, int col0, int lane) {
+  return tile + (u32)(((row0 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + col0 + (lane >> 4) * 8) * 2);
+}
+
+// Forward: 4 warps x 16 query rows; K and V tiles of 64 keys. Q is staged through sV into registers once. The
+// V tile of step t loads while S = Q K^T runs, the K tile of step t+1 while O += P V runs.
+// Grid: (ceil(T / 64), H, B).
+template <bool BF16, int DH>
+__device__ __forceinline__ void att_forward_mma(ATT_FWD_PARAMS) {
+  constexpr int BR = 64, BC = 64, LDS = DH + 8, KD = DH / 16, NS = BC / 8, NO = DH / 8;
+  __shared__ __align__(16) u16 sK[BC * LDS];
+  __shared__ __align__(16) u16 sV[BC * LDS];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tg = lane & 3;
+  const int b = blockIdx.z, h = blockIdx.y, hk = h / (H / Hkv), off = S - T;
+  const int q0 = (gridDim.x - 1 - blockIdx.x) * BR;  // the longest causal tiles start first
+  const u16 *Qp = (const u16 *)q + b * qsb + h * qsh;
+  const u16 *Kp = (const u16 *)k + b * ksb + hk * ksh;
+  const u16 *Vp = (const u16 *)v + b * vsb + hk * vsh;
+  const float *maskRow = mask ? mask + (i64)b * S : nullptr;
+  const u32 sKa = att_smem_addr(sK), sVa = att_smem_addr(sV);
+  const int kEnd = causal ? min(S, off + min(T, q0 + BR)) : S;
+  const int tiles = (kEnd + BC - 1) / BC;
+
+  att_tile_load<DH, BR>(sVa, Qp, qst, q0, T);
+  if (tiles > 0) att_tile_load<DH, BC>(sKa, Kp, kst, 0, S);
+  att_cp_commit();
+  att_cp_wait_all();
+  __syncthreads();
+  u32 qf[KD][4];
+#pragma unroll
+  for (int kk = 0; kk < KD; ++kk) att_ldsm4(qf[kk], att_a_addr<LDS>(sVa, warp * 16, kk * 16, lane));
+  __syncthreads();
+
+  float acc[NO][4];
+#pragma unroll
+  for (int n = 0; n < NO; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+  // Row state in log2 units for rows A = q0 + 16*warp + g and B = A + 8; l is this thread's partial sum.
+  float mA = -F32_INF, mB = -F32_INF, lA = 0.0f, lB = 0.0f;
+  const float sl2 = scale * ATT_LOG2E;
+  const int rowA = q0 + warp * 16 + g, rowB = rowA + 8;
+  for (int t = 0; t < tiles; ++t) {
+    const int k0 = t * BC;
+    att_tile_load<DH, BC>(sVa, Vp, vst, k0, S);
+    att_cp_commit();
+    float s[NS][4];
+#pragma unroll
+    for (int n = 0; n < NS; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < KD; ++kk) {
+#pragma unroll
+      for (int np = 0; np < BC / 16; ++np) {
+        u32 bk[4];
+        att_ldsm4(bk, att_bn_addr<LDS>(sKa, np * 16, kk * 16, lane));
+        att_mma<BF16>(s[2 * np], qf[kk], bk[0], bk[1]);
+        att_mma<BF16>(s[2 * np + 1], qf[kk], bk[2], bk[3]);
+      }
+    }
+    const bool edge = k0 + BC > S || (causal && k0 + BC - 1 > off + q0 + warp * 16);
+#pragma unroll
+    for (int n = 0; n < NS; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = k0 + n * 8 + tg * 2 + (e & 1);
+        float x = s[n][e] * sl2;
+        if (maskRow && col < S) x += maskRow[col] * ATT_LOG2E;
+        if (edge && (col >= S || (causal && col > off + (e < 2 ? rowA : rowB)))) x = -F32_INF;
+        s[n][e] = x;
+      }
+    }
+    float nA = mA, nB = mB;
+#pragma unroll
+    for (int n = 0; n < NS; ++n) {
+      nA = fmaxf(nA, fmaxf(s[n][0], s[n][1]));
+      nB = fmaxf(nB, fmaxf(s[n][2], s[n][3]));
+    }
+    nA = fmaxf(nA, __shfl_xor_sync(ATT_FULL, nA, 1));
+    nA = fmaxf(nA, __shfl_xor_sync(ATT_FULL, nA, 2));
+    nB = fmaxf(nB, __shfl_xor_sync(ATT_FULL, nB, 1));
+    nB = fmaxf(nB, __shfl_xor_sync(ATT_FULL, nB, 2));
+    // A row that has seen no key yet keeps max -inf; exponents then use 0 so that exp2(-inf - 0) = 0.
+    const float uA = nA == -F32_INF ? 0.0f : nA, uB = nB == -F32_INF ? 0.0f : nB;
+    const float cA = exp2f(mA - uA), cB = exp2f(mB - uB);
+    mA = nA;
+    mB = nB;
+    float sumA = 0.0f, sumB = 0.0f;
+#pragma unroll
+    for (int n = 0; n < NS; ++n) {
+      s[n][0] = exp2f(s[n][0] - uA);
+      s[n][1] = exp2f(s[n][1] - uA);
+      s[n][2] = exp2f(s[n][2] - uB);
+      s[n][3] = exp2f(s[n][3] - uB);
+      sumA += s[n][0] + s[n][1];
+      sumB += s[n][2] + s[n][3];
+    }
+    lA = lA * cA + sumA;
+    lB = lB * cB + sumB;
+#pragma unroll
+    for (int n = 0; n < NO; ++n) {
+      acc[n][0] *= cA;
+      acc[n][1] *= cA;
+      acc[n][2] *= cB;
+      acc[n][3] *= cB;
+    }
+    att_cp_wait_all();
+    __syncthreads();  // V has landed, and every warp is done with this K tile
+    if (t + 1 < tiles) att_tile_load<DH, BC>(sKa, Kp, kst, k0 + BC, S);
+    att_cp_commit();
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; ++kk) {
+      u32 pa[4];
+      att_c_to_a<BF16>(pa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+      for (int dp = 0; dp < DH / 16; ++dp) {
+        u32 bv[4];
+        att_ldsm4t(bv, att_bk_addr<LDS>(sVa, kk * 16, dp * 16, lane));
+        att_mma<BF16>(acc[2 * dp], pa, bv[0], bv[1]);
+        att_mma<BF16>(acc[2 * dp + 1], pa, bv[2], bv[3]);
+      }
+    }
+    att_cp_wait_all();
+    __syncthreads();  // the next K tile has landed, and every warp is done with this V tile
+  }
+
+  lA += __shfl_xor_sync(ATT_FULL, lA, 1);
+  lA += __shfl_xor_sync(ATT_FULL, lA, 2);
+  lB += __shfl_xor_sync(ATT_FULL, lB, 1);
+  lB += __shfl_xor_sync(ATT_FULL, lB, 2);
+  const float iA = lA > 0.0f ? 1.0f / lA : 0.0f, iB = lB > 0.0f ? 1.0f / lB : 0.0f;
+  if (tg == 0) {
+    float *L = lse + ((i64)b * H + h) * T;
+    if (rowA < T) L[rowA] = lA > 0.0f ? (mA + log2f(lA)) * ATT_LN2 : -F32_INF;
+    if (rowB < T) L[rowB] = lB > 0.0f ? (mB + log2f(lB)) * ATT_LN2 : -F32_INF;
+  }
+  // The output tile goes through sK (no longer read after the last barrier) for 16-byte stores.
+#pragma unroll
+  for (int n = 0; n < NO; ++n) {
+    *(u32 *)(sK + (warp * 16 + g) * LDS + n * 8 + tg * 2) = att_pack<BF16>(acc[n][0] * iA, acc[n][1] * iA);
+    *(u32 *)(sK + (warp * 16 + g + 8) * LDS + n * 8 + tg * 2) = att_pack<BF16>(acc[n][2] * iB, acc[n][3] * iB);
+  }
+  __syncthreads();
+  att_tile_store<DH, BR>((u16 *)o + b * osb + h * osh, ost, sK, q0, T);
+}
+
+// Backward: 4 warps, each owning 16 of the CTA's 64 keys (its rows of dK and dV stay in registers). Per tile of
+// BR queries: S^T = K Q^T and dP^T = V dO^T (keys x queries), P^T from lse, dV += P^T dO, dS^T = P^T (dP^T - D),
+// dK += dS^T Q; dS^T goes through shared memory so that dQ += dS K (queries x D) can be spread over the warps
+// and added to the float32 scratch with atomics. Grid: (ceil(S / 64), Hkv, B).
+template <bool BF16, int DH, int BR>
+__device__ __forceinline__ void att_backward_mma(ATT_BWD_PARAMS) {
+  constexpr int BC = 64, LDS = DH + 8, LDT = BR + 8, KD = DH / 16, NQ = BR / 8, NO = DH / 8;
+  __shared__ __align__(16) u16 sK[BC * LDS];
+  __shared__ __align__(16) u16 sV[BC * LDS];
+  __shared__ __align__(16) u16 sQ[BR * LDS];
+  __shared__ __align__(16) u16 sG[BR * LDS];
+  __shared__ __align__(16) u16 sS[BC * LDT];
+  __shared__ float sL[BR], sD[BR];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tg = lane & 3;
+  const int b = blockIdx.z, hk = blockIdx.y, k0 = blockIdx.x * BC, off = S - T, G = H / Hkv;
+  const u32 sKa = att_smem_addr(sK), sVa = att_smem_addr(sV), sQa = att_smem_addr(sQ), sGa = att_smem_addr(sG), sSa = att_smem_addr(sS);
+  att_tile_load<DH, BC>(sKa, (const u16 *)k + b * ksb + hk * ksh, kst, k0, S);
+  att_tile_load<DH, BC>(sVa, (const u16 *)v + b * vsb + hk * vsh, vst, k0, S);
+  att_cp_commit();
+
+  const int keyA = k0 + warp * 16 + g, keyB = keyA + 8;
+  const float mkA = keyA < S ? (mask ? mask[(i64)b * S + keyA] * ATT_LOG2E : 0.0f) : -F32_INF;
+  const float mkB = keyB < S ? (mask ? mask[(i64)b * S + keyB] * ATT_LOG2E : 0.0f) : -F32_INF;
+  float dkAcc[NO][4], dvAcc[NO][4];
+#pragma unroll
+  for (int n = 0; n < NO; ++n) {
+    dkAcc[n][0] = dkAcc[n][1] = dkAcc[n][2] = dkAcc[n][3] = 0.0f;
+    dvAcc[n][0] = dvAcc[n][1] = dvAcc[n][2] = dvAcc[n][3] = 0.0f;
+  }
+  const float sl2 = scale * ATT_LOG2E;
+  const int iStart = causal ? max(0, k0 - off) : 0;
+  for (int gi = 0; gi < G; ++gi) {
+    const int h = hk * G + gi;
+    const u16 *Qp = (const u16 *)q + b * qsb + h * qsh;
+    const u16 *Gp = (const u16 *)dout + b * gsb + h * gsh;
+    const i64 rowBase = ((i64)b * H + h) * T;
+    float *dQ = (float *)dq + rowBase * DH;
+    for (int i0 = iStart / BR * BR; i0 < T; i0 += BR) {
+      att_tile_load<DH, BR>(sQa, Qp, qst, i0, T);
+      att_tile_load<DH, BR>(sGa, Gp, gst, i0, T);
+      att_cp_commit();
+      // lse in log2 units; +inf for rows past T and for queries that see no key, so their p is exp2(-inf) = 0.
+      for (int r = threadIdx.x; r < BR; r += ATT_THREADS) {
+        const float l = i0 + r < T ? lse[rowBase + i0 + r] : -F32_INF;
+        sL[r] = l == -F32_INF ? F32_INF : l * ATT_LOG2E;
+        sD[r] = i0 + r < T ? dvec[rowBase + i0 + r] : 0.0f;
+      }
+      att_cp_wait_all();
+      __syncthreads();
+
+      float st[NQ][4], dpt[NQ][4];
+#pragma unroll
+      for (int n = 0; n < NQ; ++n) st[n][0] = st[n][1] = st[n][2] = st[n][3] = dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.0f;
+#pragma unroll
+      for (int kk = 0; kk < KD; ++kk) {
+        u32 ka[4], va[4];
+        att_ldsm4(ka, att_a_addr<LDS>(sKa, warp * 16, kk * 16, lane));
+        att_ldsm4(va, att_a_addr<LDS>(sVa, warp * 16, kk * 16, lane));
+#pragma unroll
+        for (int np = 0; np < BR / 16; ++np) {
+          u32 bq[4], bg[4];
+          att_ldsm4(bq, att_bn_addr<LDS>(sQa, np * 16, kk * 16, lane));
+          att_ldsm4(bg, att_bn_addr<LDS>(sGa, np * 16, kk * 16, lane));
+          att_mma<BF16>(st[2 * np], ka, bq[0], bq[1]);
+          att_mma<BF16>(st[2 * np + 1], ka, bq[2], bq[3]);
+          att_mma<BF16>(dpt[2 * np], va, bg[0], bg[1]);
+          att_mma<BF16>(dpt[2 * np + 1], va, bg[2], bg[3]);
+        }
+      }
+      const bool edge = causal && k0 + warp * 16 + 15 > off + i0;
+#pragma unroll
+      for (int n = 0; n < NQ; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int qi = n * 8 + tg * 2 + (e & 1);
+          float x = st[n][e] * sl2 + (e < 2 ? mkA : mkB) - sL[qi];
+          if (edge && (e < 2 ? keyA : keyB) > off + i0 + qi) x = -F32_INF;
+          st[n][e] = exp2f(x);
+          dpt[n][e] = st[n][e] * (dpt[n][e] - sD[qi]);
+        }
+      }
+#pragma unroll
+      for (int kk = 0; kk < BR / 16; ++kk) {
+        u32 pa[4], da[4];
+        att_c_to_a<BF16>(pa, st[2 * kk], st[2 * kk + 1]);
+        att_c_to_a<BF16>(da, dpt[2 * kk], dpt[2 * kk + 1]);
+#pragma unroll
+        for (int dp = 0; dp < DH / 16; ++dp) {
+          u32 bg[4], bq[4];
+          att_ldsm4t(bg, att_bk_addr<LDS>(sGa, kk * 16, dp * 16, lane));
+          att_ldsm4t(bq, att_bk_addr<LDS>(sQa, kk * 16, dp * 16, lane));
+          att_mma<BF16>(dvAcc[2 * dp], pa, bg[0], bg[1]);
+          att_mma<BF16>(dvAcc[2 * dp + 1], pa, bg[2], bg[3]);
+          att_mma<BF16>(dkAcc[2 * dp], da, bq[0], bq[1]);
+          att_mma<BF16>(dkAcc[2 * dp + 1], da, bq[2], bq[3]);
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < NQ; ++n) {
+        *(u32 *)(sS + (warp * 16 + g) * LDT + n * 8 + tg * 2) = att_pack<BF16>(dpt[n][0], dpt[n][1]);
+        *(u32 *)(sS + (warp * 16 + g + 8) * LDT + n * 8 + tg * 2) = att_pack<BF16>(dpt[n][2], dpt[n][3]);
+      }
+      __syncthreads();
+      // dQ tile (BR x DH) as (BR/16) x (DH/8) mma outputs. A = dS: att_bn_addr's lane order over dS^T (rows keys)
+      // with .trans yields a0..a3 of the transposed block. B = K read transposed.
+      for (int tile = warp; tile < (BR / 16) * NO; tile += ATT_WARPS) {
+        const int mt = tile / NO, nt = tile - mt * NO;
+        float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; ++kk) {
+          u32 a[4], bk[2];
+          att_ldsm4t(a, att_bn_addr<LDT>(sSa, kk * 16, mt * 16, lane));
+          att_ldsm2t(bk, att_bk_addr<LDS>(sKa, kk * 16, nt * 8, lane));
+          att_mma<BF16>(c, a, bk[0], bk[1]);
+        }
+        const int rA = i0 + mt * 16 + g, col = nt * 8 + tg * 2;
+        if (rA < T) {
+          atomicAdd(dQ + (i64)rA * DH + col, c[0]);
+          atomicAdd(dQ + (i64)rA * DH + col + 1, c[1]);
+        }
+        if (rA + 8 < T) {
+          atomicAdd(dQ + (i64)(rA + 8) * DH + col, c[2]);
+          atomicAdd(dQ + (i64)(rA + 8) * DH + col + 1, c[3]);
+        }
+      }
+      __syncthreads();  // sQ, sG, sS and sL are rewritten by the next tile
+    }
+  }
+  att_cp_wait_all();  // a CTA whose keys no query sees never waited for its K and V
+  __syncthreads();
+#pragma unroll
+  for (int n = 0; n < NO; ++n) {
+    *(u32 *)(sK + (warp * 16 + g) * LDS + n * 8 + tg * 2) = att_pack<BF16>(dkAcc[n][0] * scale, dkAcc[n][1] * scale);
+    *(u32 *)(sK + (warp * 16 + g + 8) * LDS + n * 8 + tg * 2) = att_pack<BF16>(dkAcc[n][2] * scale, dkAcc[n][3] * scale);
+    *(u32 *)(sV + (warp * 16 + g) * LDS + n * 8 + tg * 2) = att_pack<BF16>(dvAcc[n][0], dvAcc[n][1]);
+    *(u32 *)(sV + (warp * 16 + g + 8) * LDS + n * 8 + tg * 2) = att_pack<BF16>(dvAcc[n][2], dvAcc[n][3]);
+  }
+  __syncthreads();
+  att_tile_store<DH, BC>((u16 *)dk + b * dksb + hk * dksh, dkst, sK, k0, S);
+  att_tile_store<DH, BC>((u16 *)dv + b * dvsb + hk * dvsh, dvst, sV, k0, S);
+}
+
+#define ATT_MMA_KERNELS(NAME, BF16, DH, BR)                                                                              \
+  extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_forward_mma_##NAME(ATT_FWD_PARAMS) {            \
+    att_forward_mma<BF16, DH>(ATT_FWD_ARGS);                                                                           \
+  }                                                                                                                   \
+  extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_backward_mma_##NAME(ATT_BWD_PARAMS) {           \
+    att_backward_mma<BF16, DH, BR>(ATT_BWD_ARGS);                                                                      \
+  }
+
+// Query tile of the backward: 64 rows at headDim 64, 16 at 128, so that the tiles fit in 48 KiB of shared memory.
+ATT_MMA_KERNELS(bf16_d64, true, 64, 64)
+ATT_MMA_KERNELS(bf16_d128, true, 128, 16)
+ATT_MMA_KERNELS(f16_d64, false, 64, 64)
+ATT_MMA_KERNELS(f16_d128, false, 128, 16)

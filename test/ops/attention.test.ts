@@ -1,0 +1,131 @@
+/**
+ * The fused attention op (one kernel forward, one backward) against the composed reference (GEMMs, masks,
+ * softmax) on the device that LORAFORGE_TEST_DEVICE selects: outputs and the gradients of q, k and v.
+ * float32 agrees within 1e-5 of the result's scale; bfloat16 and float16 are compared with the float32
+ * reference on the same rounded inputs, within a few roundings of the storage type.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as ops from '../../src/ops/index.js';
+import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16, type DType } from '../../src/tensor/dtype.js';
+import type { Tensor } from '../../src/tensor/tensor.js';
+import { TEST_DEVICE, prepareTestDevice } from '../helpers/device.js';
+import { assertClose, maxAbsDiff, seededValues } from '../helpers/numeric.js';
+
+await prepareTestDevice();
+
+interface Case {
+  readonly name: string;
+  readonly B: number;
+  readonly H: number;
+  readonly Hkv: number;
+  readonly T: number;
+  readonly S: number;
+  readonly D: number;
+  readonly causal?: boolean;
+  /** q, k, v are [B, T, heads, D] tensors transposed to [B, heads, T, D], as the model makes them. */
+  readonly transposed?: boolean;
+  /** k and v are the first S positions of a [B, Hkv, capacity, D] cache. */
+  readonly capacity?: number;
+  /** Left padding per batch row: that many leading keys are hidden by the key mask. */
+  readonly padding?: readonly number[];
+}
+
+const CASES: readonly Case[] = [
+  { name: 'causal multi-head', B: 2, H: 2, Hkv: 2, T: 19, S: 19, D: 16 },
+  { name: 'grouped-query 4:1, head dim 64, several tiles, model layout', B: 1, H: 4, Hkv: 1, T: 131, S: 131, D: 64, transposed: true },
+  { name: 'grouped-query 2:1, head dim 128, model layout', B: 2, H: 4, Hkv: 2, T: 77, S: 77, D: 128, transposed: true },
+  { name: 'left-padding key mask with fully hidden queries', B: 2, H: 4, Hkv: 2, T: 70, S: 70, D: 64, padding: [5, 0] },
+  { name: 'queries at the end of a KV-cache prefix (seqQ < seqK)', B: 1, H: 4, Hkv: 2, T: 5, S: 83, D: 64, transposed: true, capacity: 100 },
+  { name: 'one decoding step against a cache, head dim 128', B: 1, H: 4, Hkv: 1, T: 1, S: 40, D: 128, capacity: 64 },
+  { name: 'non-causal with seqQ != seqK', B: 1, H: 2, Hkv: 1, T: 33, S: 47, D: 16, causal: false },
+  { name: 'head dim 256 (generic path)', B: 1, H: 2, Hkv: 1, T: 40, S: 40, D: 256, transposed: true },
+];
+
+/** Values exactly representable in `dtype`, so both sides of a comparison see the same inputs. */
+function representable(values: Float32Array, dtype: DType): Float32Array {
+  if (dtype === 'bfloat16') return bf16ArrayToF32(f32ArrayToBf16(values));
+  if (dtype === 'float16') return f16ArrayToF32(f32ArrayToF16(values));
+  return values;
+}
+
+interface Result {
+  out: Float32Array;
+  /** Gradients of the leaves q, k, v (in the leaves' own shapes). */
+  grads: Float32Array[];
+}
+
+/** Runs one attention (fused or reference) in `dtype` and backpropagates sum(out * w). */
+async function run(c: Case, dtype: DType, fused: boolean): Promise<Result> {
+  const kvRows = c.capacity ?? c.S;
+  const leafShapes = c.transposed
+    ? [[c.B, c.T, c.H, c.D], [c.B, kvRows, c.Hkv, c.D], [c.B, kvRows, c.Hkv, c.D]]
+    : [[c.B, c.H, c.T, c.D], [c.B, c.Hkv, kvRows, c.D], [c.B, c.Hkv, kvRows, c.D]];
+  const leaves = leafShapes.map((shape, i) => {
+    const n = shape.reduce((p, d) => p * d, 1);
+    return ops.tensor(representable(seededValues(n, 11 + 7 * i, 1.5), dtype), shape, { device: TEST_DEVICE, dtype, requiresGrad: true });
+  });
+  let [q, k, v] = leaves as [Tensor, Tensor, Tensor];
+  if (c.transposed) [q, k, v] = [ops.transpose(q, 1, 2), ops.transpose(k, 1, 2), ops.transpose(v, 1, 2)];
+  if (c.capacity !== undefined) [k, v] = [ops.narrow(k, 2, 0, c.S), ops.narrow(v, 2, 0, c.S)];
+  const mask = c.padding
+    ? ops.tensor(Float32Array.from({ length: c.B * c.S }, (_, e) => (e % c.S < c.padding![Math.floor(e / c.S)]! ? -Infinity : 0)), [c.B, c.S], { device: TEST_DEVICE })
+    : null;
+  const attend = fused ? ops.attention : ops.attentionReference;
+  const out = attend(q, k, v, 1 / Math.sqrt(c.D), mask, c.causal ?? true);
+  assert.deepEqual(out.shape, [c.B, c.H, c.T, c.D]);
+  const w = ops.tensor(representable(seededValues(out.numel, 5), dtype), out.shape, { device: TEST_DEVICE, dtype });
+  await ops.sum(ops.mul(out, w)).backward();
+  return { out: await out.data(), grads: await Promise.all(leaves.map((t) => t.grad!.data())) };
+}
+
+/** max |actual - expected| <= tol * max |expected|: errors relative to the result's scale. */
+function assertRelative(actual: Float32Array, expected: Float32Array, tol: number, what: string): void {
+  const { diff, scale } = maxAbsDiff(actual, expected);
+  assert.ok(diff <= tol * scale, `${what}: max abs diff ${diff} exceeds ${tol} x ${scale}`);
+}
+
+const NAMES = ['out', 'dq', 'dk', 'dv'] as const;
+
+for (const c of CASES) {
+  test(`float32 ${c.name}: fused output and q, k, v gradients match the composition within 1e-5`, async () => {
+    const fused = await run(c, 'float32', true);
+    const ref = await run(c, 'float32', false);
+    [fused.out, ...fused.grads].forEach((a, i) => assertClose(a, [ref.out, ...ref.grads][i]!, 1e-5, `${c.name} ${NAMES[i]}`));
+  });
+
+  test(`bfloat16 ${c.name}: fused output and gradients match the float32 composition within bf16 tolerance`, async () => {
+    const fused = await run(c, 'bfloat16', true);
+    const ref = await run(c, 'float32', false);
+    [fused.out, ...fused.grads].forEach((a, i) => assertRelative(a, [ref.out, ...ref.grads][i]!, 2e-2, `${c.name} ${NAMES[i]}`));
+  });
+}
+
+for (const c of [CASES[1]!, CASES[4]!]) {
+  test(`float16 ${c.name}: fused output and gradients match the float32 composition within f16 tolerance`, async () => {
+    const fused = await run(c, 'float16', true);
+    const ref = await run(c, 'float32', false);
+    [fused.out, ...fused.grads].forEach((a, i) => assertRelative(a, [ref.out, ...ref.grads][i]!, 5e-3, `${c.name} ${NAMES[i]}`));
+  });
+}
+
+test('a query that sees only hidden keys gets zeros and passes no gradient', async () => {
+  const c = CASES[3]!;
+  const { out, grads } = await run(c, 'float32', true);
+  const row = c.H * c.T * c.D;
+  // Batch row 0 hides its first 5 keys, so its queries 0..4 see nothing.
+  for (let h = 0; h < c.H; h++) for (let i = 0; i < 5; i++) for (let d = 0; d < c.D; d++) assert.equal(out[(h * c.T + i) * c.D + d], 0);
+  for (let h = 0; h < c.H; h++) for (let i = 0; i < 5; i++) for (let d = 0; d < c.D; d++) assert.equal(grads[0]![(h * c.T + i) * c.D + d], 0);
+  assert.ok(out.subarray(row).some((x) => x !== 0));
+});
+
+test('the output is a [B, H, T, D] view of [B, T, H, D] memory, so the transpose back to tokens is free', () => {
+  const q = ops.zeros([2, 3, 4, 16], { device: TEST_DEVICE });
+  const out = ops.attention(q, q, q, 0.25);
+  assert.ok(ops.transpose(out, 1, 2).isContiguous());
+});
+
+test('a mask that is not a [B, S] key mask is refused with the expected shape named', () => {
+  const q = ops.zeros([1, 2, 3, 16], { device: TEST_DEVICE });
+  assert.throws(() => ops.attention(q, q, q, 0.25, ops.zeros([1, 3, 3], { device: TEST_DEVICE })), /key mask \[1, 3\]/);
+});
