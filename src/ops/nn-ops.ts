@@ -1,8 +1,9 @@
-import type { AttentionArgs, AttentionLayout } from '../backend/backend.js';
+import type { AttentionArgs, AttentionLayout, Backend } from '../backend/backend.js';
 import { contiguousStrides, formatShape, shapesEqual } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { full, hostArray, to } from './creation.js';
 import type { DType } from '../tensor/dtype.js';
+import type { DeviceBuffer } from '../tensor/buffer.js';
 import { allocLike, backendOf, makeResult, promote, sameDevice } from './engine.js';
 import { add, div, greater, mul, mulScalar } from './elementwise.js';
 import { matmul } from './matmul.js';
@@ -35,7 +36,8 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   const rows = src.numel / cols;
   const backend = sameDevice(src, w);
   const buf = allocLike(backend, src.dtype, src.shape);
-  const rstd = backend.alloc('float32', rows);
+  // Saved for backward as a tensor, so the step's scope frees it with the other activations.
+  const rstd = scratch(backend, rows, 'rmsNormRstd');
   backend.rmsNorm(src.buffer, w.buffer, rows, cols, eps, buf, rstd);
   return makeResult(buf, src.shape, 'rmsNorm', [src, w], (g) => {
     const gc = compact(g);
@@ -100,8 +102,8 @@ export function crossEntropy(logits: Tensor, labels: Tensor, ignoreIndex = -100)
   const rows = lg.numel / vocab;
   if (lb.numel !== rows) throw new Error(`${lb.numel} labels for ${rows} rows of logits.`);
   const backend = sameDevice(lg, lb);
-  const losses = backend.alloc('float32', rows);
-  const lse = backend.alloc('float32', rows);
+  const losses = scratch(backend, rows, 'crossEntropyRows');
+  const lse = scratch(backend, rows, 'crossEntropyLse');
   backend.crossEntropy(lg.buffer, lb.buffer, rows, vocab, ignoreIndex, losses, lse);
   const valid = reshape(greater(lb, full([], ignoreIndex, { device: lg.device })), [rows]);
   const count = sum(valid);
@@ -237,4 +239,9 @@ export function causalMask(T: number, S: number, device: string, dtype: DType = 
   if (maskCache.size > 64) maskCache.clear();
   maskCache.set(key, t);
   return t;
+}
+
+/** A float32 [n] buffer owned by a tensor (so scopes release it); returns the buffer for kernel calls. */
+function scratch(backend: Backend, n: number, name: string): DeviceBuffer {
+  return makeResult(backend.alloc('float32', n), [n], name, [], null).buffer;
 }
