@@ -114,7 +114,7 @@ export function to(t: Tensor, target: { dtype?: DType; device?: string }): Tenso
   if (dtype === t.dtype && device === t.device) return t;
   const src = backendOf(t);
   if (device === t.device) {
-    const buf = src.alloc(dtype, t.numel);
+    const buf = src.allocUninitialized(dtype, t.numel);
     src.copy({ buffer: t.buffer, offset: t.offset, strides: t.strides }, { buffer: buf, offset: 0, strides: contiguousStrides(t.shape) }, t.shape);
     return makeResult(buf, t.shape, 'cast', [t], (g) => [to(g, { dtype: t.dtype })]);
   }

@@ -20,11 +20,11 @@ function binary(op: BinaryOp, a: Tensor, b: Tensor, backward: ((g: Tensor) => (T
 }
 
 export function add(a: Tensor, b: Tensor): Tensor {
-  return binary('add', a, b, (g) => [sumToShape(g, a.shape), sumToShape(g, b.shape)]);
+  return binary('add', a, b, (g) => [a.requiresGrad ? sumToShape(g, a.shape) : null, b.requiresGrad ? sumToShape(g, b.shape) : null]);
 }
 
 export function sub(a: Tensor, b: Tensor): Tensor {
-  return binary('sub', a, b, (g) => [sumToShape(g, a.shape), sumToShape(neg(g), b.shape)]);
+  return binary('sub', a, b, (g) => [a.requiresGrad ? sumToShape(g, a.shape) : null, b.requiresGrad ? sumToShape(neg(g), b.shape) : null]);
 }
 
 export function mul(a: Tensor, b: Tensor): Tensor {

@@ -5,7 +5,7 @@ import type { DeviceBuffer } from '../tensor/buffer.js';
 import type { DType } from '../tensor/dtype.js';
 import { isGradEnabled, noGrad } from '../tensor/grad-mode.js';
 import { formatShape, type Shape } from '../tensor/shape.js';
-import { installTensorRuntime, Tensor } from '../tensor/tensor.js';
+import { installTensorRuntime, nextTensorId, Tensor } from '../tensor/tensor.js';
 
 export function backendOf(t: Tensor): Backend {
   if (t.disposed) throw new Error(`A disposed tensor ${formatShape(t.shape)} was used; keep() it or move it out of the scope that freed it.`);
@@ -41,10 +41,11 @@ export function makeResult(
   return out;
 }
 
+/** An op's output buffer, uninitialized: every op that allocates through here writes all of it. */
 export function allocLike(backend: Backend, dtype: DType, shape: Shape): DeviceBuffer {
   let n = 1;
   for (const d of shape) n *= d;
-  return backend.alloc(dtype, n);
+  return backend.allocUninitialized(dtype, n);
 }
 
 /** Float dtype of an op over several inputs: float32 wins, then the first input's. */
@@ -86,6 +87,12 @@ function topoOrder(root: Tensor): Tensor[] {
   return order;
 }
 
+/**
+ * Reverse mode over the graph below `root`. Gradient tensors that this pass creates are freed as soon as nothing
+ * pending needs them (their node has run and no other input's entry holds them), so the pass holds the gradients
+ * of the frontier rather than of the whole graph; leaf .grads are kept, and tensors that existed before the pass
+ * (forward activations, a caller's `grad`) are never freed here.
+ */
 function runBackward(root: Tensor, grad: Tensor | null): void {
   if (!root.requiresGrad) {
     throw new Error('backward() was called on a tensor that does not require grad; make some parameter trainable (requiresGrad) before the forward pass.');
@@ -93,8 +100,27 @@ function runBackward(root: Tensor, grad: Tensor | null): void {
   if (!grad && root.numel !== 1) throw new Error(`backward() without a gradient needs a scalar; this tensor has shape ${formatShape(root.shape)}.`);
   const order = topoOrder(root);
   const grads = new Map<number, Tensor>();
+  // Tensor ids grow monotonically: anything with a larger id than this was made by this pass.
+  const firstId = nextTensorId();
+  /** Entries of `grads` that hold each tensor (one gradient can flow to several inputs unchanged). */
+  const holders = new Map<Tensor, number>();
+  const hold = (t: Tensor): void => {
+    holders.set(t, (holders.get(t) ?? 0) + 1);
+  };
+  /** Drops one hold (or none, for a tensor never held) and frees the tensor once unheld, if this pass made it. */
+  const release = (t: Tensor, held: boolean): void => {
+    const n = (holders.get(t) ?? 0) - (held ? 1 : 0);
+    if (n > 0) {
+      holders.set(t, n);
+      return;
+    }
+    holders.delete(t);
+    if (t.id >= firstId && !t.kept) t.dispose();
+  };
   noGrad(() => {
-    grads.set(root.id, grad ?? onesLike!(root));
+    const seed = grad ?? onesLike!(root);
+    grads.set(root.id, seed);
+    hold(seed);
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i]!;
       const g = grads.get(t.id);
@@ -102,20 +128,37 @@ function runBackward(root: Tensor, grad: Tensor | null): void {
       grads.delete(t.id);
       if (!t.gradFn) {
         const incoming = contiguous!(g);
-        t.grad = t.grad ? accumulate!(t.grad, incoming) : incoming;
+        const previous = t.grad;
+        t.grad = previous ? accumulate!(previous, incoming) : incoming;
         t.grad.keep();
+        if (incoming !== t.grad) release(incoming, false);
+        release(g, true);
         continue;
       }
       const inputGrads = t.gradFn.backward(g);
       t.gradFn.inputs.forEach((input, k) => {
         const ig = inputGrads[k];
-        if (!ig || !input.requiresGrad) return;
+        if (!ig) return;
+        if (!input.requiresGrad) {
+          release(ig, false);
+          return;
+        }
         if (ig.shape.length !== input.shape.length || ig.shape.some((d, j) => d !== input.shape[j])) {
           throw new Error(`Internal error: ${t.gradFn!.name} produced a gradient of shape ${formatShape(ig.shape)} for an input of shape ${formatShape(input.shape)}.`);
         }
         const prev = grads.get(input.id);
-        grads.set(input.id, prev ? accumulate!(prev, ig) : ig);
+        if (!prev) {
+          grads.set(input.id, ig);
+          hold(ig);
+          return;
+        }
+        const total = accumulate!(prev, ig);
+        grads.set(input.id, total);
+        hold(total);
+        release(prev, true);
+        release(ig, false);
       });
+      release(g, true);
     }
   });
   // Release the graph: saved activations become collectable and a second backward() needs a new forward.

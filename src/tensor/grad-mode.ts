@@ -24,3 +24,14 @@ export async function noGradAsync<T>(fn: () => Promise<T>): Promise<T> {
     gradEnabled = prev;
   }
 }
+
+/** Records a graph inside fn even where grad mode is off: gradient checkpointing recomputes a layer inside backward(), which runs under noGrad. */
+export function enableGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = true;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}

@@ -33,6 +33,11 @@ function rt(): TensorRuntime {
 const refCounts = new WeakMap<DeviceBuffer, number>();
 let nextId = 1;
 
+/** The id the next tensor will get: ids grow monotonically, so a tensor made after this call has an id >= it. */
+export function nextTensorId(): number {
+  return nextId;
+}
+
 export class Tensor {
   readonly id = nextId++;
   readonly buffer: DeviceBuffer;

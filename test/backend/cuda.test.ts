@@ -425,15 +425,17 @@ test('adamw updates a bfloat16 parameter from a bfloat16 gradient like the CPU',
 });
 
 test('nf4Dequantize decodes both nibbles with per-block absmax exactly', { skip: gpuOnly }, async () => {
-  const length = 64 * 9 + 3;
-  const blocksize = 64;
-  const packed = both('uint8', Uint8Array.from(uniform(Math.ceil(length / 2), 32, 0, 256), Math.floor));
-  const absmax = both('float32', uniform(Math.ceil(length / blocksize), 33, 0.01, 2));
-  const code = both('float32', Float32Array.from({ length: 16 }, (_, i) => (i - 7.5) / 7.5));
-  for (const dtype of ['float32', 'bfloat16'] as const) {
-    const out = zeros(dtype, length);
-    for (const b of [cpu, gpu()] as Backend[]) b.nf4Dequantize(on(b, packed), on(b, absmax), on(b, code), length, blocksize, on(b, out));
-    await expectIdentical(out, `nf4Dequantize ${dtype}`);
+  // 64 * 9 + 3 takes the generic path; 64 * 40 the vectorized bfloat16 path (whole groups of 16).
+  for (const length of [64 * 9 + 3, 64 * 40]) {
+    const blocksize = 64;
+    const packed = both('uint8', Uint8Array.from(uniform(Math.ceil(length / 2), 32, 0, 256), Math.floor));
+    const absmax = both('float32', uniform(Math.ceil(length / blocksize), 33, 0.01, 2));
+    const code = both('float32', Float32Array.from({ length: 16 }, (_, i) => (i - 7.5) / 7.5));
+    for (const dtype of ['float32', 'bfloat16'] as const) {
+      const out = zeros(dtype, length);
+      for (const b of [cpu, gpu()] as Backend[]) b.nf4Dequantize(on(b, packed), on(b, absmax), on(b, code), length, blocksize, on(b, out));
+      await expectIdentical(out, `nf4Dequantize ${dtype} of ${length}`);
+    }
   }
 });
 

@@ -1,4 +1,4 @@
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -231,8 +231,6 @@ describe('sgemm, pure TypeScript on worker threads', () => suite('workers'));
 describe('sgemm through CBLAS', { skip: blasLoads() ? false : 'no CBLAS library on this machine' }, () => suite('openblas'));
 
 describe('gemm implementation selection', () => {
-  after(() => configureGemm({ implementation: 'auto', threads: 2, parallelMinFlops: 1 << 21 }));
-
   /** Runs a script in a child Node process with extra environment variables; returns its stdout. */
   function child(script: string, env: Record<string, string>): { stdout: string; stderr: string; status: number | null } {
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });

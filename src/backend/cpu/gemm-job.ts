@@ -1,12 +1,16 @@
+import type { MessagePort } from 'node:worker_threads';
 import type { SgemmArgs } from './gemm.js';
-import { gemmBlock, MR, NR, type GemmWorkspace } from './gemm-kernel.js';
+import { gemmBlock, TILE_COLS, TILE_ROWS, type GemmWorkspace } from './gemm-kernel.js';
 
 /**
  * A GEMM shared by the main thread and the pool's workers: how it is split into units, and how it is written
  * into the shared control block that the workers read.
  *
- * Control block layout (one SharedArrayBuffer): CONTROL_INTS Int32 words, then JOB_FIELDS Float64 words
- * (from JOB_BYTE_OFFSET).
+ * Control block layout (one SharedArrayBuffer): CONTROL_INTS Int32 control words, JOB_INTS Int32 job
+ * fields, then alpha and beta as Float64 (8-byte aligned). Integers travel as Int32 on purpose: numbers
+ * read from a Float64Array make V8 store them as doubles in the job object, and every index computed from
+ * them then runs in float64 (measured: the row-wise path at half speed). So a job's indices must fit in
+ * int32 (jobFitsInt32).
  * Operands are not in the block: each thread holds every SharedArrayBuffer it has been sent in a numbered
  * slot, and the job names slots and element offsets relative to the start of the buffer.
  */
@@ -23,19 +27,30 @@ export const FAILED = 3;
 export const READY = 4;
 export const CONTROL_INTS = 5;
 
+/** Int32 job fields, relative to JobViews.ints. */
 const M = 0, N = 1, K = 2, TRANS_A = 3, TRANS_B = 4;
 const A_SLOT = 5, A_OFFSET = 6, LDA = 7, B_SLOT = 8, B_OFFSET = 9, LDB = 10, C_SLOT = 11, C_OFFSET = 12, LDC = 13;
-const ALPHA = 14, BETA = 15, BATCH = 16, STRIDE_A = 17, STRIDE_B = 18, STRIDE_C = 19;
-const ROW_BLOCK = 20, COL_BLOCK = 21;
-export const JOB_FIELDS = 22;
-/** The Float64 words start 8-byte aligned after the Int32 words. */
-const JOB_BYTE_OFFSET = Math.ceil((CONTROL_INTS * 4) / 8) * 8;
+const BATCH = 14, STRIDE_A = 15, STRIDE_B = 16, STRIDE_C = 17, ROW_BLOCK = 18, COL_BLOCK = 19;
+const JOB_INTS = 20;
+/** Float64 job fields, relative to JobViews.floats. */
+const ALPHA = 0, BETA = 1;
+const JOB_FLOATS = 2;
+const FLOATS_BYTE_OFFSET = Math.ceil(((CONTROL_INTS + JOB_INTS) * 4) / 8) * 8;
 /** Bytes of the control block. */
-export const CONTROL_BYTES = JOB_BYTE_OFFSET + JOB_FIELDS * 8;
+export const CONTROL_BYTES = FLOATS_BYTE_OFFSET + JOB_FLOATS * 8;
 
-/** The job's Float64 words inside the control block. */
-export function jobView(control: SharedArrayBuffer): Float64Array {
-  return new Float64Array(control, JOB_BYTE_OFFSET, JOB_FIELDS);
+const INT32_MAX = 0x7fffffff;
+
+export interface JobViews {
+  readonly ints: Int32Array;
+  readonly floats: Float64Array;
+}
+
+export function jobViews(control: SharedArrayBuffer): JobViews {
+  return {
+    ints: new Int32Array(control, CONTROL_INTS * 4, JOB_INTS),
+    floats: new Float64Array(control, FLOATS_BYTE_OFFSET, JOB_FLOATS),
+  };
 }
 
 /**
@@ -53,15 +68,15 @@ export interface UnitGrid {
 /** Units per thread: enough for a late or descheduled thread to be covered by the others. */
 const UNITS_PER_THREAD = 4;
 /** Below these, a unit's packing overhead (one B slab per unit, one A slab per unit) stops being negligible. */
-const MIN_UNIT_ROWS = 8 * MR;
-const MIN_UNIT_COLS = 16 * NR;
+const MIN_UNIT_ROWS = 8 * TILE_ROWS;
+const MIN_UNIT_COLS = 16 * TILE_COLS;
 
 export function planUnits(m: number, n: number, batch: number, threads: number): UnitGrid {
   const splitsPerItem = Math.ceil((threads * UNITS_PER_THREAD) / batch);
   const rowSplits = Math.max(1, Math.min(splitsPerItem, Math.ceil(m / MIN_UNIT_ROWS)));
   const colSplits = Math.max(1, Math.min(Math.ceil(splitsPerItem / rowSplits), Math.ceil(n / MIN_UNIT_COLS)));
-  const rowBlock = roundUp(Math.ceil(m / rowSplits), MR);
-  const colBlock = roundUp(Math.ceil(n / colSplits), NR);
+  const rowBlock = roundUp(Math.ceil(m / rowSplits), TILE_ROWS);
+  const colBlock = roundUp(Math.ceil(n / colSplits), TILE_COLS);
   const rowBlocks = Math.ceil(m / rowBlock);
   const colBlocks = Math.ceil(n / colBlock);
   return { rowBlock, colBlock, rowBlocks, colBlocks, units: batch * rowBlocks * colBlocks };
@@ -69,6 +84,25 @@ export function planUnits(m: number, n: number, batch: number, threads: number):
 
 function roundUp(x: number, multiple: number): number {
   return Math.ceil(x / multiple) * multiple;
+}
+
+/**
+ * How long a thread polls before sleeping in Atomics.wait. A futex round trip costs ~15 us here (a pool job
+ * with no work: 17 us sleeping, 5 us polling), so polling about as long as a wake-up costs catches GEMMs that
+ * follow each other closely and wastes at most that much when none follows. Measured with 0, 30 and 150 us
+ * (bench/cpu_gemm.ts --threshold, 2 cores): 64 x 64 x 64 on the pool went from 0.86x to 1.53x and 1.55x.
+ */
+const SPIN_MICROSECONDS = 30;
+
+/** Returns once control[index] differs from `value`: polls for SPIN_MICROSECONDS, then sleeps. */
+export function waitForChange(control: Int32Array, index: number, value: number): void {
+  const deadline = performance.now() + SPIN_MICROSECONDS / 1000;
+  for (let polls = 1; Atomics.load(control, index) === value; polls++) {
+    if ((polls & 63) === 0 && performance.now() > deadline) {
+      Atomics.wait(control, index, value);
+      return;
+    }
+  }
 }
 
 /** Claims units from the shared counter until none are left, computing each one. */
@@ -94,38 +128,59 @@ export interface SlotOperands {
   readonly cOffset: number;
 }
 
-export function writeJob(job: Float64Array, p: SgemmArgs, operands: SlotOperands, grid: UnitGrid): void {
-  job[M] = p.m; job[N] = p.n; job[K] = p.k;
-  job[TRANS_A] = p.transA ? 1 : 0; job[TRANS_B] = p.transB ? 1 : 0;
-  job[A_SLOT] = operands.aSlot; job[A_OFFSET] = operands.aOffset; job[LDA] = p.lda;
-  job[B_SLOT] = operands.bSlot; job[B_OFFSET] = operands.bOffset; job[LDB] = p.ldb;
-  job[C_SLOT] = operands.cSlot; job[C_OFFSET] = operands.cOffset; job[LDC] = p.ldc;
-  job[ALPHA] = p.alpha; job[BETA] = p.beta;
-  job[BATCH] = p.batch; job[STRIDE_A] = p.strideA; job[STRIDE_B] = p.strideB; job[STRIDE_C] = p.strideC;
-  job[ROW_BLOCK] = grid.rowBlock; job[COL_BLOCK] = grid.colBlock;
+/**
+ * Whether every integer of the job fits in int32, and every element index it reaches in each buffer:
+ * `ends` holds, per operand, one past the last element from the start of its buffer.
+ */
+export function jobFitsInt32(p: SgemmArgs, ends: readonly number[]): boolean {
+  return Math.max(p.m, p.n, p.k, p.lda, p.ldb, p.ldc, p.batch, p.strideA, p.strideB, p.strideC, ...ends) <= INT32_MAX;
+}
+
+/** Writes a job that jobFitsInt32 accepted. */
+export function writeJob(job: JobViews, p: SgemmArgs, operands: SlotOperands, grid: UnitGrid): void {
+  const i = job.ints;
+  i[M] = p.m; i[N] = p.n; i[K] = p.k;
+  i[TRANS_A] = p.transA ? 1 : 0; i[TRANS_B] = p.transB ? 1 : 0;
+  i[A_SLOT] = operands.aSlot; i[A_OFFSET] = operands.aOffset; i[LDA] = p.lda;
+  i[B_SLOT] = operands.bSlot; i[B_OFFSET] = operands.bOffset; i[LDB] = p.ldb;
+  i[C_SLOT] = operands.cSlot; i[C_OFFSET] = operands.cOffset; i[LDC] = p.ldc;
+  i[BATCH] = p.batch; i[STRIDE_A] = p.strideA; i[STRIDE_B] = p.strideB; i[STRIDE_C] = p.strideC;
+  i[ROW_BLOCK] = grid.rowBlock; i[COL_BLOCK] = grid.colBlock;
+  job.floats[ALPHA] = p.alpha;
+  job.floats[BETA] = p.beta;
 }
 
 /** The job as a worker sees it; `slots` maps slot numbers to Float32Array views of whole buffers. */
-export function readJob(job: Float64Array, slots: readonly (Float32Array | undefined)[]): { args: SgemmArgs; grid: UnitGrid } {
+export function readJob(job: JobViews, slots: readonly (Float32Array | undefined)[]): { args: SgemmArgs; grid: UnitGrid } {
   const slot = (index: number): Float32Array => {
     const array = slots[index];
     if (!array) throw new Error(`GEMM worker: operand slot ${index} is empty (the pool sent no buffer for it).`);
     return array;
   };
-  const m = job[M]!, n = job[N]!, batch = job[BATCH]!;
-  const rowBlock = job[ROW_BLOCK]!, colBlock = job[COL_BLOCK]!;
+  const i = job.ints;
+  const m = i[M]!, n = i[N]!, batch = i[BATCH]!;
+  const rowBlock = i[ROW_BLOCK]!, colBlock = i[COL_BLOCK]!;
   const rowBlocks = Math.ceil(m / rowBlock), colBlocks = Math.ceil(n / colBlock);
   return {
     args: {
-      m, n, k: job[K]!, transA: job[TRANS_A] === 1, transB: job[TRANS_B] === 1,
-      a: slot(job[A_SLOT]!), aOffset: job[A_OFFSET]!, lda: job[LDA]!,
-      b: slot(job[B_SLOT]!), bOffset: job[B_OFFSET]!, ldb: job[LDB]!,
-      c: slot(job[C_SLOT]!), cOffset: job[C_OFFSET]!, ldc: job[LDC]!,
-      alpha: job[ALPHA]!, beta: job[BETA]!,
-      batch, strideA: job[STRIDE_A]!, strideB: job[STRIDE_B]!, strideC: job[STRIDE_C]!,
+      m, n, k: i[K]!, transA: i[TRANS_A] === 1, transB: i[TRANS_B] === 1,
+      a: slot(i[A_SLOT]!), aOffset: i[A_OFFSET]!, lda: i[LDA]!,
+      b: slot(i[B_SLOT]!), bOffset: i[B_OFFSET]!, ldb: i[LDB]!,
+      c: slot(i[C_SLOT]!), cOffset: i[C_OFFSET]!, ldc: i[LDC]!,
+      alpha: job.floats[ALPHA]!, beta: job.floats[BETA]!,
+      batch, strideA: i[STRIDE_A]!, strideB: i[STRIDE_B]!, strideC: i[STRIDE_C]!,
     },
     grid: { rowBlock, colBlock, rowBlocks, colBlocks, units: batch * rowBlocks * colBlocks },
   };
+}
+
+/** What a worker is started with. */
+export interface GemmWorkerData {
+  readonly control: SharedArrayBuffer;
+  /** Receives SlotMessages from the pool; carries FailureMessages back. */
+  readonly port: MessagePort;
+  /** The generation the pool held when it created this worker; the next job bumps it. */
+  readonly generation: number;
 }
 
 /** What the pool sends a worker through its port. */

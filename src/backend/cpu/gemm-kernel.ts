@@ -14,10 +14,14 @@ import type { SgemmArgs } from './gemm.js';
  * Products are accumulated in float64 over a depth block and rounded to float32 when stored into C.
  */
 
-/** Rows of the register tile. */
-export const MR = 4;
-/** Columns of the register tile. */
-export const NR = 4;
+/**
+ * Rows and columns of the register tile. Exported under other names: V8 reloads and hole-checks an
+ * exported module binding at every use, even in optimised loops, but folds a private const into the code.
+ */
+const MR = 4;
+const NR = 4;
+export const TILE_ROWS = MR;
+export const TILE_COLS = NR;
 /** Depth of a packed block: a KC x NR micro-panel of B (8 KiB) stays in L1 while the kernel sweeps A. */
 const KC = 256;
 /** Rows of A packed at a time: MC x KC float64 (256 KiB) stays in L2. */
@@ -250,7 +254,7 @@ function macroKernel(mc: number, nc: number, kc: number, ws: GemmWorkspace, c: F
 }
 
 /**
- * One 4x4 tile: C[r][q] = alpha * sum_p A[p][r] * B[p][q] + beta * C[r][q] over kc >= 1 packed steps.
+ * One MR x NR = 4 x 4 tile: C[r][q] = alpha * sum_p A[p][r] * B[p][q] + beta * C[r][q] over kc >= 1 packed steps.
  * The first step initialises the accumulators so that they are float64 from the start (a literal 0 would
  * start them as small integers and make V8 box them in the loop).
  */

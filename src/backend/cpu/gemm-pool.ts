@@ -3,16 +3,16 @@ import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { SgemmArgs } from './gemm.js';
 import {
-  CONTROL_BYTES, CONTROL_INTS, FAILED, GENERATION, jobView, NEXT_UNIT, PENDING, planUnits, READY, runUnits, writeJob,
-  type FailureMessage, type SlotMessage,
+  CONTROL_BYTES, CONTROL_INTS, FAILED, GENERATION, jobFitsInt32, jobViews, NEXT_UNIT, PENDING, planUnits, READY, runUnits, waitForChange, writeJob,
+  type FailureMessage, type GemmWorkerData, type SlotMessage,
 } from './gemm-job.js';
 import type { GemmWorkspace } from './gemm-kernel.js';
-import type { GemmWorkerData } from './gemm-worker.js';
 
 /**
  * A persistent pool of GEMM workers (threads - 1 of them; the calling thread computes too) that makes a
  * parallel GEMM look synchronous: the caller writes the job into a shared control block, wakes the workers
- * with Atomics.notify, claims units alongside them, and sleeps in Atomics.wait until the last one is done.
+ * with Atomics.notify, claims units alongside them, and waits (polls, then sleeps in Atomics.wait) until the
+ * last one is done.
  * Workers are unref'd, so an idle pool never keeps the process alive.
  *
  * Operands must live in SharedArrayBuffers for workers to see them. Each buffer is sent to every worker
@@ -42,7 +42,7 @@ type Role = 'A' | 'B' | 'C';
 export class GemmPool {
   private readonly control = new SharedArrayBuffer(CONTROL_BYTES);
   private readonly ctl = new Int32Array(this.control, 0, CONTROL_INTS);
-  private readonly job = jobView(this.control);
+  private readonly job = jobViews(this.control);
   private readonly workers: { readonly worker: Worker; readonly port: MessagePort }[] = [];
   private readonly slots: (Slot | undefined)[] = new Array<Slot | undefined>(SLOT_COUNT).fill(undefined);
   private readonly released = new FinalizationRegistry<{ slot: number; entry: Slot }>(({ slot, entry }) => this.release(slot, entry));
@@ -77,13 +77,19 @@ export class GemmPool {
     }
   }
 
-  /** Runs the whole GEMM on every thread of the pool; `ws` is the calling thread's workspace. */
-  run(p: SgemmArgs, ws: GemmWorkspace): void {
+  /**
+   * Runs the whole GEMM on every thread of the pool; `ws` is the calling thread's workspace. Returns false,
+   * having done nothing, when the job's indices do not fit in int32 (buffers beyond 8 GiB).
+   */
+  run(p: SgemmArgs, ws: GemmWorkspace): boolean {
     const aRows = p.transA ? p.k : p.m, aCols = p.transA ? p.m : p.k;
     const bRows = p.transB ? p.n : p.k, bCols = p.transB ? p.k : p.n;
-    const a = this.operand('A', p.a, p.aOffset, span(p.batch, p.strideA, aRows, p.lda, aCols));
-    const b = this.operand('B', p.b, p.bOffset, span(p.batch, p.strideB, bRows, p.ldb, bCols));
+    const aSpan = span(p.batch, p.strideA, aRows, p.lda, aCols);
+    const bSpan = span(p.batch, p.strideB, bRows, p.ldb, bCols);
     const cSpan = span(p.batch, p.strideC, p.m, p.ldc, p.n);
+    if (!jobFitsInt32(p, [start(p.a, p.aOffset) + aSpan, start(p.b, p.bOffset) + bSpan, start(p.c, p.cOffset) + cSpan])) return false;
+    const a = this.operand('A', p.a, p.aOffset, aSpan);
+    const b = this.operand('B', p.b, p.bOffset, bSpan);
     // A staged C is copied in even when beta = 0: the copy back covers the whole span, gaps between rows included.
     const c = this.operand('C', p.c, p.cOffset, cSpan);
     const grid = planUnits(p.m, p.n, p.batch, this.threads);
@@ -97,11 +103,12 @@ export class GemmPool {
       runUnits(this.ctl, { ...p, a: a.whole, aOffset: a.offset, b: b.whole, bOffset: b.offset, c: c.whole, cOffset: c.offset }, grid, ws);
     } finally {
       for (let pending = Atomics.load(this.ctl, PENDING); pending !== 0; pending = Atomics.load(this.ctl, PENDING)) {
-        Atomics.wait(this.ctl, PENDING, pending);
+        waitForChange(this.ctl, PENDING, pending);
       }
     }
     if (Atomics.load(this.ctl, FAILED) !== 0) throw new Error(`GEMM worker failed: ${this.failures().join('\n')}`);
     if (c.whole.buffer !== p.c.buffer) p.c.set(c.whole.subarray(0, cSpan), p.cOffset);
+    return true;
   }
 
   /** Stops the workers; the pool cannot run jobs afterwards. */
@@ -113,7 +120,7 @@ export class GemmPool {
   private operand(role: Role, view: Float32Array, offset: number, length: number): Operand {
     const buffer = view.buffer;
     if (buffer instanceof SharedArrayBuffer) {
-      return { slot: this.slotOf(buffer), offset: view.byteOffset / 4 + offset, whole: new Float32Array(buffer, 0, Math.floor(buffer.byteLength / 4)) };
+      return { slot: this.slotOf(buffer), offset: start(view, offset), whole: new Float32Array(buffer, 0, Math.floor(buffer.byteLength / 4)) };
     }
     let stage = this.staging.get(role);
     if (!stage || stage.byteLength < length * 4) {
@@ -170,6 +177,11 @@ export class GemmPool {
     }
     return errors;
   }
+}
+
+/** Where an operand starts in the buffer the workers see: its own buffer if shared, else a staging copy. */
+function start(view: Float32Array, offset: number): number {
+  return view.buffer instanceof SharedArrayBuffer ? view.byteOffset / 4 + offset : 0;
 }
 
 /** Elements from the first to one past the last element a batch of rows x cols matrices touches. */

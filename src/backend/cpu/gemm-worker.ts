@@ -1,22 +1,20 @@
-import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
-import { CONTROL_INTS, FAILED, GENERATION, jobView, PENDING, READY, readJob, runUnits, type FailureMessage, type SlotMessage } from './gemm-job.js';
+import { isMainThread, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import {
+  CONTROL_INTS, FAILED, GENERATION, jobViews, PENDING, READY, readJob, runUnits, waitForChange,
+  type FailureMessage, type GemmWorkerData, type SlotMessage,
+} from './gemm-job.js';
 import { GemmWorkspace } from './gemm-kernel.js';
 
 /**
- * Entry of a GEMM pool worker. It never returns to its event loop: it sleeps in Atomics.wait on the
+ * Entry of a GEMM pool worker. It never returns to its event loop: it waits (polls, then sleeps) on the
  * generation word, applies the slot messages queued on its port, claims units until none are left, and
  * reports completion through the PENDING counter.
  */
-export interface GemmWorkerData {
-  readonly control: SharedArrayBuffer;
-  readonly port: MessagePort;
-  /** The generation the pool held when it created this worker; the next job bumps it. */
-  readonly generation: number;
-}
+if (isMainThread) throw new Error('gemm-worker.js is the entry of a GEMM pool worker; GemmPool starts it, nothing imports it.');
 
 const { control, port, generation } = workerData as GemmWorkerData;
 const ctl = new Int32Array(control, 0, CONTROL_INTS);
-const job = jobView(control);
+const job = jobViews(control);
 const slots: (Float32Array | undefined)[] = [];
 const ws = new GemmWorkspace();
 
@@ -24,7 +22,7 @@ let seen = generation;
 Atomics.add(ctl, READY, 1);
 Atomics.notify(ctl, READY);
 for (;;) {
-  Atomics.wait(ctl, GENERATION, seen);
+  waitForChange(ctl, GENERATION, seen);
   seen = Atomics.load(ctl, GENERATION);
   for (let received = receiveMessageOnPort(port); received; received = receiveMessageOnPort(port)) {
     const { slot, buffer } = received.message as SlotMessage;

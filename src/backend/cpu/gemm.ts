@@ -41,12 +41,14 @@ export interface GemmOptions {
 }
 
 /**
- * Below this many flops the pure-TS path stays on one thread: waking the workers and waiting for the last
- * one costs 15-40 us here (a futex round trip per worker), while the kernel does ~3.5 GFLOP/s per thread.
- * Measured with bench/cpu_gemm.ts --threshold on 2 cores: workers break even at about 2^20 flops
- * (e.g. 64 x 64 x 128) and win clearly from 2^21.
+ * Below this many flops the pure-TS path stays on the calling thread. Measured with bench/cpu_gemm.ts
+ * --threshold on 2 cores (median wall time, pool vs one thread): 2^17 flops 0.76x, 2^18 0.54-0.91x (32 x 64
+ * x 64 is a single unit, so only overhead), 2^19 (64 x 64 x 64) 1.53x, 2^20 1.34x, 2^21 1.48x, 2^22 1.59x.
+ * A pool job with no work costs ~5 us (17 us when the workers have gone to sleep).
  */
-const DEFAULT_PARALLEL_MIN_FLOPS = 1 << 21;
+const DEFAULT_PARALLEL_MIN_FLOPS = 1 << 19;
+
+const INT32_MAX = 0x7fffffff;
 
 const settings = {
   implementation: 'auto' as GemmImplementation | 'auto',
@@ -88,7 +90,8 @@ export function configureGemm(options: GemmOptions): void {
 export function gemmInfo(): GemmInfo {
   const blas = settings.implementation === 'auto' || settings.implementation === 'openblas' ? library() : undefined;
   if (blas) return { implementation: 'openblas', threads: blas.threads, library: blas.path };
-  if (settings.implementation !== 'single-thread' && settings.threads > 1) return { implementation: 'workers', threads: settings.threads };
+  // pool === null: the workers failed to start once, and sgemm stays on the calling thread.
+  if (settings.implementation !== 'single-thread' && settings.threads > 1 && pool !== null) return { implementation: 'workers', threads: settings.threads };
   return { implementation: 'single-thread', threads: 1 };
 }
 
@@ -116,10 +119,7 @@ export function sgemm(args: SgemmArgs): void {
   }
   const flops = 2 * p.m * p.n * p.k * p.batch;
   const threads = info.implementation === 'workers' && flops >= settings.parallelMinFlops ? workerPool() : undefined;
-  if (threads) {
-    threads.run(p, workspace());
-    return;
-  }
+  if (threads?.run(p, workspace())) return;
   const ws = workspace();
   for (let item = 0; item < p.batch; item++) gemmBlock(p, item, 0, p.m, 0, p.n, ws);
 }
@@ -148,26 +148,37 @@ function workspace(): GemmWorkspace {
 
 /**
  * Checks that every element the call touches lies inside its array (a native library would otherwise
- * read or write out of bounds), and rewrites the call into an equivalent cheaper one where possible.
+ * read or write out of bounds), and returns an equivalent, possibly cheaper call whose integers are int32
+ * wherever they fit: V8 keeps them as small integers in the object then, not as doubles that would turn every
+ * index computation in the kernels into float64 arithmetic.
  */
 function normalize(args: SgemmArgs): SgemmArgs {
   const { m, n, k, batch } = args;
   for (const [name, value] of Object.entries({ m, n, k, batch, aOffset: args.aOffset, bOffset: args.bOffset, cOffset: args.cOffset, strideA: args.strideA, strideB: args.strideB, strideC: args.strideC })) {
     if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`sgemm: ${name} must be a non-negative integer, got ${value}.`);
   }
-  const p = { ...args };
   const reads = k > 0 && args.alpha !== 0;
+  let lda = args.lda, ldb = args.ldb;
   if (reads) {
-    p.lda = checkOperand('A', args.a, args.aOffset, args.lda, batch, args.strideA, args.transA ? k : m, args.transA ? m : k);
-    p.ldb = checkOperand('B', args.b, args.bOffset, args.ldb, batch, args.strideB, args.transB ? n : k, args.transB ? k : n);
+    lda = checkOperand('A', args.a, args.aOffset, args.lda, batch, args.strideA, args.transA ? k : m, args.transA ? m : k);
+    ldb = checkOperand('B', args.b, args.bOffset, args.ldb, batch, args.strideB, args.transB ? n : k, args.transB ? k : n);
   }
-  p.ldc = checkOperand('C', args.c, args.cOffset, args.ldc, batch, args.strideC, m, n);
+  const ldc = checkOperand('C', args.c, args.cOffset, args.ldc, batch, args.strideC, m, n);
   // A batch that shares one B and whose A and C items follow one another is a single taller product.
-  if (reads && batch > 1 && p.strideB === 0 && !p.transA && p.strideA === m * p.lda && p.strideC === m * p.ldc) {
-    p.m = m * batch;
-    p.batch = 1;
-  }
-  return p;
+  const fold = reads && batch > 1 && args.strideB === 0 && !args.transA && args.strideA === m * lda && args.strideC === m * ldc;
+  const p: SgemmArgs = {
+    m: fold ? m * batch : m, n, k, transA: args.transA, transB: args.transB,
+    a: args.a, aOffset: args.aOffset, lda, b: args.b, bOffset: args.bOffset, ldb, c: args.c, cOffset: args.cOffset, ldc,
+    alpha: args.alpha, beta: args.beta,
+    batch: fold ? 1 : batch, strideA: args.strideA, strideB: args.strideB, strideC: args.strideC,
+  };
+  const integers = [p.m, n, k, p.aOffset, p.bOffset, p.cOffset, lda, ldb, ldc, p.batch, p.strideA, p.strideB, p.strideC];
+  if (Math.max(...integers, p.a.length, p.b.length, p.c.length) > INT32_MAX) return p;
+  return {
+    ...p,
+    m: p.m | 0, n: n | 0, k: k | 0, aOffset: p.aOffset | 0, lda: lda | 0, bOffset: p.bOffset | 0, ldb: ldb | 0,
+    cOffset: p.cOffset | 0, ldc: ldc | 0, batch: p.batch | 0, strideA: p.strideA | 0, strideB: p.strideB | 0, strideC: p.strideC | 0,
+  };
 }
 
 /**

@@ -2,6 +2,7 @@ import { dirname } from 'node:path';
 import koffi, { type LibraryHandle } from 'koffi';
 import type { DType } from '../../tensor/dtype.js';
 import { CudaUnavailableError, cudaLibraryDirs, libraryCandidates } from './libraries.js';
+import type { LaunchProfiler } from './profiler.js';
 
 type NativeFn = (...args: unknown[]) => number;
 
@@ -55,6 +56,8 @@ export class Cublas {
   private readonly handle: number;
   private readonly alpha = new Float32Array(1);
   private readonly beta = new Float32Array(1);
+  /** Set by CudaRuntime when LORAFORGE_PROFILE is on; GEMMs are timed while it records. */
+  profiler: LaunchProfiler | null = null;
 
   constructor(readonly path: string, lib: LibraryHandle, stream: number) {
     const u64 = 'uint64_t';
@@ -81,6 +84,9 @@ export class Cublas {
   gemm(g: ColumnMajorGemm): void {
     this.alpha[0] = g.alpha;
     this.beta[0] = g.beta;
+    const profile = this.profiler?.active ? this.profiler : null;
+    // Column-major as cuBLAS sees it: m x n x k is the row-major product's n x m x k.
+    profile?.begin(`gemm ${g.aType}->${g.cType} ${g.m}x${g.n}x${g.k}${g.batch > 1 ? ` batch ${g.batch}` : ''}${g.transA ? ' tA' : ''}${g.transB ? ' tB' : ''}`);
     const status = this.f['cublasGemmStridedBatchedEx']!(
       this.handle,
       g.transA ? CUBLAS_OP_T : CUBLAS_OP_N,
@@ -94,6 +100,7 @@ export class Cublas {
       g.batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT,
     );
     this.check('cublasGemmStridedBatchedEx', status);
+    profile?.end();
   }
 }
 

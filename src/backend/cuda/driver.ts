@@ -13,6 +13,8 @@ export const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
 export const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
 const CU_MEMHOSTALLOC_DEVICEMAP = 0x02;
 const CU_EVENT_DEFAULT = 0;
+const CU_EVENT_DISABLE_TIMING = 0x02;
+const CU_STREAM_NON_BLOCKING = 0x01;
 const CUDA_ERROR_OUT_OF_MEMORY = 2;
 
 export class CudaError extends Error {
@@ -95,6 +97,10 @@ export class Driver {
     this.bind('cuMemsetD32Async', [u64, 'uint32_t', 'size_t', u64]);
     this.bind('cuStreamCreate', [p, 'uint32_t']);
     this.bind('cuStreamSynchronize', [u64]);
+    this.bind('cuStreamWaitEvent', [u64, u64, 'uint32_t']);
+    // Host addresses as integers, for copies between device memory and pinned host memory at an offset.
+    this.bind(['cuMemcpyHtoDAsync_v2', 'cuMemcpyHtoDAsync'], [u64, u64, 'size_t', u64], 'cuMemcpyHtoDAsyncAddress');
+    this.bind(['cuMemcpyDtoHAsync_v2', 'cuMemcpyDtoHAsync'], [u64, u64, 'size_t', u64], 'cuMemcpyDtoHAsyncAddress');
     this.bind('cuEventCreate', [p, 'uint32_t']);
     this.bind(['cuEventDestroy_v2', 'cuEventDestroy'], [u64]);
     this.bind('cuEventRecord', [u64, u64]);
@@ -112,13 +118,13 @@ export class Driver {
     this.cuMemsetD32Async = this.f['cuMemsetD32Async']!;
   }
 
-  /** Binds the first of `names` that the library exports, under the last (unversioned) name. */
-  private bind(names: string | readonly string[], args: readonly string[]): void {
+  /** Binds the first of `names` that the library exports, under `key` (default: the last, unversioned name). */
+  private bind(names: string | readonly string[], args: readonly string[], key?: string): void {
     const list = typeof names === 'string' ? [names] : names;
     let lastError: unknown;
     for (const name of list) {
       try {
-        this.f[list[list.length - 1]!] = this.lib.func(name, 'int', [...args]) as NativeFn;
+        this.f[key ?? list[list.length - 1]!] = this.lib.func(name, 'int', [...args]) as NativeFn;
         return;
       } catch (e) {
         lastError = e;
@@ -237,8 +243,33 @@ export class Driver {
     this.call('cuStreamSynchronize', stream);
   }
 
+  /** A stream that does not synchronise with the legacy default stream (side streams for copies). */
+  streamCreateNonBlocking(): number {
+    return this.outU64('cuStreamCreate', CU_STREAM_NON_BLOCKING);
+  }
+
+  /** Work queued on `stream` after this call waits until `event`'s latest record has completed. */
+  streamWaitEvent(stream: number, event: number): void {
+    this.call('cuStreamWaitEvent', stream, event, 0);
+  }
+
   eventCreate(): number {
     return this.outU64('cuEventCreate', CU_EVENT_DEFAULT);
+  }
+
+  /** An event for ordering only (no timestamps, so recording and waiting cost less). */
+  eventCreateForOrdering(): number {
+    return this.outU64('cuEventCreate', CU_EVENT_DISABLE_TIMING);
+  }
+
+  /** Queues a copy of `bytes` from host address `src` (pinned memory, so the copy is truly asynchronous). */
+  memcpyHtoDAsync(dst: number, src: number, bytes: number, stream: number): void {
+    this.call('cuMemcpyHtoDAsyncAddress', dst, src, bytes, stream);
+  }
+
+  /** Queues a copy of `bytes` to host address `dst` (pinned memory). */
+  memcpyDtoHAsync(dst: number, src: number, bytes: number, stream: number): void {
+    this.call('cuMemcpyDtoHAsyncAddress', dst, src, bytes, stream);
   }
 
   eventDestroy(event: number): void {

@@ -10,6 +10,7 @@ import {
 } from './driver.js';
 import { KernelModules, LaunchParams } from './kernels.js';
 import { openNvrtc } from './nvrtc.js';
+import { LaunchProfiler } from './profiler.js';
 
 /** Where the libraries in use were loaded from (for diagnostics). */
 export interface CudaLibraries {
@@ -54,6 +55,8 @@ export class CudaRuntime {
   readonly cublas: Cublas;
   readonly kernels: KernelModules;
   readonly params: LaunchParams;
+  /** Per-launch device timing, present when LORAFORGE_PROFILE=1; records between start() and report(). */
+  readonly profiler: LaunchProfiler | null;
   private readonly status: PinnedHostMemory;
   private readonly statusWords: Int32Array;
 
@@ -85,6 +88,11 @@ export class CudaRuntime {
     this.kernels = new KernelModules(driver, nvrtc, `sm_${major}${minor}`);
     this.libraries = { driver: driver.path, driverVersion: driver.driverVersion(), nvrtc: nvrtc.path, nvrtcVersion: nvrtc.version, cublas: this.cublas.path };
     this.params = new LaunchParams(driver, this.stream);
+    this.profiler = process.env['LORAFORGE_PROFILE'] === '1' ? new LaunchProfiler(driver, this.stream) : null;
+    if (this.profiler) {
+      this.params.profiler = { recorder: this.profiler, kernels: this.kernels };
+      this.cublas.profiler = this.profiler;
+    }
     this.status = driver.hostAlloc(16);
     this.statusWords = new Int32Array(this.status.view);
     this.statusWords.fill(0);
