@@ -1,5 +1,6 @@
 import { Linear } from '../nn/layers.js';
 import type { LinearLike } from '../nn/module.js';
+import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { PeftError } from './errors.js';
 
@@ -10,9 +11,11 @@ import { PeftError } from './errors.js';
 export interface DequantizingLinear extends LinearLike {
   dequantizedWeight(): Tensor;
   readonly bias: Tensor | null;
+  /** The dtype its GEMM runs in (inputs are cast to it, outputs cast back). */
+  readonly computeDtype: DType;
 }
 
-function isDequantizing(layer: LinearLike): layer is DequantizingLinear {
+export function isDequantizing(layer: LinearLike): layer is DequantizingLinear {
   return 'dequantizedWeight' in layer && typeof layer.dequantizedWeight === 'function';
 }
 

@@ -1,11 +1,11 @@
 import { Linear } from '../nn/layers.js';
 import { Module, type ForwardContext, type LinearLike } from '../nn/module.js';
-import { add, addScalar, div, linear, matmul, mul, mulScalar, reshape, sub, to } from '../ops/index.js';
+import { add, addScalar, div, linear, loraLinear, matmul, mul, mulScalar, reshape, sub, to } from '../ops/index.js';
 import { noGrad } from '../tensor/grad-mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { AdapterDict } from './adapter-dict.js';
-import { baseBias, baseWeight, denseBase } from './base-weight.js';
+import { baseBias, baseWeight, denseBase, isDequantizing } from './base-weight.js';
 import { DoraMagnitude, doraWeightNorm, rowNorm } from './dora.js';
 import { dropout } from './dropout.js';
 import { PeftError } from './errors.js';
@@ -116,6 +116,10 @@ export class LoraLinear extends Module implements LinearLike {
   }
 
   forward(x: Tensor, ctx?: ForwardContext): Tensor {
+    if (!this.state.adaptersDisabled && !ctx?.rowAdapters && !this.merged) {
+      const fused = this.fusedForward(x);
+      if (fused) return fused;
+    }
     const base = this.base_layer.forward(x, ctx);
     if (this.state.adaptersDisabled) return base;
     const rows = ctx?.rowAdapters;
@@ -124,6 +128,33 @@ export class LoraLinear extends Module implements LinearLike {
     let result = base;
     for (const name of this.state.activeAdapters) if (this.settings.has(name)) result = this.withAdapter(name, x, result);
     return result;
+  }
+
+  /**
+   * The common training case as one op (ops.loraLinear: the adapter product accumulated into the base GEMM's
+   * output): exactly one active plain adapter (no DoRA, no LoRA bias, no dropout at work) over a dense Linear
+   * in x's dtype or a dequantizing 4-bit layer. Returns null where that op does not compute the same function.
+   */
+  private fusedForward(x: Tensor): Tensor | null {
+    const active = this.state.activeAdapters.filter((n) => this.settings.has(n));
+    if (active.length !== 1) return null;
+    const name = active[0]!;
+    const s = this.settings.get(name)!;
+    if (s.useDora || s.loraBias || (this.state.training && s.dropout > 0)) return null;
+    const a = this.lora_A.get(name)!.weight;
+    const b = this.lora_B.get(name)!.weight;
+    const base = this.base_layer;
+    if (base instanceof Linear && base.weight.dtype === x.dtype) {
+      const y = loraLinear(x, base.weight, a, b, s.scaling);
+      return base.bias ? add(y, base.bias) : y;
+    }
+    if (isDequantizing(base)) {
+      const input = x.dtype === base.computeDtype ? x : to(x, { dtype: base.computeDtype });
+      let y = loraLinear(input, () => base.dequantizedWeight(), a, b, s.scaling);
+      if (base.bias) y = add(y, to(base.bias, { dtype: y.dtype }));
+      return y.dtype === x.dtype ? y : to(y, { dtype: x.dtype });
+    }
+    return null;
   }
 
   /** Each row gets the adapter it names (or none); every adapter runs once, on its own rows only. */
