@@ -6,13 +6,11 @@
 # Every loraforge case also prints a per-kernel profile line of one extra step (LORAFORGE_PROFILE=1).
 # Environment (defaults: everything, about 4 minutes on an H200):
 #   LORAFORGE_CASES  library cases (the LoRA layers as src/peft runs them)
-#   FUSED_CASES      cases rerun with the fused LoRA op (bench/fused-lora-patch.ts); "" skips
 #   PEFT_SHAPES      PyTorch + PEFT baselines (bench/peft_baseline.py); PEFT=0 skips
 #   STEPS            timed steps per case; STEPS_LARGE for the 70B-class case; CASE_TIMEOUT seconds per case
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CASES=${LORAFORGE_CASES-"tiny llama-1b llama-8b llama-8b-qlora llama-70b-qlora"}
-FUSED_CASES=${FUSED_CASES-"llama-1b llama-8b llama-8b-qlora"}
 PEFT_SHAPES=${PEFT_SHAPES-"llama-1b llama-8b"}
 STEPS=${STEPS:-10}
 CASE_TIMEOUT=${CASE_TIMEOUT:-300}
@@ -26,7 +24,6 @@ run_case() {
 }
 
 for c in $CASES; do run_case "$c"; done
-for c in $FUSED_CASES; do LORAFORGE_BENCH_FUSED_LORA=1 run_case "$c"; done
 if [ "${PEFT:-1}" != 0 ]; then
   for s in $PEFT_SHAPES; do
     PYTHONUNBUFFERED=1 timeout "$CASE_TIMEOUT" python3 bench/peft_baseline.py "$s" --steps "$STEPS" || fail pytorch+peft "$s" $?

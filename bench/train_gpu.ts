@@ -4,8 +4,6 @@
 //   {stack, shape, batch, seq, tokens_per_s, step_ms, host_ms, peak_gib, peak_reserved_gib, ...}
 // and, when LORAFORGE_PROFILE=1, a second line with the device time per kernel of one extra step.
 // Usage: node dist/bench/train_gpu.js <case> [steps=10] [warmup=2]; cases are listed in CASES.
-// LORAFORGE_BENCH_FUSED_LORA=1 measures the fused LoRA op that src/peft does not route through yet
-// (bench/fused-lora-patch.ts); its lines carry "fused_lora": true.
 import '../src/index.js';
 import { getBackend } from '../src/backend/registry.js';
 import { CudaBackend } from '../src/backend/cuda/cuda-backend.js';
@@ -14,7 +12,6 @@ import { AdamW } from '../src/optim/index.js';
 import { getPeftModel } from '../src/peft/index.js';
 import { scopeAsync } from '../src/tensor/scope.js';
 import { enableGradientCheckpointing } from '../src/train/gradient-checkpointing.js';
-import { installFusedLoraForward } from './fused-lora-patch.js';
 import { llamaConfig, randomLlama, type LlamaShape } from './random-llama.js';
 
 const SHAPES: Readonly<Record<string, LlamaShape>> = {
@@ -54,14 +51,12 @@ if (!spec) throw new Error(`Unknown case "${name}"; cases: ${Object.keys(CASES).
 const steps = Number(process.argv[3] ?? 10);
 const warmup = Number(process.argv[4] ?? 2);
 const device = 'cuda';
-const fusedLora = process.env['LORAFORGE_BENCH_FUSED_LORA'] === '1';
 
 const t0 = performance.now();
 const config = llamaConfig(SHAPES[spec.shape]!);
 const model = await randomLlama(config, { device, dtype: 'bfloat16', nf4: spec.nf4 });
 const peft = getPeftModel(model, { r: 16, loraAlpha: 16, loraDropout: 0, targetModules: TARGETS });
 peft.train();
-if (fusedLora) installFusedLoraForward(() => peft.activeAdapter);
 if (spec.checkpointing) enableGradientCheckpointing(peft.model);
 const params = peft.trainableParameters();
 const optimizer = new AdamW(params, { lr: 1e-4, weightDecay: 0, paged: spec.paged });
@@ -116,7 +111,6 @@ console.log(
     qlora: spec.nf4,
     gradient_checkpointing: spec.checkpointing,
     paged_optimizer: spec.paged,
-    fused_lora: fusedLora,
     trainable_params: trainable,
     steps,
     tokens_per_s: Math.round((B * T * steps) / (wallMs / 1000)),
@@ -153,7 +147,6 @@ if (profiler) {
     JSON.stringify({
       stack: 'loraforge',
       case: name,
-      fused_lora: fusedLora,
       profile_step_ms: +profiledMs.toFixed(2),
       profile_host_ms: +(performance.now() - stepBegin).toFixed(2),
       kernel_ms: +kernelMs.toFixed(2),
