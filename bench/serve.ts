@@ -1,0 +1,145 @@
+/**
+ * Multi-adapter serving throughput: one batch of `batch` sequences decoded by the server's scheduler, with every
+ * row on the base model, or the rows spread over 1, 8 or 64 distinct LoRA adapters (r16 on all seven linears).
+ * The base projections run once per step for the whole batch; each adapter's low-rank product runs on its rows.
+ * Prints one JSON line per case, with tokens/s relative to the base-only batch (the goal is >= 0.8).
+ *
+ *   npm run build && node dist/bench/serve.js                                   (CPU, a small random Llama)
+ *   node dist/bench/serve.js --device cuda --dtype bfloat16 --shape llama-1b --prompt 128 --new 128
+ *                                                                               (GPU, beside bench/peft_serve_baseline.py)
+ * Adapters are PEFT-initialised (B = 0): their values do not change the work done.
+ */
+import { parseArgs } from 'node:util';
+import { registerCudaBackend } from '../src/backend/cuda/index.js';
+import { RandomCheckpoint } from '../src/cli/random-checkpoint.js';
+import { buildLlama } from '../src/models/build.js';
+import { parseLlamaConfig, type LlamaConfig } from '../src/models/config.js';
+import type { LlamaForCausalLM } from '../src/models/llama.js';
+import { getPeftModel } from '../src/peft/index.js';
+import type { SamplingParams } from '../src/serve/generation-params.js';
+import { Scheduler } from '../src/serve/scheduler.js';
+import type { DType } from '../src/tensor/dtype.js';
+
+/** Random-weight shapes: "small" suits two CPU cores; "llama-1b" matches bench/peft_serve_baseline.py. */
+const SHAPES = {
+  small: { hidden_size: 512, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 4, intermediate_size: 1408, vocab_size: 8192, tie_word_embeddings: false },
+  'llama-1b': { hidden_size: 2048, num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, intermediate_size: 8192, vocab_size: 128256, tie_word_embeddings: true },
+} as const;
+
+const GREEDY: SamplingParams = { temperature: 0, topP: 1, topK: 0, seed: undefined, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 };
+
+interface Args {
+  device: string;
+  dtype: DType;
+  shape: keyof typeof SHAPES;
+  batch: number;
+  prompt: number;
+  new: number;
+  adapters: number[];
+  /** Rounds over all cases; each case reports its median round (rounds interleave cases, so drift hits all alike). */
+  repeat: number;
+}
+
+function parse(): Args {
+  const { values } = parseArgs({
+    options: {
+      device: { type: 'string', default: 'cpu' },
+      dtype: { type: 'string', default: 'float32' },
+      shape: { type: 'string', default: 'small' },
+      batch: { type: 'string', default: '64' },
+      prompt: { type: 'string', default: '16' },
+      new: { type: 'string', default: '16' },
+      adapters: { type: 'string', default: '0,1,8,64' },
+      repeat: { type: 'string', default: '3' },
+    },
+  });
+  if (!(values.shape! in SHAPES)) throw new Error(`--shape must be one of ${Object.keys(SHAPES).join(', ')}.`);
+  return {
+    device: values.device!,
+    dtype: values.dtype as DType,
+    shape: values.shape as keyof typeof SHAPES,
+    batch: Number(values.batch),
+    prompt: Number(values.prompt),
+    new: Number(values.new),
+    adapters: values.adapters!.split(',').map(Number),
+    repeat: Number(values.repeat),
+  };
+}
+
+async function randomModel(config: LlamaConfig, args: Args): Promise<LlamaForCausalLM> {
+  if (args.device === 'cpu') return buildLlama(config, new RandomCheckpoint(config, 1, 0.02), args.dtype, 'cpu');
+  const { randomLlama } = await import('./random-llama.js');
+  return randomLlama(config, { device: args.device, dtype: args.dtype, nf4: false });
+}
+
+/** Decodes one batch; row i uses rowNames[i]. Returns decode-phase and end-to-end generated tokens per second. */
+async function runBatch(model: LlamaForCausalLM, prompts: number[][], rowNames: readonly string[], newTokens: number): Promise<{ decode: number; endToEnd: number }> {
+  let prefilled = 0;
+  let decodeStart = 0;
+  const scheduler = new Scheduler(model, {
+    maxBatch: prompts.length,
+    maxQueue: prompts.length,
+    onTokens: (kind) => {
+      if (kind === 'prompt' && ++prefilled === prompts.length) decodeStart = performance.now();
+    },
+  });
+  const start = performance.now();
+  await Promise.all(
+    prompts.map((promptIds, i) =>
+      scheduler.submit({ promptIds, adapterName: rowNames[i]!, maxTokens: newTokens, sampling: GREEDY, stopTokenIds: new Set(), timeoutMs: 3_600_000, onToken: () => false }),
+    ),
+  );
+  const end = performance.now();
+  await scheduler.close();
+  const rows = prompts.length;
+  return { decode: (rows * (newTokens - 1)) / ((end - decodeStart) / 1000), endToEnd: (rows * newTokens) / ((end - start) / 1000) };
+}
+
+async function main(): Promise<void> {
+  const args = parse();
+  if (args.device.startsWith('cuda')) registerCudaBackend();
+  const config = parseLlamaConfig({ architectures: ['LlamaForCausalLM'], model_type: 'llama', rms_norm_eps: 1e-5, rope_theta: 500000, max_position_embeddings: 131072, ...SHAPES[args.shape] });
+  const model = await randomModel(config, args);
+  const most = Math.max(...args.adapters);
+  const lora = { r: 16, loraAlpha: 16, loraDropout: 0, targetModules: 'all-linear' as const };
+  if (most > 0) {
+    const peft = getPeftModel(model, lora, 'adapter-0');
+    for (let i = 1; i < most; i++) peft.addAdapter(`adapter-${i}`, lora);
+  }
+  let seed = 12345;
+  const prompts = Array.from({ length: args.batch }, () =>
+    Array.from({ length: args.prompt }, () => {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      return seed % config.vocabSize;
+    }),
+  );
+  const rowNames = (count: number) => prompts.map((_, i) => (count === 0 ? '__base__' : `adapter-${i % count}`));
+  await runBatch(model, prompts, rowNames(Math.max(...args.adapters)), 4);
+  const rounds = new Map<number, { decode: number; endToEnd: number }[]>(args.adapters.map((c) => [c, []]));
+  for (let round = 0; round < args.repeat; round++) {
+    for (const count of args.adapters) rounds.get(count)!.push(await runBatch(model, prompts, rowNames(count), args.new));
+  }
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  const base = rounds.has(0) ? median(rounds.get(0)!.map((r) => r.decode)) : 0;
+  for (const [count, results] of rounds) {
+    const decode = median(results.map((r) => r.decode));
+    console.log(
+      JSON.stringify({
+        bench: 'serve',
+        device: args.device,
+        dtype: args.dtype,
+        shape: args.shape,
+        batch: args.batch,
+        prompt_tokens: args.prompt,
+        new_tokens: args.new,
+        adapters: count,
+        decode_tokens_per_s: Number(decode.toFixed(1)),
+        end_to_end_tokens_per_s: Number(median(results.map((r) => r.endToEnd)).toFixed(1)),
+        relative_to_base: base > 0 ? Number((decode / base).toFixed(3)) : null,
+        rounds: args.repeat,
+      }),
+    );
+  }
+}
+
+await main();

@@ -1,0 +1,126 @@
+import { registerCudaBackend } from '../backend/cuda/index.js';
+import { FormatError, HubError } from '../io/errors.js';
+import { ConfigError } from '../models/config.js';
+import { PeftError } from '../peft/index.js';
+import { ApiError, createServer, SERVER_DEFAULTS, type AdapterSpec, type ServerOptions } from '../serve/index.js';
+import type { DType } from '../tensor/dtype.js';
+import { TokenizerError } from '../tokenizer/index.js';
+import { UsageError } from './errors.js';
+import { optionsHelp, resolveOptions, splitArgs, type OptionSpecs } from './options.js';
+
+/** Every option of `loraforge serve` but --adapter, which may repeat and is read separately. */
+const SERVE_OPTIONS: OptionSpecs = {
+  model: { kind: 'string', help: 'base model folder or Hub id (required)' },
+  'served-model-name': { kind: 'string', help: 'name clients use for the base model (default: the folder name)' },
+  host: { kind: 'string', default: SERVER_DEFAULTS.host, help: 'address to listen on; 0.0.0.0 exposes the server to the network' },
+  port: { kind: 'number', integer: true, min: 0, max: 65535, default: SERVER_DEFAULTS.port, help: 'TCP port (0: any free port)' },
+  'api-key': { kind: 'string', help: 'require "Authorization: Bearer KEY" on every /v1 route (default: $LORAFORGE_API_KEY, else none)' },
+  'adapter-root': { kind: 'string', help: 'folder that POST /v1/adapters may load from (default: run-time loading off)' },
+  'max-adapters': { kind: 'number', integer: true, min: 1, default: SERVER_DEFAULTS.maxAdapters, help: 'adapters loaded at once; idle ones are evicted least recently used first' },
+  'max-batch': { kind: 'number', integer: true, min: 1, default: SERVER_DEFAULTS.maxBatch, help: 'sequences decoded together per step' },
+  'max-queue': { kind: 'number', integer: true, min: 1, default: SERVER_DEFAULTS.maxQueue, help: 'requests waiting for a batch slot before 429' },
+  'max-tokens': { kind: 'number', integer: true, min: 1, default: SERVER_DEFAULTS.maxTokens, help: 'largest max_tokens a request may ask for' },
+  'request-timeout': { kind: 'number', min: 0, default: SERVER_DEFAULTS.requestTimeoutMs / 1000, help: 'seconds a request may take from queueing to its last token' },
+  'body-limit': { kind: 'number', integer: true, min: 1, default: SERVER_DEFAULTS.bodyLimit, help: 'largest request body in bytes' },
+  device: { kind: 'string', default: 'cpu', help: 'cpu, cuda or cuda:N' },
+  dtype: { kind: 'enum', values: ['auto', 'float32', 'bfloat16', 'float16'], default: 'auto', help: 'dtype of the base weights (auto: config.json\'s)' },
+  log: { kind: 'boolean', default: false, help: 'log every request (JSON lines on stdout)' },
+  help: { kind: 'boolean', help: 'show this help' },
+};
+
+const USAGE = `Usage: loraforge serve --model DIR [--adapter NAME=DIR ...] [options]
+
+An OpenAI-compatible server (/v1/models, /v1/completions, /v1/chat/completions, /v1/adapters, /health,
+/metrics) for the base model and LoRA adapters over it, batched together.
+  --adapter NAME=DIR
+      serve the PEFT adapter in DIR as model NAME (repeatable)
+${optionsHelp(SERVE_OPTIONS)}
+`;
+
+/** --adapter NAME=DIR words, taken out of argv before the other flags are parsed. */
+function takeAdapters(argv: readonly string[]): { adapters: AdapterSpec[]; rest: string[] } {
+  const adapters: AdapterSpec[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i]!;
+    if (word !== '--adapter' && !word.startsWith('--adapter=')) {
+      rest.push(word);
+      continue;
+    }
+    const value = word === '--adapter' ? argv[++i] : word.slice('--adapter='.length);
+    const eq = value?.indexOf('=') ?? -1;
+    if (value === undefined || eq <= 0 || eq === value.length - 1) throw new UsageError(`--adapter needs NAME=DIR, got ${JSON.stringify(value ?? '')}.`);
+    adapters.push({ name: value.slice(0, eq), path: value.slice(eq + 1) });
+  }
+  return { adapters, rest };
+}
+
+/** The server options of one invocation, or null when help was asked for. */
+export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ServerOptions | null {
+  const { adapters, rest } = takeAdapters(argv);
+  const { flags, positionals } = splitArgs(rest, SERVE_OPTIONS);
+  if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"; every option is a --flag.`);
+  const v = resolveOptions(SERVE_OPTIONS, flags, null);
+  if (v['help']) return null;
+  if (v['model'] === undefined) throw new UsageError('--model is required: the folder (or Hub id) of the base model.');
+  const apiKey = (v['api-key'] as string | undefined) ?? env['LORAFORGE_API_KEY'];
+  return {
+    modelDir: v['model'] as string,
+    modelName: v['served-model-name'] as string | undefined,
+    adapters,
+    host: v['host'] as string,
+    port: v['port'] as number,
+    apiKey: apiKey || null,
+    adapterRoot: (v['adapter-root'] as string | undefined) ?? null,
+    maxAdapters: v['max-adapters'] as number,
+    maxBatch: v['max-batch'] as number,
+    maxQueue: v['max-queue'] as number,
+    maxTokens: v['max-tokens'] as number,
+    requestTimeoutMs: (v['request-timeout'] as number) * 1000,
+    bodyLimit: v['body-limit'] as number,
+    device: v['device'] as string,
+    dtype: v['dtype'] as DType | 'auto',
+    logger: v['log'] as boolean,
+  };
+}
+
+/** `loraforge serve ...`; argv holds the arguments after the command name. Resolves with the exit code after SIGINT/SIGTERM. */
+export async function serveCommand(argv: string[]): Promise<number> {
+  let options: ServerOptions | null;
+  try {
+    options = parseServeArgs(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`loraforge serve: ${err.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (options === null) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (options.device?.startsWith('cuda')) registerCudaBackend();
+  let server;
+  try {
+    server = await createServer(options);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof FormatError || err instanceof HubError || err instanceof TokenizerError || err instanceof PeftError || err instanceof ApiError) {
+      process.stderr.write(`loraforge serve: ${err.message}\n`);
+      return 1;
+    }
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      process.stderr.write(`loraforge serve: ${options.host}:${options.port} is in use; pick another --port.\n`);
+      return 1;
+    }
+    throw err;
+  }
+  process.stdout.write(
+    `loraforge serve: listening on http://${server.host}:${server.port}/v1 (adapters: ${options.adapters?.map((a) => a.name).join(', ') || 'none'}${options.apiKey ? ', API key required' : ''})\n`,
+  );
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await server.close();
+  return 0;
+}

@@ -1,0 +1,46 @@
+import { invalidRequest } from './api-error.js';
+import { parseGenerationParams, type GenerationParams } from './generation-params.js';
+import { isEmptyObject, refuseUnsupported, requireObject, requireString } from './json-fields.js';
+
+/** A POST /v1/completions body after validation. */
+export interface CompletionRequest {
+  readonly model: string;
+  /** Text to encode (with the tokenizer's special tokens) or token ids used as they are. */
+  readonly prompt: { readonly text: string } | { readonly ids: readonly number[] };
+  readonly params: GenerationParams;
+}
+
+/** OpenAI's default max_tokens for the completions endpoint. */
+const DEFAULT_MAX_TOKENS = 16;
+
+export function parseCompletionRequest(raw: unknown, vocabSize: number): CompletionRequest {
+  const body = requireObject(raw);
+  const model = requireString(body, 'model');
+  refuseUnsupported(body, 'n', (v) => v === 1, 'one choice per request; send several requests instead');
+  refuseUnsupported(body, 'best_of', (v) => v === 1, 'one choice per request');
+  refuseUnsupported(body, 'echo', (v) => v === false, 'echo');
+  refuseUnsupported(body, 'logprobs', (v) => v === 0, 'log probabilities');
+  refuseUnsupported(body, 'suffix', (v) => v === '', 'insertion');
+  refuseUnsupported(body, 'logit_bias', isEmptyObject, 'logit bias');
+  return { model, prompt: parsePrompt(body['prompt'], vocabSize), params: parseGenerationParams(body, ['max_tokens'], DEFAULT_MAX_TOKENS) };
+}
+
+/** A string, token ids, or a one-element array of either (the OpenAI client's batch forms with a batch of one). */
+function parsePrompt(v: unknown, vocabSize: number): CompletionRequest['prompt'] {
+  if (typeof v === 'string') return { text: v };
+  if (!Array.isArray(v) || v.length === 0) {
+    throw invalidRequest('"prompt" must be a string, an array of token ids, or an array holding one of those.', 'prompt');
+  }
+  if (v.every((x) => typeof x === 'number')) return { ids: checkIds(v as number[], vocabSize) };
+  if (v.length > 1) throw invalidRequest('"prompt" holds several prompts; this server takes one prompt per request.', 'prompt', 'unsupported_parameter');
+  return parsePrompt(v[0], vocabSize);
+}
+
+function checkIds(ids: readonly number[], vocabSize: number): number[] {
+  ids.forEach((id, i) => {
+    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+      throw invalidRequest(`"prompt" token ${i} is ${id}; token ids are integers from 0 to ${vocabSize - 1}.`, 'prompt');
+    }
+  });
+  return [...ids];
+}

@@ -1,0 +1,37 @@
+import type { LlamaForCausalLM } from '../models/llama.js';
+import { LoraLinear, ModulesToSaveWrapper, PeftModel } from '../peft/index.js';
+import type { AdapterBackend } from './adapter-backend.js';
+
+/**
+ * Adapters as PEFT LoRA layers injected into the one base model. Rows pick their adapter through the forward
+ * context (adapterNames), so the base projection runs once per batch and each adapter's low-rank product runs on
+ * its own rows; nothing is ever merged into the base weights. Adapters are loaded in inference mode (frozen).
+ */
+export function peftAdapterBackend(model: LlamaForCausalLM): AdapterBackend {
+  let peft: PeftModel | null = null;
+  return {
+    async load(name, dir) {
+      if (peft) return peft.loadAdapter(dir, name);
+      try {
+        peft = await PeftModel.fromPretrained(model, dir, { adapterName: name });
+      } catch (error) {
+        // A failed first load may leave empty LoRA layers in the model, which would refuse every later PeftModel.
+        removePeftLayers(model);
+        throw error;
+      }
+    },
+    async unload(name) {
+      peft?.deleteAdapter(name);
+    },
+  };
+}
+
+/** Puts the original layers back wherever PEFT wrapped one. */
+function removePeftLayers(model: LlamaForCausalLM): void {
+  for (const [path, module] of [...model.namedModules()]) {
+    if (!(module instanceof LoraLinear) && !(module instanceof ModulesToSaveWrapper)) continue;
+    const dot = path.lastIndexOf('.');
+    const parent = model.getSubmodule(dot < 0 ? '' : path.slice(0, dot));
+    parent.replaceChild(path.slice(dot + 1), module instanceof LoraLinear ? module.unload() : module.original_module);
+  }
+}

@@ -1,0 +1,31 @@
+import type { FastifyInstance } from 'fastify';
+import { invalidRequest } from '../api-error.js';
+import { parseChatRequest } from '../chat-request.js';
+import { parseCompletionRequest } from '../completion-request.js';
+import { GenerationJob } from '../generation-job.js';
+import { chatFormat, completionFormat } from '../openai-format.js';
+import { respond } from '../respond.js';
+import type { ServeContext } from '../serve-context.js';
+
+/** POST /v1/completions and POST /v1/chat/completions. */
+export function registerGenerationRoutes(app: FastifyInstance, ctx: ServeContext): void {
+  app.post('/v1/completions', async (request, reply) => {
+    const req = parseCompletionRequest(request.body, ctx.vocabSize);
+    const ids = 'ids' in req.prompt ? req.prompt.ids : ctx.tokenizer.encode(req.prompt.text);
+    const job = await GenerationJob.prepare(ctx, req.model, ids, req.params, 'prompt');
+    return respond(reply, job, completionFormat(req.model, req.params.includeUsage), req.params);
+  });
+
+  app.post('/v1/chat/completions', async (request, reply) => {
+    const req = parseChatRequest(request.body);
+    let ids: number[];
+    try {
+      ids = ctx.tokenizer.applyChatTemplate(req.messages, { addGenerationPrompt: true });
+    } catch (error) {
+      // Templates reject conversations they cannot render (raise_exception, missing template): the caller's to fix.
+      throw invalidRequest(`The chat template could not render these messages: ${error instanceof Error ? error.message : String(error)}`, 'messages');
+    }
+    const job = await GenerationJob.prepare(ctx, req.model, ids, req.params, 'messages');
+    return respond(reply, job, chatFormat(req.model, req.params.includeUsage), req.params);
+  });
+}

@@ -1,0 +1,192 @@
+import { setImmediate as yieldToIo } from 'node:timers/promises';
+import type { LlamaForCausalLM } from '../models/llama.js';
+import { noGradAsync } from '../tensor/grad-mode.js';
+import { scopeAsync } from '../tensor/scope.js';
+import { internalError, queueFull, requestTimedOut, serverShuttingDown } from './api-error.js';
+import { Sequence, type SequenceOutcome, type SequenceRequest } from './sequence.js';
+
+/** The part of a causal LM the scheduler drives: a synchronous forward with one KV cache and one adapter per row. */
+export type DecoderModel = Pick<LlamaForCausalLM, 'run' | 'newCache' | 'config'>;
+
+export interface SchedulerOptions {
+  /** Sequences decoded together in one step at most. */
+  readonly maxBatch: number;
+  /** Sequences waiting for a batch slot at most; more are refused with 429. */
+  readonly maxQueue: number;
+  /** Told about processed tokens (metrics). */
+  readonly onTokens?: (kind: 'prompt' | 'generated', count: number) => void;
+  /** Told about a forward pass that threw (logging); the affected sequences fail with a 500. */
+  readonly onError?: (error: unknown) => void;
+}
+
+interface ExclusiveTask {
+  run(): Promise<void>;
+}
+
+/**
+ * Continuous batching in one loop. At every step boundary the loop runs exclusive tasks (adapter loads and unloads,
+ * which must not interleave with a forward pass or its memory scope), drops cancelled and expired sequences,
+ * prefills waiting sequences one at a time until the batch is full, then decodes every running sequence in one
+ * forward pass: one row per sequence, its own KV cache and adapter name, so the base projections run once for the
+ * whole batch and each row's result depends on that row alone.
+ */
+export class Scheduler {
+  private readonly waiting: Sequence[] = [];
+  private running: Sequence[] = [];
+  private readonly tasks: ExclusiveTask[] = [];
+  private wake: (() => void) | null = null;
+  private closed = false;
+  private readonly stopped: Promise<void>;
+
+  constructor(
+    private readonly model: DecoderModel,
+    private readonly options: SchedulerOptions,
+  ) {
+    this.stopped = this.loop();
+  }
+
+  get queueDepth(): number {
+    return this.waiting.length;
+  }
+
+  get runningCount(): number {
+    return this.running.length;
+  }
+
+  /** Queues a sequence; throws a 429 ApiError when the queue is full. */
+  submit(request: SequenceRequest): Promise<SequenceOutcome> {
+    if (this.closed) throw serverShuttingDown();
+    if (this.waiting.length >= this.options.maxQueue) throw queueFull(this.options.maxQueue);
+    const seq = new Sequence(request, performance.now());
+    this.waiting.push(seq);
+    this.notify();
+    return seq.done;
+  }
+
+  /** Runs `fn` between two steps, when no forward pass or memory scope is open. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(serverShuttingDown());
+    return new Promise<T>((resolve, reject) => {
+      this.tasks.push({ run: () => fn().then(resolve, reject) });
+      this.notify();
+    });
+  }
+
+  /** Fails every queued and running sequence with 503 and stops the loop. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.notify();
+    await this.stopped;
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.closed) {
+      while (this.tasks.length > 0) await this.tasks.shift()!.run();
+      this.reap();
+      while (this.running.length < this.options.maxBatch && this.waiting.length > 0 && this.tasks.length === 0) {
+        await this.prefill(this.waiting.shift()!);
+        await yieldToIo();
+        this.reap();
+      }
+      if (this.running.length > 0) {
+        await this.decode();
+        await yieldToIo();
+      } else if (this.waiting.length === 0 && this.tasks.length === 0 && !this.closed) {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+      }
+    }
+    for (const seq of [...this.waiting, ...this.running]) seq.end({ status: 'failed', error: serverShuttingDown() });
+    this.waiting.length = 0;
+    this.running = [];
+    for (const task of this.tasks.splice(0)) await task.run();
+  }
+
+  /** Ends cancelled and expired sequences, queued or running. */
+  private reap(): void {
+    const now = performance.now();
+    for (const list of [this.waiting, this.running]) {
+      for (let i = list.length - 1; i >= 0; i--) {
+        const seq = list[i]!;
+        if (seq.request.signal?.aborted) seq.end({ status: 'cancelled' });
+        else if (now > seq.deadline) seq.end({ status: 'failed', error: requestTimedOut(seq.request.timeoutMs) });
+        if (seq.outcome) list.splice(i, 1);
+      }
+    }
+  }
+
+  /** Runs the prompt alone (rows of one batch must have equal length) and picks the first token. */
+  private async prefill(seq: Sequence): Promise<void> {
+    const r = seq.request;
+    try {
+      seq.cache = this.model.newCache(r.promptIds.length + r.maxTokens);
+      const logits = await this.forward([seq.tokens], [seq]);
+      this.options.onTokens?.('prompt', r.promptIds.length);
+      this.options.onTokens?.('generated', 1);
+      if (this.advance(seq, logits)) this.running.push(seq);
+    } catch (error) {
+      this.fail([seq], error);
+    }
+  }
+
+  /**
+   * One token for every running sequence, in one forward pass. Rows are grouped by adapter (a stable sort), so
+   * each adapter's rows form one contiguous run for the low-rank products.
+   */
+  private async decode(): Promise<void> {
+    const batch = this.running.sort((a, b) => compareNames(a.request.adapterName, b.request.adapterName));
+    try {
+      const logits = await this.forward(
+        batch.map((s) => [s.next]),
+        batch,
+      );
+      this.options.onTokens?.('generated', batch.length);
+      const vocab = this.model.config.vocabSize;
+      this.running = batch.filter((seq, row) => this.advance(seq, logits.subarray(row * vocab, (row + 1) * vocab)));
+    } catch (error) {
+      this.fail(batch, error);
+      this.running = [];
+    }
+  }
+
+  private async forward(inputIds: number[][], batch: readonly Sequence[]): Promise<Float32Array> {
+    return noGradAsync(() =>
+      scopeAsync(async () => {
+        const out = this.model.run({
+          inputIds,
+          caches: batch.map((s) => s.cache!),
+          lastTokenOnly: true,
+          // Always per row: "__base__" rows must not fall back to whichever adapter is active.
+          adapterNames: batch.map((s) => s.request.adapterName),
+        });
+        return out.logits.data();
+      }),
+    );
+  }
+
+  /** Advances one sequence, turning an exception from its token callback into that sequence's failure alone. */
+  private advance(seq: Sequence, logits: Float32Array): boolean {
+    try {
+      return seq.advance(logits);
+    } catch (error) {
+      this.fail([seq], error);
+      return false;
+    }
+  }
+
+  private fail(batch: readonly Sequence[], error: unknown): void {
+    this.options.onError?.(error);
+    for (const seq of batch) seq.end({ status: 'failed', error: internalError() });
+  }
+}
+
+function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

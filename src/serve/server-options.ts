@@ -1,0 +1,54 @@
+import type { DType } from '../tensor/dtype.js';
+import type { LlamaForCausalLM } from '../models/llama.js';
+import type { AdapterBackend } from './adapter-backend.js';
+
+/** An adapter served from start-up (operator-given, so not confined to the adapter root). */
+export interface AdapterSpec {
+  readonly name: string;
+  readonly path: string;
+}
+
+export interface ServerOptions {
+  /** Model folder (config.json, weights, tokenizer files). */
+  readonly modelDir: string;
+  /** Name clients use for the base model; default: the folder's name. */
+  readonly modelName?: string;
+  readonly adapters?: readonly AdapterSpec[];
+  /** Default 127.0.0.1 (loopback only). */
+  readonly host?: string;
+  /** Default 8000; 0 picks a free port. */
+  readonly port?: number;
+  /** When set, every /v1 route needs "Authorization: Bearer <apiKey>". */
+  readonly apiKey?: string | null;
+  /** Folder that runtime adapter loads must stay inside; unset disables POST /v1/adapters. */
+  readonly adapterRoot?: string | null;
+  /** Adapters loaded at once (LRU beyond that). Default 16. */
+  readonly maxAdapters?: number;
+  /** Sequences per decode step. Default 32. */
+  readonly maxBatch?: number;
+  /** Requests waiting for a batch slot before 429. Default 256. */
+  readonly maxQueue?: number;
+  /** Largest max_tokens a request may ask for. Default 4096 (and never beyond the model's context). */
+  readonly maxTokens?: number;
+  /** Per-request limit from queueing to the last token, in milliseconds. Default 600000. */
+  readonly requestTimeoutMs?: number;
+  /** Largest request body in bytes. Default 1 MiB. */
+  readonly bodyLimit?: number;
+  readonly device?: string;
+  readonly dtype?: DType | 'auto';
+  /** Log every request (pino JSON lines on stdout); errors are logged either way. Default false. */
+  readonly logger?: boolean;
+  /** Where adapters are attached; default: PEFT LoRA layers on the loaded model. */
+  readonly adapterBackend?: (model: LlamaForCausalLM) => AdapterBackend;
+}
+
+export const SERVER_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 8000,
+  maxAdapters: 16,
+  maxBatch: 32,
+  maxQueue: 256,
+  maxTokens: 4096,
+  requestTimeoutMs: 600_000,
+  bodyLimit: 1024 * 1024,
+} as const;

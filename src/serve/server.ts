@@ -1,0 +1,96 @@
+import { basename, resolve } from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { AutoModelForCausalLM } from '../models/auto.js';
+import { AutoTokenizer } from '../tokenizer/index.js';
+import type { AdapterBackend } from './adapter-backend.js';
+import { AdapterRegistry } from './adapter-registry.js';
+import { unauthorized } from './api-error.js';
+import { bearerMatches } from './auth.js';
+import { installErrorHandling } from './error-handling.js';
+import { Metrics } from './metrics.js';
+import { peftAdapterBackend } from './peft-adapter-backend.js';
+import { registerAdapterRoutes } from './routes/adapter-routes.js';
+import { registerGenerationRoutes } from './routes/generation-routes.js';
+import { registerModelRoutes } from './routes/model-routes.js';
+import { registerObservabilityRoutes } from './routes/observability-routes.js';
+import { Scheduler } from './scheduler.js';
+import type { ServeContext } from './serve-context.js';
+import { SERVER_DEFAULTS, type ServerOptions } from './server-options.js';
+
+export interface RunningServer {
+  readonly app: FastifyInstance;
+  readonly host: string;
+  readonly port: number;
+  /** Ends every queued and running generation (503), then stops listening. */
+  close(): Promise<void>;
+}
+
+/** Loads the model, its tokenizer and the start-up adapters, and listens: an OpenAI-compatible multi-adapter server. */
+export async function createServer(options: ServerOptions): Promise<RunningServer> {
+  const o = { ...SERVER_DEFAULTS, ...withoutUndefined(options) };
+  const model = await AutoModelForCausalLM.fromPretrained(options.modelDir, { dtype: options.dtype, device: options.device });
+  const tokenizer = await AutoTokenizer.fromPretrained(options.modelDir);
+  // Errors (a failed forward pass, a 500) are always logged; requests only with `logger`. forceCloseConnections:
+  // close() runs after every generation has ended, so a socket still open is idle or a client's unused pre-opened
+  // connection, which would otherwise hold shutdown until its timeout.
+  const app = Fastify({ bodyLimit: o.bodyLimit, logger: { level: o.logger ? 'info' : 'error' }, forceCloseConnections: true });
+  const scheduler = new Scheduler(model, {
+    maxBatch: o.maxBatch,
+    maxQueue: o.maxQueue,
+    onTokens: (kind, n) => metrics.recordTokens(kind, n),
+    onError: (error) => app.log.error(error),
+  });
+  const baseModelName = o.modelName ?? basename(resolve(options.modelDir));
+  const backend: AdapterBackend = (options.adapterBackend ?? peftAdapterBackend)(model);
+  const adapters = new AdapterRegistry(backend, { baseModelName, maxLoaded: o.maxAdapters, exclusive: (fn) => scheduler.exclusive(fn) });
+  const metrics = new Metrics({ queueDepth: () => scheduler.queueDepth, running: () => scheduler.runningCount, loadedAdapters: () => adapters.loadedCount });
+  const contextLength = model.config.maxPositionEmbeddings;
+  const ctx: ServeContext = {
+    scheduler,
+    adapters,
+    tokenizer,
+    metrics,
+    limits: { maxTokens: Math.min(o.maxTokens, contextLength), contextLength, requestTimeoutMs: o.requestTimeoutMs },
+    stopTokenIds: new Set([...tokenizer.eosTokenIds, ...model.config.eosTokenIds]),
+    vocabSize: model.config.vocabSize,
+    baseModelName,
+    adapterRoot: o.adapterRoot ? resolve(o.adapterRoot) : null,
+    apiKey: o.apiKey ?? null,
+  };
+
+  installErrorHandling(app);
+  const apiKey = ctx.apiKey;
+  if (apiKey) {
+    // onRequest runs before the body is read, so an unauthenticated client cannot make the server parse anything.
+    // The matched route decides, not the raw URL, so no spelling of a /v1 path (percent-encoding, case) skips it.
+    app.addHook('onRequest', async (request) => {
+      if (request.routeOptions.url?.startsWith('/v1/') && !bearerMatches(request.headers.authorization, apiKey)) throw unauthorized();
+    });
+  }
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.recordRequest(request.routeOptions.url ?? 'unmatched', reply.statusCode);
+  });
+  registerGenerationRoutes(app, ctx);
+  registerModelRoutes(app, ctx, Math.floor(Date.now() / 1000));
+  registerAdapterRoutes(app, ctx);
+  registerObservabilityRoutes(app, ctx);
+
+  const close = async () => {
+    await scheduler.close();
+    await app.close();
+  };
+  try {
+    for (const a of options.adapters ?? []) await adapters.add(a.name, resolve(a.path));
+    await app.listen({ host: o.host, port: o.port });
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : o.port;
+  return { app, host: o.host, port, close };
+}
+
+function withoutUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

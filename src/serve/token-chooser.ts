@@ -1,0 +1,35 @@
+import { randomInt } from 'node:crypto';
+import { applyRepetitionPenalty, pickToken, type SamplingOptions } from '../generate/sampling.js';
+import { Rng } from '../tensor/random.js';
+import type { SamplingParams } from './generation-params.js';
+
+/**
+ * Picks one sequence's tokens. All of its state (generator, token counts) belongs to the sequence, so the choice
+ * depends only on this row's logits and history, never on the other rows of the batch.
+ */
+export class TokenChooser {
+  private readonly rng: Rng;
+  private readonly options: SamplingOptions;
+  /** How often each generated token occurred (presence/frequency penalties). */
+  private readonly counts = new Map<number, number>();
+
+  constructor(private readonly params: SamplingParams) {
+    this.rng = new Rng(params.seed ?? randomInt(0, 2 ** 32));
+    this.options = { doSample: params.temperature > 0, temperature: params.temperature, topK: params.topK, topP: params.topP };
+  }
+
+  /** `logits` is this row's slice of the step's output; `sequence` is prompt plus generated tokens. */
+  choose(logits: Float32Array, sequence: readonly number[]): number {
+    const p = this.params;
+    const penalised = p.repetitionPenalty !== 1 || p.presencePenalty !== 0 || p.frequencyPenalty !== 0;
+    const scores = penalised ? logits.slice() : logits;
+    if (p.repetitionPenalty !== 1) applyRepetitionPenalty(scores, sequence, p.repetitionPenalty);
+    if (p.presencePenalty !== 0 || p.frequencyPenalty !== 0) {
+      // OpenAI: logit -= count * frequency_penalty + (count > 0) * presence_penalty, over generated tokens.
+      for (const [id, count] of this.counts) scores[id] = scores[id]! - count * p.frequencyPenalty - p.presencePenalty;
+    }
+    const token = pickToken(scores, this.options, this.rng);
+    this.counts.set(token, (this.counts.get(token) ?? 0) + 1);
+    return token;
+  }
+}

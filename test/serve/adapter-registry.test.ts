@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { AdapterBackend } from '../../src/serve/adapter-backend.js';
+import { AdapterRegistry } from '../../src/serve/adapter-registry.js';
+
+/** Records loads and unloads; folders named "broken" fail to load. */
+class FakeBackend implements AdapterBackend {
+  readonly loaded = new Set<string>();
+  readonly log: string[] = [];
+  async load(name: string, dir: string): Promise<void> {
+    await new Promise((r) => setTimeout(r, 1));
+    if (dir === 'broken') throw new Error('adapter_config.json is missing');
+    this.loaded.add(name);
+    this.log.push(`load ${name}`);
+  }
+  async unload(name: string): Promise<void> {
+    assert.ok(this.loaded.delete(name), `${name} was not loaded`);
+    this.log.push(`unload ${name}`);
+  }
+}
+
+function registry(maxLoaded: number): { reg: AdapterRegistry; backend: FakeBackend } {
+  const backend = new FakeBackend();
+  const reg = new AdapterRegistry(backend, { baseModelName: 'base', maxLoaded, exclusive: (fn) => fn() });
+  return { reg, backend };
+}
+
+describe('AdapterRegistry: LRU cache of loaded adapters', () => {
+  it('evicts the least recently used idle adapter to make room', async () => {
+    const { reg, backend } = registry(2);
+    await reg.add('a', 'dir-a');
+    await reg.add('b', 'dir-b');
+    (await reg.acquire('a')).release();
+    await reg.add('c', 'dir-c');
+    assert.deepEqual([...backend.loaded].sort(), ['a', 'c']);
+    assert.equal(reg.loadedCount, 2);
+  });
+
+  it('never evicts an adapter with requests in flight, and answers 503 when every slot is busy', async () => {
+    const { reg, backend } = registry(2);
+    await reg.add('a', 'dir-a');
+    await reg.add('b', 'dir-b');
+    await reg.add('c', 'dir-c');
+    const leaseC = await reg.acquire('c');
+    const leaseB = await reg.acquire('b');
+    await assert.rejects(reg.acquire('a'), (e: { status?: number; code?: string }) => e.status === 503 && e.code === 'adapter_cache_full');
+    assert.deepEqual([...backend.loaded].sort(), ['b', 'c']);
+    leaseB.release();
+    const leaseA = await reg.acquire('a');
+    assert.deepEqual([...backend.loaded].sort(), ['a', 'c']);
+    leaseA.release();
+    leaseC.release();
+  });
+
+  it('loads an adapter once for concurrent requests', async () => {
+    const { reg, backend } = registry(1);
+    await reg.add('a', 'dir-a');
+    await reg.add('b', 'dir-b');
+    const leases = await Promise.all([reg.acquire('a'), reg.acquire('a'), reg.acquire('a')]);
+    assert.deepEqual(backend.log.filter((l) => l === 'load a'), ['load a', 'load a']);
+    for (const l of leases) l.release();
+  });
+
+  it('forgets an adapter whose load failed and keeps the others', async () => {
+    const { reg, backend } = registry(2);
+    await reg.add('a', 'dir-a');
+    await assert.rejects(reg.add('bad', 'broken'), (e: { status?: number; code?: string; message: string }) => e.status === 400 && e.code === 'adapter_load_failed' && /adapter_config/.test(e.message));
+    assert.deepEqual(reg.modelNames(), ['base', 'a']);
+    assert.deepEqual([...backend.loaded], ['a']);
+    (await reg.acquire('a')).release();
+  });
+
+  it('refuses duplicate, reserved and malformed names', async () => {
+    const { reg } = registry(2);
+    await reg.add('a', 'dir-a');
+    await assert.rejects(reg.add('a', 'dir-a'), (e: { status?: number }) => e.status === 409);
+    await assert.rejects(reg.add('base', 'dir-a'), (e: { status?: number }) => e.status === 409);
+    for (const name of ['__base__', '../x', '', 'a b']) await assert.rejects(reg.add(name, 'dir-a'), (e: { status?: number }) => e.status === 400, name);
+  });
+
+  it('removes an adapter only after its in-flight requests finish; new requests for it fail at once', async () => {
+    const { reg, backend } = registry(2);
+    await reg.add('a', 'dir-a');
+    const lease = await reg.acquire('a');
+    let removed = false;
+    const removal = reg.remove('a').then(() => (removed = true));
+    await new Promise((r) => setTimeout(r, 5));
+    assert.equal(removed, false);
+    assert.ok(backend.loaded.has('a'));
+    await assert.rejects(reg.acquire('a'), (e: { status?: number }) => e.status === 404);
+    lease.release();
+    await removal;
+    assert.equal(backend.loaded.size, 0);
+    assert.deepEqual(reg.modelNames(), ['base']);
+  });
+
+  it('leases the base model without touching adapters', async () => {
+    const { reg, backend } = registry(1);
+    const lease = await reg.acquire('base');
+    assert.equal(lease.rowName, '__base__');
+    lease.release();
+    assert.equal(backend.log.length, 0);
+  });
+});
