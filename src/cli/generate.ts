@@ -1,0 +1,51 @@
+import { generateDetailed } from '../generate/index.js';
+import { PeftModel } from '../peft/index.js';
+import type { DType } from '../tensor/dtype.js';
+import { AutoTokenizer } from '../tokenizer/index.js';
+import { UsageError } from './errors.js';
+import { baseModelFolder, loadModelFrom, tokenizerFolder } from './model-source.js';
+import { optionsHelp, resolveOptions, splitArgs, type OptionSpecs } from './options.js';
+
+const GENERATE_OPTIONS: OptionSpecs = {
+  model: { kind: 'string', help: 'model folder or Hub id (default: the adapter\'s base model, or the built-in example model)' },
+  adapter: { kind: 'string', help: 'LoRA adapter folder (PEFT layout), e.g. a training run folder' },
+  prompt: { kind: 'string', help: 'the prompt (required)' },
+  chat: { kind: 'boolean', default: false, help: 'wrap the prompt as a user message in the chat template' },
+  system: { kind: 'string', help: 'system message (with --chat)' },
+  'max-new-tokens': { kind: 'number', integer: true, min: 1, default: 64, help: 'tokens to generate at most' },
+  temperature: { kind: 'number', min: 0, default: 0, help: 'sampling temperature (0: greedy)' },
+  'top-k': { kind: 'number', integer: true, min: 0, default: 0, help: 'sample among the k most likely tokens (0: all)' },
+  'top-p': { kind: 'number', min: 0, max: 1, default: 1, help: 'nucleus sampling mass' },
+  seed: { kind: 'number', integer: true, min: 0, default: 0, help: 'sampling seed' },
+  device: { kind: 'string', default: 'cpu', help: 'cpu, cuda or cuda:N' },
+  dtype: { kind: 'enum', values: ['auto', 'float32', 'bfloat16', 'float16'], default: 'auto', help: 'dtype of the weights' },
+};
+
+export const GENERATE_HELP = `loraforge generate --prompt TEXT [options]: continue a prompt with a model and optional adapter.\n\n${optionsHelp(GENERATE_OPTIONS)}`;
+
+export async function runGenerate(argv: readonly string[]): Promise<number> {
+  const { flags, positionals } = splitArgs(argv, GENERATE_OPTIONS);
+  if (positionals.length) throw new UsageError(`generate takes no positional arguments (got "${positionals[0]}"); give the text with --prompt.`);
+  const v = resolveOptions(GENERATE_OPTIONS, flags, null);
+  if (v['prompt'] === undefined) throw new UsageError('--prompt is missing; give the text to continue.');
+  const adapter = v['adapter'] as string | undefined;
+  const folder = await baseModelFolder(v['model'] as string | undefined, adapter);
+  const tok = await AutoTokenizer.fromPretrained(tokenizerFolder(folder));
+  const base = await loadModelFrom(folder, v['dtype'] as DType | 'auto', String(v['device']));
+  const model = adapter ? (await PeftModel.fromPretrained(base, adapter)).model : base;
+  const prompt = String(v['prompt']);
+  const promptIds = v['chat']
+    ? tok.applyChatTemplate([...(v['system'] ? [{ role: 'system', content: String(v['system']) }] : []), { role: 'user', content: prompt }], { addGenerationPrompt: true })
+    : tok.encode(prompt, { addSpecialTokens: true });
+  const temperature = v['temperature'] as number;
+  const result = await generateDetailed(model, [promptIds], {
+    maxNewTokens: v['max-new-tokens'] as number,
+    doSample: temperature > 0,
+    temperature,
+    topK: v['top-k'] as number,
+    topP: v['top-p'] as number,
+    seed: v['seed'] as number,
+  });
+  console.log(tok.decode(result.sequences[0]!.slice(promptIds.length), { skipSpecialTokens: true }));
+  return 0;
+}

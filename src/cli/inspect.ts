@@ -1,0 +1,123 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { openCheckpoint } from '../io/checkpoint.js';
+import { resolvePretrained } from '../io/hub.js';
+import type { TensorSource } from '../io/tensor-source.js';
+import { loadConfig } from '../models/config.js';
+import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, readAdapterConfig } from '../peft/index.js';
+import { isDecoderProjectionWeight } from '../quant/index.js';
+import { bytesPerElement } from '../tensor/dtype.js';
+import { BUILTIN } from './builtin-example.js';
+import { UsageError } from './errors.js';
+import { baseModelFolder } from './model-source.js';
+import { optionsHelp, resolveOptions, splitArgs, type OptionSpecs } from './options.js';
+
+const INSPECT_OPTIONS: OptionSpecs = {
+  r: { kind: 'number', integer: true, min: 1, default: 8, help: 'LoRA rank for the estimate of a model folder' },
+};
+
+export const INSPECT_HELP = `loraforge inspect DIR [options]: parameters, trainable share and memory of a model or adapter folder
+("builtin" names the built-in example model).\n\n${optionsHelp(INSPECT_OPTIONS)}`;
+
+/** Parameter counts of a checkpoint from its headers alone (packed 4-bit weights count two per byte). */
+interface CheckpointCounts {
+  params: number;
+  storedBytes: number;
+  /** Weights of the decoder projections (what LoRA targets and QLoRA quantizes), and their [out, in] shapes. */
+  projectionParams: number;
+  projectionShapes: number[][];
+}
+
+const QUANT_AUX = /\.(absmax|quant_map|nested_absmax|nested_quant_map|quant_state\..*)$/;
+
+function countCheckpoint(source: TensorSource): CheckpointCounts {
+  const c: CheckpointCounts = { params: 0, storedBytes: 0, projectionParams: 0, projectionShapes: [] };
+  for (const name of source.names()) {
+    const info = source.info(name);
+    c.storedBytes += info.byteLength;
+    if (QUANT_AUX.test(name)) continue;
+    const numel = info.shape.reduce((a, b) => a * b, 1) * (info.dtype === 'uint8' ? 2 : 1);
+    c.params += numel;
+    if (isDecoderProjectionWeight(name)) {
+      c.projectionParams += numel;
+      c.projectionShapes.push(info.shape);
+    }
+  }
+  return c;
+}
+
+const n = (x: number) => x.toLocaleString('en-US');
+function bytes(b: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (b >= 1024 && i < units.length - 1) {
+    b /= 1024;
+    i++;
+  }
+  return `${b.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+async function withCheckpoint<T>(dir: string, fn: (s: TensorSource) => T): Promise<T> {
+  const source = await openCheckpoint(dir);
+  try {
+    return fn(source);
+  } finally {
+    await source.close();
+  }
+}
+
+async function inspectModel(dir: string, r: number): Promise<void> {
+  const config = await loadConfig(dir);
+  console.log(`model: ${dir} (${config.architecture})`);
+  console.log(`  ${config.numHiddenLayers} layers, hidden ${config.hiddenSize}, ${config.numAttentionHeads} heads / ${config.numKeyValueHeads} KV heads, intermediate ${config.intermediateSize}, vocab ${config.vocabSize}${config.tieWordEmbeddings ? ', tied embeddings' : ''}`);
+  if (dir === BUILTIN.model) {
+    console.log('  weights: random, created from loraforge_init_seed when loaded (nothing stored)');
+    return;
+  }
+  const c = await withCheckpoint(dir, countCheckpoint);
+  const other = c.params - c.projectionParams;
+  // QLoRA: 4 bits per projection weight plus one absmax byte per 64 weights and an fp32 per 256 absmax (double quant); the rest bf16.
+  const nf4 = c.projectionParams * (0.5 + 1 / 64 + 4 / (64 * 256)) + other * 2;
+  const lora = c.projectionShapes.reduce((s, [out, inF]) => s + r * (out! + inF!), 0);
+  console.log(`  parameters: ${n(c.params)} (${bytes(c.storedBytes)} as stored)`);
+  console.log(`  weights in memory: float32 ${bytes(c.params * 4)}, bfloat16 ${bytes(c.params * 2)}, NF4 (QLoRA) ${bytes(nf4)}`);
+  console.log(`  LoRA r=${r} on all linear layers: ${n(lora)} trainable parameters (${((100 * lora) / (c.params + lora)).toFixed(4)}% of ${n(c.params + lora)}); adapter ${bytes(lora * 4)} + AdamW state ${bytes(lora * 8)} in float32`);
+}
+
+async function inspectAdapter(dir: string): Promise<void> {
+  const config = await readAdapterConfig(dir);
+  const adapter = await withCheckpoint(join(dir, ADAPTER_WEIGHTS_NAME), (s) => {
+    let params = 0;
+    let stored = 0;
+    for (const name of s.names()) {
+      const info = s.info(name);
+      params += info.shape.reduce((a, b) => a * b, 1);
+      stored += info.byteLength;
+    }
+    return { params, stored, tensors: s.names().length, dtype: s.names().length ? s.info(s.names()[0]!).dtype : 'float32' };
+  });
+  const targets = typeof config.targetModules === 'string' ? config.targetModules : (config.targetModules ?? []).join(', ');
+  const flags = [config.useRslora ? 'rsLoRA' : '', config.useDora ? 'DoRA' : ''].filter(Boolean).join(', ');
+  console.log(`adapter: ${dir} (LoRA r ${config.r}, alpha ${config.loraAlpha}${flags ? `, ${flags}` : ''}; targets ${targets})`);
+  console.log(`  ${adapter.tensors} tensors, ${n(adapter.params)} parameters (${bytes(adapter.stored)}, ${adapter.dtype})`);
+  const folder = await baseModelFolder(undefined, dir).catch(() => null);
+  const local = folder === 'builtin' ? null : folder && (await resolvePretrained(folder).catch(() => null));
+  if (local && existsSync(join(local, 'config.json'))) {
+    const base = await withCheckpoint(local, countCheckpoint);
+    console.log(`  base model ${folder}: ${n(base.params)} parameters; trainable share ${((100 * adapter.params) / (base.params + adapter.params)).toFixed(4)}%`);
+  } else if (folder) {
+    console.log(`  base model: ${folder === 'builtin' ? 'the built-in example model' : folder}`);
+  }
+  console.log(`  training memory for the adapter: weights ${bytes(adapter.params * 4)} + gradients ${bytes(adapter.params * 4)} + AdamW state ${bytes(adapter.params * 8)} (float32)`);
+}
+
+export async function runInspect(argv: readonly string[]): Promise<number> {
+  const { flags, positionals } = splitArgs(argv, INSPECT_OPTIONS);
+  const v = resolveOptions(INSPECT_OPTIONS, flags, null);
+  if (positionals.length !== 1) throw new UsageError('inspect needs one folder: a model folder, an adapter folder, or "builtin".');
+  const target = positionals[0]!;
+  if (target === 'builtin') await inspectModel(BUILTIN.model, v['r'] as number);
+  else if (existsSync(join(target, ADAPTER_CONFIG_NAME))) await inspectAdapter(target);
+  else await inspectModel(await resolvePretrained(target), v['r'] as number);
+  return 0;
+}

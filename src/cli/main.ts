@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+import '../index.js';
+import { UsageError } from './errors.js';
+import { GENERATE_HELP, runGenerate } from './generate.js';
+import { INSPECT_HELP, runInspect } from './inspect.js';
+import { MERGE_HELP, runMerge } from './merge.js';
+import { quantizeCommand } from './quantize.js';
+import { serveCommand } from './serve.js';
+import { TRAIN_HELP, runTrain } from './train.js';
+
+/** `help` is printed for --help; commands without one answer --help themselves. */
+const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<number>; help?: string }> = {
+  train: { run: runTrain, help: TRAIN_HELP },
+  generate: { run: runGenerate, help: GENERATE_HELP },
+  merge: { run: runMerge, help: MERGE_HELP },
+  inspect: { run: runInspect, help: INSPECT_HELP },
+  quantize: { run: (argv) => quantizeCommand([...argv]) },
+  serve: { run: (argv) => serveCommand([...argv]) },
+};
+
+const USAGE = `usage: loraforge <command> [options]
+
+commands:
+  train     fine-tune a LoRA adapter (no options: the built-in example)
+  generate  generate text with a model, optionally with an adapter
+  merge     merge an adapter into its base model and write a Hugging Face checkpoint
+  inspect   parameters, trainable share and memory estimate of a model or adapter folder
+  quantize  write a 4-bit NF4 (bitsandbytes layout) copy of a model
+  serve     OpenAI-compatible HTTP server over a base model and its adapters
+
+loraforge <command> --help lists a command's options. LORAFORGE_DEBUG=1 shows stack traces.`;
+
+/** One sentence for the user; the stack trace only with LORAFORGE_DEBUG=1. */
+function report(err: unknown): number {
+  const debug = process.env['LORAFORGE_DEBUG'] === '1';
+  const e = err instanceof Error ? err : new Error(String(err));
+  if (debug) console.error(e.stack ?? e.message);
+  else console.error(`loraforge: ${e.message.split('\n')[0]}`);
+  return e instanceof UsageError ? 2 : 1;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(USAGE);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) throw new UsageError(`Unknown command "${name}"; the commands are ${Object.keys(COMMANDS).join(', ')}.`);
+  if (command.help !== undefined && (rest.includes('--help') || rest.includes('-h'))) {
+    console.log(command.help);
+    return 0;
+  }
+  return command.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.exitCode = report(err);
+  },
+);

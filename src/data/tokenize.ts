@@ -1,0 +1,69 @@
+import type { ChatMessage, ChatTemplateOptions, EncodeOptions } from '../tokenizer/index.js';
+import { chatSegments, type TextSegment } from './chat-segments.js';
+import type { NormalizedExample } from './formats.js';
+
+/** What the data pipeline needs from a tokenizer (PreTrainedTokenizer satisfies it). */
+export interface DataTokenizer {
+  readonly eosTokenId: number | null;
+  readonly padTokenId: number | null;
+  encode(text: string, options?: EncodeOptions): number[];
+  applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions & { tokenize: false }): string;
+}
+
+/** Token ids and per-position labels (the token itself where the loss is taken, -100 elsewhere; unshifted). */
+export interface TokenizedExample {
+  inputIds: number[];
+  labels: number[];
+}
+
+export const IGNORE_INDEX = -100;
+
+/**
+ * Tokenizes one example. text: bos (if the tokenizer adds one) + text + eos, all trained. completion: the prompt
+ * with special tokens, then the completion and eos, which alone are trained. chat: the template's rendering, with
+ * assistant turns trained. `trainOnInputs` trains on every token. Segments are encoded separately, so the prompt
+ * tokenizes exactly as it will at generation time.
+ */
+export function tokenizeExample(ex: NormalizedExample, tok: DataTokenizer, options: { trainOnInputs?: boolean; where?: string } = {}): TokenizedExample {
+  const inputIds: number[] = [];
+  const labels: number[] = [];
+  const push = (ids: readonly number[], train: boolean) => {
+    for (const id of ids) {
+      inputIds.push(id);
+      labels.push(train || options.trainOnInputs ? id : IGNORE_INDEX);
+    }
+  };
+  const eos = tok.eosTokenId === null ? [] : [tok.eosTokenId];
+  switch (ex.kind) {
+    case 'text':
+      push([...tok.encode(ex.text, { addSpecialTokens: true }), ...eos], true);
+      break;
+    case 'completion':
+      push(tok.encode(ex.prompt, { addSpecialTokens: true }), false);
+      push([...tok.encode(ex.completion, { addSpecialTokens: false }), ...eos], true);
+      break;
+    case 'chat': {
+      const render = (messages: readonly ChatMessage[], addGenerationPrompt: boolean) => tok.applyChatTemplate(messages, { tokenize: false, addGenerationPrompt });
+      const segments: TextSegment[] = options.trainOnInputs ? [{ text: render(ex.messages, false), train: true }] : chatSegments(ex.messages, render, options.where ?? 'chat example');
+      for (const s of segments) push(tok.encode(s.text, { addSpecialTokens: false }), s.train);
+      break;
+    }
+  }
+  return { inputIds, labels };
+}
+
+/** The prompt a model is asked to continue when this example is used for evaluation, and the reference answer. */
+export function promptAndReference(ex: NormalizedExample, tok: DataTokenizer): { promptIds: number[]; reference: string } | null {
+  switch (ex.kind) {
+    case 'text':
+      return null;
+    case 'completion':
+      return { promptIds: tok.encode(ex.prompt, { addSpecialTokens: true }), reference: ex.completion };
+    case 'chat': {
+      const last = ex.messages.length - 1;
+      if (ex.messages[last]!.role !== 'assistant' || last === 0) return null;
+      const text = tok.applyChatTemplate(ex.messages.slice(0, last), { tokenize: false, addGenerationPrompt: true });
+      return { promptIds: tok.encode(text, { addSpecialTokens: false }), reference: ex.messages[last]!.content };
+    }
+  }
+}

@@ -1,0 +1,5 @@
+export { AdamW, type AdamWOptions, type AdamWParamState } from './adamw.js';
+export { adamwUpdate, type AdamWArgs } from './adamw-update.js';
+export { clipGradNorm } from './clip-grad.js';
+export { LrScheduler, lrMultiplier, LR_SCHEDULER_TYPES, type LrScheduleOptions, type LrSchedulerType } from './lr-schedule.js';
+export { saveOptimizerState, loadOptimizerState } from './optimizer-state-file.js';

@@ -1,0 +1,11 @@
+export { Trainer, type StepInfo, type TrainerCallbacks, type TrainerOptions, type TrainResult } from './trainer.js';
+export { DEFAULT_TRAINING_ARGUMENTS, trainingArgsJson, type TrainingArguments } from './training-args.js';
+export { parseTrainerState, trainerStateJson, type DataPosition, type LogEntry, type TrainerState } from './trainer-state.js';
+export type { DropoutControl, TrainableModel } from './trainable-model.js';
+export { peftDropoutControl } from './peft-dropout.js';
+export { checkpoint, enableGradientCheckpointing } from './gradient-checkpointing.js';
+export { checkpointSteps, latestCheckpoint, CHECKPOINT_PREFIX } from './checkpoint-dir.js';
+export { exactMatch, type ExactMatchResult, type GeneratedAnswer } from './generation-eval.js';
+export { progressCallbacks, type ProgressOptions } from './progress.js';
+export { writeReport, type ReportInput, type ReportSample } from './report.js';
+export { lossChartSvg } from './loss-chart.js';

@@ -1,0 +1,279 @@
+import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { collate, epochBatches, type Batch, type TokenizedExample } from '../data/index.js';
+import { add, mulScalar } from '../ops/index.js';
+import { AdamW, clipGradNorm, loadOptimizerState, LrScheduler, saveOptimizerState } from '../optim/index.js';
+import { noGradAsync } from '../tensor/grad-mode.js';
+import { scopeAsync } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { assignParametersFromFile } from './assign-parameters.js';
+import { pruneCheckpoints, removeTemporaryCheckpoints, writeCheckpointDir, writeJsonFile } from './checkpoint-dir.js';
+import type { DropoutControl, TrainableModel } from './trainable-model.js';
+import { parseTrainerState, trainerStateJson, type LogEntry, type TrainerState } from './trainer-state.js';
+import { trainingArgsJson, type TrainingArguments } from './training-args.js';
+
+/** What one optimizer step did; progress displays read it. */
+export interface StepInfo {
+  step: number;
+  maxSteps: number;
+  loss: number;
+  gradNorm: number | null;
+  /** The rate this step used. */
+  lr: number;
+  /** Real (non-padding) tokens of this step. */
+  tokens: number;
+  seconds: number;
+}
+
+export interface TrainerCallbacks {
+  onTrainBegin?(state: TrainerState): void;
+  onStep?(info: StepInfo): void;
+  /** A log_history entry (training loss, evaluation, or the final summary). */
+  onLog?(entry: LogEntry): void;
+  onSave?(dir: string): void;
+}
+
+export interface TrainerOptions {
+  model: TrainableModel;
+  args: TrainingArguments;
+  train: readonly TokenizedExample[];
+  eval?: readonly TokenizedExample[] | null;
+  /** Input id on padded positions (its label is always -100). */
+  padId: number;
+  dropout?: DropoutControl;
+  callbacks?: TrainerCallbacks;
+  /** Extra fields for training_args.json (model, data, LoRA settings). */
+  argsJsonExtra?: Record<string, unknown>;
+  /** Runs between a checkpoint's temporary write and its rename (tests kill the process here). */
+  beforeCheckpointRename?: () => Promise<void> | void;
+}
+
+export interface TrainResult {
+  state: TrainerState;
+  /** True when the signal stopped the run early (a checkpoint of that step was written). */
+  interrupted: boolean;
+  /** Mean training loss over the steps this process ran. */
+  trainLoss: number;
+  runtimeSeconds: number;
+}
+
+const METRICS_FILE = 'metrics.jsonl';
+
+/**
+ * The training loop: micro-batches of the seeded epoch order, token-weighted gradient accumulation (so k
+ * micro-batches equal one batch of their union), clipping, AdamW, the LR schedule, periodic evaluation and
+ * atomic checkpoints. Each step runs in one memory scope, so its activations are freed when it ends.
+ */
+export class Trainer {
+  readonly args: TrainingArguments;
+  readonly optimizer: AdamW;
+  readonly scheduler: LrScheduler;
+  readonly state: TrainerState;
+  private readonly params: Map<string, Tensor>;
+  /** Losses of the steps since the last training log entry (a checkpoint keeps them, for exact resumes). */
+  private pendingLosses: number[] = [];
+  private readonly batchesPerEpoch: number;
+
+  constructor(private readonly options: TrainerOptions) {
+    const a = options.args;
+    this.args = a;
+    if (options.train.length === 0) throw new Error('The training set is empty.');
+    this.params = options.model.trainableParameters();
+    if (this.params.size === 0) throw new Error('The model has no trainable parameters; add an adapter (getPeftModel) or load one with isTrainable.');
+    this.optimizer = new AdamW(this.params, {
+      lr: a.lr,
+      betas: [a.adamBeta1, a.adamBeta2],
+      eps: a.adamEpsilon,
+      weightDecay: a.weightDecay,
+      noDecay: (name) => name.endsWith('.bias') || /norm\.weight$/.test(name),
+    });
+    this.batchesPerEpoch = Math.ceil(options.train.length / a.batchSize);
+    const stepsPerEpoch = Math.ceil(this.batchesPerEpoch / a.gradAccum);
+    const maxSteps = a.maxSteps ?? stepsPerEpoch * a.epochs;
+    this.scheduler = new LrScheduler(a.lr, { type: a.lrScheduler, warmupSteps: a.warmupSteps, totalSteps: maxSteps });
+    this.state = { globalStep: 0, maxSteps, epoch: 0, logHistory: [], numInputTokensSeen: 0, data: { epoch: 0, batchInEpoch: 0 } };
+  }
+
+  /** Trains until maxSteps, or until `signal` aborts (then a checkpoint is written first). */
+  async train(options: { resumeFrom?: string | null; signal?: AbortSignal } = {}): Promise<TrainResult> {
+    const a = this.args;
+    const out = a.outputDir;
+    await mkdir(out, { recursive: true });
+    await removeTemporaryCheckpoints(out);
+    if (options.resumeFrom) await this.loadCheckpoint(options.resumeFrom);
+    await writeJsonFile(join(out, 'training_args.json'), trainingArgsJson(a, this.options.argsJsonExtra));
+    await writeFile(join(out, METRICS_FILE), this.state.logHistory.map((e) => `${JSON.stringify(e)}\n`).join(''));
+    this.options.callbacks?.onTrainBegin?.(this.state);
+
+    const started = performance.now();
+    const firstStep = this.state.globalStep;
+    let lossTotal = 0;
+    let interrupted = false;
+    let order: number[][] | null = null;
+    let orderEpoch = -1;
+    let lastEvalStep = -1;
+    while (this.state.globalStep < this.state.maxSteps) {
+      if (options.signal?.aborted) {
+        interrupted = true;
+        break;
+      }
+      const pos = this.state.data;
+      if (orderEpoch !== pos.epoch) {
+        order = epochBatches(this.options.train.length, a.batchSize, a.seed, pos.epoch, a.shuffle);
+        orderEpoch = pos.epoch;
+      }
+      const window = order!.slice(pos.batchInEpoch, pos.batchInEpoch + a.gradAccum);
+      const info = await this.step(window.map((idx) => collate(idx.map((i) => this.options.train[i]!), this.options.padId)));
+      lossTotal += info.loss;
+      pos.batchInEpoch += window.length;
+      if (pos.batchInEpoch >= order!.length) {
+        pos.epoch += 1;
+        pos.batchInEpoch = 0;
+      }
+      this.state.epoch = pos.epoch + pos.batchInEpoch / this.batchesPerEpoch;
+      this.options.callbacks?.onStep?.(info);
+      this.pendingLosses.push(info.loss);
+      const step = this.state.globalStep;
+      if (step % a.loggingSteps === 0 || step === this.state.maxSteps) {
+        const loss = this.pendingLosses.reduce((s, l) => s + l, 0) / this.pendingLosses.length;
+        this.pendingLosses = [];
+        await this.log({ loss, grad_norm: info.gradNorm, learning_rate: info.lr, epoch: this.state.epoch, step });
+      }
+      if (a.evalSteps > 0 && step % a.evalSteps === 0 && this.options.eval?.length) {
+        await this.logEvaluation();
+        lastEvalStep = step;
+      }
+      if (a.saveSteps > 0 && step % a.saveSteps === 0 && step < this.state.maxSteps) await this.saveCheckpoint();
+    }
+    const ranSteps = this.state.globalStep - firstStep;
+    const runtimeSeconds = (performance.now() - started) / 1000;
+    if (interrupted) {
+      await this.saveCheckpoint();
+    } else {
+      if (this.options.eval?.length && lastEvalStep !== this.state.globalStep) await this.logEvaluation();
+      await this.log({
+        train_runtime: runtimeSeconds,
+        train_steps_per_second: ranSteps / runtimeSeconds,
+        train_loss: ranSteps > 0 ? lossTotal / ranSteps : null,
+        epoch: this.state.epoch,
+        step: this.state.globalStep,
+      });
+      await this.options.model.savePretrained(out);
+      await writeJsonFile(join(out, 'trainer_state.json'), trainerStateJson(this.state, a));
+    }
+    return { state: this.state, interrupted, trainLoss: ranSteps > 0 ? lossTotal / ranSteps : NaN, runtimeSeconds };
+  }
+
+  /** One optimizer step over the micro-batches of one accumulation window. */
+  private async step(batches: Batch[]): Promise<StepInfo> {
+    const t0 = performance.now();
+    const targets = batches.reduce((s, b) => s + b.targetTokens, 0);
+    const lr = this.scheduler.lr;
+    this.options.dropout?.setTraining(true);
+    const { loss, gradNorm } = await scopeAsync(async () => {
+      let loss = 0;
+      for (const b of batches) {
+        if (b.targetTokens === 0) continue;
+        const out = this.options.model.run({ inputIds: b.inputIds, labels: b.labels, attentionMask: b.attentionMask });
+        // Each micro-batch's mean loss weighted by its share of the window's targets: the window's token mean.
+        const weight = b.targetTokens / targets;
+        await this.backwardAccumulating(weight === 1 ? out.loss! : mulScalar(out.loss!, weight));
+        loss += (await out.loss!.item()) * weight;
+      }
+      const gradNorm = this.args.maxGradNorm > 0 ? await clipGradNorm(this.params.values(), this.args.maxGradNorm) : null;
+      this.optimizer.lr = lr;
+      this.optimizer.step();
+      this.optimizer.zeroGrad();
+      return { loss, gradNorm };
+    });
+    this.scheduler.step();
+    this.state.globalStep += 1;
+    const tokens = batches.reduce((s, b) => s + b.tokens, 0);
+    this.state.numInputTokensSeen += tokens;
+    return { step: this.state.globalStep, maxSteps: this.state.maxSteps, loss, gradNorm, lr, tokens, seconds: (performance.now() - t0) / 1000 };
+  }
+
+  /** backward() that adds to gradients already held, disposing the partial sums it replaces. */
+  private async backwardAccumulating(loss: Tensor): Promise<void> {
+    const held = new Map<Tensor, Tensor>();
+    for (const p of this.params.values()) {
+      if (p.grad) held.set(p, p.grad);
+      p.grad = null;
+    }
+    await loss.backward();
+    for (const [p, before] of held) {
+      if (!p.grad) {
+        p.grad = before;
+        continue;
+      }
+      const sum = add(before, p.grad).keep();
+      before.dispose();
+      p.grad.dispose();
+      p.grad = sum;
+    }
+  }
+
+  /** Token-weighted mean loss over the evaluation set (dropout off, no graph), or null without one. */
+  async evaluate(): Promise<number | null> {
+    const examples = this.options.eval;
+    if (!examples?.length) return null;
+    this.options.dropout?.setTraining(false);
+    let total = 0;
+    let targets = 0;
+    await noGradAsync(async () => {
+      for (let i = 0; i < examples.length; i += this.args.batchSize) {
+        const b = collate(examples.slice(i, i + this.args.batchSize), this.options.padId);
+        if (b.targetTokens === 0) continue;
+        const loss = await scopeAsync(async () => this.options.model.run({ inputIds: b.inputIds, labels: b.labels, attentionMask: b.attentionMask }).loss!.item());
+        total += loss * b.targetTokens;
+        targets += b.targetTokens;
+      }
+    });
+    return targets > 0 ? total / targets : null;
+  }
+
+  private async logEvaluation(): Promise<void> {
+    const t0 = performance.now();
+    const evalLoss = await this.evaluate();
+    await this.log({ eval_loss: evalLoss, eval_runtime: (performance.now() - t0) / 1000, epoch: this.state.epoch, step: this.state.globalStep });
+  }
+
+  private async log(entry: LogEntry): Promise<void> {
+    this.state.logHistory.push(entry);
+    await appendFile(join(this.args.outputDir, METRICS_FILE), `${JSON.stringify(entry)}\n`);
+    this.options.callbacks?.onLog?.(entry);
+  }
+
+  /** Writes checkpoint-<step> atomically: adapter, optimizer, scheduler, RNG and data position. */
+  async saveCheckpoint(): Promise<string> {
+    const dir = await writeCheckpointDir(
+      this.args.outputDir,
+      this.state.globalStep,
+      async (tmp) => {
+        await this.options.model.savePretrained(tmp);
+        await saveOptimizerState(join(tmp, 'optimizer.safetensors'), this.optimizer);
+        await writeJsonFile(join(tmp, 'scheduler.json'), this.scheduler.stateDict());
+        await writeJsonFile(join(tmp, 'rng_state.json'), { dropout: this.options.dropout?.rng.getState() ?? null, pending_losses: this.pendingLosses });
+        await writeJsonFile(join(tmp, 'trainer_state.json'), trainerStateJson(this.state, this.args));
+        await writeJsonFile(join(tmp, 'training_args.json'), trainingArgsJson(this.args, this.options.argsJsonExtra));
+      },
+      this.options.beforeCheckpointRename,
+    );
+    await pruneCheckpoints(this.args.outputDir, this.args.saveTotalLimit);
+    this.options.callbacks?.onSave?.(dir);
+    return dir;
+  }
+
+  private async loadCheckpoint(dir: string): Promise<void> {
+    const readJson = async (name: string) => JSON.parse(await readFile(join(dir, name), 'utf8')) as Record<string, unknown>;
+    const saved = parseTrainerState(await readJson('trainer_state.json'), join(dir, 'trainer_state.json'));
+    await assignParametersFromFile(this.params, join(dir, 'adapter_model.safetensors'));
+    const device = this.params.values().next().value!.device;
+    await loadOptimizerState(join(dir, 'optimizer.safetensors'), this.optimizer, device);
+    this.scheduler.loadStateDict((await readJson('scheduler.json')) as { step_count: number });
+    const rng = await readJson('rng_state.json');
+    if (this.options.dropout && Array.isArray(rng['dropout'])) this.options.dropout.rng.setState(rng['dropout'] as number[]);
+    this.pendingLosses = (rng['pending_losses'] as number[] | undefined) ?? [];
+    Object.assign(this.state, { ...saved, maxSteps: this.state.maxSteps });
+  }
+}
