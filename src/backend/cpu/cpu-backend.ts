@@ -2,7 +2,8 @@ import type { DeviceBuffer, HostArray } from '../../tensor/buffer.js';
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../tensor/dtype.js';
 import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, Backend, BinaryOp, MatmulArgs, ReduceOp, UnaryOp, View } from '../backend.js';
 import { cpuAttention, cpuAttentionBackward } from './attention.js';
-import { allocHost, asCpu, commitF32, CpuBuffer, readF32, readI32, writableF32 } from './cpu-buffer.js';
+import { HostPool } from './host-pool.js';
+import { asCpu, commitF32, CpuBuffer, readF32, readI32, writableF32 } from './cpu-buffer.js';
 import { sgemm } from './gemm.js';
 
 const f = Math.fround;
@@ -163,20 +164,25 @@ function forEachRun(
   }
 }
 
+/** Released arrays kept for reuse, at most this many bytes (LORAFORGE_CPU_POOL_MIB overrides; 0 disables). */
+const POOL_BYTES = Number(globalThis.process?.env?.['LORAFORGE_CPU_POOL_MIB'] ?? 1024) * 2 ** 20;
+
 export class CpuBackend implements Backend {
   readonly device = 'cpu';
+  readonly pool = new HostPool(POOL_BYTES);
 
   alloc(dtype: DType, length: number): DeviceBuffer {
-    return new CpuBuffer(dtype, length, allocHost(dtype, length));
+    const { data, reused } = this.pool.take(dtype, length);
+    if (reused) new Uint8Array(data.buffer, data.byteOffset, data.byteLength).fill(0);
+    return new CpuBuffer(dtype, length, data);
   }
 
-  /** Typed arrays are zeroed on allocation anyway. */
   allocUninitialized(dtype: DType, length: number): DeviceBuffer {
-    return this.alloc(dtype, length);
+    return new CpuBuffer(dtype, length, this.pool.take(dtype, length).data);
   }
 
   fromHost(dtype: DType, data: HostArray): DeviceBuffer {
-    const buf = new CpuBuffer(dtype, data.length, allocHost(dtype, data.length));
+    const buf = this.allocUninitialized(dtype, data.length) as CpuBuffer;
     (buf.data as { set(a: ArrayLike<number | bigint>): void }).set(data as ArrayLike<number | bigint>);
     return buf;
   }
@@ -186,8 +192,10 @@ export class CpuBackend implements Backend {
     return c.data.slice(offset, offset + length) as HostArray;
   }
 
-  release(_buffer: DeviceBuffer): void {
-    // Host memory returns to the garbage collector once no tensor references it.
+  /** The last tensor over this buffer was disposed: its array goes back to the pool. */
+  release(buffer: DeviceBuffer): void {
+    const c = asCpu(buffer);
+    this.pool.give(c.dtype, c.data);
   }
 
   async synchronize(): Promise<void> {}
