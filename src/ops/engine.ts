@@ -131,6 +131,8 @@ function runBackward(root: Tensor, grad: Tensor | null): void {
         const previous = t.grad;
         t.grad = previous ? accumulate!(previous, incoming) : incoming;
         t.grad.keep();
+        // Accumulation replaces .grad (torch adds in place); the superseded tensor is freed, not leaked.
+        if (previous) previous.dispose();
         if (incoming !== t.grad) release(incoming, false);
         release(g, true);
         continue;
