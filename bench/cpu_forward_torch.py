@@ -35,6 +35,29 @@ class LoraLinear(nn.Module):
         return y
 
 
+class RMSNorm(nn.Module):
+    """transformers' LlamaRMSNorm (torch 1.13, Debian's build, has no nn.RMSNorm)."""
+
+    def __init__(self, n, eps):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n))
+        self.eps = eps
+
+    def forward(self, x):
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+
+def attention(q, k, v):
+    """Causal GQA attention: SDPA where torch has it (2.x), else transformers' eager path."""
+    k = k.repeat_interleave(NH // NKV, 1)
+    v = v.repeat_interleave(NH // NKV, 1)
+    if hasattr(F, "scaled_dot_product_attention"):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    s = (q @ k.transpose(-1, -2)) / math.sqrt(D)
+    s = s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    return torch.softmax(s, dim=-1) @ v
+
+
 def rope(x, cos, sin):
     x1, x2 = x[..., : D // 2], x[..., D // 2 :]
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
@@ -45,7 +68,7 @@ class Layer(nn.Module):
         super().__init__()
         self.q, self.k, self.v, self.o = LoraLinear(H, NH * D, r), LoraLinear(H, NKV * D, r), LoraLinear(H, NKV * D, r), LoraLinear(NH * D, H, r)
         self.g, self.u, self.d = LoraLinear(H, I, r), LoraLinear(H, I, r), LoraLinear(I, H, r)
-        self.n1, self.n2 = nn.RMSNorm(H, eps=1e-5), nn.RMSNorm(H, eps=1e-5)
+        self.n1, self.n2 = RMSNorm(H, 1e-5), RMSNorm(H, 1e-5)
         for n in (self.n1, self.n2):
             n.weight.requires_grad_(False)
 
@@ -54,7 +77,7 @@ class Layer(nn.Module):
         q = rope(self.q(h).view(B, T, NH, D).transpose(1, 2), cos, sin)
         k = rope(self.k(h).view(B, T, NKV, D).transpose(1, 2), cos, sin)
         v = self.v(h).view(B, T, NKV, D).transpose(1, 2)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True) if hasattr(F, "scaled_dot_product_attention") and "enable_gqa" in F.scaled_dot_product_attention.__doc__ else F.scaled_dot_product_attention(q, k.repeat_interleave(NH // NKV, 1), v.repeat_interleave(NH // NKV, 1), is_causal=True)
+        a = attention(q, k, v)
         x = x + self.o(a.transpose(1, 2).reshape(B, T, H))
         h = self.n2(x)
         return x + self.d(F.silu(self.g(h)) * self.u(h))
@@ -66,7 +89,7 @@ class Model(nn.Module):
         self.emb = nn.Embedding(V, H)
         self.emb.weight.requires_grad_(False)
         self.layers = nn.ModuleList([Layer(r) for _ in range(L)])
-        self.norm = nn.RMSNorm(H, eps=1e-5)
+        self.norm = RMSNorm(H, 1e-5)
         self.norm.weight.requires_grad_(False)
         self.head = nn.Linear(H, V, bias=False)
         self.head.weight.requires_grad_(False)
