@@ -1,7 +1,8 @@
 /**
  * Multi-adapter serving throughput: one batch of `batch` sequences decoded by the server's scheduler, with every
  * row on the base model, or the rows spread over 1, 8 or 64 distinct LoRA adapters (r16 on all seven linears).
- * The base projections run once per step for the whole batch; each adapter's low-rank product runs on its rows.
+ * The base projections run once per step for the whole batch; every row's low-rank product follows in one gathered
+ * call per projection (multiLoraLinear). Decode steps run under the backend's batch-invariant matmuls, as served.
  * Prints one JSON line per case, with tokens/s relative to the base-only batch (the goal is >= 0.8).
  *
  *   npm run build && node dist/bench/serve.js                                   (CPU, a small random Llama)

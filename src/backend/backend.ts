@@ -43,6 +43,38 @@ export interface MatmulArgs {
   readonly beta: number;
 }
 
+/** One adapter that rows of multiLora can name: A [rank, in] and B [out, rank], each contiguous from its offset. */
+export interface LoraAdapterView {
+  readonly a: DeviceBuffer;
+  readonly aOffset: number;
+  readonly b: DeviceBuffer;
+  readonly bOffset: number;
+  readonly rank: number;
+  /** Multiplies B A x: alpha / rank, or alpha / sqrt(rank) with rsLoRA. */
+  readonly scale: number;
+}
+
+/**
+ * Every row of a batch through the LoRA adapter it names, in one call (Punica's BGMV/SGMV), with s = rowAdapter[i]:
+ *   out[i, :] = base[i, :] + scale_s * (x[i, :] A_s^T) B_s^T,   or base[i, :] where s = -1.
+ * x [rows, inFeatures] and base [rows, outFeatures] are contiguous from their offsets, out [rows, outFeatures] from
+ * element 0; out may be base's buffer. The adapters' weights are read where they live (no stacked copies).
+ * The low-rank product is computed in float32 and added to base once, rounded to out's dtype.
+ */
+export interface MultiLoraArgs {
+  readonly rows: number;
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  readonly x: DeviceBuffer;
+  readonly xOffset: number;
+  readonly base: DeviceBuffer;
+  readonly baseOffset: number;
+  readonly out: DeviceBuffer;
+  readonly adapters: readonly LoraAdapterView[];
+  /** One entry per row: an index into adapters, or -1 for no adapter. */
+  readonly rowAdapter: Int32Array;
+}
+
 export interface AdamWArgs {
   readonly lr: number;
   readonly beta1: number;
@@ -123,6 +155,15 @@ export interface Backend {
   /** x is [outer, axis, inner]; out is [outer, inner]. */
   reduce(op: ReduceOp, x: DeviceBuffer, xOffset: number, outer: number, axis: number, inner: number, out: DeviceBuffer): void;
   matmul(args: MatmulArgs): void;
+  /**
+   * Runs fn with batch-invariant matmuls: row i of every product's output is a function of row i of op(A) (and of
+   * op(B), C's row i) alone, with the same bits whatever m is and whatever the other rows hold, and multiLora computes
+   * each row alone likewise. Serving decodes under it, so a sequence gets the same logits alone and in any batch.
+   * Slower where the fastest kernels are not invariant. A backend whose matmul cannot promise it leaves this out.
+   */
+  batchInvariant?<T>(fn: () => T): T;
+  /** MultiLoraArgs: per-row LoRA adapters over one batch, after the base product ran once for every row. */
+  multiLora(args: MultiLoraArgs): void;
 
   /** Row softmax over the last dim of [rows, cols]. */
   softmax(x: DeviceBuffer, rows: number, cols: number, out: DeviceBuffer): void;

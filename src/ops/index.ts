@@ -11,6 +11,7 @@ export * from './elementwise.js';
 export * from './frozen-linear.js';
 export * from './lora-linear.js';
 export * from './matmul.js';
+export * from './multi-lora.js';
 export * from './nn-ops.js';
 export * from './reduce.js';
 export * from './shape-ops.js';

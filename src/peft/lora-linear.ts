@@ -1,7 +1,7 @@
 import { Linear } from '../nn/layers.js';
 import { Module, type ForwardContext, type LinearLike } from '../nn/module.js';
-import { add, addScalar, div, linear, loraLinear, matmul, mul, mulScalar, reshape, sub, to } from '../ops/index.js';
-import { noGrad } from '../tensor/grad-mode.js';
+import { add, addScalar, div, linear, loraLinear, matmul, mul, mulScalar, multiLoraLinear, reshape, sub, to, type MultiLoraAdapter } from '../ops/index.js';
+import { isGradEnabled, noGrad } from '../tensor/grad-mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { AdapterDict } from './adapter-dict.js';
@@ -157,12 +157,17 @@ export class LoraLinear extends Module implements LinearLike {
     return null;
   }
 
-  /** Each row gets the adapter it names (or none); every adapter runs once, on its own rows only. */
+  /**
+   * Each row gets the adapter it names (or none): all rows' low-rank products in one multiLoraLinear call where
+   * gatheredForward allows it, else every adapter once, on its own rows only.
+   */
   private mixedBatchForward(x: Tensor, base: Tensor, rowAdapters: readonly string[]): Tensor {
     if (this.merged) throw new PeftError(`Per-row adapter names cannot be used while adapters are merged into ${this.path}; call unmergeAdapter() first.`);
     if (rowAdapters.length !== x.shape[0]) {
       throw new PeftError(`${rowAdapters.length} adapter names were given for a batch of ${x.shape[0]} rows; pass one name per row.`);
     }
+    const gathered = this.gatheredForward(x, base, rowAdapters);
+    if (gathered) return gathered;
     const { runs, byAdapter } = rowRuns(rowAdapters);
     const outputs = new Map<string, Tensor>();
     for (const [name, adapterRuns] of byAdapter) {
@@ -173,6 +178,35 @@ export class LoraLinear extends Module implements LinearLike {
       const out = outputs.get(run.name);
       return out ? rowsOf(out, run.offset, run.length) : rowsOf(base, run.start, run.length);
     });
+  }
+
+  /**
+   * The serving path: base (already computed once for the whole batch) plus every row's adapter product in one
+   * multiLoraLinear call, reading the adapters' weights in place, so nothing goes stale when they are updated.
+   * Only where that op computes what withAdapter does: plain adapters (no DoRA, no LoRA bias, no dropout at work)
+   * and no gradient to record. Returns null otherwise.
+   */
+  private gatheredForward(x: Tensor, base: Tensor, rowAdapters: readonly string[]): Tensor | null {
+    const slots = new Map<string, number>();
+    const adapters: MultiLoraAdapter[] = [];
+    const rowAdapter: number[] = [];
+    for (const name of rowAdapters) {
+      const s = this.settings.get(name);
+      if (!s) {
+        rowAdapter.push(-1);
+        continue;
+      }
+      if (s.useDora || s.loraBias || (this.state.training && s.dropout > 0)) return null;
+      let slot = slots.get(name);
+      if (slot === undefined) {
+        slot = adapters.length;
+        slots.set(name, slot);
+        adapters.push({ a: this.lora_A.get(name)!.weight, b: this.lora_B.get(name)!.weight, scale: s.scaling });
+      }
+      rowAdapter.push(slot);
+    }
+    if (isGradEnabled() && [x, base, ...adapters.flatMap(({ a, b }) => [a, b])].some((t) => t.requiresGrad)) return null;
+    return adapters.length === 0 ? base : multiLoraLinear(x, base, adapters, rowAdapter);
   }
 
   /** result + this adapter's contribution for input x (result holds the base output and earlier adapters'). */

@@ -4,8 +4,9 @@ import type { AdapterBackend } from './adapter-backend.js';
 
 /**
  * Adapters as PEFT LoRA layers injected into the one base model. Rows pick their adapter through the forward
- * context (adapterNames), so the base projection runs once per batch and each adapter's low-rank product runs on
- * its own rows; nothing is ever merged into the base weights. Adapters are loaded in inference mode (frozen).
+ * context (adapterNames), so the base projection runs once per batch and every row's low-rank product follows in
+ * one gathered call per projection (ops' multiLoraLinear); nothing is ever merged into the base weights. Adapters
+ * are loaded in inference mode (frozen).
  */
 export function peftAdapterBackend(model: LlamaForCausalLM): AdapterBackend {
   let peft: PeftModel | null = null;

@@ -1,4 +1,5 @@
 import { setImmediate as yieldToIo } from 'node:timers/promises';
+import { getBackend } from '../backend/registry.js';
 import type { LlamaForCausalLM } from '../models/llama.js';
 import { noGradAsync } from '../tensor/grad-mode.js';
 import { scopeAsync } from '../tensor/scope.js';
@@ -6,7 +7,7 @@ import { internalError, queueFull, requestTimedOut, serverShuttingDown } from '.
 import { Sequence, type SequenceOutcome, type SequenceRequest } from './sequence.js';
 
 /** The part of a causal LM the scheduler drives: a synchronous forward with one KV cache and one adapter per row. */
-export type DecoderModel = Pick<LlamaForCausalLM, 'run' | 'newCache' | 'config'>;
+export type DecoderModel = Pick<LlamaForCausalLM, 'run' | 'newCache' | 'config' | 'device'>;
 
 export interface SchedulerOptions {
   /** Sequences decoded together in one step at most. */
@@ -28,7 +29,10 @@ interface ExclusiveTask {
  * which must not interleave with a forward pass or its memory scope), drops cancelled and expired sequences,
  * prefills waiting sequences one at a time until the batch is full, then decodes every running sequence in one
  * forward pass: one row per sequence, its own KV cache and adapter name, so the base projections run once for the
- * whole batch and each row's result depends on that row alone.
+ * whole batch. Each row's result depends on that row alone: attention, norms and the adapters' products work row
+ * by row, and decode steps run under the backend's batch-invariant matmuls (Backend.batchInvariant, where the
+ * backend has them: the CPU does, cuBLAS does not), whose m is the number of running sequences. A prefill runs
+ * alone, so its products need no such care and take the fastest kernels.
  */
 export class Scheduler {
   private readonly waiting: Sequence[] = [];
@@ -127,7 +131,7 @@ export class Scheduler {
     const r = seq.request;
     try {
       seq.cache = this.model.newCache(r.promptIds.length + r.maxTokens);
-      const logits = await this.forward([seq.tokens], [seq]);
+      const logits = await this.forward([seq.tokens], [seq], false);
       this.options.onTokens?.('prompt', r.promptIds.length);
       this.options.onTokens?.('generated', 1);
       if (this.advance(seq, logits)) this.running.push(seq);
@@ -146,6 +150,7 @@ export class Scheduler {
       const logits = await this.forward(
         batch.map((s) => [s.next]),
         batch,
+        true,
       );
       this.options.onTokens?.('generated', batch.length);
       const vocab = this.model.config.vocabSize;
@@ -156,16 +161,19 @@ export class Scheduler {
     }
   }
 
-  private async forward(inputIds: number[][], batch: readonly Sequence[]): Promise<Float32Array> {
+  private async forward(inputIds: number[][], batch: readonly Sequence[], batchInvariant: boolean): Promise<Float32Array> {
+    const backend = getBackend(this.model.device);
     return noGradAsync(() =>
       scopeAsync(async () => {
-        const out = this.model.run({
-          inputIds,
-          caches: batch.map((s) => s.cache!),
-          lastTokenOnly: true,
-          // Always per row: "__base__" rows must not fall back to whichever adapter is active.
-          adapterNames: batch.map((s) => s.request.adapterName),
-        });
+        const run = () =>
+          this.model.run({
+            inputIds,
+            caches: batch.map((s) => s.cache!),
+            lastTokenOnly: true,
+            // Always per row: "__base__" rows must not fall back to whichever adapter is active.
+            adapterNames: batch.map((s) => s.request.adapterName),
+          });
+        const out = batchInvariant && backend.batchInvariant ? backend.batchInvariant(run) : run();
         return out.logits.data();
       }),
     );

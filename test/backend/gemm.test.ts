@@ -2,7 +2,8 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { configureGemm, gemmInfo, sgemm, type GemmImplementation, type SgemmArgs } from '../../src/backend/cpu/gemm.js';
+import { configureGemm, gemmInfo, sgemm, sgemmBatchInvariant, sgemv, type GemmImplementation, type SgemmArgs } from '../../src/backend/cpu/gemm.js';
+import { blasLoads } from '../helpers/gemm.js';
 
 /**
  * sgemm against a float64 reference, for each implementation: the pure-TS kernel on one thread, on the worker
@@ -12,17 +13,6 @@ import { configureGemm, gemmInfo, sgemm, type GemmImplementation, type SgemmArgs
  */
 
 const GEMM_MODULE = fileURLToPath(new URL('../../src/backend/cpu/gemm.js', import.meta.url));
-
-function blasLoads(): boolean {
-  try {
-    configureGemm({ implementation: 'openblas' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    configureGemm({ implementation: 'auto' });
-  }
-}
 
 /** Deterministic values in [-1, 1). */
 function random(length: number, seed: number, shared = true): Float32Array {
@@ -93,16 +83,55 @@ function reference(p: SgemmArgs): { expected: Float64Array; bound: Float64Array 
   return { expected, bound };
 }
 
-/** Runs sgemm and checks every element of C's array: computed ones within bound, all others untouched. */
-function checkAgainstReference(p: SgemmArgs, label: string): void {
+/** Runs `run` (sgemm) and checks every element of C's array: computed ones within bound, all others untouched. */
+function checkAgainstReference(p: SgemmArgs, label: string, run: (p: SgemmArgs) => void = sgemm): void {
   const { expected, bound } = reference(p);
-  sgemm(p);
+  run(p);
   for (let i = 0; i < p.c.length; i++) {
     const got = p.c[i]!;
     if (bound[i] === 0) {
       assert.ok(Object.is(got, Math.fround(expected[i]!)), `${label}: element ${i} outside C changed to ${got}`);
     } else if (!(Math.abs(got - expected[i]!) <= bound[i]!)) {
       assert.fail(`${label}: C element ${i} = ${got}, expected ${expected[i]} within ${bound[i]}`);
+    }
+  }
+}
+
+/** A one-row product C = x op(B) run as sgemv: y = op(B)^T x with B as the row-major matrix. */
+function asGemv(p: SgemmArgs): void {
+  sgemv({
+    rows: p.transB ? p.n : p.k, cols: p.transB ? p.k : p.n, trans: !p.transB, a: p.b, aOffset: p.bOffset, lda: p.ldb,
+    x: p.a, xOffset: p.aOffset, y: p.c, yOffset: p.cOffset, alpha: p.alpha, beta: p.beta,
+  });
+}
+
+/**
+ * Row i of an m-row product against the same row computed alone, bit for bit, for m from 1 to 70 at shifting
+ * positions, every transpose, alpha and beta, and k beyond one depth block of the TypeScript kernel (256).
+ */
+function checkRowInvariance(run: (p: SgemmArgs) => void): void {
+  const total = 70;
+  for (const [n, k] of [[37, 700], [130, 300], [9, 257]] as const) {
+    for (const [transA, transB] of TRANSPOSES) {
+      // Row i of op(A): row i of a [total, k] matrix, or column i of a [k, total] one.
+      const a = random(total * k, n + k), b = random(n * k, n), c = random(total * n, k);
+      const product = (first: number, m: number): Float32Array => {
+        const out = new Float32Array(new SharedArrayBuffer(4 * c.length));
+        out.set(c);
+        run({
+          m, n, k, transA, transB, a, aOffset: transA ? first : first * k, lda: transA ? total : k, b, bOffset: 0, ldb: transB ? k : n,
+          c: out, cOffset: first * n, ldc: n, alpha: 0.75, beta: 0.5, batch: 1, strideA: 0, strideB: 0, strideC: 0,
+        });
+        return out;
+      };
+      const alone = Array.from({ length: total }, (_, i) => product(i, 1).slice(i * n, (i + 1) * n));
+      for (const m of [2, 3, 5, 8, 9, 33, 64, 70]) {
+        const first = total - m;
+        const out = product(first, m);
+        for (let i = first; i < total; i++) {
+          assert.deepEqual(out.slice(i * n, (i + 1) * n), alone[i], `row ${i} of ${m} (n ${n}, k ${k}, transA=${transA}, transB=${transB})`);
+        }
+      }
     }
   }
 }
@@ -215,6 +244,63 @@ function suite(implementation: GemmImplementation): void {
 
   it('splits a larger problem into many units with the same result', () => {
     checkAgainstReference(makeProblem({ m: 300, n: 290, k: 270, transA: false, transB: true, beta: 1 }, 91), '300x290x270');
+  });
+
+  it('sgemmBatchInvariant matches the float64 reference, with batches, shared C, beta = 0 over NaN and k = 0', () => {
+    let seed = 201;
+    for (const [m, n, k] of [...SIZES, [9, 37, 700]] as [number, number, number][]) {
+      for (const [transA, transB] of TRANSPOSES) {
+        checkAgainstReference(makeProblem({ m, n, k, transA, transB, alpha: -0.75, beta: 0.5 }, seed++), `${m}x${n}x${k} transA=${transA} transB=${transB}`, sgemmBatchInvariant);
+      }
+    }
+    for (const [transA, transB] of TRANSPOSES) {
+      checkAgainstReference(makeProblem({ m: 17, n: 9, k: 33, transA, transB, batch: 3, beta: 0.25 }, seed++), `batch transA=${transA}`, sgemmBatchInvariant);
+    }
+    const shared = makeProblem({ m: 6, n: 7, k: 8, transA: false, transB: false, batch: 3, beta: 1 }, seed++);
+    const looped = { ...shared, c: Float32Array.from(shared.c) };
+    for (let item = 0; item < 3; item++) sgemm({ ...looped, batch: 1, aOffset: looped.aOffset + item * looped.strideA, bOffset: looped.bOffset + item * looped.strideB });
+    sgemmBatchInvariant({ ...shared, strideC: 0 });
+    for (let i = 0; i < shared.c.length; i++) assert.ok(Math.abs(shared.c[i]! - looped.c[i]!) < 1e-4, `shared C element ${i}`);
+    const nan = makeProblem({ m: 5, n: 6, k: 300, transA: false, transB: true }, seed++);
+    nan.c.fill(Number.NaN);
+    sgemmBatchInvariant(nan);
+    for (let i = 0; i < nan.m; i++) {
+      const row = nan.c.subarray(nan.cOffset + i * nan.ldc, nan.cOffset + i * nan.ldc + nan.n);
+      assert.ok(row.every((v) => Number.isFinite(v)), `beta = 0 must ignore NaN in C (row ${i})`);
+    }
+    const empty = makeProblem({ m: 5, n: 6, k: 0, transA: true, transB: true, beta: 0.5 }, seed++);
+    checkAgainstReference(empty, 'k = 0', sgemmBatchInvariant);
+  });
+
+  it('sgemmBatchInvariant gives each row of C the same bits whatever the row count and its neighbours', () => {
+    checkRowInvariance(sgemmBatchInvariant);
+  });
+
+  if (implementation !== 'openblas') {
+    it('the TypeScript sgemm is batch-invariant itself: each row of C has the same bits whatever the row count', () => {
+      checkRowInvariance(sgemm);
+    });
+  }
+
+  it('sgemv matches the float64 reference of op(A) x for both layouts, with alpha, beta and padded rows', () => {
+    let seed = 301;
+    for (const [rows, cols] of [[1, 1], [7, 300], [300, 7], [33, 65], [16, 1408]] as const) {
+      for (const trans of [false, true]) {
+        // As a one-row GEMM: x is op(A)'s row, the matrix is op(B) = A^T (trans) or A^T transposed (not trans).
+        const p = makeProblem({ m: 1, n: trans ? cols : rows, k: trans ? rows : cols, transA: false, transB: !trans, alpha: 1.5, beta: trans ? 0 : -0.5 }, seed++);
+        checkAgainstReference(p, `sgemv ${rows}x${cols} trans=${trans}`, asGemv);
+      }
+    }
+  });
+
+  it('sgemv overwrites y when beta = 0, even where y holds NaN, and refuses operands outside their arrays', () => {
+    const p = makeProblem({ m: 1, n: 19, k: 23, transA: false, transB: true }, 311);
+    p.c.fill(Number.NaN);
+    asGemv(p);
+    assert.ok(p.c.subarray(p.cOffset, p.cOffset + p.n).every((v) => Number.isFinite(v)));
+    assert.throws(() => asGemv({ ...p, aOffset: p.a.length - 5 }), /sgemv: x needs 23 elements/);
+    assert.throws(() => asGemv({ ...p, bOffset: p.b.length - 5 }), /sgemv: A \(19 x 23/);
+    assert.throws(() => asGemv({ ...p, cOffset: p.c.length - 5 }), /sgemv: y needs 19 elements/);
   });
 
   it('rejects operands that do not fit their arrays, naming the operand', () => {

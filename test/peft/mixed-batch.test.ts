@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BASE_ADAPTER_NAME, PeftModel } from '../../src/peft/index.js';
+import { noGradAsync } from '../../src/tensor/grad-mode.js';
 import { adapterDir, assertClose, assertTensorClose, loadBase, mixedVariants, refBatch, refInts, refValues, VARIANTS, type BaseName } from './helpers.js';
 
 for (const base of Object.keys(VARIANTS) as BaseName[]) {
@@ -25,4 +26,16 @@ test('per-row adapters are computed on their own rows: a row keeps its logits wh
   assertClose(rowsOf(mixed, 0), rowsOf(dora, 0), 'row 0', 1e-6);
   assertClose(rowsOf(mixed, 1), rowsOf(lora, 1), 'row 1', 1e-6);
   assertClose(rowsOf(mixed, 2), rowsOf(dora, 2), 'row 2', 1e-6);
+});
+
+test('without gradients a mixed batch takes one gathered low-rank product per layer, equal to the per-adapter path within 1e-5', async () => {
+  // A trainable adapter makes a forward pass with gradients on take the per-adapter (autograd) path.
+  const peft = await PeftModel.fromPretrained(await loadBase('tiny-llama'), adapterDir('tiny-llama', 'lora'), { adapterName: 'lora', isTrainable: true });
+  await peft.loadAdapter(adapterDir('tiny-llama', 'rslora'), 'rslora');
+  const { inputIds } = await refBatch('tiny-llama');
+  const adapterNames = ['rslora', BASE_ADAPTER_NAME, 'lora'];
+  const perAdapter = await peft.forward({ inputIds, adapterNames });
+  assert.ok(perAdapter.logits.requiresGrad, 'the reference pass must record gradients');
+  const gathered = await noGradAsync(() => peft.forward({ inputIds, adapterNames }));
+  assertClose(await gathered.logits.data(), await perAdapter.logits.data(), 'gathered vs per-adapter', 1e-5);
 });

@@ -1,13 +1,19 @@
 import assert from 'node:assert/strict';
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
+import { configureGemm, gemmInfo, type GemmImplementation } from '../../src/backend/cpu/gemm.js';
+import { getBackend } from '../../src/backend/registry.js';
 import type { KvCache } from '../../src/models/kv-cache.js';
-import type { LlamaForCausalLM } from '../../src/models/llama.js';
+import type { CausalLMInput, CausalLMOutput, LlamaForCausalLM } from '../../src/models/llama.js';
+import { BASE_ADAPTER_NAME, PeftModel } from '../../src/peft/index.js';
 import type { SamplingParams } from '../../src/serve/generation-params.js';
-import { Scheduler } from '../../src/serve/scheduler.js';
+import { Scheduler, type DecoderModel } from '../../src/serve/scheduler.js';
 import type { SequenceOutcome, SequenceRequest } from '../../src/serve/sequence.js';
-import { noGradAsync } from '../../src/tensor/grad-mode.js';
-import { scopeAsync } from '../../src/tensor/scope.js';
-import { fixtureGeneration, fixturePrompt, inputRow, loadFixtureModel } from './harness.js';
+import type { Tensor } from '../../src/tensor/tensor.js';
+import { prepareTestDevice, TEST_DEVICE } from '../helpers/device.js';
+import { blasLoads } from '../helpers/gemm.js';
+import { adapterDir, fixtureGeneration, fixturePrompt, inputRow, loadFixtureModel } from './harness.js';
+
+await prepareTestDevice();
 
 const GREEDY: SamplingParams = { temperature: 0, topP: 1, topK: 0, seed: undefined, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 };
 
@@ -130,22 +136,91 @@ describe('Scheduler: continuous batching', () => {
     assert.equal(seen[at + 1], 'task end');
     assert.equal(seen.filter((s) => s === 'token').length, 6);
   });
-
-  it(
-    'computes a row\'s decode logits bit for bit the same alone and in a batch',
-    { todo: 'needs a batch-invariant GEMM: OpenBLAS, and the TS kernel beyond small K, change a row\'s summation order with the row count' },
-    async () => {
-      const prompts = [await inputRow(0, 8), await inputRow(1, 8), await inputRow(2, 8), await inputRow(1, 4), await inputRow(0, 5), await inputRow(2, 3), await inputRow(1, 7), await inputRow(0, 6)];
-      const step = (rows: number[][], caches: KvCache[]) =>
-        noGradAsync(() => scopeAsync(async () => model.run({ inputIds: rows, caches, lastTokenOnly: true }).logits.data()));
-      const decodeFirst = async (count: number): Promise<Float32Array> => {
-        const caches = prompts.slice(0, count).map((p) => model.newCache(p.length + 1));
-        for (let i = 0; i < count; i++) await step([prompts[i]!], [caches[i]!]);
-        const logits = await step(prompts.slice(0, count).map((p) => [p.at(-1)!]), caches);
-        for (const c of caches) c.dispose();
-        return logits.slice(0, model.config.vocabSize);
-      };
-      assert.deepEqual(await decodeFirst(8), await decodeFirst(1));
-    },
-  );
 });
+
+/** The model, keeping the logits of every decode step with the sequences (numbered by cache creation) of its rows. */
+class DecodeRecorder implements DecoderModel {
+  private readonly caches: KvCache[] = [];
+  private readonly steps: { sequences: number[]; logits: Tensor }[] = [];
+
+  constructor(private readonly model: LlamaForCausalLM) {}
+
+  get config(): LlamaForCausalLM['config'] {
+    return this.model.config;
+  }
+  get device(): string {
+    return this.model.device;
+  }
+
+  newCache(capacity: number): KvCache {
+    const cache = this.model.newCache(capacity);
+    this.caches.push(cache);
+    return cache;
+  }
+
+  run(input: CausalLMInput): CausalLMOutput {
+    const out = this.model.run(input);
+    // Prompts are longer than one token, so one token per row is a decode step.
+    if ((input.inputIds as number[][]).every((row) => row.length === 1)) {
+      this.steps.push({ sequences: input.caches!.map((c) => this.caches.indexOf(c)), logits: out.logits.keep() });
+    }
+    return out;
+  }
+
+  /** Each sequence's logits from the first decode step it was in. */
+  async firstDecodeLogits(): Promise<Float32Array[]> {
+    const vocab = this.model.config.vocabSize;
+    const found: Float32Array[] = [];
+    for (const { sequences, logits } of this.steps) {
+      const data = await logits.data();
+      sequences.forEach((seq, row) => (found[seq] ??= data.slice(row * vocab, (row + 1) * vocab)));
+      logits.dispose();
+    }
+    return found;
+  }
+}
+
+/** Decodes each request's first token after its prompt with a scheduler that takes `maxBatch` rows at a time. */
+async function firstDecodeLogits(model: LlamaForCausalLM, requests: readonly { prompt: number[]; adapter: string }[], maxBatch: number): Promise<Float32Array[]> {
+  const recorder = new DecodeRecorder(model);
+  const scheduler = new Scheduler(recorder, { maxBatch, maxQueue: requests.length });
+  // Submitted in one tick: the loop prefills them in this order, then decodes up to maxBatch of them together.
+  await Promise.all(requests.map((r) => scheduler.submit(request(r.prompt, 2, [], { adapterName: r.adapter }))));
+  await scheduler.close();
+  return recorder.firstDecodeLogits();
+}
+
+/** Where the GEMM is a choice (the CPU), each implementation; elsewhere the device's own. */
+const IMPLEMENTATIONS: readonly (GemmImplementation | null)[] = TEST_DEVICE === 'cpu' ? ['openblas', 'workers', 'single-thread'] : [null];
+const invariantDevice = getBackend(TEST_DEVICE).batchInvariant !== undefined;
+
+for (const implementation of IMPLEMENTATIONS) {
+  const skip = !invariantDevice
+    ? `the ${TEST_DEVICE} backend has no batch-invariant matmuls`
+    : implementation === 'openblas' && !blasLoads() ? 'no CBLAS library on this machine' : false;
+  describe(`Scheduler: a row's decode logits do not depend on the rest of the batch${implementation ? ` (GEMM: ${implementation})` : ''}`, { skip }, () => {
+    let model: LlamaForCausalLM;
+    const requests: { prompt: number[]; adapter: string }[] = [];
+    before(async () => {
+      if (implementation) configureGemm({ implementation, parallelMinFlops: 0 });
+      model = await loadFixtureModel();
+      const peft = await PeftModel.fromPretrained(model, adapterDir('lora'), { adapterName: 'lora' });
+      await peft.loadAdapter(adapterDir('rslora'), 'rslora');
+      const rows: [number, number, string][] = [[0, 8, 'lora'], [1, 8, BASE_ADAPTER_NAME], [2, 8, 'rslora'], [1, 4, 'lora'], [0, 5, 'rslora'], [2, 3, BASE_ADAPTER_NAME], [1, 7, 'lora'], [0, 6, 'rslora']];
+      for (const [row, length, adapter] of rows) requests.push({ prompt: await inputRow(row, length), adapter });
+    });
+    after(() => configureGemm({ implementation: 'auto' }));
+
+    it('runs on the implementation it names', { skip: implementation === null }, () => {
+      assert.equal(gemmInfo().implementation, implementation);
+    });
+
+    it('gives every sequence the same logits bits alone and in one batch of eight with three adapters', async () => {
+      const alone: Float32Array[] = [];
+      for (const r of requests) alone.push((await firstDecodeLogits(model, [r], 1))[0]!);
+      const together = await firstDecodeLogits(model, requests, requests.length);
+      assert.equal(together.length, requests.length);
+      together.forEach((logits, i) => assert.deepEqual(logits, alone[i], `sequence ${i} (${requests[i]!.adapter})`));
+    });
+  });
+}

@@ -1,10 +1,11 @@
 import type { DeviceBuffer, HostArray } from '../../tensor/buffer.js';
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../tensor/dtype.js';
-import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, Backend, BinaryOp, MatmulArgs, ReduceOp, UnaryOp, View } from '../backend.js';
+import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, Backend, BinaryOp, MatmulArgs, MultiLoraArgs, ReduceOp, UnaryOp, View } from '../backend.js';
 import { cpuAttention, cpuAttentionBackward } from './attention.js';
 import { HostPool } from './host-pool.js';
 import { asCpu, commitF32, CpuBuffer, readF32, readI32, writableF32 } from './cpu-buffer.js';
-import { sgemm } from './gemm.js';
+import { sgemm, sgemmBatchInvariant } from './gemm.js';
+import { cpuMultiLora } from './multi-lora.js';
 
 const f = Math.fround;
 
@@ -170,6 +171,8 @@ const POOL_BYTES = Number(globalThis.process?.env?.['LORAFORGE_CPU_POOL_MIB'] ??
 export class CpuBackend implements Backend {
   readonly device = 'cpu';
   readonly pool = new HostPool(POOL_BYTES);
+  /** Inside batchInvariant(): matmul through sgemmBatchInvariant, multiLora row by row. */
+  private invariant = false;
 
   alloc(dtype: DType, length: number): DeviceBuffer {
     const { data, reused } = this.pool.take(dtype, length);
@@ -326,12 +329,26 @@ export class CpuBackend implements Backend {
     const b = readF32(p.b, p.bOffset, spanB);
     const cIsF32 = asCpu(p.c).dtype === 'float32';
     const c = cIsF32 ? writableF32(p.c, p.cOffset, spanC) : p.beta === 0 ? new Float32Array(spanC) : readF32(p.c, p.cOffset, spanC);
-    sgemm({
+    (this.invariant ? sgemmBatchInvariant : sgemm)({
       m: p.m, n: p.n, k: p.k, transA: p.transA, transB: p.transB,
       a, aOffset: 0, lda: p.lda, b, bOffset: 0, ldb: p.ldb, c, cOffset: 0, ldc: p.ldc,
       alpha: p.alpha, beta: p.beta, batch: p.batch, strideA: p.strideA, strideB: p.strideB, strideC: p.strideC,
     });
     if (!cIsF32) commitF32(p.c, p.cOffset, c);
+  }
+
+  batchInvariant<T>(fn: () => T): T {
+    const previous = this.invariant;
+    this.invariant = true;
+    try {
+      return fn();
+    } finally {
+      this.invariant = previous;
+    }
+  }
+
+  multiLora(p: MultiLoraArgs): void {
+    cpuMultiLora(p, this.invariant);
   }
 
   softmax(x: DeviceBuffer, rows: number, cols: number, out: DeviceBuffer): void {

@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type { SgemmArgs } from './gemm.js';
+import type { SgemmArgs, SgemvArgs } from './gemm.js';
 
 /**
  * A CBLAS library (OpenBLAS first, any library exporting cblas_sgemm otherwise) called through koffi.
@@ -15,6 +15,12 @@ export interface CblasLibrary {
   /** Threads the library computes with (as it reports them, else as requested). */
   readonly threads: number;
   sgemm(p: SgemmArgs): void;
+  /**
+   * cblas_sgemv with x and y copied through the same 64-byte aligned scratch vectors every time, so that the
+   * call's bits depend only on the values, the sizes and A's address, never on where x and y live. Matrices
+   * below SGEMV_PARALLEL_MIN_ELEMENTS run on the calling thread alone.
+   */
+  sgemv(p: SgemvArgs): void;
 }
 
 type Koffi = typeof import('koffi');
@@ -22,6 +28,10 @@ type Pointer = number | Float32Array;
 type CblasSgemm = (
   order: number, transA: number, transB: number, m: number, n: number, k: number,
   alpha: number, a: Pointer, lda: number, b: Pointer, ldb: number, beta: number, c: Pointer, ldc: number,
+) => void;
+type CblasSgemv = (
+  order: number, trans: number, m: number, n: number,
+  alpha: number, a: Pointer, lda: number, x: Pointer, incx: number, beta: number, y: Pointer, incy: number,
 ) => void;
 type CblasSgemmBatchStrided = (
   order: number, transA: number, transB: number, m: number, n: number, k: number,
@@ -33,10 +43,20 @@ const ROW_MAJOR = 101;
 const NO_TRANS = 111;
 const TRANS = 112;
 const INT32_MAX = 0x7fffffff;
+/**
+ * sgemv on smaller matrices stays on the calling thread: OpenBLAS splits anything above 9216 elements, and
+ * LoRA's products (r x in, out x r: 8-23 K elements per row) gain nothing from it. Measured on the LoRA products
+ * of a 64-adapter decode step of bench/serve.ts's model: 12.5-14 ms on one or two threads when the other core
+ * is idle, 13 ms on one and 18-19 ms on two when it is busy.
+ */
+const SGEMV_PARALLEL_MIN_ELEMENTS = 1 << 16;
 
 const SGEMM_SIGNATURE =
   'void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, const float *a, int lda, ' +
   'const float *b, int ldb, float beta, float *c, int ldc)';
+const SGEMV_SIGNATURE =
+  'void cblas_sgemv(int order, int trans, int m, int n, float alpha, const float *a, int lda, const float *x, int incx, ' +
+  'float beta, float *y, int incy)';
 /** As in MKL, NVPL and OpenBLAS >= 0.3.28 (LP64: every integer is a C int). */
 const SGEMM_BATCH_STRIDED_SIGNATURE =
   'void cblas_sgemm_batch_strided(int order, int transA, int transB, int m, int n, int k, float alpha, ' +
@@ -106,9 +126,11 @@ export function loadCblas(threads: number): CblasLibrary | undefined {
 function openCblas(koffi: Koffi, path: string, threads: number): CblasLibrary | undefined {
   let lib: ReturnType<Koffi['load']>;
   let sgemm: CblasSgemm;
+  let sgemv: CblasSgemv;
   try {
     lib = koffi.load(path);
     sgemm = lib.func(SGEMM_SIGNATURE) as CblasSgemm;
+    sgemv = lib.func(SGEMV_SIGNATURE) as CblasSgemv;
   } catch {
     return undefined;
   }
@@ -123,20 +145,57 @@ function openCblas(koffi: Koffi, path: string, threads: number): CblasLibrary | 
   const getThreads = optional<() => number>('int openblas_get_num_threads()');
   setThreads?.(threads);
   const batchStrided = optional<CblasSgemmBatchStrided>(SGEMM_BATCH_STRIDED_SIGNATURE);
-  return new KoffiCblas(koffi, path, getThreads?.() ?? threads, sgemm, batchStrided && agreesWithLoop(sgemm, batchStrided) ? batchStrided : undefined);
+  return new KoffiCblas(koffi, path, getThreads?.() ?? threads, sgemm, sgemv, batchStrided && agreesWithLoop(sgemm, batchStrided) ? batchStrided : undefined, setThreads);
 }
 
 class KoffiCblas implements CblasLibrary {
   /** Base address of each SharedArrayBuffer seen, as a Number (addresses fit in 53 bits). */
   private readonly baseAddress = new WeakMap<SharedArrayBuffer, number>();
+  /** sgemv's x and y scratch vectors: 64-byte aligned, grown (and so moved) only for a longer vector than seen before. */
+  private vectors: { x: Float32Array; y: Float32Array } = { x: new Float32Array(0), y: new Float32Array(0) };
 
   constructor(
     private readonly koffi: Koffi,
     readonly path: string,
     readonly threads: number,
     private readonly cblasSgemm: CblasSgemm,
+    private readonly cblasSgemv: CblasSgemv,
     private readonly cblasSgemmBatchStrided: CblasSgemmBatchStrided | undefined,
+    private readonly setThreads: ((n: number) => void) | undefined,
   ) {}
+
+  sgemv(p: SgemvArgs): void {
+    const xLength = p.trans ? p.rows : p.cols;
+    const yLength = p.trans ? p.cols : p.rows;
+    const { x, y } = this.scratch(xLength, yLength);
+    x.set(p.x.subarray(p.xOffset, p.xOffset + xLength));
+    // beta = 0 must ignore y even where it holds NaN, which a library may scale rather than overwrite.
+    if (p.beta === 0) y.fill(0, 0, yLength);
+    else y.set(p.y.subarray(p.yOffset, p.yOffset + yLength));
+    const alone = p.rows * p.cols < SGEMV_PARALLEL_MIN_ELEMENTS && this.threads > 1;
+    if (alone) this.setThreads?.(1);
+    try {
+      this.cblasSgemv(ROW_MAJOR, p.trans ? TRANS : NO_TRANS, p.rows, p.cols, p.alpha,
+        this.pointer(p.a, p.aOffset), Math.max(p.lda, p.cols, 1), this.pointer(x, 0), 1, p.beta, this.pointer(y, 0), 1);
+    } finally {
+      if (alone) this.setThreads?.(this.threads);
+    }
+    p.y.set(y.subarray(0, yLength), p.yOffset);
+  }
+
+  private scratch(xLength: number, yLength: number): { x: Float32Array; y: Float32Array } {
+    if (this.vectors.x.length < xLength || this.vectors.y.length < yLength) {
+      this.vectors = { x: this.aligned(Math.max(xLength, this.vectors.x.length)), y: this.aligned(Math.max(yLength, this.vectors.y.length)) };
+    }
+    return this.vectors;
+  }
+
+  /** A float32 array of `length` on a SharedArrayBuffer, starting at a 64-byte boundary. */
+  private aligned(length: number): Float32Array {
+    const buffer = new SharedArrayBuffer(4 * length + 64);
+    const misalignment = this.base(buffer) % 64;
+    return new Float32Array(buffer, misalignment === 0 ? 0 : 64 - misalignment, length);
+  }
 
   sgemm(p: SgemmArgs): void {
     const ta = p.transA ? TRANS : NO_TRANS;
@@ -163,12 +222,16 @@ class KoffiCblas implements CblasLibrary {
   private pointer(view: Float32Array, offset: number): Pointer {
     const buffer = view.buffer;
     if (!(buffer instanceof SharedArrayBuffer)) return view.subarray(offset);
+    return this.base(buffer) + view.byteOffset + 4 * offset;
+  }
+
+  private base(buffer: SharedArrayBuffer): number {
     let base = this.baseAddress.get(buffer);
     if (base === undefined) {
       base = Number(this.koffi.address(new Uint8Array(buffer)));
       this.baseAddress.set(buffer, base);
     }
-    return base + view.byteOffset + 4 * offset;
+    return base;
   }
 }
 

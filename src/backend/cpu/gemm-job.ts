@@ -36,8 +36,20 @@ const JOB_INTS = 20;
 const ALPHA = 0, BETA = 1;
 const JOB_FLOATS = 2;
 const FLOATS_BYTE_OFFSET = Math.ceil(((CONTROL_INTS + JOB_INTS) * 4) / 8) * 8;
-/** Bytes of the control block. */
-export const CONTROL_BYTES = FLOATS_BYTE_OFFSET + JOB_FLOATS * 8;
+const WORKER_WORDS_BYTE_OFFSET = FLOATS_BYTE_OFFSET + JOB_FLOATS * 8;
+
+/** Bytes of the control block of a pool with `workers` workers. */
+export function controlBytes(workers: number): number {
+  return WORKER_WORDS_BYTE_OFFSET + workers * 2 * 4;
+}
+
+/**
+ * Two Int32 words per worker: [2 w] the generation it last picked up (stored before it claims any unit),
+ * [2 w + 1] the generation it last finished. They let the pool tell a busy worker from one that never woke.
+ */
+export function workerWords(control: SharedArrayBuffer, workers: number): Int32Array {
+  return new Int32Array(control, WORKER_WORDS_BYTE_OFFSET, workers * 2);
+}
 
 const INT32_MAX = 0x7fffffff;
 
@@ -94,15 +106,16 @@ function roundUp(x: number, multiple: number): number {
  */
 const SPIN_MICROSECONDS = 30;
 
-/** Returns once control[index] differs from `value`: polls for SPIN_MICROSECONDS, then sleeps. */
-export function waitForChange(control: Int32Array, index: number, value: number): void {
+/**
+ * Returns true once control[index] differs from `value` (polling for SPIN_MICROSECONDS, then sleeping), or
+ * false when `timeoutMs` passed first.
+ */
+export function waitForChange(control: Int32Array, index: number, value: number, timeoutMs = Infinity): boolean {
   const deadline = performance.now() + SPIN_MICROSECONDS / 1000;
   for (let polls = 1; Atomics.load(control, index) === value; polls++) {
-    if ((polls & 63) === 0 && performance.now() > deadline) {
-      Atomics.wait(control, index, value);
-      return;
-    }
+    if ((polls & 63) === 0 && performance.now() > deadline) return Atomics.wait(control, index, value, timeoutMs) !== 'timed-out';
   }
+  return true;
 }
 
 /** Claims units from the shared counter until none are left, computing each one. */
@@ -177,6 +190,9 @@ export function readJob(job: JobViews, slots: readonly (Float32Array | undefined
 /** What a worker is started with. */
 export interface GemmWorkerData {
   readonly control: SharedArrayBuffer;
+  /** This worker's index among the pool's workers (its pair of workerWords). */
+  readonly index: number;
+  readonly workers: number;
   /** Receives SlotMessages from the pool; carries FailureMessages back. */
   readonly port: MessagePort;
   /** The generation the pool held when it created this worker; the next job bumps it. */

@@ -12,6 +12,11 @@ import type { SgemmArgs } from './gemm.js';
  * Packed panels are float64: JavaScript arithmetic is float64, so converting once while packing takes a
  * float32->float64 conversion out of the inner loop (each packed value is read n/NR or m/MR times).
  * Products are accumulated in float64 over a depth block and rounded to float32 when stored into C.
+ *
+ * Invariant: element (i, j) of C is the same sequence of float operations on row i of op(A), column j of op(B)
+ * and C[i][j] whatever m, n, the other rows' values, the split into units and threads, and the path (packed or
+ * row-wise) are. Depth blocks always start at multiples of KC and every path rounds into C at the same points,
+ * so a row's result never depends on what else is in its batch.
  */
 
 /**
@@ -85,55 +90,64 @@ export function gemmBlock(p: SgemmArgs, item: number, i0: number, i1: number, j0
  * Row-wise product for short blocks: each row of op(A) is widened into ws.rowA, then either dotted with four
  * rows of B at a time (op(B) = B^T: C[i][j] = rowA . B[j]) or used to accumulate four rows of B at a time
  * into ws.rowSums (op(B) = B: C[i] = sum_p rowA[p] * B[p]).
+ * The arithmetic is the packed path's, element for element: depth blocks of KC, products summed in float64 in
+ * depth order from -0 (the exact identity of +, as the micro-kernel's first product is), alpha * sum + beta * C
+ * rounded into C after each block with beta = 1 after the first. So an element's bits never depend on which
+ * path, unit or thread computed it, nor on m (what makes serving's decode steps batch-invariant).
  */
 function gemmRows(p: SgemmArgs, aBase: number, bBase: number, cBase: number, i0: number, i1: number, j0: number, j1: number, ws: GemmWorkspace): void {
-  const { k, a, b, c, lda, ldb, alpha, beta } = p;
+  const { k, a, b, c, lda, ldb, alpha } = p;
   if (ws.rowA.length < k) ws.rowA = new Float64Array(k);
   const row = ws.rowA;
+  const width = j1 - j0;
+  if (!p.transB && ws.rowSums.length < width) ws.rowSums = new Float64Array(width);
+  const sums = ws.rowSums;
   for (let i = i0; i < i1; i++) {
     if (p.transA) for (let q = 0; q < k; q++) row[q] = a[aBase + q * lda + i]!;
     else for (let q = 0, src = aBase + i * lda; q < k; q++) row[q] = a[src + q]!;
     const cRow = cBase + i * p.ldc;
-    if (p.transB) {
-      let j = j0;
-      for (; j + 4 <= j1; j += 4) {
-        const b0 = bBase + j * ldb, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
-        let s0 = row[0]! * b[b0]!, s1 = row[0]! * b[b1]!, s2 = row[0]! * b[b2]!, s3 = row[0]! * b[b3]!;
-        for (let q = 1; q < k; q++) {
-          const x = row[q]!;
-          s0 += x * b[b0 + q]!;
-          s1 += x * b[b1 + q]!;
-          s2 += x * b[b2 + q]!;
-          s3 += x * b[b3 + q]!;
+    for (let pc = 0; pc < k; pc += KC) {
+      const end = Math.min(k, pc + KC);
+      const beta = pc === 0 ? p.beta : 1;
+      if (p.transB) {
+        let j = j0;
+        for (; j + 4 <= j1; j += 4) {
+          const b0 = bBase + j * ldb, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
+          let s0 = -0, s1 = -0, s2 = -0, s3 = -0;
+          for (let q = pc; q < end; q++) {
+            const x = row[q]!;
+            s0 += x * b[b0 + q]!;
+            s1 += x * b[b1 + q]!;
+            s2 += x * b[b2 + q]!;
+            s3 += x * b[b3 + q]!;
+          }
+          storeScaled(c, cRow + j, s0, alpha, beta);
+          storeScaled(c, cRow + j + 1, s1, alpha, beta);
+          storeScaled(c, cRow + j + 2, s2, alpha, beta);
+          storeScaled(c, cRow + j + 3, s3, alpha, beta);
         }
-        storeScaled(c, cRow + j, s0, alpha, beta);
-        storeScaled(c, cRow + j + 1, s1, alpha, beta);
-        storeScaled(c, cRow + j + 2, s2, alpha, beta);
-        storeScaled(c, cRow + j + 3, s3, alpha, beta);
+        for (; j < j1; j++) {
+          const b0 = bBase + j * ldb;
+          let s0 = -0;
+          for (let q = pc; q < end; q++) s0 += row[q]! * b[b0 + q]!;
+          storeScaled(c, cRow + j, s0, alpha, beta);
+        }
+      } else {
+        sums.fill(-0, 0, width);
+        let q = pc;
+        // Left to right: ((((sum + p0) + p1) + p2) + p3), the depth order of the micro-kernel.
+        for (; q + 4 <= end; q += 4) {
+          const x0 = row[q]!, x1 = row[q + 1]!, x2 = row[q + 2]!, x3 = row[q + 3]!;
+          const r0 = bBase + q * ldb + j0, r1 = r0 + ldb, r2 = r1 + ldb, r3 = r2 + ldb;
+          for (let j = 0; j < width; j++) sums[j] = sums[j]! + x0 * b[r0 + j]! + x1 * b[r1 + j]! + x2 * b[r2 + j]! + x3 * b[r3 + j]!;
+        }
+        for (; q < end; q++) {
+          const x0 = row[q]!;
+          const r0 = bBase + q * ldb + j0;
+          for (let j = 0; j < width; j++) sums[j] = sums[j]! + x0 * b[r0 + j]!;
+        }
+        for (let j = 0; j < width; j++) storeScaled(c, cRow + j0 + j, sums[j]!, alpha, beta);
       }
-      for (; j < j1; j++) {
-        const b0 = bBase + j * ldb;
-        let s0 = row[0]! * b[b0]!;
-        for (let q = 1; q < k; q++) s0 += row[q]! * b[b0 + q]!;
-        storeScaled(c, cRow + j, s0, alpha, beta);
-      }
-    } else {
-      const width = j1 - j0;
-      if (ws.rowSums.length < width) ws.rowSums = new Float64Array(width);
-      const sums = ws.rowSums;
-      sums.fill(0, 0, width);
-      let q = 0;
-      for (; q + 4 <= k; q += 4) {
-        const x0 = row[q]!, x1 = row[q + 1]!, x2 = row[q + 2]!, x3 = row[q + 3]!;
-        const r0 = bBase + q * ldb + j0, r1 = r0 + ldb, r2 = r1 + ldb, r3 = r2 + ldb;
-        for (let j = 0; j < width; j++) sums[j] += x0 * b[r0 + j]! + x1 * b[r1 + j]! + x2 * b[r2 + j]! + x3 * b[r3 + j]!;
-      }
-      for (; q < k; q++) {
-        const x0 = row[q]!;
-        const r0 = bBase + q * ldb + j0;
-        for (let j = 0; j < width; j++) sums[j] += x0 * b[r0 + j]!;
-      }
-      for (let j = 0; j < width; j++) storeScaled(c, cRow + j0 + j, sums[j]!, alpha, beta);
     }
   }
 }
@@ -241,13 +255,10 @@ function macroKernel(mc: number, nc: number, kc: number, ws: GemmWorkspace, c: F
       if (rows === MR && cols === NR) {
         microKernel(kc, pa, ir * kc, pb, jr * kc, c, cTile, ldc, alpha, beta);
       } else {
-        microKernel(kc, pa, ir * kc, pb, jr * kc, tile, 0, NR, alpha, 0);
-        for (let r = 0; r < rows; r++) {
-          for (let q = 0; q < cols; q++) {
-            const dst = cTile + r * ldc + q;
-            c[dst] = beta === 0 ? tile[r * NR + q]! : tile[r * NR + q]! + beta * c[dst]!;
-          }
-        }
+        // The edge tile holds C's old values, so its elements get exactly a full tile's arithmetic.
+        if (beta !== 0) for (let r = 0; r < rows; r++) for (let q = 0; q < cols; q++) tile[r * NR + q] = c[cTile + r * ldc + q]!;
+        microKernel(kc, pa, ir * kc, pb, jr * kc, tile, 0, NR, alpha, beta);
+        for (let r = 0; r < rows; r++) for (let q = 0; q < cols; q++) c[cTile + r * ldc + q] = tile[r * NR + q]!;
       }
     }
   }

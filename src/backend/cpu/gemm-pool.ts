@@ -3,8 +3,9 @@ import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { SgemmArgs } from './gemm.js';
 import {
-  CONTROL_BYTES, CONTROL_INTS, FAILED, GENERATION, jobFitsInt32, jobViews, NEXT_UNIT, PENDING, planUnits, READY, runUnits, waitForChange, writeJob,
-  type FailureMessage, type GemmWorkerData, type SlotMessage,
+  CONTROL_INTS, controlBytes, FAILED, GENERATION, jobFitsInt32, jobViews, NEXT_UNIT, PENDING, planUnits, READY, runUnits,
+  waitForChange, workerWords, writeJob,
+  type FailureMessage, type GemmWorkerData, type JobViews, type SlotMessage,
 } from './gemm-job.js';
 import type { GemmWorkspace } from './gemm-kernel.js';
 
@@ -22,6 +23,9 @@ import type { GemmWorkspace } from './gemm-kernel.js';
 
 /** Buffers the workers keep references to at once; the least recently used slot is reused beyond that. */
 const SLOT_COUNT = 64;
+/** A worker that has not picked up a job this long after it was posted is considered gone (awaitWorkers). */
+const STALL_MS = 30_000;
+const STALL_CHECK_MS = 1000;
 /** How long pool creation waits for every worker to start before giving up on threads. */
 const STARTUP_TIMEOUT_MS = 20_000;
 
@@ -40,14 +44,18 @@ interface Operand {
 type Role = 'A' | 'B' | 'C';
 
 export class GemmPool {
-  private readonly control = new SharedArrayBuffer(CONTROL_BYTES);
-  private readonly ctl = new Int32Array(this.control, 0, CONTROL_INTS);
-  private readonly job = jobViews(this.control);
+  private readonly control: SharedArrayBuffer;
+  private readonly ctl: Int32Array;
+  private readonly job: JobViews;
+  /** Per worker: the generation it last picked up, the generation it last finished. */
+  private readonly status: Int32Array;
   private readonly workers: { readonly worker: Worker; readonly port: MessagePort }[] = [];
   private readonly slots: (Slot | undefined)[] = new Array<Slot | undefined>(SLOT_COUNT).fill(undefined);
   private readonly released = new FinalizationRegistry<{ slot: number; entry: Slot }>(({ slot, entry }) => this.release(slot, entry));
   private readonly staging = new Map<Role, SharedArrayBuffer>();
   private clock = 0;
+  /** Set once a worker failed to pick up a job: the pool then takes no more jobs. */
+  private stalled = false;
 
   /**
    * Starts threads - 1 workers and waits until all of them run. Throws when the worker script is missing
@@ -58,9 +66,14 @@ export class GemmPool {
     if (!existsSync(fileURLToPath(script))) {
       throw new Error(`GEMM worker script ${fileURLToPath(script)} is missing; rebuild with \`npm run build\`.`);
     }
-    for (let i = 1; i < threads; i++) {
+    const workers = threads - 1;
+    this.control = new SharedArrayBuffer(controlBytes(workers));
+    this.ctl = new Int32Array(this.control, 0, CONTROL_INTS);
+    this.job = jobViews(this.control);
+    this.status = workerWords(this.control, workers);
+    for (let index = 0; index < workers; index++) {
       const { port1, port2 } = new MessageChannel();
-      const data: GemmWorkerData = { control: this.control, port: port2, generation: this.ctl[GENERATION]! };
+      const data: GemmWorkerData = { control: this.control, index, workers, port: port2, generation: this.ctl[GENERATION]! };
       const worker = new Worker(script, { workerData: data, transferList: [port2], execArgv: [] });
       worker.unref();
       port1.unref();
@@ -97,18 +110,43 @@ export class GemmPool {
     Atomics.store(this.ctl, NEXT_UNIT, 0);
     Atomics.store(this.ctl, FAILED, 0);
     Atomics.store(this.ctl, PENDING, this.workers.length);
-    Atomics.add(this.ctl, GENERATION, 1);
+    const generation = Atomics.add(this.ctl, GENERATION, 1) + 1;
     Atomics.notify(this.ctl, GENERATION);
     try {
       runUnits(this.ctl, { ...p, a: a.whole, aOffset: a.offset, b: b.whole, bOffset: b.offset, c: c.whole, cOffset: c.offset }, grid, ws);
     } finally {
-      for (let pending = Atomics.load(this.ctl, PENDING); pending !== 0; pending = Atomics.load(this.ctl, PENDING)) {
-        waitForChange(this.ctl, PENDING, pending);
-      }
+      this.awaitWorkers(generation);
     }
     if (Atomics.load(this.ctl, FAILED) !== 0) throw new Error(`GEMM worker failed: ${this.failures().join('\n')}`);
     if (c.whole.buffer !== p.c.buffer) p.c.set(c.whole.subarray(0, cSpan), p.cOffset);
     return true;
+  }
+
+  /** False once a worker has stalled (see awaitWorkers): the caller then computes on its own thread. */
+  get usable(): boolean {
+    return !this.stalled && this.workers.length > 0;
+  }
+
+  /**
+   * Waits until every worker has finished job `generation`. A worker that has not even picked the job up
+   * after STALL_MS (it died, or its thread is never scheduled) cannot hold any unit (it records the pick-up
+   * before claiming, and every unit was claimed before this wait), so it is left behind and the pool is
+   * retired instead of hanging the caller forever.
+   */
+  private awaitWorkers(generation: number): void {
+    const start = performance.now();
+    for (let pending = Atomics.load(this.ctl, PENDING); pending !== 0; pending = Atomics.load(this.ctl, PENDING)) {
+      if (waitForChange(this.ctl, PENDING, pending, STALL_CHECK_MS) || performance.now() - start < STALL_MS) continue;
+      const idle = this.workers.map((_, w) => w).filter((w) => Atomics.load(this.status, 2 * w) !== generation);
+      if (idle.length === 0) continue;
+      // The workers that did pick the job up may still be computing units: wait for those.
+      for (let w = 0; w < this.workers.length; w++) {
+        while (!idle.includes(w) && Atomics.load(this.status, 2 * w + 1) !== generation) Atomics.wait(this.ctl, PENDING, Atomics.load(this.ctl, PENDING), STALL_CHECK_MS);
+      }
+      this.stalled = true;
+      process.emitWarning(`loraforge: GEMM worker(s) ${idle.join(', ')} did not pick up a job within ${STALL_MS / 1000} s; GEMM continues on one thread.`);
+      return;
+    }
   }
 
   /** Stops the workers; the pool cannot run jobs afterwards. */
@@ -120,7 +158,8 @@ export class GemmPool {
   private operand(role: Role, view: Float32Array, offset: number, length: number): Operand {
     const buffer = view.buffer;
     if (buffer instanceof SharedArrayBuffer) {
-      return { slot: this.slotOf(buffer), offset: start(view, offset), whole: new Float32Array(buffer, 0, Math.floor(buffer.byteLength / 4)) };
+      // | 0: run() checked that it fits, and an int32 keeps the kernels' index arithmetic in integers.
+      return { slot: this.slotOf(buffer), offset: start(view, offset) | 0, whole: new Float32Array(buffer, 0, Math.floor(buffer.byteLength / 4)) };
     }
     let stage = this.staging.get(role);
     if (!stage || stage.byteLength < length * 4) {

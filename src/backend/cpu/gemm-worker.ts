@@ -1,6 +1,6 @@
 import { isMainThread, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import {
-  CONTROL_INTS, FAILED, GENERATION, jobViews, PENDING, READY, readJob, runUnits, waitForChange,
+  CONTROL_INTS, FAILED, GENERATION, jobViews, PENDING, READY, readJob, runUnits, waitForChange, workerWords,
   type FailureMessage, type GemmWorkerData, type SlotMessage,
 } from './gemm-job.js';
 import { GemmWorkspace } from './gemm-kernel.js';
@@ -12,8 +12,9 @@ import { GemmWorkspace } from './gemm-kernel.js';
  */
 if (isMainThread) throw new Error('gemm-worker.js is the entry of a GEMM pool worker; GemmPool starts it, nothing imports it.');
 
-const { control, port, generation } = workerData as GemmWorkerData;
+const { control, index, workers, port, generation } = workerData as GemmWorkerData;
 const ctl = new Int32Array(control, 0, CONTROL_INTS);
+const status = workerWords(control, workers);
 const job = jobViews(control);
 const slots: (Float32Array | undefined)[] = [];
 const ws = new GemmWorkspace();
@@ -24,6 +25,7 @@ Atomics.notify(ctl, READY);
 for (;;) {
   waitForChange(ctl, GENERATION, seen);
   seen = Atomics.load(ctl, GENERATION);
+  Atomics.store(status, 2 * index, seen);
   for (let received = receiveMessageOnPort(port); received; received = receiveMessageOnPort(port)) {
     const { slot, buffer } = received.message as SlotMessage;
     slots[slot] = buffer ? new Float32Array(buffer, 0, Math.floor(buffer.byteLength / 4)) : undefined;
@@ -36,5 +38,6 @@ for (;;) {
     port.postMessage(failure);
     Atomics.store(ctl, FAILED, 1);
   }
+  Atomics.store(status, 2 * index + 1, seen);
   if (Atomics.sub(ctl, PENDING, 1) === 1) Atomics.notify(ctl, PENDING);
 }

@@ -22,6 +22,18 @@ export interface SgemmArgs {
   batch: number; strideA: number; strideB: number; strideC: number;
 }
 
+/**
+ * y = alpha * op(A) x + beta * y for a row-major A of rows x cols with leading dimension lda; op(A) = A^T when
+ * trans (then x has rows entries and y cols, else x has cols and y rows). x and y are contiguous.
+ */
+export interface SgemvArgs {
+  rows: number; cols: number; trans: boolean;
+  a: Float32Array; aOffset: number; lda: number;
+  x: Float32Array; xOffset: number;
+  y: Float32Array; yOffset: number;
+  alpha: number; beta: number;
+}
+
 export type GemmImplementation = 'openblas' | 'workers' | 'single-thread';
 
 export interface GemmInfo {
@@ -47,6 +59,15 @@ export interface GemmOptions {
  * A pool job with no work costs ~5 us (17 us when the workers have gone to sleep).
  */
 const DEFAULT_PARALLEL_MIN_FLOPS = 1 << 19;
+
+/**
+ * Columns of op(B) per cblas_sgemv call on the batch-invariant path: blocks of this many bytes per library
+ * thread stay in the threads' L2 while every row of the batch passes over them. Measured on the GEMMs of a
+ * 64-row decode step of bench/serve.ts's model (2 MiB L2 per core), one thread: 256 KiB 64-68 ms, 512 KiB
+ * 62-64 ms, 1 MiB 67-80 ms, whole matrices 84-93 ms; two threads (per-thread share): 256 KiB 54-58 ms,
+ * 512 KiB 44-50 ms, 1 MiB 44-48 ms, whole matrices 60 ms. The batched GEMM takes 18 ms on two threads.
+ */
+const ROWWISE_BLOCK_BYTES_PER_THREAD = 512 * 1024;
 
 const INT32_MAX = 0x7fffffff;
 
@@ -124,12 +145,80 @@ export function sgemm(args: SgemmArgs): void {
   for (let item = 0; item < p.batch; item++) gemmBlock(p, item, 0, p.m, 0, p.n, ws);
 }
 
+/**
+ * sgemm in which row i of C is a function of row i of op(A), op(B) and row i of C alone: its bits do not depend
+ * on m or on the other rows, so a decode step gives a sequence the same logits whatever else is in the batch.
+ * The TypeScript kernel computes every element with the same operations for any m (gemm-kernel.ts), so it runs
+ * as sgemm. A CBLAS library's GEMM does not: OpenBLAS computes a row differently depending on where it falls in
+ * its register tiles (measured on Zen 3 with 0.3.21: three classes of row positions, in either operand order, so
+ * padding m to a fixed size does not help). There every row goes through its own cblas_sgemv calls instead, one
+ * per block of op(B)'s columns; those calls have the same sizes, matrix addresses and scratch vectors whatever
+ * else is in the batch, so a deterministic library gives them the same bits.
+ */
+export function sgemmBatchInvariant(args: SgemmArgs): void {
+  const p = normalize(args);
+  const blas = gemmInfo().implementation === 'openblas' ? library() : undefined;
+  if (!blas || p.m === 0 || p.n === 0 || p.batch === 0 || p.k === 0 || p.alpha === 0) {
+    sgemm(p);
+    return;
+  }
+  const width = Math.max(1, Math.min(p.n, Math.floor((ROWWISE_BLOCK_BYTES_PER_THREAD * blas.threads) / (4 * p.k))));
+  const row = p.transA ? new Float32Array(p.k) : p.a;
+  for (let item = 0; item < p.batch; item++) {
+    const aBase = p.aOffset + item * p.strideA, bBase = p.bOffset + item * p.strideB, cBase = p.cOffset + item * p.strideC;
+    for (let j0 = 0; j0 < p.n; j0 += width) {
+      const cols = Math.min(width, p.n - j0);
+      for (let i = 0; i < p.m; i++) {
+        if (p.transA) for (let q = 0; q < p.k; q++) row[q] = p.a[aBase + q * p.lda + i]!;
+        blas.sgemv({
+          // op(B)'s columns j0.. as y = B_rows x (B^T stored as B) or y = (B_cols)^T x.
+          rows: p.transB ? cols : p.k, cols: p.transB ? p.k : cols, trans: !p.transB,
+          a: p.b, aOffset: bBase + (p.transB ? j0 * p.ldb : j0), lda: p.ldb,
+          x: row, xOffset: p.transA ? 0 : aBase + i * p.lda,
+          y: p.c, yOffset: cBase + i * p.ldc + j0,
+          alpha: p.alpha, beta: p.beta,
+        });
+      }
+    }
+  }
+}
+
+/**
+ * y = alpha * op(A) x + beta * y (SgemvArgs), for the small per-row products of batch-invariant and multi-adapter
+ * paths: cblas_sgemv on the calling thread when a library is loaded, else the TypeScript kernel as a one-row GEMM.
+ */
+export function sgemv(p: SgemvArgs): void {
+  const xLength = p.trans ? p.rows : p.cols;
+  const yLength = p.trans ? p.cols : p.rows;
+  for (const [name, value] of [['rows', p.rows], ['cols', p.cols], ['aOffset', p.aOffset], ['xOffset', p.xOffset], ['yOffset', p.yOffset]] as const) {
+    if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`sgemv: ${name} must be a non-negative integer, got ${value}.`);
+  }
+  if (yLength === 0) return;
+  const reads = xLength > 0 && p.alpha !== 0;
+  if (reads && (p.lda < p.cols || (p.rows - 1) * p.lda + p.cols + p.aOffset > p.a.length)) {
+    throw new RangeError(`sgemv: A (${p.rows} x ${p.cols}, lda ${p.lda}, offset ${p.aOffset}) does not fit its array of ${p.a.length}.`);
+  }
+  if (reads && p.xOffset + xLength > p.x.length) throw new RangeError(`sgemv: x needs ${xLength} elements from ${p.xOffset}, its array holds ${p.x.length}.`);
+  if (p.yOffset + yLength > p.y.length) throw new RangeError(`sgemv: y needs ${yLength} elements from ${p.yOffset}, its array holds ${p.y.length}.`);
+  const blas = reads && gemmInfo().implementation === 'openblas' ? library() : undefined;
+  if (blas) {
+    blas.sgemv(p);
+    return;
+  }
+  sgemm({
+    m: 1, n: yLength, k: xLength, transA: false, transB: !p.trans,
+    a: p.x, aOffset: p.xOffset, lda: Math.max(1, xLength), b: p.a, bOffset: p.aOffset, ldb: p.lda,
+    c: p.y, cOffset: p.yOffset, ldc: yLength, alpha: p.alpha, beta: p.beta, batch: 1, strideA: 0, strideB: 0, strideC: 0,
+  });
+}
+
 function library(): CblasLibrary | undefined {
   if (cblas === undefined) cblas = loadCblas(settings.threads) ?? null;
   return cblas ?? undefined;
 }
 
 function workerPool(): GemmPool | undefined {
+  if (pool && !pool.usable) pool = null;
   if (pool === undefined) {
     try {
       pool = new GemmPool(settings.threads);
@@ -157,27 +246,25 @@ function normalize(args: SgemmArgs): SgemmArgs {
   for (const [name, value] of Object.entries({ m, n, k, batch, aOffset: args.aOffset, bOffset: args.bOffset, cOffset: args.cOffset, strideA: args.strideA, strideB: args.strideB, strideC: args.strideC })) {
     if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`sgemm: ${name} must be a non-negative integer, got ${value}.`);
   }
+  // A and B are not read when k = 0 or alpha = 0 (BLAS semantics), nor strides with a single item: zeros then.
   const reads = k > 0 && args.alpha !== 0;
-  let lda = args.lda, ldb = args.ldb;
-  if (reads) {
-    lda = checkOperand('A', args.a, args.aOffset, args.lda, batch, args.strideA, args.transA ? k : m, args.transA ? m : k);
-    ldb = checkOperand('B', args.b, args.bOffset, args.ldb, batch, args.strideB, args.transB ? n : k, args.transB ? k : n);
-  }
+  const lda = reads ? checkOperand('A', args.a, args.aOffset, args.lda, batch, args.strideA, args.transA ? k : m, args.transA ? m : k) : 0;
+  const ldb = reads ? checkOperand('B', args.b, args.bOffset, args.ldb, batch, args.strideB, args.transB ? n : k, args.transB ? k : n) : 0;
   const ldc = checkOperand('C', args.c, args.cOffset, args.ldc, batch, args.strideC, m, n);
+  const strideA = reads && batch > 1 ? args.strideA : 0;
+  const strideB = reads && batch > 1 ? args.strideB : 0;
+  const strideC = batch > 1 ? args.strideC : 0;
   // A batch that shares one B and whose A and C items follow one another is a single taller product.
-  const fold = reads && batch > 1 && args.strideB === 0 && !args.transA && args.strideA === m * lda && args.strideC === m * ldc;
-  const p: SgemmArgs = {
-    m: fold ? m * batch : m, n, k, transA: args.transA, transB: args.transB,
-    a: args.a, aOffset: args.aOffset, lda, b: args.b, bOffset: args.bOffset, ldb, c: args.c, cOffset: args.cOffset, ldc,
-    alpha: args.alpha, beta: args.beta,
-    batch: fold ? 1 : batch, strideA: args.strideA, strideB: args.strideB, strideC: args.strideC,
-  };
-  const integers = [p.m, n, k, p.aOffset, p.bOffset, p.cOffset, lda, ldb, ldc, p.batch, p.strideA, p.strideB, p.strideC];
-  if (Math.max(...integers, p.a.length, p.b.length, p.c.length) > INT32_MAX) return p;
+  const fold = reads && batch > 1 && strideB === 0 && !args.transA && strideA === m * lda && strideC === m * ldc;
+  const fitsInt32 = Math.max(m * batch, n, k, lda, ldb, ldc, args.a.length, args.b.length, args.c.length, strideA, strideB, strideC) <= INT32_MAX;
+  const int = fitsInt32 ? (x: number): number => x | 0 : (x: number): number => x;
   return {
-    ...p,
-    m: p.m | 0, n: n | 0, k: k | 0, aOffset: p.aOffset | 0, lda: lda | 0, bOffset: p.bOffset | 0, ldb: ldb | 0,
-    cOffset: p.cOffset | 0, ldc: ldc | 0, batch: p.batch | 0, strideA: p.strideA | 0, strideB: p.strideB | 0, strideC: p.strideC | 0,
+    m: int(fold ? m * batch : m), n: int(n), k: int(k), transA: args.transA, transB: args.transB,
+    a: args.a, aOffset: int(reads ? args.aOffset : 0), lda: int(lda),
+    b: args.b, bOffset: int(reads ? args.bOffset : 0), ldb: int(ldb),
+    c: args.c, cOffset: int(args.cOffset), ldc: int(ldc),
+    alpha: args.alpha, beta: args.beta,
+    batch: int(fold ? 1 : batch), strideA: int(fold ? 0 : strideA), strideB: int(strideB), strideC: int(fold ? 0 : strideC),
   };
 }
 

@@ -1,6 +1,6 @@
 import type { DeviceBuffer, HostArray } from '../../tensor/buffer.js';
 import { bytesPerElement, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../tensor/dtype.js';
-import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, AttentionLayout, Backend, BinaryOp, MatmulArgs, ReduceOp, UnaryOp, View } from '../backend.js';
+import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, AttentionLayout, Backend, BinaryOp, MatmulArgs, MultiLoraArgs, ReduceOp, UnaryOp, View } from '../backend.js';
 import type { AllocatorStats } from './allocator.js';
 import { CudaBuffer } from './cuda-buffer.js';
 import { DTYPE_CODES, type KernelFamily } from './kernels.js';
@@ -68,6 +68,12 @@ function simtAttentionTiles(D: number, rowVectors: number, tileVectors: number, 
 }
 
 const cublasTypes: ReadonlySet<DType> = new Set<DType>(['float32', 'bfloat16', 'float16']);
+
+/** Bytes of one RowLora entry in kernels/lora.cu: A and B addresses, scale, rank, A's and B's dtype codes. */
+const ROW_LORA_BYTES = 32;
+/** Outputs per block of multi_lora_forward (LORA_OUTPUTS_PER_BLOCK in kernels/lora.cu) and its threads. */
+const LORA_OUTPUTS_PER_BLOCK = 1024;
+const LORA_THREADS = 256;
 
 /**
  * The CUDA implementation of Backend: every method queues work on one stream and returns at once, except
@@ -380,6 +386,40 @@ export class CudaBackend implements Backend {
     });
     if (cTarget !== c) this.copyRun(cTarget, cTargetAddr, c, cAddr, spanC);
     for (const t of temps) this.release(t);
+  }
+
+  multiLora(p: MultiLoraArgs): void {
+    const { rows, inFeatures, outFeatures } = p;
+    const xp = this.span(p.x, p.xOffset, rows * inFeatures, 'multiLora x');
+    const bp = this.span(p.base, p.baseOffset, rows * outFeatures, 'multiLora base');
+    const op = this.span(p.out, 0, rows * outFeatures, 'multiLora out');
+    if (p.rowAdapter.length !== rows) throw new RangeError(`multiLora: ${p.rowAdapter.length} row adapters for ${rows} rows.`);
+    if (rows === 0 || outFeatures === 0) return;
+    // One RowLora per row; a row without an adapter stays zero (rank 0), which makes the kernel copy base.
+    const table = new Uint8Array(rows * ROW_LORA_BYTES);
+    const view = new DataView(table.buffer);
+    let maxRank = 0;
+    for (let row = 0; row < rows; row++) {
+      const slot = p.rowAdapter[row]!;
+      if (slot === -1) continue;
+      const adapter = p.adapters[slot];
+      if (!adapter) throw new RangeError(`multiLora: row ${row} names adapter ${slot}, but ${p.adapters.length} were given.`);
+      const at = row * ROW_LORA_BYTES;
+      view.setBigUint64(at, BigInt(this.span(adapter.a, adapter.aOffset, adapter.rank * inFeatures, 'multiLora A')), true);
+      view.setBigUint64(at + 8, BigInt(this.span(adapter.b, adapter.bOffset, outFeatures * adapter.rank, 'multiLora B')), true);
+      view.setFloat32(at + 16, adapter.scale, true);
+      view.setInt32(at + 20, adapter.rank, true);
+      view.setInt32(at + 24, this.code(adapter.a), true);
+      view.setInt32(at + 28, this.code(adapter.b), true);
+      maxRank = Math.max(maxRank, adapter.rank);
+    }
+    const rowTable = this.buf(this.fromHost('uint8', table), 'multiLora table');
+    const fn = this.fn('lora', 'multi_lora_forward');
+    this.args.ptr(rowTable.at(0)).ptr(xp).i32(this.code(p.x)).ptr(bp).i32(this.code(p.base)).ptr(op).i32(this.code(p.out))
+      .i64(rows).i64(inFeatures).i64(outFeatures);
+    this.runtime.params.launch(fn, [Math.ceil(outFeatures / LORA_OUTPUTS_PER_BLOCK), Math.min(rows, MAX_GRID_Y), 1], [LORA_THREADS, 1, 1], 4 * maxRank);
+    // Stream-ordered: the allocator hands the block out again only to work queued after this kernel.
+    this.release(rowTable);
   }
 
   /** Contiguous run copy with conversion between two device addresses. */

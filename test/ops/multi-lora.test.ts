@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { getBackend } from '../../src/backend/registry.js';
+import * as ops from '../../src/ops/index.js';
+import { noGrad } from '../../src/tensor/grad-mode.js';
+import type { DType } from '../../src/tensor/dtype.js';
+import type { Tensor } from '../../src/tensor/tensor.js';
+import { TEST_DEVICE, prepareTestDevice } from '../helpers/device.js';
+import { assertClose, seededValues } from '../helpers/numeric.js';
+
+await prepareTestDevice();
+
+// multiLoraLinear against a float64 reference written here: out[i] = base[i] + scale_s (x[i] A_s^T) B_s^T per row.
+
+const IN = 37;
+const OUT = 29;
+const POSITIONS = 2;
+/** Ranks and scales of the adapters rows can name (different ranks in one call). */
+const ADAPTERS = [{ rank: 4, scale: 0.5 }, { rank: 1, scale: 2 }, { rank: 7, scale: -0.25 }];
+
+function values(shape: number[], seed: number, dtype: DType = 'float32'): Tensor {
+  return ops.tensor(seededValues(shape.reduce((p, d) => p * d, 1), seed), shape, { device: TEST_DEVICE, dtype });
+}
+
+function adapters(dtype: DType = 'float32'): ops.MultiLoraAdapter[] {
+  return ADAPTERS.map(({ rank, scale }, i) => ({ a: values([rank, IN], 10 + i, dtype), b: values([OUT, rank], 20 + i, dtype), scale }));
+}
+
+async function reference(x: Tensor, base: Tensor, list: readonly ops.MultiLoraAdapter[], rowAdapter: readonly number[]): Promise<Float32Array> {
+  const xs = await x.data(), out = Float32Array.from(await base.data());
+  const weights = await Promise.all(list.map(async ({ a, b }) => ({ a: await a.data(), b: await b.data() })));
+  rowAdapter.forEach((s, row) => {
+    if (s === -1) return;
+    const rank = list[s]!.a.shape[0]!;
+    const scale = list[s]!.scale;
+    for (let p = 0; p < POSITIONS; p++) {
+      const r = row * POSITIONS + p;
+      const h = Array.from({ length: rank }, (_, t) => {
+        let sum = 0;
+        for (let c = 0; c < IN; c++) sum += weights[s]!.a[t * IN + c]! * xs[r * IN + c]!;
+        return sum;
+      });
+      for (let j = 0; j < OUT; j++) {
+        let sum = 0;
+        for (let t = 0; t < rank; t++) sum += weights[s]!.b[j * rank + t]! * h[t]!;
+        out[r * OUT + j] = out[r * OUT + j]! + scale * sum;
+      }
+    }
+  });
+  return out;
+}
+
+test('multiLoraLinear adds each row\'s own adapter (ranks differ, -1 keeps the base row) as the float64 reference does', async () => {
+  const rowAdapter = [2, -1, 0, 0, 1, 2];
+  const x = values([rowAdapter.length, POSITIONS, IN], 1);
+  const base = values([rowAdapter.length, POSITIONS, OUT], 2);
+  const list = adapters();
+  const expected = await reference(x, base, list, rowAdapter);
+  const out = noGrad(() => ops.multiLoraLinear(x, base, list, rowAdapter));
+  assert.deepEqual(out.shape, base.shape);
+  assertClose(await out.data(), expected, 1e-5, 'multiLoraLinear');
+  const backend = getBackend(TEST_DEVICE);
+  if (backend.batchInvariant) {
+    const invariant = backend.batchInvariant(() => noGrad(() => ops.multiLoraLinear(x, base, list, rowAdapter)));
+    assertClose(await invariant.data(), expected, 1e-5, 'multiLoraLinear, batch-invariant');
+  }
+});
+
+for (const dtype of ['bfloat16', 'float16'] as const) {
+  test(`${dtype}: multiLoraLinear computes the low-rank product in float32 and rounds once into the output`, async () => {
+    const rowAdapter = [0, 2, -1];
+    const x = values([rowAdapter.length, POSITIONS, IN], 3, dtype);
+    const base = values([rowAdapter.length, POSITIONS, OUT], 4, dtype);
+    const list = adapters(dtype);
+    const out = noGrad(() => ops.multiLoraLinear(x, base, list, rowAdapter));
+    assert.equal(out.dtype, dtype);
+    assertClose(await out.data(), await reference(x, base, list, rowAdapter), dtype === 'bfloat16' ? 1e-2 : 1e-3, dtype);
+  });
+}
+
+test('a row gets the same bits alone and in any batch under the backend\'s batch-invariant mode', async (t) => {
+  const backend = getBackend(TEST_DEVICE);
+  if (!backend.batchInvariant) return t.skip(`${TEST_DEVICE} has no batch-invariant mode`);
+  const run = backend.batchInvariant.bind(backend);
+  const list = adapters();
+  const rowAdapter = [1, 1, 0, 2, 2, 2, -1, 0];
+  const x = values([rowAdapter.length, 1, IN], 5);
+  const base = values([rowAdapter.length, 1, OUT], 6);
+  const batch = await run(() => noGrad(() => ops.multiLoraLinear(x, base, list, rowAdapter))).data();
+  for (const [row, s] of rowAdapter.entries()) {
+    const alone = run(() => noGrad(() => ops.multiLoraLinear(ops.narrow(x, 0, row, 1), ops.narrow(base, 0, row, 1), list, [s])));
+    assert.deepEqual(await alone.data(), batch.slice(row * OUT, (row + 1) * OUT), `row ${row}`);
+  }
+});
+
+test('multiLoraLinear refuses inputs that would need a gradient, and indices or shapes that do not fit', () => {
+  const x = values([2, 1, IN], 7);
+  const base = values([2, 1, OUT], 8);
+  const list = adapters();
+  list[0]!.a.requiresGrad_(true);
+  assert.throws(() => ops.multiLoraLinear(x, base, list, [0, 1]), /records no gradient; run it under noGrad\(\)/);
+  noGrad(() => {
+    assert.throws(() => ops.multiLoraLinear(x, base, list, [0]), /1 adapter indices for a batch of 2 rows/);
+    assert.throws(() => ops.multiLoraLinear(x, base, list, [0, 3]), /row 1 names adapter 3; use -1 or an index below 3/);
+    assert.throws(() => ops.multiLoraLinear(x, values([2, 1, OUT + 1], 9), list, [0, 1]), /do not map 37 features to 30/);
+    assert.throws(() => ops.multiLoraLinear(x, values([3, 1, OUT], 9), list, [0, 1, 2]), /must agree on every dimension but the last/);
+  });
+});
