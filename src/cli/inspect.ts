@@ -6,7 +6,6 @@ import type { TensorSource } from '../io/tensor-source.js';
 import { loadConfig } from '../models/config.js';
 import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, readAdapterConfig } from '../peft/index.js';
 import { isDecoderProjectionWeight } from '../quant/index.js';
-import { bytesPerElement } from '../tensor/dtype.js';
 import { BUILTIN } from './builtin-example.js';
 import { UsageError } from './errors.js';
 import { baseModelFolder } from './model-source.js';

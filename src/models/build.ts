@@ -2,7 +2,7 @@ import type { TensorSource } from '../io/tensor-source.js';
 import { Linear, Embedding, RMSNorm } from '../nn/layers.js';
 import { ModuleList, type LinearLike } from '../nn/module.js';
 import type { DType } from '../tensor/dtype.js';
-import { ConfigError, loadConfig, type LlamaConfig } from './config.js';
+import { ConfigError, type LlamaConfig } from './config.js';
 import { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, LlamaModel } from './llama.js';
 import { loadTensor } from './weights.js';
 

@@ -1,7 +1,6 @@
-import { copyFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeAll, writeFileAtomically } from '../io/atomic-write.js';
-import { pathKind } from '../io/path-kind.js';
+import { copyCompanionFiles } from '../io/companion-files.js';
 import { fromParsedJson, pythonJsonDumps } from '../io/python-json.js';
 import type { SafetensorsEntry } from '../io/safetensors-writer.js';
 import { writeShardedCheckpoint } from '../io/sharded-writer.js';
@@ -19,19 +18,6 @@ export interface SaveModelOptions {
   /** A model folder whose tokenizer and generation files are copied next to the weights (e.g. the base model's). */
   copyFilesFrom?: string;
 }
-
-/** Files of a Hugging Face model folder besides weights and config.json; those present are copied. */
-const COMPANION_FILES = [
-  'tokenizer.json',
-  'tokenizer_config.json',
-  'special_tokens_map.json',
-  'chat_template.jinja',
-  'generation_config.json',
-  'tokenizer.model',
-  'vocab.json',
-  'merges.txt',
-  'added_tokens.json',
-];
 
 /**
  * Saves the model as a Hugging Face checkpoint that transformers and this project load: model.safetensors (or shards
@@ -63,19 +49,4 @@ function* plainParameters(module: Module, prefix: string): Generator<[string, Te
     if (t) yield [qualified(name), t];
   }
   for (const [name, child] of module.namedChildren()) yield* plainParameters(child, qualified(name));
-}
-
-async function copyCompanionFiles(from: string, to: string): Promise<void> {
-  for (const name of COMPANION_FILES) {
-    const source = join(from, name);
-    if ((await pathKind(source)) !== 'file') continue;
-    const temp = join(to, `.${name}.${process.pid}.tmp`);
-    try {
-      await copyFile(source, temp);
-      await rename(temp, join(to, name));
-    } catch (err) {
-      await rm(temp, { force: true });
-      throw err;
-    }
-  }
 }

@@ -1,6 +1,6 @@
 import { QuantError } from './errors.js';
 import type { Nf4SourceDType } from './nf4-weight.js';
-import { pythonFloatRepr } from './python-float.js';
+import { pythonFloatRepr } from '../io/python-json.js';
 
 /**
  * The non-tensor part of a bitsandbytes QuantState, which transformers stores as the uint8 tensor

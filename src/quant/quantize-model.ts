@@ -15,7 +15,7 @@ import { convertHost } from '../models/weights.js';
 import type { HostArray } from '../tensor/buffer.js';
 import { isFloatDType } from '../tensor/dtype.js';
 import { quantizedConfigJson } from './bnb-config.js';
-import { copyCompanionFiles } from './companion-files.js';
+import { copyCompanionFiles } from '../io/companion-files.js';
 import { QuantError } from './errors.js';
 import type { ComputeDType } from './linear4bit.js';
 import { assertNf4Blocksize } from './nf4.js';

@@ -7,7 +7,7 @@ import { loraLayers } from '../peft/module-walk.js';
 import { tensorBytes } from '../peft/tensor-copy.js';
 import { isFloatDType } from '../tensor/dtype.js';
 import { quantizedConfigJson } from './bnb-config.js';
-import { copyCompanionFiles } from './companion-files.js';
+import { copyCompanionFiles } from '../io/companion-files.js';
 import { QuantError } from './errors.js';
 import { Linear4bit } from './linear4bit.js';
 import { serializeQuantState } from './quant-state.js';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pythonFloatRepr } from '../../src/quant/python-float.js';
+import { pythonFloatRepr } from '../../src/io/python-json.js';
 
 test('pythonFloatRepr writes fixed notation for decimal exponents -4..15, with ".0" on integers', () => {
   assert.equal(pythonFloatRepr(0.052047889679670334), '0.052047889679670334');

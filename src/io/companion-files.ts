@@ -1,6 +1,6 @@
 import { copyFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pathKind } from '../io/path-kind.js';
+import { pathKind } from './path-kind.js';
 
 /** Files next to the weights that a model folder carries along: tokenizer, chat template, generation defaults. */
 const COMPANION_FILES = [
