@@ -4,7 +4,8 @@ import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, AttentionLayout, 
 import type { AllocatorStats } from './allocator.js';
 import { CudaBuffer } from './cuda-buffer.js';
 import { DTYPE_CODES, type KernelFamily } from './kernels.js';
-import { collapseDims, contiguousStrides, numel, viewExtent } from './layout.js';
+import { contiguousStrides, numelOf as numel } from '../../tensor/shape.js';
+import { collapseDims, viewExtent } from './layout.js';
 import { CudaRuntime, type CudaDeviceInfo } from './runtime.js';
 
 /** Must match U_* in kernels/elementwise.cu. */

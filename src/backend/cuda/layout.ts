@@ -1,21 +1,5 @@
 /** Host-side shape arithmetic for the strided kernels. */
 
-export function numel(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
-
-export function contiguousStrides(shape: readonly number[]): number[] {
-  const out = new Array<number>(shape.length);
-  let s = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    out[i] = s;
-    s *= shape[i]!;
-  }
-  return out;
-}
-
 export interface Collapsed {
   readonly shape: number[];
   /** One stride list per operand, in the order given. */
