@@ -11,6 +11,9 @@ import { enableGradientCheckpointing } from '../train/gradient-checkpointing.js'
 import { peftDropoutControl } from '../train/peft-dropout.js';
 import { formatSeconds, progressCallbacks } from '../train/progress.js';
 import { writeReport, type ReportSample } from '../train/report.js';
+import { quantMemoryReport } from '../quant/memory-report.js';
+import { getBackend } from '../backend/registry.js';
+import { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import { Trainer } from '../train/trainer.js';
 import type { TrainingArguments } from '../train/training-args.js';
 import { BUILTIN } from './builtin-example.js';
@@ -162,6 +165,7 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     console.log('samples (prompt => before | after | reference):');
     for (const s of samples) console.log(`  ${JSON.stringify(s.prompt)} => ${JSON.stringify(s.before)} | ${JSON.stringify(s.after)} | ${JSON.stringify(s.reference)}`);
   }
+  const memory = memoryLines(peft.model, o.device);
   const report = await writeReport(output, {
     title: `loraforge run: ${builtin ? 'built-in example' : basename(o.model!)} on ${builtin ? 'string reversal' : basename(o.data!)}`,
     config: { ...rememberable(o.values), output },
@@ -169,17 +173,33 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
       ...dataLines,
       `${result.state.globalStep} optimizer steps, ${result.state.numInputTokensSeen} tokens, ${formatSeconds(result.runtimeSeconds)} in this process`,
       `adapter: ${peft.getNbTrainableParameters().trainable.toLocaleString('en-US')} trainable parameters; optimizer state ${(trainer.optimizer.stateBytes() / 1024).toFixed(0)} KiB`,
+      ...memory,
     ],
     logHistory: result.state.logHistory,
     scores: before && after ? [{ name: `held-out exact match (${scored.length} examples)`, before: before.accuracy, after: after.accuracy }] : [],
     samples,
   });
   if (before && after) console.log(`held-out exact match: ${pct(before.accuracy)} before -> ${pct(after.accuracy)} after (${scored.length} examples)`);
+  for (const line of memory) console.log(line);
   console.log(`adapter written to ${output} (adapter_config.json, adapter_model.safetensors); report: ${report}`);
   return 0;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+const mib = (b: number) => (b < 2 ** 20 ? `${(b / 1024).toFixed(1)} KiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
+
+/** Where the memory went: weights by role (4-bit codes and constants apart), and the peak of the whole run. */
+function memoryLines(model: LlamaForCausalLM, device: string): string[] {
+  const m = quantMemoryReport(model);
+  const weights = m.quantizedLayers
+    ? `memory: 4-bit base weights ${mib(m.packedWeightBytes)} + quantization constants ${mib(m.quantConstantBytes)} (${m.quantizedLayers} layers), other frozen weights ${mib(m.frozenParameterBytes)}, adapters ${mib(m.trainableParameterBytes)}`
+    : `memory: frozen weights ${mib(m.frozenParameterBytes)}, adapters ${mib(m.trainableParameterBytes)}`;
+  const backend = getBackend(device);
+  const peak = backend instanceof CudaBackend
+    ? `peak GPU memory in use ${mib(backend.memoryStats().peak)} (weights, optimizer state and activations)`
+    : `peak resident memory of the process ${mib(process.resourceUsage().maxRSS * 1024)}`;
+  return [weights, peak];
+}
 
 async function scoreAndReport(when: string, model: LlamaForCausalLM, tok: PreTrainedTokenizer, records: readonly NormalizedExample[]): Promise<ExactMatchResult> {
   const result = await exactMatch(model, tok, records);
