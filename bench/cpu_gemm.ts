@@ -8,6 +8,7 @@
  *   node dist/bench/cpu_gemm.js --impl=single-thread,workers   some implementations only
  */
 import { configureGemm, gemmInfo, sgemm, type GemmImplementation, type SgemmArgs } from '../src/backend/cpu/gemm.js';
+import { gemmOperand } from '../test/helpers/gemm.js';
 
 interface Case {
   readonly name: string;
@@ -37,26 +38,14 @@ const args = process.argv.slice(2);
 const implArg = args.find((a) => a.startsWith('--impl='))?.slice('--impl='.length);
 const threshold = args.includes('--threshold');
 
-function sharedRandom(length: number, seed: number): Float32Array {
-  const out = new Float32Array(new SharedArrayBuffer(length * 4));
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = ((s >>> 0) / 0x100000000) * 2 - 1;
-  }
-  return out;
-}
-
 function problem(c: Case): SgemmArgs {
   const batch = c.batch ?? 1;
   const transA = c.transA ?? false;
   const transB = c.transB ?? false;
   return {
     m: c.m, n: c.n, k: c.k, transA, transB,
-    a: sharedRandom(batch * c.m * c.k, 1), aOffset: 0, lda: transA ? c.m : c.k,
-    b: sharedRandom(batch * c.k * c.n, 2), bOffset: 0, ldb: transB ? c.k : c.n,
+    a: gemmOperand(batch * c.m * c.k, 1), aOffset: 0, lda: transA ? c.m : c.k,
+    b: gemmOperand(batch * c.k * c.n, 2), bOffset: 0, ldb: transB ? c.k : c.n,
     c: new Float32Array(new SharedArrayBuffer(batch * c.m * c.n * 4)), cOffset: 0, ldc: c.n,
     alpha: 1, beta: 0, batch, strideA: c.m * c.k, strideB: c.k * c.n, strideC: c.m * c.n,
   };

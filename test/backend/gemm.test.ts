@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { configureGemm, gemmInfo, sgemm, sgemmBatchInvariant, sgemv, type GemmImplementation, type SgemmArgs } from '../../src/backend/cpu/gemm.js';
-import { blasLoads } from '../helpers/gemm.js';
+import { blasLoads, gemmOperand } from '../helpers/gemm.js';
 
 /**
  * sgemm against a float64 reference, for each implementation: the pure-TS kernel on one thread, on the worker
@@ -13,19 +13,6 @@ import { blasLoads } from '../helpers/gemm.js';
  */
 
 const GEMM_MODULE = fileURLToPath(new URL('../../src/backend/cpu/gemm.js', import.meta.url));
-
-/** Deterministic values in [-1, 1). */
-function random(length: number, seed: number, shared = true): Float32Array {
-  const out = new Float32Array(shared ? new SharedArrayBuffer(length * 4) : new ArrayBuffer(length * 4));
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = ((s >>> 0) / 0x100000000) * 2 - 1;
-  }
-  return out;
-}
 
 interface Shape {
   m: number; n: number; k: number; transA: boolean; transB: boolean;
@@ -49,9 +36,9 @@ function makeProblem(s: Shape, seed: number): SgemmArgs {
   const aOffset = 13, bOffset = 5, cOffset = 9;
   return {
     m: s.m, n: s.n, k: s.k, transA: s.transA, transB: s.transB,
-    a: random(aOffset + (batch - 1) * strideA + aRows * lda + 4, seed, s.shared), aOffset, lda,
-    b: random(bOffset + (batch - 1) * strideB + bRows * ldb + 4, seed + 1, s.shared), bOffset, ldb,
-    c: random(cOffset + (batch - 1) * strideC + s.m * ldc + 4, seed + 2, s.shared), cOffset, ldc,
+    a: gemmOperand(aOffset + (batch - 1) * strideA + aRows * lda + 4, seed, s.shared), aOffset, lda,
+    b: gemmOperand(bOffset + (batch - 1) * strideB + bRows * ldb + 4, seed + 1, s.shared), bOffset, ldb,
+    c: gemmOperand(cOffset + (batch - 1) * strideC + s.m * ldc + 4, seed + 2, s.shared), cOffset, ldc,
     alpha: s.alpha ?? 1, beta: s.beta ?? 0, batch, strideA, strideB, strideC,
   };
 }
@@ -114,7 +101,7 @@ function checkRowInvariance(run: (p: SgemmArgs) => void): void {
   for (const [n, k] of [[37, 700], [130, 300], [9, 257]] as const) {
     for (const [transA, transB] of TRANSPOSES) {
       // Row i of op(A): row i of a [total, k] matrix, or column i of a [k, total] one.
-      const a = random(total * k, n + k), b = random(n * k, n), c = random(total * n, k);
+      const a = gemmOperand(total * k, n + k), b = gemmOperand(n * k, n), c = gemmOperand(total * n, k);
       const product = (first: number, m: number): Float32Array => {
         const out = new Float32Array(new SharedArrayBuffer(4 * c.length));
         out.set(c);

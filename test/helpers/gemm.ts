@@ -11,3 +11,16 @@ export function blasLoads(): boolean {
     configureGemm({ implementation: 'auto' });
   }
 }
+
+/** Deterministic values in [-1, 1) (xorshift32), over a SharedArrayBuffer unless `shared` is false. */
+export function gemmOperand(length: number, seed: number, shared = true): Float32Array {
+  const out = new Float32Array(shared ? new SharedArrayBuffer(length * 4) : new ArrayBuffer(length * 4));
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    out[i] = ((s >>> 0) / 0x100000000) * 2 - 1;
+  }
+  return out;
+}
