@@ -127,6 +127,7 @@ async function main(): Promise<void> {
     console.log(
       JSON.stringify({
         bench: 'serve',
+        stack: 'loraforge',
         device: args.device,
         dtype: args.dtype,
         shape: args.shape,

@@ -127,6 +127,46 @@ export interface AttentionBackwardArgs extends AttentionArgs {
   readonly dv: AttentionLayout;
 }
 
+/**
+ * A paged KV cache (vLLM's PagedAttention layout): per layer, a key pool and a value pool, each a contiguous
+ * [poolBlocks, kvHeads, blockSize, headDim] buffer of one float dtype. Position p of batch row b lives in pool
+ * block blockTable[b * maxBlocks + floor(p / blockSize)], slot p % blockSize. Rows only ever read their own
+ * blocks, so a row's result never depends on the other rows of the batch.
+ */
+export interface PagedKvArgs {
+  readonly batch: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly blockSize: number;
+  /** Blocks in each pool. */
+  readonly poolBlocks: number;
+  /** int32 [batch, maxBlocks], contiguous from element 0; entries past a row's last used block are not read. */
+  readonly blockTable: DeviceBuffer;
+  readonly maxBlocks: number;
+  /** int32 [batch]: the positions row b holds once this step's new ones are in (so at least `seq`). */
+  readonly lengths: DeviceBuffer;
+  /** New positions per row in this step: row b's are lengths[b] - seq .. lengths[b] - 1. */
+  readonly seq: number;
+}
+
+/** PagedKvArgs plus where the step's new keys and values ([batch, kvHeads, seq, headDim]) live. */
+export interface PagedKvWriteArgs extends PagedKvArgs {
+  readonly k: AttentionLayout;
+  readonly v: AttentionLayout;
+}
+
+/**
+ * Attention of the step's queries q [batch, heads, seq, headDim] over the paged cache: query t of row b sits at
+ * position lengths[b] - seq + t and sees that row's positions 0 through its own (causal); query head h reads
+ * key/value head floor(h / (heads / kvHeads)). q and out have the pools' dtype; the softmax runs in float32.
+ */
+export interface PagedAttentionArgs extends PagedKvArgs {
+  readonly heads: number;
+  readonly scale: number;
+  readonly q: AttentionLayout;
+  readonly out: AttentionLayout;
+}
+
 export interface Backend {
   readonly device: string;
   /** A zero-filled buffer. */
@@ -154,6 +194,14 @@ export interface Backend {
   affine(x: DeviceBuffer, xOffset: number, out: DeviceBuffer, length: number, scale: number, bias: number): void;
   /** x is [outer, axis, inner]; out is [outer, inner]. */
   reduce(op: ReduceOp, x: DeviceBuffer, xOffset: number, outer: number, axis: number, inner: number, out: DeviceBuffer): void;
+  /**
+   * Row-wise argmax of x [rows, cols] (float32, bfloat16 or float16, contiguous from xOffset) into int32
+   * out [rows] from element 0: exactly what the host's greedy scan (generate/sampling.ts argmax:
+   * `best = 0; for i >= 1: if x[i] > x[best] then best = i`) returns for each row. So ties go to the lowest index
+   * (+0 and -0 tie), a row of -Infinity gives 0, NaN is never chosen except that a row whose first element is NaN
+   * gives 0 (nothing compares greater than it), and a row of zero columns gives 0.
+   */
+  argmax(x: DeviceBuffer, xOffset: number, rows: number, cols: number, out: DeviceBuffer): void;
   matmul(args: MatmulArgs): void;
   /**
    * Runs fn with batch-invariant matmuls: row i of every product's output is a function of row i of op(A) (and of
@@ -218,4 +266,9 @@ export interface Backend {
     q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, dout: DeviceBuffer,
     dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer, args: AttentionBackwardArgs,
   ): void;
+
+  /** Stores the step's new keys and values (k, v: the pools' dtype) in the paged cache: PagedKvWriteArgs. */
+  pagedKvWrite(k: DeviceBuffer, v: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, args: PagedKvWriteArgs): void;
+  /** Attention over the paged cache for incremental decoding (no gradient): PagedAttentionArgs. */
+  pagedAttention(q: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, out: DeviceBuffer, args: PagedAttentionArgs): void;
 }

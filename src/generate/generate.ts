@@ -1,5 +1,6 @@
 import type { KvCache } from '../models/kv-cache.js';
 import { installGenerate, type LlamaForCausalLM } from '../models/llama.js';
+import { argmax } from '../ops/index.js';
 import { noGradAsync } from '../tensor/grad-mode.js';
 import { Rng } from '../tensor/random.js';
 import { scopeAsync } from '../tensor/scope.js';
@@ -43,12 +44,15 @@ export async function generateDetailed(model: LlamaForCausalLM, promptIds: numbe
   const caches: KvCache[] = rows.map((r) => model.newCache(r.length + maxNew));
   const finish: (FinishReason | null)[] = rows.map(() => null);
   const vocab = model.config.vocabSize;
+  // Greedy steps take each row's argmax on the device and read back only the ids, never the logits.
+  const greedy = isGreedy(options);
   try {
     return await noGradAsync(async () => {
       let next = new Array<number>(rows.length).fill(-1);
       for (let b = 0; b < rows.length; b++) {
-        const logits = await lastLogits(model, [rows[b]!], [caches[b]!], options.adapterNames ? [options.adapterNames[b]!] : undefined);
-        next[b] = choose(logits.subarray(0, vocab), rows[b]!, options, rng);
+        const adapters = options.adapterNames ? [options.adapterNames[b]!] : undefined;
+        if (greedy) next[b] = (await lastIds(model, [rows[b]!], [caches[b]!], adapters))[0]!;
+        else next[b] = choose((await lastLogits(model, [rows[b]!], [caches[b]!], adapters)).subarray(0, vocab), rows[b]!, options, rng);
       }
       for (let step = 0; step < maxNew; step++) {
         const active: number[] = [];
@@ -62,16 +66,21 @@ export async function generateDetailed(model: LlamaForCausalLM, promptIds: numbe
           else active.push(b);
         }
         if (active.length === 0 || options.signal?.aborted) break;
-        const logits = await lastLogits(
-          model,
-          active.map((b) => [next[b]!]),
-          active.map((b) => caches[b]!),
-          options.adapterNames ? active.map((b) => options.adapterNames![b]!) : undefined,
-        );
+        const inputIds = active.map((b) => [next[b]!]);
+        const activeCaches = active.map((b) => caches[b]!);
+        const adapters = options.adapterNames ? active.map((b) => options.adapterNames![b]!) : undefined;
         next = next.slice();
-        active.forEach((b, i) => {
-          next[b] = choose(logits.subarray(i * vocab, (i + 1) * vocab), rows[b]!, options, rng);
-        });
+        if (greedy) {
+          const ids = await lastIds(model, inputIds, activeCaches, adapters);
+          active.forEach((b, i) => {
+            next[b] = ids[i]!;
+          });
+        } else {
+          const logits = await lastLogits(model, inputIds, activeCaches, adapters);
+          active.forEach((b, i) => {
+            next[b] = choose(logits.subarray(i * vocab, (i + 1) * vocab), rows[b]!, options, rng);
+          });
+        }
       }
       return { sequences: rows, finishReasons: finish.map((f) => f ?? 'length') };
     });
@@ -85,6 +94,21 @@ async function lastLogits(model: LlamaForCausalLM, inputIds: number[][], caches:
     const out = model.run({ inputIds, caches, lastTokenOnly: true, adapterNames });
     return out.logits.data();
   });
+}
+
+/** The rows' argmax, taken on the device: what choose() returns from the full logits when options are greedy. */
+async function lastIds(model: LlamaForCausalLM, inputIds: number[][], caches: KvCache[], adapterNames?: readonly string[]): Promise<Int32Array> {
+  return scopeAsync(async () => {
+    const out = model.run({ inputIds, caches, lastTokenOnly: true, adapterNames });
+    return argmax(out.logits).intData();
+  });
+}
+
+/** True when choose() reduces to argmax of the raw logits: pickToken's greedy branch and no repetition penalty applied. */
+function isGreedy(options: GenerateOptions): boolean {
+  const sampled = options.doSample && (options.temperature ?? 1) > 0;
+  const penalised = Boolean(options.repetitionPenalty) && options.repetitionPenalty !== 1;
+  return !sampled && !penalised;
 }
 
 function choose(logits: Float32Array, sequence: readonly number[], options: GenerateOptions, rng: Rng): number {

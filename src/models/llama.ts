@@ -5,24 +5,26 @@
 import {
   add,
   attention,
-  cat,
   crossEntropy,
   fromHost,
   linear,
   mul,
   narrow,
+  pagedAttention,
+  pagedKvWrite,
   reshape,
   rope,
   silu,
   tensor,
   transpose,
+  type PagedKvStep,
 } from '../ops/index.js';
 import { Embedding, RMSNorm } from '../nn/layers.js';
 import { Module, ModuleList, type ForwardContext, type LinearLike } from '../nn/module.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { LlamaConfig } from './config.js';
-import { KvCache } from './kv-cache.js';
+import { KvCache, KvPool, pagedKvStep } from './kv-cache.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
 
 /** Per-call inputs of the decoder stack, built once by LlamaForCausalLM.run and shared by every layer. */
@@ -31,8 +33,8 @@ interface LayerInputs {
   sin: Tensor;
   /** Additive key-padding mask [B, S] (0 or -inf), or null. */
   mask: Tensor | null;
-  /** One cache per batch row when decoding incrementally. */
-  caches: readonly KvCache[] | null;
+  /** The paged KV cache when decoding incrementally: one cache per batch row, all in `pool`. */
+  kv: { pool: KvPool; step: PagedKvStep; fresh: boolean } | null;
   ctx: ForwardContext;
 }
 
@@ -65,13 +67,13 @@ export class LlamaAttention extends Module {
     const vh = transpose(v, 1, 2);
     const scale = 1 / Math.sqrt(D);
     let out: Tensor;
-    if (inp.caches) {
-      const rows: Tensor[] = [];
-      for (let b = 0; b < B; b++) {
-        const stored = inp.caches[b]!.append(this.layerIndex, narrow(kh, 0, b, 1), narrow(vh, 0, b, 1));
-        rows.push(attention(narrow(qh, 0, b, 1), stored.k, stored.v, scale, null));
-      }
-      out = B === 1 ? rows[0]! : cat(rows, 0);
+    if (inp.kv) {
+      const { pool, step, fresh } = inp.kv;
+      const kPool = pool.keys[this.layerIndex]!;
+      const vPool = pool.values[this.layerIndex]!;
+      pagedKvWrite(kPool, vPool, kh, vh, step);
+      // A prefill (every cache empty) attends over its own keys with the dense kernel; later steps read the pages.
+      out = fresh ? attention(qh, kh, vh, scale, null) : pagedAttention(qh, kPool, vPool, step, scale);
     } else {
       out = attention(qh, kh, vh, scale, inp.mask);
     }
@@ -155,6 +157,7 @@ export function installGenerate(fn: GenerateFn): void {
 
 export class LlamaForCausalLM extends Module {
   readonly invFreq: Float32Array;
+  private kvPool: KvPool | null = null;
   constructor(
     readonly config: LlamaConfig,
     readonly model: LlamaModel,
@@ -191,7 +194,9 @@ export class LlamaForCausalLM extends Module {
     const sin = fromHost(tables.sin, perRow ? [B, T, D] : [T, D], 'float32', this.device);
     const mask = input.attentionMask && !input.caches ? paddingMask(input.attentionMask, T, this.device) : null;
     const ctx: ForwardContext = input.adapterNames ? { rowAdapters: input.adapterNames } : {};
-    const inp: LayerInputs = { cos, sin, mask, caches: input.caches ?? null, ctx };
+    const caches = input.caches;
+    const kv = caches ? { pool: caches[0]!.pool, step: pagedKvStep(caches, T, this.device), fresh: caches.every((c) => c.length === 0) } : null;
+    const inp: LayerInputs = { cos, sin, mask, kv, ctx };
 
     let h = this.model.embed_tokens.forward(ids);
     for (const layer of this.model.layers.items) h = layer.forward(h, inp);
@@ -227,10 +232,18 @@ export class LlamaForCausalLM extends Module {
     return Int32Array.from({ length: T }, (_, t) => t);
   }
 
-  /** A fresh cache per row for incremental decoding. */
+  /** A cache for one sequence of up to `capacity` positions, in this model's paged KV pool. */
   newCache(capacity: number): KvCache {
     const c = this.config;
-    return new KvCache(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, capacity, this.dtype, this.device);
+    this.kvPool ??= new KvPool(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, this.dtype, this.device);
+    return new KvCache(this.kvPool, capacity);
+  }
+
+  /** Frees the KV pool's memory; every cache from newCache() must be disposed first. */
+  releaseKvPool(): void {
+    if (this.kvPool && this.kvPool.freeBlocks !== this.kvPool.capacity) throw new Error('KV caches of this model are still in use; dispose them before releasing the pool.');
+    this.kvPool?.dispose();
+    this.kvPool = null;
   }
 }
 

@@ -1,4 +1,4 @@
-import type { AttentionArgs, AttentionLayout, Backend } from '../backend/backend.js';
+import type { AttentionArgs, AttentionLayout, Backend, PagedKvArgs } from '../backend/backend.js';
 import { contiguousStrides, formatShape, shapesEqual } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { full, hostArray, to } from './creation.js';
@@ -206,6 +206,62 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?:
     });
     return grads;
   }, outStrides);
+}
+
+/**
+ * One forward pass's view of a paged KV cache (Backend's PagedKvArgs): which pool blocks each batch row owns and
+ * how many positions it holds once this step's `seq` new ones are written. Built by models/kv-cache.ts.
+ */
+export interface PagedKvStep {
+  /** int32 [batch, maxBlocks]. */
+  readonly blockTable: Tensor;
+  /** int32 [batch]. */
+  readonly lengths: Tensor;
+  readonly blockSize: number;
+  readonly seq: number;
+}
+
+function pagedArgs(pool: Tensor, step: PagedKvStep): PagedKvArgs {
+  if (pool.rank !== 4 || !pool.isContiguous()) throw new Error(`a paged KV pool must be a contiguous [blocks, kvHeads, blockSize, headDim] tensor, got ${formatShape(pool.shape)}.`);
+  const [poolBlocks, kvHeads, blockSize, headDim] = pool.shape as [number, number, number, number];
+  if (blockSize !== step.blockSize) throw new Error(`the paged KV pool has blocks of ${blockSize} positions but the step was built for ${step.blockSize}.`);
+  const [batch, maxBlocks] = step.blockTable.shape as [number, number];
+  if (step.lengths.shape[0] !== batch) throw new Error(`paged KV: ${step.lengths.shape[0]} lengths for a block table of ${batch} rows.`);
+  return { batch, kvHeads, headDim, blockSize, poolBlocks, blockTable: compact(step.blockTable).buffer, maxBlocks, lengths: compact(step.lengths).buffer, seq: step.seq };
+}
+
+/** Stores k, v [batch, kvHeads, seq, headDim] (one step's new positions) in the paged pools; no gradient. */
+export function pagedKvWrite(kPool: Tensor, vPool: Tensor, k: Tensor, v: Tensor, step: PagedKvStep): void {
+  const args = pagedArgs(kPool, step);
+  const want = [args.batch, args.kvHeads, step.seq, args.headDim];
+  if (!shapesEqual(k.shape, want) || !shapesEqual(v.shape, want)) throw new Error(`pagedKvWrite: k ${formatShape(k.shape)} and v ${formatShape(v.shape)} must be ${formatShape(want)}.`);
+  if (!shapesEqual(vPool.shape, kPool.shape)) throw new Error(`pagedKvWrite: the value pool ${formatShape(vPool.shape)} must match the key pool ${formatShape(kPool.shape)}.`);
+  const ka = attentionOperand(k, kPool.dtype);
+  const va = attentionOperand(v, kPool.dtype);
+  sameDevice(kPool, vPool, ka, va).pagedKvWrite(ka.buffer, va.buffer, kPool.buffer, vPool.buffer, { ...args, k: attentionLayout(ka), v: attentionLayout(va) });
+}
+
+/**
+ * Causal attention of q [batch, heads, seq, headDim] over each row's cached positions (the step's own keys must
+ * be written first): query t of row b sits at position lengths[b] - seq + t. Inference only (no gradient).
+ */
+export function pagedAttention(q: Tensor, kPool: Tensor, vPool: Tensor, step: PagedKvStep, scale: number): Tensor {
+  const args = pagedArgs(kPool, step);
+  if (q.rank !== 4 || q.shape[0] !== args.batch || q.shape[2] !== step.seq || q.shape[3] !== args.headDim) {
+    throw new Error(`pagedAttention: q ${formatShape(q.shape)} must be [${args.batch}, heads, ${step.seq}, ${args.headDim}].`);
+  }
+  const H = q.shape[1]!;
+  const qa = attentionOperand(q, kPool.dtype);
+  const backend = sameDevice(qa, kPool, vPool);
+  const { batch: B, headDim: D } = args;
+  const T = step.seq;
+  // [B, T, H, D] memory, read as [B, H, T, D]: the layout the output projection wants after its transpose.
+  const outStrides = [T * H * D, D, H * D, 1];
+  const out = backend.allocUninitialized(kPool.dtype, B * H * T * D);
+  backend.pagedAttention(qa.buffer, kPool.buffer, vPool.buffer, out, {
+    ...args, heads: H, scale, q: attentionLayout(qa), out: { offset: 0, batchStride: outStrides[0]!, headStride: outStrides[1]!, rowStride: outStrides[2]! },
+  });
+  return makeResult(out, [B, H, T, D], 'pagedAttention', [], null, outStrides);
 }
 
 /**

@@ -41,6 +41,24 @@ export function max(t: Tensor, dim: number, keepdim = false): Tensor {
   return reduceDim('max', t, dim, keepdim);
 }
 
+/**
+ * Index of the largest element over the last dim, as an int32 tensor of the leading shape (no gradient). Ties go
+ * to the lowest index and NaN is never chosen unless it leads its row: the host greedy pick's semantics, see
+ * Backend.argmax. Greedy decoding calls it so that only the ids, not the logits, travel back to the host.
+ */
+export function argmax(t: Tensor): Tensor {
+  if (t.rank === 0) throw new Error('argmax needs a tensor of at least one dimension.');
+  if (t.dtype !== 'float32' && t.dtype !== 'bfloat16' && t.dtype !== 'float16') throw new Error(`argmax takes a float tensor, got ${t.dtype}.`);
+  const src = t.isContiguous() ? t : compact(t);
+  const cols = src.shape[src.rank - 1]!;
+  const outShape = src.shape.slice(0, -1);
+  const rows = outShape.reduce((p, x) => p * x, 1);
+  const backend = backendOf(src);
+  const buf = allocLike(backend, 'int32', outShape);
+  backend.argmax(src.buffer, src.offset, rows, cols, buf);
+  return makeResult(buf, outShape, 'argmax', [src], null);
+}
+
 /** Sums a broadcast gradient back to the shape of the input it was broadcast from. */
 export function sumToShape(g: Tensor, shape: Shape): Tensor {
   if (shapesEqual(g.shape, shape)) return g;

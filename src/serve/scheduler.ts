@@ -1,6 +1,7 @@
 import { setImmediate as yieldToIo } from 'node:timers/promises';
 import { getBackend } from '../backend/registry.js';
 import type { LlamaForCausalLM } from '../models/llama.js';
+import { argmax } from '../ops/index.js';
 import { noGradAsync } from '../tensor/grad-mode.js';
 import { scopeAsync } from '../tensor/scope.js';
 import { internalError, queueFull, requestTimedOut, serverShuttingDown } from './api-error.js';
@@ -20,6 +21,16 @@ export interface SchedulerOptions {
   readonly onError?: (error: unknown) => void;
 }
 
+/**
+ * What one forward pass brings back to the host: the argmax of every row, taken on the device, when some row
+ * chooses greedily, and the full logits [rows, vocab] only when some row does not (sampling or penalties need
+ * them). Greedy-only steps so move rows int32s instead of rows x vocab floats.
+ */
+interface StepOutput {
+  readonly ids: Int32Array | null;
+  readonly logits: Float32Array | null;
+}
+
 interface ExclusiveTask {
   run(): Promise<void>;
 }
@@ -31,7 +42,7 @@ interface ExclusiveTask {
  * forward pass: one row per sequence, its own KV cache and adapter name, so the base projections run once for the
  * whole batch. Each row's result depends on that row alone: attention, norms and the adapters' products work row
  * by row, and decode steps run under the backend's batch-invariant matmuls (Backend.batchInvariant, where the
- * backend has them: the CPU does, cuBLAS does not), whose m is the number of running sequences. A prefill runs
+ * backend has them: the CPU and CUDA backends both do), whose m is the number of running sequences. A prefill runs
  * alone, so its products need no such care and take the fastest kernels.
  */
 export class Scheduler {
@@ -131,10 +142,10 @@ export class Scheduler {
     const r = seq.request;
     try {
       seq.cache = this.model.newCache(r.promptIds.length + r.maxTokens);
-      const logits = await this.forward([seq.tokens], [seq], false);
+      const step = await this.forward([seq.tokens], [seq], false);
       this.options.onTokens?.('prompt', r.promptIds.length);
       this.options.onTokens?.('generated', 1);
-      if (this.advance(seq, logits)) this.running.push(seq);
+      if (this.advance(seq, step, 0)) this.running.push(seq);
     } catch (error) {
       this.fail([seq], error);
     }
@@ -147,22 +158,22 @@ export class Scheduler {
   private async decode(): Promise<void> {
     const batch = this.running.sort((a, b) => compareNames(a.request.adapterName, b.request.adapterName));
     try {
-      const logits = await this.forward(
+      const step = await this.forward(
         batch.map((s) => [s.next]),
         batch,
         true,
       );
       this.options.onTokens?.('generated', batch.length);
-      const vocab = this.model.config.vocabSize;
-      this.running = batch.filter((seq, row) => this.advance(seq, logits.subarray(row * vocab, (row + 1) * vocab)));
+      this.running = batch.filter((seq, row) => this.advance(seq, step, row));
     } catch (error) {
       this.fail(batch, error);
       this.running = [];
     }
   }
 
-  private async forward(inputIds: number[][], batch: readonly Sequence[], batchInvariant: boolean): Promise<Float32Array> {
+  private async forward(inputIds: number[][], batch: readonly Sequence[], batchInvariant: boolean): Promise<StepOutput> {
     const backend = getBackend(this.model.device);
+    const greedy = batch.filter((s) => s.chooser.choosesGreedy).length;
     return noGradAsync(() =>
       scopeAsync(async () => {
         const run = () =>
@@ -174,15 +185,23 @@ export class Scheduler {
             adapterNames: batch.map((s) => s.request.adapterName),
           });
         const out = batchInvariant && backend.batchInvariant ? backend.batchInvariant(run) : run();
-        return out.logits.data();
+        // logits are [rows, 1, vocab]: the argmax is [rows, 1], one id per row.
+        const ids = greedy > 0 ? await argmax(out.logits).intData() : null;
+        const logits = greedy < batch.length ? await out.logits.data() : null;
+        return { ids, logits };
       }),
     );
   }
 
-  /** Advances one sequence, turning an exception from its token callback into that sequence's failure alone. */
-  private advance(seq: Sequence, logits: Float32Array): boolean {
+  /**
+   * Advances the sequence of row `row` (its device argmax when it chooses greedily, else its logits), turning an
+   * exception from its token callback into that sequence's failure alone.
+   */
+  private advance(seq: Sequence, step: StepOutput, row: number): boolean {
     try {
-      return seq.advance(logits);
+      if (seq.chooser.choosesGreedy) return seq.advanceWith(step.ids![row]!);
+      const vocab = this.model.config.vocabSize;
+      return seq.advance(step.logits!.subarray(row * vocab, (row + 1) * vocab));
     } catch (error) {
       this.fail([seq], error);
       return false;

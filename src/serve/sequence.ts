@@ -53,7 +53,18 @@ export class Sequence {
 
   /** Chooses and records the next token from this row's logits; returns false once the sequence has ended. */
   advance(logits: Float32Array): boolean {
-    const token = this.chooser.choose(logits, this.tokens);
+    return this.record(this.chooser.choose(logits, this.tokens));
+  }
+
+  /**
+   * advance() with the token already chosen: the row's argmax taken on the device, for a sequence whose chooser
+   * choosesGreedy (what choose() would have returned from the full logits).
+   */
+  advanceWith(token: number): boolean {
+    return this.record(this.chooser.accept(token));
+  }
+
+  private record(token: number): boolean {
     this.tokens.push(token);
     this.generated++;
     this.next = token;

@@ -12,17 +12,33 @@ export class TokenChooser {
   private readonly options: SamplingOptions;
   /** How often each generated token occurred (presence/frequency penalties). */
   private readonly counts = new Map<number, number>();
+  private readonly penalised: boolean;
 
   constructor(private readonly params: SamplingParams) {
     this.rng = new Rng(params.seed ?? randomInt(0, 2 ** 32));
     this.options = { doSample: params.temperature > 0, temperature: params.temperature, topK: params.topK, topP: params.topP };
+    this.penalised = params.repetitionPenalty !== 1 || params.presencePenalty !== 0 || params.frequencyPenalty !== 0;
+  }
+
+  /**
+   * True when choose() is a plain argmax of the raw logits (temperature 0, no penalty; the generator is never
+   * drawn from): the scheduler then takes the row's argmax on the device and passes it to accept().
+   */
+  get choosesGreedy(): boolean {
+    return !this.options.doSample && !this.penalised;
+  }
+
+  /** Records a token that a greedy chooser would have chosen (the device's argmax), exactly as choose() records its own. */
+  accept(token: number): number {
+    if (!this.choosesGreedy) throw new Error('accept() is only for greedy choosers; sampled and penalised rows need choose().');
+    this.counts.set(token, (this.counts.get(token) ?? 0) + 1);
+    return token;
   }
 
   /** `logits` is this row's slice of the step's output; `sequence` is prompt plus generated tokens. */
   choose(logits: Float32Array, sequence: readonly number[]): number {
     const p = this.params;
-    const penalised = p.repetitionPenalty !== 1 || p.presencePenalty !== 0 || p.frequencyPenalty !== 0;
-    const scores = penalised ? logits.slice() : logits;
+    const scores = this.penalised ? logits.slice() : logits;
     if (p.repetitionPenalty !== 1) applyRepetitionPenalty(scores, sequence, p.repetitionPenalty);
     if (p.presencePenalty !== 0 || p.frequencyPenalty !== 0) {
       // OpenAI: logit -= count * frequency_penalty + (count > 0) * presence_penalty, over generated tokens.

@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as ops from '../../src/ops/index.js';
 import { getBackend } from '../../src/backend/registry.js';
+import { pickToken } from '../../src/generate/sampling.js';
+import { Rng } from '../../src/tensor/random.js';
 import type { DType } from '../../src/tensor/dtype.js';
 import { TEST_DEVICE, prepareTestDevice } from '../helpers/device.js';
 import { assertClose, seededValues } from '../helpers/numeric.js';
@@ -147,4 +149,82 @@ test('nf4Dequantize maps high nibble first and scales per block', async () => {
   const host = (await backend.toHost(out, 0, 8)) as Float32Array;
   const nibbles = [0x0, 0xf, 0x7, 0x0, 0xa, 0x5, 0x3, 0x3];
   assertClose(host, nibbles.map((nb, i) => code[nb]! * (i < 4 ? 2 : 0.5)), 1e-7, 'nf4');
+});
+
+/** The host greedy pick, restated: best = 0, then move only to a strictly greater element. */
+function argmaxLoop(row: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
+  return best;
+}
+
+/** [rows, cols] values that probe argmax's semantics, with what each row must give where it is not just the loop's. */
+function argmaxCases(cols: number): { values: Float32Array; rows: number; expect: (number | null)[] } {
+  const rand = seededValues(cols, 41 + cols, 4);
+  const make: [(i: number) => number, number | null][] = [
+    [(i) => rand[i]!, null],
+    [() => -Infinity, 0], // a row of -inf: the first index
+    [(i) => (i === 0 ? NaN : rand[i]!), 0], // a leading NaN is never left
+    [(i) => (i % 7 === 3 ? NaN : rand[i]!), null], // NaNs inside are skipped
+    [() => NaN, 0],
+    [(i) => (i === cols - 1 || i === Math.floor(cols / 2) || i === 5 ? 9 : rand[i]!), Math.min(cols > 5 ? 5 : cols, Math.floor(cols / 2), cols - 1)], // ties: lowest index
+    [(i) => (i % 2 ? 0 : -0), 0], // +0 and -0 tie
+    [(i) => (i === cols - 1 ? 5 : -5), cols - 1],
+    [(i) => (i % 3 === 2 ? Infinity : rand[i]!), cols > 2 ? 2 : 0],
+    [(i) => (i === 0 ? -Infinity : i % 5 === 4 ? NaN : -Infinity), 0], // -inf then NaNs: stays at 0
+    [() => 1.5, 0],
+  ];
+  const values = new Float32Array(make.length * cols);
+  make.forEach(([fill], r) => {
+    for (let i = 0; i < cols; i++) values[r * cols + i] = fill(i);
+  });
+  return { values, rows: make.length, expect: make.map(([, e]) => e) };
+}
+
+for (const { dtype } of FLOATS) {
+  test(`${dtype}: argmax picks what the host greedy pick picks (ties lowest, -inf rows, NaN)`, async () => {
+    const backend = getBackend(dev);
+    const rng = new Rng(1);
+    for (const cols of [1, 2, 7, 3001, 20000]) {
+      const { values, rows, expect } = argmaxCases(cols);
+      const xs = await stored(values, dtype);
+      const ref = Array.from({ length: rows }, (_, r) => argmaxLoop(xs.subarray(r * cols, (r + 1) * cols)));
+      for (let r = 0; r < rows; r++) {
+        const row = xs.subarray(r * cols, (r + 1) * cols);
+        assert.equal(pickToken(row, {}, rng), ref[r], `the loop restates pickToken's greedy branch (row ${r}, ${cols} cols)`);
+        if (expect[r] !== null) assert.equal(ref[r], expect[r], `row ${r} of ${cols} cols`);
+      }
+      const got = await ops.argmax(t(values, [rows, cols], dtype)).intData();
+      assert.deepEqual(Array.from(got), ref, `ops.argmax ${dtype} [${rows}, ${cols}]`);
+      // The kernel from an element offset: rows 1.. of the same buffer.
+      const x = t(values, [values.length], dtype);
+      const out = backend.alloc('int32', rows - 1);
+      backend.argmax(x.buffer, cols, rows - 1, cols, out);
+      assert.deepEqual(Array.from((await backend.toHost(out, 0, rows - 1)) as Int32Array), ref.slice(1), `backend.argmax from offset ${cols}`);
+    }
+  });
+}
+
+test('ops.argmax: int32 over the last dim of any leading shape, through strided views, without a gradient', async () => {
+  const v = seededValues(2 * 3 * 5, 12);
+  const x = t(v, [2, 3, 5]).requiresGrad_();
+  const ids = ops.argmax(x);
+  assert.deepEqual(ids.shape, [2, 3]);
+  assert.equal(ids.dtype, 'int32');
+  assert.equal(ids.requiresGrad, false);
+  const rows = (vals: Float32Array, n: number, cols: number) => Array.from({ length: n }, (_, r) => argmaxLoop(vals.subarray(r * cols, (r + 1) * cols)));
+  assert.deepEqual(Array.from(await ids.intData()), rows(v, 6, 5));
+  // A transposed view [2, 5, 3]: its rows are the columns of each [3, 5] matrix.
+  const tv = new Float32Array(30);
+  for (let b = 0; b < 2; b++) for (let i = 0; i < 3; i++) for (let j = 0; j < 5; j++) tv[b * 15 + j * 3 + i] = v[b * 15 + i * 5 + j]!;
+  assert.deepEqual(Array.from(await ops.argmax(ops.transpose(t(v, [2, 3, 5]))).intData()), rows(tv, 10, 3));
+  // A rank-1 tensor gives one id of shape [].
+  const one = ops.argmax(t(Float32Array.from([1, 3, 3, -2]), [4]));
+  assert.deepEqual(one.shape, []);
+  assert.deepEqual(Array.from(await one.intData()), [1]);
+  // Rows of zero columns give 0.
+  const backend = getBackend(dev);
+  const out = backend.fromHost('int32', Int32Array.from([7, 7, 7]));
+  backend.argmax(backend.fromHost('float32', Float32Array.from([1])), 0, 3, 0, out);
+  assert.deepEqual(Array.from((await backend.toHost(out, 0, 3)) as Int32Array), [0, 0, 0]);
 });

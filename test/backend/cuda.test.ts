@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import type { Backend, UnaryOp, BinaryOp, View } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
 import { CudaBackend, cudaDriverMissingReason } from '../../src/backend/cuda/index.js';
+import { INVARIANT_ROWS } from '../../src/backend/cuda/cuda-backend.js';
 import type { DeviceBuffer, HostArray } from '../../src/tensor/buffer.js';
 import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16, type DType } from '../../src/tensor/dtype.js';
 
@@ -257,13 +258,36 @@ test('reduce max propagates NaN as Math.max does', { skip: gpuOnly }, async () =
   await expectIdentical(out, 'max with NaN');
 });
 
+test('argmax picks the CPU index: ties to the lowest, -inf rows, NaN, bfloat16 ties, from an offset', { skip: gpuOnly }, async () => {
+  for (const [rows, cols] of [[64, 128256], [5, 3001], [3, 1], [7, 33]] as const) {
+    for (const dtype of FLOAT_TYPES) {
+      // Coarse values (multiples of 1/8 in [-4, 4]) tie often, and more so once rounded to bfloat16.
+      const v = uniform(rows * cols + 3, rows + cols, -4, 4).map((x) => Math.round(x * 8) / 8);
+      const at = (r: number, i: number) => 3 + r * cols + i;
+      if (rows > 1) for (let i = 0; i < cols; i++) v[at(1, i)] = -Infinity;
+      if (rows > 2) v[at(2, 0)] = NaN;
+      if (rows > 3) for (let i = 3; i < cols; i += 7) v[at(3, i)] = NaN;
+      if (rows > 4) for (const i of [cols - 1, Math.floor(cols / 3), Math.floor(cols / 2)]) v[at(4, i)] = 5; // planted tie
+      if (rows > 5) for (let i = 0; i < cols; i++) v[at(5, i)] = i % 2 ? 0 : -0;
+      // Near-equal float32 values that bfloat16 rounds to one value: a tie there only.
+      if (rows > 6) for (let i = 0; i < cols; i++) v[at(6, i)] = i % 97 === 11 ? 6 + (i % 5) * 1e-6 : -1;
+      const x = both(dtype, v);
+      const out = zeros('int32', rows);
+      for (const b of [cpu, gpu()] as Backend[]) b.argmax(on(b, x), 3, rows, cols, on(b, out));
+      await expectIdentical(out, `argmax ${dtype} [${rows}, ${cols}]`);
+    }
+  }
+});
+
+/** A, B and C dtypes the matmul tests cover: cuBLAS-native pairs and the mixes that widen to float32. */
+const MATMUL_DTYPE_MIXES: readonly [DType, DType, DType][] = [
+  ['float32', 'float32', 'float32'], ['bfloat16', 'bfloat16', 'bfloat16'], ['bfloat16', 'bfloat16', 'float32'],
+  ['float16', 'float16', 'float16'], ['bfloat16', 'float32', 'float32'], ['float32', 'float32', 'bfloat16'],
+];
+
 test('matmul matches for every transpose, batch broadcast, alpha/beta and dtype mix', { skip: gpuOnly }, async () => {
   const m = 33, n = 47, k = 65, batch = 3;
-  const combos: [DType, DType, DType][] = [
-    ['float32', 'float32', 'float32'], ['bfloat16', 'bfloat16', 'bfloat16'], ['bfloat16', 'bfloat16', 'float32'],
-    ['float16', 'float16', 'float16'], ['bfloat16', 'float32', 'float32'], ['float32', 'float32', 'bfloat16'],
-  ];
-  for (const [at, bt, ct] of combos) {
+  for (const [at, bt, ct] of MATMUL_DTYPE_MIXES) {
     for (const transA of [false, true]) {
       for (const transB of [false, true]) {
         const lda = (transA ? m : k) + 3;
@@ -283,6 +307,138 @@ test('matmul matches for every transpose, batch broadcast, alpha/beta and dtype 
       }
     }
   }
+});
+
+/** Index of the first element whose bits differ between two float32 or 16-bit host arrays, or -1. */
+function firstBitDifference(x: HostArray, y: HostArray): number {
+  const bits = (h: HostArray): Uint32Array | Uint16Array => (h instanceof Float32Array ? new Uint32Array(h.buffer, h.byteOffset, h.length) : (h as Uint16Array));
+  const bx = bits(x);
+  const by = bits(y);
+  assert.equal(bx.length, by.length);
+  for (let i = 0; i < bx.length; i++) if (bx[i] !== by[i]) return i;
+  return -1;
+}
+
+test('under batchInvariant a row of an nn.Linear product has the same bits for any m, position, layout and neighbours', { skip: gpuOnly }, async () => {
+  const g = gpu();
+  const k = 2048;
+  const n = 1536;
+  const R = INVARIANT_ROWS;
+  const target = randn(k, 500);
+  const weights = randn(n * k, 501, 1 / Math.sqrt(k));
+  // [m, the row's position, A's element offset, extra elements per row of A (lda = k + pad), A stored transposed]:
+  // full chunks multiplied in place (m = 64, the first two of 130), partial ones through scratch (m = 1, 3, 65's and
+  // 130's last), and full chunks that must take the scratch path too (an odd offset, padded rows, transA).
+  const cases: [number, number, number, number, boolean][] = [
+    [1, 0, 0, 0, false], [3, 0, 0, 0, false], [3, 2, 0, 0, false],
+    [R, 0, 0, 0, false], [R, 37, 0, 0, false], [R, R - 1, 0, 0, false],
+    [R + 1, 5, 0, 0, false], [R + 1, R, 0, 0, false],
+    [2 * R + 2, 1, 0, 0, false], [2 * R + 2, R, 0, 0, false], [2 * R + 2, 2 * R + 1, 0, 0, false],
+    [2 * R + 2, 70, 3, 0, false], [R + 1, 20, 0, 8, false], [R + 1, 33, 0, 0, true], [3, 1, 5, 0, true],
+  ];
+  for (const dtype of ['float32', 'bfloat16'] as const) {
+    const w = g.fromHost(dtype, hostOf(weights, dtype));
+    let reference: HostArray | null = null;
+    let seed = 600;
+    for (const [m, pos, aOffset, pad, transA] of cases) {
+      const lda = transA ? m + pad : k + pad;
+      const values = randn(aOffset + (transA ? k : m) * lda, seed++);
+      for (let j = 0; j < k; j++) values[aOffset + (transA ? j * lda + pos : pos * lda + j)] = target[j]!;
+      const a = g.fromHost(dtype, hostOf(values, dtype));
+      const c = g.allocUninitialized(dtype, m * n);
+      g.batchInvariant(() => g.matmul({
+        a, aOffset, b: w, bOffset: 0, c, cOffset: 0, m, n, k, transA, transB: true, lda, ldb: k, ldc: n,
+        batch: 1, strideA: 0, strideB: 0, strideC: 0, alpha: 1, beta: 0,
+      }));
+      const row = await g.toHost(c, pos * n, n);
+      if (reference === null) {
+        reference = row;
+      } else {
+        const at = firstBitDifference(row, reference);
+        const label = `${dtype}: row ${pos} of m = ${m} (A offset ${aOffset}, pad ${pad}, transA ${transA})`;
+        assert.equal(at, -1, `${label} differs from m = 1 at column ${at}: ${String(row[at])} vs ${String(reference[at])}`);
+      }
+      g.release(a);
+      g.release(c);
+    }
+    g.release(w);
+  }
+});
+
+test('batchInvariant matmul stays within the usual tolerance of the plain cuBLAS product', { skip: gpuOnly }, async () => {
+  const g = gpu();
+  const m = 2 * INVARIANT_ROWS + 2;
+  const k = 2048;
+  const n = 1536;
+  for (const dtype of ['float32', 'bfloat16'] as const) {
+    const a = g.fromHost(dtype, hostOf(randn(m * k, 700), dtype));
+    const w = g.fromHost(dtype, hostOf(randn(n * k, 701, 1 / Math.sqrt(k)), dtype));
+    const plain = g.allocUninitialized(dtype, m * n);
+    const invariant = g.allocUninitialized(dtype, m * n);
+    const args = { a, aOffset: 0, b: w, bOffset: 0, m, n, k, transA: false, transB: true, lda: k, ldb: k, ldc: n, batch: 1, strideA: 0, strideB: 0, strideC: 0, alpha: 1, beta: 0 };
+    g.matmul({ ...args, c: plain, cOffset: 0 });
+    g.batchInvariant(() => g.matmul({ ...args, c: invariant, cOffset: 0 }));
+    const want = f32Of(await g.toHost(plain, 0, m * n), dtype);
+    const got = f32Of(await g.toHost(invariant, 0, m * n), dtype);
+    const rtol = RTOL[dtype];
+    const atol = rtol * Math.sqrt(want.reduce((s, v) => s + v * v, 0) / want.length);
+    for (let i = 0; i < want.length; i++) {
+      assert.ok(Math.abs(got[i]! - want[i]!) <= rtol * Math.abs(want[i]!) + atol, `${dtype}: element ${i} is ${got[i]} batch-invariant, ${want[i]} plain`);
+    }
+    for (const buffer of [a, w, plain, invariant]) g.release(buffer);
+  }
+});
+
+test('batchInvariant matmul matches the CPU for every transpose, batch broadcast, alpha/beta and dtype mix', { skip: gpuOnly }, async () => {
+  // m = 70: one full chunk and a partial one per batch item; the padded leading dimensions send both through scratch.
+  const m = INVARIANT_ROWS + 6, n = 47, k = 65, batch = 3;
+  for (const [at, bt, ct] of MATMUL_DTYPE_MIXES) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        for (const padded of [false, true]) {
+          const lda = (transA ? m : k) + (padded ? 3 : 0);
+          const ldb = (transB ? k : n) + 1;
+          const ldc = n + (padded ? 2 : 0);
+          const strideA = (transA ? k : m) * lda;
+          const aOffset = padded ? 4 : 0;
+          const a = both(at, randn(aOffset + batch * strideA, 20));
+          const b = both(bt, randn(k * ldb + 8, 21));
+          const c = both(ct, randn(batch * m * ldc, 22));
+          for (const be of [cpu, gpu()] as Backend[]) {
+            const run = (): void => be.matmul({
+              a: on(be, a), aOffset, b: on(be, b), bOffset: 8, c: on(be, c), cOffset: 0, m, n, k, transA, transB, lda, ldb, ldc,
+              batch, strideA, strideB: 0, strideC: m * ldc, alpha: 0.75, beta: 0.5,
+            });
+            if (be === cpu) run();
+            else gpu().batchInvariant(run);
+          }
+          await expectClose(c, `batch-invariant matmul ${at}x${bt}->${ct} transA=${transA} transB=${transB} padded=${padded}`);
+        }
+      }
+    }
+  }
+});
+
+test('batchInvariant calls nest and restore the previous mode, also when fn throws', { skip: gpuOnly }, () => {
+  const g = gpu();
+  assert.equal(g.batchInvariantActive, false);
+  const seen = g.batchInvariant(() => {
+    const inner = g.batchInvariant(() => g.batchInvariantActive);
+    return [inner, g.batchInvariantActive];
+  });
+  assert.deepEqual(seen, [true, true]);
+  assert.equal(g.batchInvariantActive, false);
+  assert.throws(() => g.batchInvariant(() => {
+    throw new Error('inside');
+  }), /inside/);
+  assert.equal(g.batchInvariantActive, false, 'an exception restores the mode');
+  g.batchInvariant(() => {
+    assert.throws(() => g.batchInvariant(() => {
+      throw new Error('nested');
+    }), /nested/);
+    assert.equal(g.batchInvariantActive, true, 'a nested exception restores the outer mode');
+  });
+  assert.equal(g.batchInvariantActive, false);
 });
 
 test('softmax and its backward match, including a row of -inf', { skip: gpuOnly }, async () => {

@@ -136,6 +136,46 @@ describe('Scheduler: continuous batching', () => {
     assert.equal(seen[at + 1], 'task end');
     assert.equal(seen.filter((s) => s === 'token').length, 6);
   });
+
+  it('reads back only argmax ids for greedy rows, and logits only when a sampled or penalised row needs them', async () => {
+    /** The model, counting the steps whose logits were read back to the host. */
+    let logitReads = 0;
+    const counting: DecoderModel = {
+      config: model.config,
+      device: model.device,
+      newCache: (n) => model.newCache(n),
+      run: (input) => {
+        const out = model.run(input);
+        const data = out.logits.data.bind(out.logits);
+        out.logits.data = () => (logitReads++, data());
+        return out;
+      },
+    };
+    const sampled: SamplingParams = { ...GREEDY, temperature: 0.8, topK: 20, seed: 7 };
+    const penalised: SamplingParams = { ...GREEDY, presencePenalty: 1.5, frequencyPenalty: 0.5 };
+    const prompts = [await inputRow(0, 8), await inputRow(1, 5), await inputRow(2, 13), await inputRow(1, 9)];
+    const params = [GREEDY, sampled, penalised, GREEDY];
+    const alone: number[][] = [];
+    const readsAlone: number[] = [];
+    for (let i = 0; i < prompts.length; i++) {
+      const scheduler = new Scheduler(counting, { maxBatch: 1, maxQueue: 1 });
+      const tokens: number[] = [];
+      logitReads = 0;
+      await scheduler.submit(request(prompts[i]!, 10, tokens, { sampling: params[i]! }));
+      await scheduler.close();
+      alone.push(tokens);
+      readsAlone.push(logitReads);
+    }
+    assert.deepEqual(readsAlone, [0, 10, 10, 0], 'a greedy sequence never reads logits; the others read them at every step');
+    const scheduler = new Scheduler(counting, { maxBatch: 4, maxQueue: 4 });
+    const together = prompts.map(() => [] as number[]);
+    await Promise.all(prompts.map((p, i) => scheduler.submit(request(p, 10, together[i]!, { sampling: params[i]! }))));
+    await scheduler.close();
+    // Sampled rows repeat their tokens in a batch only where decode steps are batch-invariant (Backend.batchInvariant).
+    const compared = getBackend(model.device).batchInvariant ? [0, 1, 2, 3] : [0, 3];
+    assert.deepEqual(compared.map((i) => together[i]), compared.map((i) => alone[i]));
+    assert.deepEqual(alone[0], (await fixtureGeneration('base')).slice(0, 10));
+  });
 });
 
 /** The model, keeping the logits of every decode step with the sequences (numbered by cache creation) of its rows. */

@@ -1,11 +1,15 @@
 import type { DeviceBuffer, HostArray } from '../../tensor/buffer.js';
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../tensor/dtype.js';
-import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, Backend, BinaryOp, MatmulArgs, MultiLoraArgs, ReduceOp, UnaryOp, View } from '../backend.js';
+import type {
+  AdamWArgs, AttentionArgs, AttentionBackwardArgs, Backend, BinaryOp, MatmulArgs, MultiLoraArgs, PagedAttentionArgs, PagedKvWriteArgs, ReduceOp, UnaryOp, View,
+} from '../backend.js';
 import { cpuAttention, cpuAttentionBackward } from './attention.js';
 import { HostPool } from './host-pool.js';
+import { ModeFlag } from '../mode-flag.js';
 import { asCpu, commitF32, CpuBuffer, readF32, readI32, writableF32 } from './cpu-buffer.js';
 import { sgemm, sgemmBatchInvariant } from './gemm.js';
 import { cpuMultiLora } from './multi-lora.js';
+import { cpuPagedAttention, cpuPagedKvWrite } from './paged-kv.js';
 
 const f = Math.fround;
 
@@ -172,7 +176,7 @@ export class CpuBackend implements Backend {
   readonly device = 'cpu';
   readonly pool = new HostPool(POOL_BYTES);
   /** Inside batchInvariant(): matmul through sgemmBatchInvariant, multiLora row by row. */
-  private invariant = false;
+  private readonly invariant = new ModeFlag();
 
   alloc(dtype: DType, length: number): DeviceBuffer {
     const { data, reused } = this.pool.take(dtype, length);
@@ -319,6 +323,21 @@ export class CpuBackend implements Backend {
     commitF32(out, 0, ys);
   }
 
+  argmax(x: DeviceBuffer, xOffset: number, rows: number, cols: number, out: DeviceBuffer): void {
+    const o = asCpu(out);
+    if (o.dtype !== 'int32') throw new Error(`argmax writes int32 indices, got a ${o.dtype} output.`);
+    if (rows > o.length) throw new Error(`argmax output: ${rows} rows do not fit a buffer of ${o.length}.`);
+    if (xOffset < 0 || xOffset + rows * cols > x.length) throw new Error(`argmax input: elements [${xOffset}, ${xOffset + rows * cols}) lie outside a buffer of ${x.length}.`);
+    const ids = o.data as Int32Array;
+    for (let r = 0; r < rows; r++) {
+      // Row by row, so a bfloat16/float16 input is widened one row at a time; the scan is sampling.ts argmax's.
+      const xs = readF32(x, xOffset + r * cols, cols);
+      let best = 0;
+      for (let i = 1; i < cols; i++) if (xs[i]! > xs[best]!) best = i;
+      ids[r] = best;
+    }
+  }
+
   matmul(p: MatmulArgs): void {
     const aRows = p.transA ? p.k : p.m;
     const bRows = p.transB ? p.n : p.k;
@@ -329,7 +348,7 @@ export class CpuBackend implements Backend {
     const b = readF32(p.b, p.bOffset, spanB);
     const cIsF32 = asCpu(p.c).dtype === 'float32';
     const c = cIsF32 ? writableF32(p.c, p.cOffset, spanC) : p.beta === 0 ? new Float32Array(spanC) : readF32(p.c, p.cOffset, spanC);
-    (this.invariant ? sgemmBatchInvariant : sgemm)({
+    (this.invariant.active ? sgemmBatchInvariant : sgemm)({
       m: p.m, n: p.n, k: p.k, transA: p.transA, transB: p.transB,
       a, aOffset: 0, lda: p.lda, b, bOffset: 0, ldb: p.ldb, c, cOffset: 0, ldc: p.ldc,
       alpha: p.alpha, beta: p.beta, batch: p.batch, strideA: p.strideA, strideB: p.strideB, strideC: p.strideC,
@@ -338,17 +357,11 @@ export class CpuBackend implements Backend {
   }
 
   batchInvariant<T>(fn: () => T): T {
-    const previous = this.invariant;
-    this.invariant = true;
-    try {
-      return fn();
-    } finally {
-      this.invariant = previous;
-    }
+    return this.invariant.run(fn);
   }
 
   multiLora(p: MultiLoraArgs): void {
-    cpuMultiLora(p, this.invariant);
+    cpuMultiLora(p, this.invariant.active);
   }
 
   softmax(x: DeviceBuffer, rows: number, cols: number, out: DeviceBuffer): void {
@@ -585,5 +598,13 @@ export class CpuBackend implements Backend {
     dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer, args: AttentionBackwardArgs,
   ): void {
     cpuAttentionBackward(q, k, v, out, lse, dout, dq, dk, dv, args);
+  }
+
+  pagedKvWrite(k: DeviceBuffer, v: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, args: PagedKvWriteArgs): void {
+    cpuPagedKvWrite(k, v, kPool, vPool, args);
+  }
+
+  pagedAttention(q: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, out: DeviceBuffer, args: PagedAttentionArgs): void {
+    cpuPagedAttention(q, kPool, vPool, out, args);
   }
 }

@@ -1,8 +1,9 @@
 import type { DeviceBuffer, HostArray } from '../../tensor/buffer.js';
 import { bytesPerElement, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../tensor/dtype.js';
-import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, AttentionLayout, Backend, BinaryOp, MatmulArgs, MultiLoraArgs, ReduceOp, UnaryOp, View } from '../backend.js';
+import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, AttentionLayout, Backend, BinaryOp, MatmulArgs, MultiLoraArgs, PagedAttentionArgs, PagedKvArgs, PagedKvWriteArgs, ReduceOp, UnaryOp, View } from '../backend.js';
 import type { AllocatorStats } from './allocator.js';
 import { CudaBuffer } from './cuda-buffer.js';
+import { ModeFlag } from '../mode-flag.js';
 import { DTYPE_CODES, type KernelFamily } from './kernels.js';
 import { contiguousStrides, numelOf as numel } from '../../tensor/shape.js';
 import { collapseDims, viewExtent } from './layout.js';
@@ -68,7 +69,26 @@ function simtAttentionTiles(D: number, rowVectors: number, tileVectors: number, 
   throw new Error(`attention supports head dimensions up to 256, got ${D}.`);
 }
 
+/** Threads of a paged attention CTA and the largest head dimension it holds (PAGED_WARPS, PAGED_DIMS_PER_LANE in kernels/kv_cache.cu). */
+const PAGED_THREADS = 128;
+const PAGED_MAX_HEAD_DIM = 256;
+
 const cublasTypes: ReadonlySet<DType> = new Set<DType>(['float32', 'bfloat16', 'float16']);
+
+/**
+ * Rows of op(A) in every GEMM that runs inside batchInvariant(). cuBLAS picks its kernel (tiles, split-K) from the
+ * problem it is given: shape, transposes, types, leading dimensions and pointer alignment. Inside batchInvariant()
+ * each product is therefore cut into GEMMs of exactly this many rows with lda = k, ldc = n, batch 1 and operands at
+ * INVARIANT_ALIGN, so cuBLAS sees one problem whatever m is and a row's bits depend on its own operands alone.
+ */
+export const INVARIANT_ROWS = 64;
+/**
+ * Byte alignment of every chunk an invariant GEMM sees: cuMemAlloc returns at least this (the scratch blocks come
+ * straight from it), and it is the largest alignment cuBLASLt's preferences name (the default of
+ * CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES), so a chunk multiplied in place must have it too, lest cuBLAS choose
+ * its kernel differently for it.
+ */
+const INVARIANT_ALIGN = 256;
 
 /** Bytes of one RowLora entry in kernels/lora.cu: A and B addresses, scale, rank, A's and B's dtype codes. */
 const ROW_LORA_BYTES = 32;
@@ -90,6 +110,8 @@ export class CudaBackend implements Backend {
   private readonly u8Scratch = new Uint8Array(1);
   private readonly f32Scratch = new Float32Array(1);
   private readonly u32OfF32 = new Uint32Array(this.f32Scratch.buffer);
+  /** Inside batchInvariant(): matmul's GEMMs run as INVARIANT_ROWS-row chunks (invariantGemm). */
+  private readonly invariant = new ModeFlag();
 
   constructor(device: string, ordinal: number) {
     this.device = device;
@@ -325,6 +347,16 @@ export class CudaBackend implements Backend {
     this.launch(fn, [Math.min(blocks, MAX_GRID_X), 1, 1], [32, 8, 1]);
   }
 
+  argmax(x: DeviceBuffer, xOffset: number, rows: number, cols: number, out: DeviceBuffer): void {
+    const xp = this.span(x, xOffset, rows * cols, 'argmax input');
+    const op = this.span(out, 0, rows, 'argmax output');
+    if (out.dtype !== 'int32') throw new Error(`argmax writes int32 indices, got a ${out.dtype} output.`);
+    if (rows === 0) return;
+    const fn = this.fn('reduce', 'argmax_rows');
+    this.args.ptr(xp).i32(this.code(x)).ptr(op).i64(rows).i64(cols);
+    this.launch(fn, this.rowGrid(rows), [rowThreads(cols), 1, 1]);
+  }
+
   // ---- matrix multiply ----
 
   matmul(p: MatmulArgs): void {
@@ -372,21 +404,96 @@ export class CudaBackend implements Backend {
     const ldB = bRows === 1 ? Math.max(p.ldb, bCols, 1) : p.ldb;
     const ldA = aRows === 1 ? Math.max(p.lda, aCols, 1) : p.lda;
     const ldC = p.m === 1 ? Math.max(p.ldc, p.n, 1) : p.ldc;
-    this.runtime.cublas.gemm({
-      transA: p.transB,
-      transB: p.transA,
-      m: p.n,
-      n: p.m,
-      k: p.k,
-      alpha: p.alpha,
-      a: bAddr, aType: b.dtype, lda: ldB, strideA: p.strideB,
-      b: aAddr, bType: a.dtype, ldb: ldA, strideB: p.strideA,
-      beta: p.beta,
-      c: cTargetAddr, cType: cTarget.dtype, ldc: ldC, strideC: p.strideC,
-      batch: p.batch,
-    });
+    if (this.invariant.active && p.k > 0) {
+      // (k = 0 only scales C, elementwise, which no row's neighbours can change.)
+      this.invariantGemm(p, a, aAddr, b, bAddr, ldB, cTarget, cTargetAddr);
+    } else {
+      this.runtime.cublas.gemm({
+        transA: p.transB,
+        transB: p.transA,
+        m: p.n,
+        n: p.m,
+        k: p.k,
+        alpha: p.alpha,
+        a: bAddr, aType: b.dtype, lda: ldB, strideA: p.strideB,
+        b: aAddr, bType: a.dtype, ldb: ldA, strideB: p.strideA,
+        beta: p.beta,
+        c: cTargetAddr, cType: cTarget.dtype, ldc: ldC, strideC: p.strideC,
+        batch: p.batch,
+      });
+    }
     if (cTarget !== c) this.copyRun(cTarget, cTargetAddr, c, cAddr, spanC);
     for (const t of temps) this.release(t);
+  }
+
+  /**
+   * matmul's GEMM inside batchInvariant(), after the dtype widening: for each batch item, the rows of op(A) (at aAddr,
+   * in a) and of C (at cAddr, in c, whose dtype cuBLAS writes) in chunks of INVARIANT_ROWS, each one GEMM with
+   * m = INVARIANT_ROWS, lda = k, ldc = n, batch 1 and INVARIANT_ALIGN-aligned operands. A full chunk already laid out
+   * so (no transA, lda = k, ldc = n, aligned rows) is multiplied in place; any other chunk (the partial last one,
+   * transA, padded rows, an offset that breaks the alignment) goes through INVARIANT_ROWS-row scratch copies, whose
+   * padding rows hold whatever the allocator left there: they feed only output rows that are thrown away.
+   */
+  private invariantGemm(p: MatmulArgs, a: CudaBuffer, aAddr: number, b: CudaBuffer, bAddr: number, ldB: number, c: CudaBuffer, cAddr: number): void {
+    const R = INVARIANT_ROWS;
+    const { m, n, k } = p;
+    // Element offsets of the operands in their buffers (the widened copies start at 0).
+    const aBase = (aAddr - a.at(0)) / a.bytesPerElement;
+    const cBase = (cAddr - c.at(0)) / c.bytesPerElement;
+    const gemm = (bPtr: number, aPtr: number, cPtr: number): void => {
+      this.runtime.cublas.gemm({
+        transA: p.transB, transB: false, m: n, n: R, k, alpha: p.alpha,
+        a: bPtr, aType: b.dtype, lda: ldB, strideA: 0,
+        b: aPtr, bType: a.dtype, ldb: k, strideB: 0,
+        beta: p.beta,
+        c: cPtr, cType: c.dtype, ldc: n, strideC: 0,
+        batch: 1,
+      });
+    };
+    let scratchA: CudaBuffer | null = null;
+    let scratchC: CudaBuffer | null = null;
+    for (let item = 0; item < p.batch; item++) {
+      const bPtr = bAddr + item * p.strideB * b.bytesPerElement;
+      for (let r0 = 0; r0 < m; r0 += R) {
+        const rows = Math.min(R, m - r0);
+        // op(A)[i, j] is element aOff + i * aStrides[0] + j * aStrides[1] of a.
+        const aStrides = p.transA ? [1, p.lda] : [p.lda, 1];
+        const aOff = aBase + item * p.strideA + r0 * aStrides[0]!;
+        const cOff = cBase + item * p.strideC + r0 * p.ldc;
+        const aPtr = a.at(aOff);
+        const cPtr = c.at(cOff);
+        if (rows === R && !p.transA && p.lda === k && p.ldc === n && aPtr % INVARIANT_ALIGN === 0 && cPtr % INVARIANT_ALIGN === 0) {
+          gemm(bPtr, aPtr, cPtr);
+          continue;
+        }
+        // Stream-ordered: reusing the scratch for the next chunk queues its copies after this chunk's GEMM.
+        scratchA ??= this.allocRaw(a.dtype, R * k);
+        scratchC ??= this.allocRaw(c.dtype, R * n);
+        this.copy({ buffer: a, offset: aOff, strides: aStrides }, { buffer: scratchA, offset: 0, strides: [k, 1] }, [rows, k]);
+        // With beta = 0 cuBLAS does not read C.
+        if (p.beta !== 0) this.copy({ buffer: c, offset: cOff, strides: [p.ldc, 1] }, { buffer: scratchC, offset: 0, strides: [n, 1] }, [rows, n]);
+        gemm(bPtr, scratchA.at(0), scratchC.at(0));
+        this.copy({ buffer: scratchC, offset: 0, strides: [n, 1] }, { buffer: c, offset: cOff, strides: [p.ldc, 1] }, [rows, n]);
+      }
+    }
+    if (scratchA) this.release(scratchA);
+    if (scratchC) this.release(scratchC);
+  }
+
+  /**
+   * Runs fn with matmul's GEMMs cut into INVARIANT_ROWS-row chunks (invariantGemm), so each row of a product has the
+   * same bits whatever m is and whatever the other rows hold. multiLora needs no mode: multi_lora_forward
+   * (kernels/lora.cu) already computes each row alone (one block per row, the row's h reduced in a fixed lane and warp
+   * order, each output summed over t in order), whatever the batch holds. Restores the previous mode when fn returns
+   * or throws, so calls nest.
+   */
+  batchInvariant<T>(fn: () => T): T {
+    return this.invariant.run(fn);
+  }
+
+  /** Whether matmuls run batch-invariant now (inside batchInvariant()). */
+  get batchInvariantActive(): boolean {
+    return this.invariant.active;
   }
 
   multiLora(p: MultiLoraArgs): void {
@@ -636,7 +743,7 @@ export class CudaBackend implements Backend {
   }
 
   /** Device address of an attention operand, after checking that its [batch, heads, rows, headDim] view fits its buffer. */
-  private attentionAddress(b: DeviceBuffer, l: AttentionLayout, a: AttentionArgs, heads: number, rows: number, what: string): number {
+  private attentionAddress(b: DeviceBuffer, l: AttentionLayout, a: Pick<AttentionArgs, 'batch' | 'headDim'>, heads: number, rows: number, what: string): number {
     const view = { buffer: b, offset: l.offset, strides: [l.batchStride, l.headStride, l.rowStride, 1] };
     return this.viewAddress(view, [a.batch, heads, rows, a.headDim], `attention ${what}`);
   }
@@ -736,5 +843,54 @@ export class CudaBackend implements Backend {
       this.runtime.params.launch(kvFn, [Math.ceil(S / (4 * kTiles.rpw)), Hkv, B], [ATTENTION_THREADS, 1, 1], kTiles.bytes);
     }
     this.release(dvec);
+  }
+
+  // ---- paged KV cache ----
+
+  /** Checks the pools and tables (sizes only: the kernels trust the entries, which ops/nn-ops.ts builds). */
+  private pagedAddresses(a: PagedKvArgs, kPool: DeviceBuffer, vPool: DeviceBuffer, operands: readonly DeviceBuffer[]): { k: number; v: number; table: number; lengths: number } {
+    const dtype = kPool.dtype;
+    if (dtype !== 'float32' && dtype !== 'bfloat16' && dtype !== 'float16') throw new Error(`the paged KV cache needs float pools, got ${dtype}.`);
+    if ([vPool, ...operands].some((b) => b.dtype !== dtype)) throw new Error(`paged KV operands must share one dtype, got ${[kPool, vPool, ...operands].map((b) => b.dtype).join(', ')}.`);
+    if (a.headDim < 1 || a.headDim > PAGED_MAX_HEAD_DIM) throw new Error(`paged attention supports head dimensions 1 to ${PAGED_MAX_HEAD_DIM} on CUDA, got ${a.headDim}.`);
+    if (a.blockTable.dtype !== 'int32' || a.lengths.dtype !== 'int32') throw new Error('the paged KV block table and lengths must be int32.');
+    const poolSize = a.poolBlocks * a.kvHeads * a.blockSize * a.headDim;
+    return {
+      k: this.span(kPool, 0, poolSize, 'paged KV key pool'),
+      v: this.span(vPool, 0, poolSize, 'paged KV value pool'),
+      table: this.span(a.blockTable, 0, a.batch * a.maxBlocks, 'paged KV block table'),
+      lengths: this.span(a.lengths, 0, a.batch, 'paged KV lengths'),
+    };
+  }
+
+  pagedKvWrite(k: DeviceBuffer, v: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, a: PagedKvWriteArgs): void {
+    const pools = this.pagedAddresses(a, kPool, vPool, [k, v]);
+    const n = a.batch * a.kvHeads * a.seq * a.headDim;
+    if (n === 0) return;
+    const shape = { batch: a.batch, headDim: a.headDim } as const;
+    const kp = this.attentionAddress(k, a.k, shape, a.kvHeads, a.seq, 'paged KV keys');
+    const vp = this.attentionAddress(v, a.v, shape, a.kvHeads, a.seq, 'paged KV values');
+    const fn = this.fn('kv_cache', 'paged_kv_write');
+    this.args.ptr(kp).ptr(vp).i32(this.code(k)).ptr(pools.k).ptr(pools.v).i32(this.code(kPool)).ptr(pools.table).ptr(pools.lengths);
+    this.pushLayout(a.k);
+    this.pushLayout(a.v);
+    this.runtime.params.i32(a.batch).i32(a.kvHeads).i32(a.seq).i32(a.headDim).i32(a.blockSize).i32(a.maxBlocks);
+    this.launch(fn, this.elementwiseGrid(n), [ELEMENTWISE_THREADS, 1, 1]);
+  }
+
+  pagedAttention(q: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, out: DeviceBuffer, a: PagedAttentionArgs): void {
+    const pools = this.pagedAddresses(a, kPool, vPool, [q, out]);
+    if (a.heads % a.kvHeads !== 0) throw new Error(`${a.heads} query heads are not a multiple of ${a.kvHeads} key/value heads.`);
+    if (a.batch * a.heads * a.seq === 0) return;
+    if (a.seq > MAX_GRID_Y || a.batch > MAX_GRID_Y) throw new RangeError(`paged attention takes at most ${MAX_GRID_Y} rows and ${MAX_GRID_Y} new positions per row.`);
+    const shape = { batch: a.batch, headDim: a.headDim } as const;
+    const qp = this.attentionAddress(q, a.q, shape, a.heads, a.seq, 'paged attention q');
+    const op = this.attentionAddress(out, a.out, shape, a.heads, a.seq, 'paged attention out');
+    const fn = this.fn('kv_cache', 'paged_attention');
+    this.args.ptr(qp).ptr(op).ptr(pools.k).ptr(pools.v).i32(this.code(q)).ptr(pools.table).ptr(pools.lengths);
+    this.pushLayout(a.q);
+    this.pushLayout(a.out);
+    this.runtime.params.i32(a.heads).i32(a.kvHeads).i32(a.seq).i32(a.headDim).i32(a.blockSize).i32(a.maxBlocks).f32(a.scale);
+    this.launch(fn, [a.heads, a.seq, a.batch], [PAGED_THREADS, 1, 1]);
   }
 }

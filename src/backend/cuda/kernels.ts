@@ -10,7 +10,7 @@ import type { LaunchProfiler } from './profiler.js';
 export const DTYPE_CODES: Readonly<Record<DType, number>> = { float32: 0, bfloat16: 1, float16: 2, int32: 3, int64: 4, uint8: 5 };
 
 /** One .cu file under kernels/ per family; each is compiled (and cached) the first time one of its kernels runs. */
-export type KernelFamily = 'elementwise' | 'reduce' | 'softmax' | 'rmsnorm' | 'rope' | 'embedding' | 'cross_entropy' | 'adamw' | 'nf4' | 'random' | 'attention' | 'lora';
+export type KernelFamily = 'elementwise' | 'reduce' | 'softmax' | 'rmsnorm' | 'rope' | 'embedding' | 'cross_entropy' | 'adamw' | 'nf4' | 'random' | 'attention' | 'lora' | 'kv_cache';
 
 /** NVRTC options for every family: no FMA contraction, so float results round as the CPU reference's do. */
 const NVRTC_OPTIONS = ['--std=c++17', '--fmad=false'] as const;

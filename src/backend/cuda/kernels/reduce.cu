@@ -59,3 +59,53 @@ extern "C" __global__ void reduce_cols(int op, const void* x, int xDt, void* out
     __syncthreads();
   }
 }
+
+// Row-wise argmax, one block per row of `cols` contiguous elements; out is int32 [rows]. Returns what the host's
+// greedy scan (best = 0; for i >= 1: if x[i] > x[best] then best = i) returns: the lowest index of the row's
+// maximum, NaNs skipped (they compare false), except that a row whose first element is NaN gives 0; a row of
+// -inf gives 0, and so does an empty row. Each thread keeps its best (value, index) with NaNs skipped; merging
+// keeps the larger value, the lower index on equal values (+0 and -0 are equal), an order in which the identity
+// (-inf, cols) loses to every real candidate.
+struct ArgBest {
+  float v;
+  i64 i;
+};
+
+__device__ __forceinline__ ArgBest argbest_merge(ArgBest a, ArgBest b) {
+  return (b.v > a.v || (b.v == a.v && b.i < a.i)) ? b : a;
+}
+
+__device__ __forceinline__ ArgBest warp_argbest(ArgBest v) {
+  for (int o = 16; o > 0; o >>= 1) {
+    ArgBest other{__shfl_xor_sync(0xffffffffu, v.v, o), __shfl_xor_sync(0xffffffffu, v.i, o)};
+    v = argbest_merge(v, other);
+  }
+  return v;
+}
+
+extern "C" __global__ void argmax_rows(const void* x, int xDt, int* out, i64 rows, i64 cols) {
+  __shared__ float sv[32];
+  __shared__ i64 si[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+    const i64 base = r * cols;
+    ArgBest best{-F32_INF, cols};
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+      const float v = load_f(x, xDt, base + c);
+      // c grows, so an equal value only replaces the identity; a NaN never passes either test.
+      if (v > best.v || (v == best.v && c < best.i)) best = ArgBest{v, c};
+    }
+    best = warp_argbest(best);
+    if (lane == 0) {
+      sv[warp] = best.v;
+      si[warp] = best.i;
+    }
+    __syncthreads();
+    if (warp == 0) {
+      best = lane < warps ? ArgBest{sv[lane], si[lane]} : ArgBest{-F32_INF, cols};
+      best = warp_argbest(best);
+      if (lane == 0) out[r] = (cols == 0 || is_nan(load_f(x, xDt, base))) ? 0 : (int)best.i;
+    }
+    __syncthreads();
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * The paged KV cache on the CPU (PagedKvArgs in backend.ts). Writes copy each new key/value row into its block
+ * slot. Attention gathers one batch row's cached positions into a dense [1, kvHeads, length, headDim] scratch and
+ * runs the fused attention on it, so a decode step computes exactly what attention over a contiguous cache
+ * would, and each row's result depends on that row alone.
+ */
+import type { DeviceBuffer, HostArray } from '../../tensor/buffer.js';
+import type { AttentionLayout, PagedAttentionArgs, PagedKvArgs, PagedKvWriteArgs } from '../backend.js';
+import { cpuAttention } from './attention.js';
+import { allocHost, asCpu, CpuBuffer, readI32 } from './cpu-buffer.js';
+
+/** Host views of the block table and lengths, after checking every entry the step will touch. */
+function tables(a: PagedKvArgs, pools: readonly DeviceBuffer[]): { table: Int32Array; lengths: Int32Array } {
+  const dtype = pools[0]!.dtype;
+  if (dtype !== 'float32' && dtype !== 'bfloat16' && dtype !== 'float16') throw new Error(`the paged KV cache needs float pools, got ${dtype}.`);
+  const poolSize = a.poolBlocks * a.kvHeads * a.blockSize * a.headDim;
+  for (const p of pools) {
+    if (p.dtype !== dtype) throw new Error(`paged KV operands must share one dtype, got ${pools.map((b) => b.dtype).join(', ')}.`);
+  }
+  for (const p of pools.slice(0, 2)) {
+    if (p.length < poolSize) throw new RangeError(`a paged KV pool holds ${p.length} elements, fewer than ${a.poolBlocks} blocks need (${poolSize}).`);
+  }
+  const table = readI32(a.blockTable, 0, a.batch * a.maxBlocks);
+  const lengths = readI32(a.lengths, 0, a.batch);
+  for (let b = 0; b < a.batch; b++) {
+    const n = lengths[b]!;
+    if (n < a.seq || n > a.maxBlocks * a.blockSize) throw new RangeError(`paged KV row ${b} has length ${n}, outside ${a.seq}..${a.maxBlocks * a.blockSize}.`);
+    for (let i = 0; i < Math.ceil(n / a.blockSize); i++) {
+      const block = table[b * a.maxBlocks + i]!;
+      if (block < 0 || block >= a.poolBlocks) throw new RangeError(`paged KV row ${b} names block ${block}, outside the pool's ${a.poolBlocks}.`);
+    }
+  }
+  return { table, lengths };
+}
+
+/** Element offset of position p of kv head h in row b's blocks. */
+function slotAt(a: PagedKvArgs, table: Int32Array, b: number, h: number, p: number): number {
+  const block = table[b * a.maxBlocks + Math.floor(p / a.blockSize)]!;
+  return ((block * a.kvHeads + h) * a.blockSize + (p % a.blockSize)) * a.headDim;
+}
+
+/** Copies n elements between two host arrays of one dtype (checked by tables()). */
+function copyElements(src: HostArray, from: number, dst: HostArray, to: number, n: number): void {
+  (dst as Float32Array).set((src as Float32Array).subarray(from, from + n), to);
+}
+
+function rowAt(l: AttentionLayout, b: number, h: number, t: number): number {
+  return l.offset + b * l.batchStride + h * l.headStride + t * l.rowStride;
+}
+
+export function cpuPagedKvWrite(k: DeviceBuffer, v: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, a: PagedKvWriteArgs): void {
+  const { table, lengths } = tables(a, [kPool, vPool, k, v]);
+  const D = a.headDim;
+  const pairs: [HostArray, AttentionLayout, HostArray][] = [
+    [asCpu(k).data, a.k, asCpu(kPool).data],
+    [asCpu(v).data, a.v, asCpu(vPool).data],
+  ];
+  for (let b = 0; b < a.batch; b++) {
+    for (let t = 0; t < a.seq; t++) {
+      const p = lengths[b]! - a.seq + t;
+      for (let h = 0; h < a.kvHeads; h++) {
+        const dst = slotAt(a, table, b, h, p);
+        for (const [src, layout, pool] of pairs) {
+          const from = rowAt(layout, b, h, t);
+          copyElements(src, from, pool, dst, D);
+        }
+      }
+    }
+  }
+}
+
+export function cpuPagedAttention(q: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, out: DeviceBuffer, a: PagedAttentionArgs): void {
+  const { table, lengths } = tables(a, [kPool, vPool, q, out]);
+  if (a.heads % a.kvHeads !== 0) throw new Error(`${a.heads} query heads are not a multiple of ${a.kvHeads} key/value heads.`);
+  const D = a.headDim;
+  const dtype = kPool.dtype;
+  const pools = [asCpu(kPool).data, asCpu(vPool).data];
+  const lse = new CpuBuffer('float32', a.heads * a.seq, allocHost('float32', a.heads * a.seq));
+  for (let b = 0; b < a.batch; b++) {
+    const S = lengths[b]!;
+    // This row's keys and values, dense: [1, kvHeads, S, D].
+    const dense = pools.map((pool) => {
+      const data = allocHost(dtype, a.kvHeads * S * D);
+      for (let h = 0; h < a.kvHeads; h++) {
+        for (let p = 0; p < S; p++) {
+          const from = slotAt(a, table, b, h, p);
+          copyElements(pool, from, data, (h * S + p) * D, D);
+        }
+      }
+      return new CpuBuffer(dtype, data.length, data);
+    });
+    const denseLayout = { offset: 0, batchStride: a.kvHeads * S * D, headStride: S * D, rowStride: D };
+    cpuAttention(q, dense[0]!, dense[1]!, out, lse, {
+      batch: 1, heads: a.heads, kvHeads: a.kvHeads, seqQ: a.seq, seqK: S, headDim: D, scale: a.scale, causal: true,
+      q: { ...a.q, offset: a.q.offset + b * a.q.batchStride },
+      k: denseLayout,
+      v: denseLayout,
+      out: { ...a.out, offset: a.out.offset + b * a.out.batchStride },
+      keyMask: null,
+    });
+  }
+}
