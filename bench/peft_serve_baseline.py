@@ -6,7 +6,7 @@ One batch of `batch` random prompts, greedy, exactly `new` tokens per row (EOS o
   adapters=0   the plain transformers model (no PEFT wrapper): base alone
   adapters=1   one adapter, unmerged, active for every row (set_adapter)
   adapters=N   N distinct adapters, rows spread round-robin, one batch (generate(..., adapter_names=[...]))
-Each case: a warm-up, then generate timed between two synchronisations, and a prefill-only generate
+Each case: a warm-up (a whole generate for the base and one-adapter cases), then generate timed between two synchronisations, and a prefill-only generate
 (max_new_tokens=1) timed the same way, so decode tokens/s = batch * (new - 1) / (t_generate - t_prefill) is
 comparable with bench/serve.ts's decode_tokens_per_s. One JSON line per case.
 
@@ -57,8 +57,9 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def measure(model, ids: torch.Tensor, new: int, extra: dict) -> tuple[float, float]:
-    """(decode tokens/s, end-to-end tokens/s) of one greedy generate of `new` tokens per row."""
+def measure(model, ids: torch.Tensor, new: int, extra: dict, full_warmup: bool) -> tuple[float, float]:
+    """(decode tokens/s, end-to-end tokens/s) of one greedy generate of `new` tokens per row. full_warmup runs one
+    whole generate first (the fast cases: their first full-length run pays for cache and allocator growth)."""
     mask = torch.ones_like(ids)
 
     def generate(tokens: int):
@@ -66,7 +67,7 @@ def measure(model, ids: torch.Tensor, new: int, extra: dict) -> tuple[float, flo
                                       do_sample=False, **extra)
 
     with torch.inference_mode():
-        timed(generate(4))
+        timed(generate(new if full_warmup else 4))
         prefill = timed(generate(1))
         full = timed(generate(new))
     rows = ids.shape[0]
@@ -92,7 +93,7 @@ def main() -> None:
 
     base = None
     if 0 in counts:
-        decode, end_to_end = measure(model, ids, args.new, {})
+        decode, end_to_end = measure(model, ids, args.new, {}, True)
         base = decode
         print(json.dumps({**common, "adapters": 0, "decode_tokens_per_s": round(decode, 1),
                           "end_to_end_tokens_per_s": round(end_to_end, 1), "relative_to_base": 1.0}), flush=True)
@@ -112,7 +113,7 @@ def main() -> None:
             extra = {}
         else:
             extra = {"adapter_names": [f"adapter-{i % count}" for i in range(args.batch)]}
-        decode, end_to_end = measure(peft_model, ids, args.new, extra)
+        decode, end_to_end = measure(peft_model, ids, args.new, extra, count <= 1)
         print(json.dumps({**common, "adapters": count, "decode_tokens_per_s": round(decode, 1),
                           "end_to_end_tokens_per_s": round(end_to_end, 1),
                           "relative_to_base": round(decode / base, 3) if base else None}), flush=True)

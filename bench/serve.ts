@@ -8,15 +8,18 @@
  *   npm run build && node dist/bench/serve.js                                   (CPU, a small random Llama)
  *   node dist/bench/serve.js --device cuda --dtype bfloat16 --shape llama-1b --prompt 128 --new 128
  *                                                                               (GPU, beside bench/peft_serve_baseline.py)
- * Adapters are PEFT-initialised (B = 0): their values do not change the work done.
+ * Adapters are PEFT-initialised (B = 0): their values do not change the work done. They are stored in the model's
+ * dtype, as the server stores them by default; --adapter-dtype float32 keeps PEFT's float32.
  */
 import { parseArgs } from 'node:util';
-import { registerCudaBackend } from '../src/backend/cuda/index.js';
+import { CudaBackend, registerCudaBackend } from '../src/backend/cuda/index.js';
+import { getBackend } from '../src/backend/registry.js';
 import { RandomCheckpoint } from '../src/cli/random-checkpoint.js';
 import { buildLlama } from '../src/models/build.js';
 import { parseLlamaConfig, type LlamaConfig } from '../src/models/config.js';
 import type { LlamaForCausalLM } from '../src/models/llama.js';
 import { getPeftModel } from '../src/peft/index.js';
+import { kernelsByKind } from './profile-summary.js';
 import type { SamplingParams } from '../src/serve/generation-params.js';
 import { Scheduler } from '../src/serve/scheduler.js';
 import type { DType } from '../src/tensor/dtype.js';
@@ -37,6 +40,8 @@ interface Args {
   prompt: number;
   new: number;
   adapters: number[];
+  /** dtype of the adapters' tensors: 'model' (the server's default) or e.g. float32 (as PEFT computes them). */
+  adapterDtype: DType | 'model';
   /** Rounds over all cases; each case reports its median round (rounds interleave cases, so drift hits all alike). */
   repeat: number;
 }
@@ -52,6 +57,7 @@ function parse(): Args {
       new: { type: 'string', default: '16' },
       adapters: { type: 'string', default: '0,1,8,64' },
       repeat: { type: 'string', default: '3' },
+      'adapter-dtype': { type: 'string', default: 'model' },
     },
   });
   if (!(values.shape! in SHAPES)) throw new Error(`--shape must be one of ${Object.keys(SHAPES).join(', ')}.`);
@@ -64,6 +70,7 @@ function parse(): Args {
     new: Number(values.new),
     adapters: values.adapters!.split(',').map(Number),
     repeat: Number(values.repeat),
+    adapterDtype: values['adapter-dtype'] as DType | 'model',
   };
 }
 
@@ -106,6 +113,8 @@ async function main(): Promise<void> {
   if (most > 0) {
     const peft = getPeftModel(model, lora, 'adapter-0');
     for (let i = 1; i < most; i++) peft.addAdapter(`adapter-${i}`, lora);
+    // As the server stores them (--adapter-dtype, default the model's dtype).
+    for (let i = 0; i < most; i++) peft.castAdapter(`adapter-${i}`, args.adapterDtype === 'model' ? args.dtype : args.adapterDtype);
   }
   let seed = 12345;
   const prompts = Array.from({ length: args.batch }, () =>
@@ -120,6 +129,7 @@ async function main(): Promise<void> {
   for (let round = 0; round < args.repeat; round++) {
     for (const count of args.adapters) rounds.get(count)!.push(await runBatch(model, prompts, rowNames(count), args.new));
   }
+  if (process.env['LORAFORGE_PROFILE'] === '1') await profile(model, prompts, rowNames, args);
   const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
   const base = rounds.has(0) ? median(rounds.get(0)!.map((r) => r.decode)) : 0;
   for (const [count, results] of rounds) {
@@ -135,10 +145,39 @@ async function main(): Promise<void> {
         prompt_tokens: args.prompt,
         new_tokens: args.new,
         adapters: count,
+        adapter_dtype: count === 0 ? null : args.adapterDtype === 'model' ? args.dtype : args.adapterDtype,
         decode_tokens_per_s: Number(decode.toFixed(1)),
         end_to_end_tokens_per_s: Number(median(results.map((r) => r.endToEnd)).toFixed(1)),
         relative_to_base: base > 0 ? Number((decode / base).toFixed(3)) : null,
         rounds: args.repeat,
+      }),
+    );
+  }
+}
+
+/**
+ * With LORAFORGE_PROFILE=1 on CUDA: one batch of 8 new tokens per case with every launch timed, printed as device
+ * milliseconds by kernel kind beside the wall time (a wall time well above the kernels' sum means host-bound steps).
+ */
+async function profile(model: LlamaForCausalLM, prompts: number[][], rowNames: (count: number) => string[], args: Args): Promise<void> {
+  const backend = getBackend(model.device);
+  const profiler = backend instanceof CudaBackend ? backend.runtime.profiler : null;
+  if (!profiler) return;
+  for (const count of [...new Set([0, Math.max(...args.adapters)])]) {
+    profiler.start();
+    const start = performance.now();
+    await runBatch(model, prompts, rowNames(count), 8);
+    const wallMs = performance.now() - start;
+    const entries = profiler.report();
+    console.log(
+      JSON.stringify({
+        bench: 'serve-profile',
+        adapters: count,
+        new_tokens: 8,
+        wall_ms: +wallMs.toFixed(1),
+        kernel_ms: +entries.reduce((s, e) => s + e.ms, 0).toFixed(1),
+        launches: entries.reduce((s, e) => s + e.calls, 0),
+        by_kind: kernelsByKind(entries),
       }),
     );
   }

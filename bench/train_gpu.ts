@@ -9,6 +9,7 @@ import { getBackend } from '../src/backend/registry.js';
 import { CudaBackend } from '../src/backend/cuda/cuda-backend.js';
 import { fromHost } from '../src/ops/index.js';
 import { AdamW } from '../src/optim/index.js';
+import { kernelsByKind } from './profile-summary.js';
 import { getPeftModel } from '../src/peft/index.js';
 import { scopeAsync } from '../src/tensor/scope.js';
 import { enableGradientCheckpointing } from '../src/train/gradient-checkpointing.js';
@@ -134,15 +135,6 @@ if (profiler) {
   const profiledMs = driver.eventElapsedMs(begin, end);
   const kernelMs = entries.reduce((s, e) => s + e.ms, 0);
   const launches = entries.reduce((s, e) => s + e.calls, 0);
-  // Kernels by name without op code or GEMM shape: "gemm", "elementwise/binary_strided", ...
-  const byKind = new Map<string, { calls: number; ms: number }>();
-  for (const e of entries) {
-    const kind = e.name.startsWith('gemm') ? 'gemm' : e.name.split(':')[0]!;
-    const k = byKind.get(kind) ?? { calls: 0, ms: 0 };
-    k.calls += e.calls;
-    k.ms += e.ms;
-    byKind.set(kind, k);
-  }
   console.log(
     JSON.stringify({
       stack: 'loraforge',
@@ -151,7 +143,7 @@ if (profiler) {
       profile_host_ms: +(performance.now() - stepBegin).toFixed(2),
       kernel_ms: +kernelMs.toFixed(2),
       launches,
-      by_kind: [...byKind].sort((x, y) => y[1].ms - x[1].ms).map(([kind, k]) => ({ kind, calls: k.calls, ms: +k.ms.toFixed(3) })),
+      by_kind: kernelsByKind(entries),
       top: entries.slice(0, 40).map((e) => ({ name: e.name, calls: e.calls, ms: +e.ms.toFixed(3) })),
     }),
   );

@@ -13,21 +13,26 @@ export interface MultiLoraAdapter {
 }
 
 /**
- * Multi-adapter LoRA for serving (the BGMV/SGMV idea of Punica and S-LoRA): with s = rowAdapter[i] for batch row i
- * (dim 0 of x and base; every position of that row uses it),
- *   out[i] = base[i] + scale_s * (x[i] A_s^T) B_s^T,   or base[i] where s = -1,
- * where base = the frozen layer's output, computed once for the whole batch. Every row's low-rank product is one
- * backend call together, reading each adapter's weights where they live; no adapter is merged into the base.
- * Inference only: it records no gradient, and refuses inputs that would need one (use the per-adapter path).
+ * The part of a multiLoraLinear call that depends only on the adapters and on which row uses which: checked once,
+ * reused while neither changes (a decode step asks for the same plan, layer by layer, as the step before). Holds
+ * the adapters' tensors, so the caller must build a new plan when it swaps one (see LoraLinear's plan cache).
  */
-export function multiLoraLinear(x: Tensor, base: Tensor, adapters: readonly MultiLoraAdapter[], rowAdapter: readonly number[]): Tensor {
-  const inF = x.shape[x.rank - 1]!;
-  const outF = base.shape[base.rank - 1]!;
-  const rows = x.numel / Math.max(inF, 1);
-  if (x.rank < 2 || base.rank !== x.rank || base.shape.some((d, i) => i < x.rank - 1 && d !== x.shape[i])) {
-    throw new Error(`multiLoraLinear: the input ${formatShape(x.shape)} and the base output ${formatShape(base.shape)} must agree on every dimension but the last.`);
-  }
-  if (rowAdapter.length !== x.shape[0]) throw new Error(`multiLoraLinear: ${rowAdapter.length} adapter indices for a batch of ${x.shape[0]} rows.`);
+export interface MultiLoraPlan {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  /** Batch rows (dim 0 of x) the plan covers. */
+  readonly batchRows: number;
+  readonly adapters: readonly MultiLoraAdapter[];
+  readonly views: readonly LoraAdapterView[];
+  readonly rowAdapter: readonly number[];
+  /** rowAdapter repeated over each row's positions, by positions per row. */
+  readonly expanded: Map<number, Int32Array>;
+  /** The device every adapter tensor is on (null without adapters). */
+  readonly device: string | null;
+}
+
+/** Checks adapters and the row-to-adapter map for features inF -> outF; see multiLoraLinear. */
+export function prepareMultiLora(adapters: readonly MultiLoraAdapter[], rowAdapter: readonly number[], inF: number, outF: number): MultiLoraPlan {
   for (const [i, s] of rowAdapter.entries()) {
     if (!Number.isInteger(s) || s < -1 || s >= adapters.length) throw new Error(`multiLoraLinear: row ${i} names adapter ${s}; use -1 or an index below ${adapters.length}.`);
   }
@@ -37,25 +42,57 @@ export function multiLoraLinear(x: Tensor, base: Tensor, adapters: readonly Mult
     }
   }
   const weights = adapters.flatMap(({ a, b }) => [a, b]);
-  if (isGradEnabled() && [x, base, ...weights].some((t) => t.requiresGrad)) {
-    throw new Error('multiLoraLinear records no gradient; run it under noGrad(), or use the per-adapter path when training.');
-  }
-  const backend = sameDevice(x, base, ...weights);
-  const xc = contiguous(x);
-  const basec = contiguous(base);
+  const device = weights.length > 0 ? sameDevice(...weights).device : null;
   const views: LoraAdapterView[] = adapters.map(({ a, b, scale }) => {
     const ac = contiguous(a);
     const bc = contiguous(b);
     return { a: ac.buffer, aOffset: ac.offset, b: bc.buffer, bOffset: bc.offset, rank: a.shape[0]!, scale };
   });
-  const perRow = rows / x.shape[0]!;
-  const expanded = new Int32Array(rows);
-  rowAdapter.forEach((s, i) => expanded.fill(s, i * perRow, (i + 1) * perRow));
+  return { inFeatures: inF, outFeatures: outF, batchRows: rowAdapter.length, adapters, views, rowAdapter: [...rowAdapter], expanded: new Map(), device };
+}
+
+/**
+ * Multi-adapter LoRA for serving (the BGMV/SGMV idea of Punica and S-LoRA): with s = rowAdapter[i] for batch row i
+ * (dim 0 of x and base; every position of that row uses it),
+ *   out[i] = base[i] + scale_s * (x[i] A_s^T) B_s^T,   or base[i] where s = -1,
+ * where base = the frozen layer's output, computed once for the whole batch. Every row's low-rank product is one
+ * backend call together, reading each adapter's weights where they live; no adapter is merged into the base.
+ * Inference only: it records no gradient, and refuses inputs that would need one (use the per-adapter path).
+ * `adapters` and `rowAdapter` may come as a plan from prepareMultiLora instead.
+ */
+export function multiLoraLinear(x: Tensor, base: Tensor, adapters: readonly MultiLoraAdapter[] | MultiLoraPlan, rowAdapter?: readonly number[]): Tensor {
+  const inF = x.shape[x.rank - 1]!;
+  const outF = base.shape[base.rank - 1]!;
+  const rows = x.numel / Math.max(inF, 1);
+  if (x.rank < 2 || base.rank !== x.rank || base.shape.some((d, i) => i < x.rank - 1 && d !== x.shape[i])) {
+    throw new Error(`multiLoraLinear: the input ${formatShape(x.shape)} and the base output ${formatShape(base.shape)} must agree on every dimension but the last.`);
+  }
+  const plan = isPlan(adapters) ? adapters : prepareMultiLora(adapters, rowAdapter ?? [], inF, outF);
+  if (plan.inFeatures !== inF || plan.outFeatures !== outF) throw new Error(`multiLoraLinear: a plan for ${plan.inFeatures} -> ${plan.outFeatures} features was given ${inF} -> ${outF}.`);
+  if (plan.batchRows !== x.shape[0]) throw new Error(`multiLoraLinear: ${plan.batchRows} adapter indices for a batch of ${x.shape[0]} rows.`);
+  if (isGradEnabled() && (x.requiresGrad || base.requiresGrad || plan.adapters.some(({ a, b }) => a.requiresGrad || b.requiresGrad))) {
+    throw new Error('multiLoraLinear records no gradient; run it under noGrad(), or use the per-adapter path when training.');
+  }
+  const backend = sameDevice(x, base);
+  if (plan.device !== null && plan.device !== x.device) throw new Error(`Tensors on ${x.device} and ${plan.device} were combined; move them to one device first.`);
+  const xc = contiguous(x);
+  const basec = contiguous(base);
+  const perRow = rows / plan.batchRows;
+  let expanded = plan.expanded.get(perRow);
+  if (!expanded) {
+    expanded = new Int32Array(rows);
+    for (const [i, s] of plan.rowAdapter.entries()) expanded.fill(s, i * perRow, (i + 1) * perRow);
+    plan.expanded.set(perRow, expanded);
+  }
   const out = backend.allocUninitialized(base.dtype, base.numel);
   backend.multiLora({
     rows, inFeatures: inF, outFeatures: outF,
     x: xc.buffer, xOffset: xc.offset, base: basec.buffer, baseOffset: basec.offset, out,
-    adapters: views, rowAdapter: expanded,
+    adapters: plan.views, rowAdapter: expanded,
   });
   return makeResult(out, base.shape, 'multiLoraLinear', [], null);
+}
+
+function isPlan(a: readonly MultiLoraAdapter[] | MultiLoraPlan): a is MultiLoraPlan {
+  return !Array.isArray(a);
 }

@@ -1,6 +1,6 @@
 import { Linear } from '../nn/layers.js';
 import { Module, type ForwardContext, type LinearLike } from '../nn/module.js';
-import { add, addScalar, div, linear, loraLinear, matmul, mul, mulScalar, multiLoraLinear, reshape, sub, to, type MultiLoraAdapter } from '../ops/index.js';
+import { add, addScalar, div, linear, loraLinear, matmul, mul, mulScalar, multiLoraLinear, prepareMultiLora, reshape, sub, to, type MultiLoraAdapter, type MultiLoraPlan } from '../ops/index.js';
 import { isGradEnabled, noGrad } from '../tensor/grad-mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -38,6 +38,32 @@ export interface LoraAdapterWeights {
  * rescaled form. The base layer is any LinearLike (dense or 4-bit); merging needs a dense one. Children follow
  * PEFT's names: base_layer, lora_A.<adapter>, lora_B.<adapter>, lora_magnitude_vector.<adapter>.
  */
+/** Gathered-call plans a layer keeps (one per recent batch composition). */
+const GATHER_PLANS = 4;
+
+/** A multiLoraLinear plan for one batch composition, and what it was built from (LoraLinear.planCurrent). */
+interface GatherPlan {
+  /** null when no row names an adapter of this layer. */
+  readonly plan: MultiLoraPlan | null;
+  /** Adapter name and settings per plan slot. */
+  readonly names: readonly string[];
+  readonly settings: readonly LoraAdapterSettings[];
+  /** Row names this layer had no adapter for (base rows). */
+  readonly absent: readonly string[];
+}
+
+const rowKeys = new WeakMap<readonly string[], string>();
+
+/** One string per row-adapter list, computed once per list (a forward hands the same list to every layer). */
+function rowAdaptersKey(rowAdapters: readonly string[]): string {
+  let key = rowKeys.get(rowAdapters);
+  if (key === undefined) {
+    key = rowAdapters.join('\u0000');
+    rowKeys.set(rowAdapters, key);
+  }
+  return key;
+}
+
 export class LoraLinear extends Module implements LinearLike {
   readonly base_layer: LinearLike;
   readonly lora_A = new AdapterDict<Linear>();
@@ -48,6 +74,8 @@ export class LoraLinear extends Module implements LinearLike {
   private readonly mergedAdapters: string[] = [];
   /** DoRA's row norms at merge time: unmerging divides by the same factor, not one recomputed from merged weights. */
   private readonly mergeNorms = new Map<string, Tensor>();
+  /** Plans of recent gathered (multi-adapter) calls by their row-adapter names, oldest first. */
+  private readonly gatherPlans = new Map<string, GatherPlan>();
 
   constructor(
     base: LinearLike,
@@ -187,8 +215,34 @@ export class LoraLinear extends Module implements LinearLike {
    * and no gradient to record. Returns null otherwise.
    */
   private gatheredForward(x: Tensor, base: Tensor, rowAdapters: readonly string[]): Tensor | null {
+    const key = rowAdaptersKey(rowAdapters);
+    let cached = this.gatherPlans.get(key);
+    if (cached && !this.planCurrent(cached)) {
+      this.gatherPlans.delete(key);
+      cached = undefined;
+    }
+    if (!cached) {
+      const built = this.buildGatherPlan(rowAdapters);
+      if (!built) return null;
+      cached = built;
+      const reusable = cached.plan === null || cached.plan.adapters.every(({ a, b }) => a.isContiguous() && b.isContiguous());
+      if (reusable) {
+        if (this.gatherPlans.size >= GATHER_PLANS) this.gatherPlans.delete(this.gatherPlans.keys().next().value!);
+        this.gatherPlans.set(key, cached);
+      }
+    }
+    const plan = cached.plan;
+    if (!plan) return base;
+    if (isGradEnabled() && (x.requiresGrad || base.requiresGrad || plan.adapters.some(({ a, b }) => a.requiresGrad || b.requiresGrad))) return null;
+    return multiLoraLinear(x, base, plan);
+  }
+
+  /** The adapters rows name, as slots, or null where a named adapter cannot take the gathered path. */
+  private buildGatherPlan(rowAdapters: readonly string[]): GatherPlan | null {
     const slots = new Map<string, number>();
     const adapters: MultiLoraAdapter[] = [];
+    const names: string[] = [];
+    const settings: LoraAdapterSettings[] = [];
     const rowAdapter: number[] = [];
     for (const name of rowAdapters) {
       const s = this.settings.get(name);
@@ -202,11 +256,24 @@ export class LoraLinear extends Module implements LinearLike {
         slot = adapters.length;
         slots.set(name, slot);
         adapters.push({ a: this.lora_A.get(name)!.weight, b: this.lora_B.get(name)!.weight, scale: s.scaling });
+        names.push(name);
+        settings.push(s);
       }
       rowAdapter.push(slot);
     }
-    if (isGradEnabled() && [x, base, ...adapters.flatMap(({ a, b }) => [a, b])].some((t) => t.requiresGrad)) return null;
-    return adapters.length === 0 ? base : multiLoraLinear(x, base, adapters, rowAdapter);
+    const plan = adapters.length === 0 ? null : prepareMultiLora(adapters, rowAdapter, this.inFeatures, this.outFeatures);
+    return { plan, names, settings, absent: [...new Set(rowAdapters.filter((n) => !this.settings.has(n)))] };
+  }
+
+  /** Whether a cached plan still holds: the same settings and weight tensors for its adapters, none added for its other rows. */
+  private planCurrent(p: GatherPlan): boolean {
+    for (const [i, name] of p.names.entries()) {
+      const s = this.settings.get(name);
+      if (s !== p.settings[i] || (this.state.training && s.dropout > 0)) return false;
+      const { a, b } = p.plan!.adapters[i]!;
+      if (a.disposed || b.disposed || this.lora_A.get(name)?.weight !== a || this.lora_B.get(name)?.weight !== b) return false;
+    }
+    return p.absent.every((n) => !this.settings.has(n));
   }
 
   /** result + this adapter's contribution for input x (result holds the base output and earlier adapters'). */

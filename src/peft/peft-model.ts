@@ -1,6 +1,9 @@
 import { resolvePretrained } from '../io/hub.js';
 import type { CausalLMInput, CausalLMOutput, LlamaForCausalLM } from '../models/llama.js';
 import { Module } from '../nn/module.js';
+import { to } from '../ops/index.js';
+import type { DType } from '../tensor/dtype.js';
+import { noGrad } from '../tensor/grad-mode.js';
 import { Rng } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { adapterFolder, ADAPTER_WEIGHTS_NAME, openAdapterWeights, writeAdapterFolder } from './adapter-files.js';
@@ -26,6 +29,12 @@ export interface LoadAdapterOptions {
   revision?: string;
   token?: string;
   cacheDir?: string;
+  /**
+   * Store the adapter's own tensors (lora_A, lora_B, DoRA magnitudes, modules_to_save copies) in this dtype; default:
+   * the file's dtype. Serving a bfloat16 model with bfloat16 adapters halves the bytes each decode step reads per
+   * adapter (vLLM stores LoRA weights in the model's dtype likewise); PEFT itself computes adapters in float32.
+   */
+  dtype?: DType;
 }
 
 export interface FromPretrainedOptions extends LoadAdapterOptions {
@@ -186,8 +195,25 @@ export class PeftModel extends Module {
     } finally {
       await file.close();
     }
+    if (options.dtype) this.castAdapter(name, options.dtype);
     if (!options.isTrainable) this.frozen.add(name);
     this.refreshTrainable();
+  }
+
+  /** Converts adapter `name`'s own tensors (not the base model's biases) to `dtype`, e.g. for serving. */
+  castAdapter(name: string, dtype: DType): void {
+    this.assertUsable();
+    this.assertKnown(name);
+    noGrad(() => {
+      for (const e of adapterStateEntries(this.model, name, this.configs.get(name)!)) {
+        const current = entryTensor(e);
+        if (!e.ownedByAdapter || current.dtype === dtype) continue;
+        const cast = to(current, { dtype }).keep();
+        cast.requiresGrad = current.requiresGrad;
+        current.dispose();
+        e.owner.setParameter(e.param, cast);
+      }
+    });
   }
 
   /** Activates adapter(s); they become trainable unless inferenceMode (PEFT's set_adapter). Merged layers are unmerged first. */

@@ -1,20 +1,22 @@
 import type { LlamaForCausalLM } from '../models/llama.js';
 import { LoraLinear, ModulesToSaveWrapper, PeftModel } from '../peft/index.js';
+import type { DType } from '../tensor/dtype.js';
 import type { AdapterBackend } from './adapter-backend.js';
 
 /**
  * Adapters as PEFT LoRA layers injected into the one base model. Rows pick their adapter through the forward
  * context (adapterNames), so the base projection runs once per batch and every row's low-rank product follows in
  * one gathered call per projection (ops' multiLoraLinear); nothing is ever merged into the base weights. Adapters
- * are loaded in inference mode (frozen).
+ * are loaded in inference mode (frozen), their tensors in `adapterDtype`.
  */
-export function peftAdapterBackend(model: LlamaForCausalLM): AdapterBackend {
+export function peftAdapterBackend(model: LlamaForCausalLM, options: { adapterDtype: DType }): AdapterBackend {
   let peft: PeftModel | null = null;
+  const dtype = options.adapterDtype;
   return {
     async load(name, dir) {
-      if (peft) return peft.loadAdapter(dir, name);
+      if (peft) return peft.loadAdapter(dir, name, { dtype });
       try {
-        peft = await PeftModel.fromPretrained(model, dir, { adapterName: name });
+        peft = await PeftModel.fromPretrained(model, dir, { adapterName: name, dtype });
       } catch (error) {
         // A failed first load may leave empty LoRA layers in the model, which would refuse every later PeftModel.
         removePeftLayers(model);

@@ -36,10 +36,15 @@ export interface ServerOptions {
   readonly bodyLimit?: number;
   readonly device?: string;
   readonly dtype?: DType | 'auto';
+  /**
+   * dtype adapters are stored and computed in: 'model' (default) takes the base weights' dtype, as vLLM serves LoRA,
+   * which halves the bytes a bfloat16 decode step reads per adapter; 'float32' computes them as PEFT does.
+   */
+  readonly adapterDtype?: DType | 'model';
   /** Log every request (pino JSON lines on stdout); errors are logged either way. Default false. */
   readonly logger?: boolean;
   /** Where adapters are attached; default: PEFT LoRA layers on the loaded model. */
-  readonly adapterBackend?: (model: LlamaForCausalLM) => AdapterBackend;
+  readonly adapterBackend?: (model: LlamaForCausalLM, options: { adapterDtype: DType }) => AdapterBackend;
 }
 
 export const SERVER_DEFAULTS = {

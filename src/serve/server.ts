@@ -41,7 +41,8 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     onError: (error) => app.log.error(error),
   });
   const baseModelName = o.modelName ?? basename(resolve(options.modelDir));
-  const backend: AdapterBackend = (options.adapterBackend ?? peftAdapterBackend)(model);
+  const adapterDtype = !o.adapterDtype || o.adapterDtype === 'model' ? model.dtype : o.adapterDtype;
+  const backend: AdapterBackend = (options.adapterBackend ?? peftAdapterBackend)(model, { adapterDtype });
   const adapters = new AdapterRegistry(backend, { baseModelName, maxLoaded: o.maxAdapters, exclusive: (fn) => scheduler.exclusive(fn) });
   const metrics = new Metrics({ queueDepth: () => scheduler.queueDepth, running: () => scheduler.runningCount, loadedAdapters: () => adapters.loadedCount });
   const contextLength = model.config.maxPositionEmbeddings;

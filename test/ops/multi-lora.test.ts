@@ -22,11 +22,14 @@ function values(shape: number[], seed: number, dtype: DType = 'float32'): Tensor
   return ops.tensor(seededValues(shape.reduce((p, d) => p * d, 1), seed), shape, { device: TEST_DEVICE, dtype });
 }
 
-function adapters(dtype: DType = 'float32'): ops.MultiLoraAdapter[] {
-  return ADAPTERS.map(({ rank, scale }, i) => ({ a: values([rank, IN], 10 + i, dtype), b: values([OUT, rank], 20 + i, dtype), scale }));
+function adapters(dtype: DType = 'float32', specs = ADAPTERS, inF = IN, outF = OUT): ops.MultiLoraAdapter[] {
+  return specs.map(({ rank, scale }, i) => ({ a: values([rank, inF], 10 + i, dtype), b: values([outF, rank], 20 + i, dtype), scale }));
 }
 
 async function reference(x: Tensor, base: Tensor, list: readonly ops.MultiLoraAdapter[], rowAdapter: readonly number[]): Promise<Float32Array> {
+  const IN = x.shape[2]!;
+  const OUT = base.shape[2]!;
+  const POSITIONS = x.shape[1]!;
   const xs = await x.data(), out = Float32Array.from(await base.data());
   const weights = await Promise.all(list.map(async ({ a, b }) => ({ a: await a.data(), b: await b.data() })));
   rowAdapter.forEach((s, row) => {
@@ -92,6 +95,28 @@ test('a row gets the same bits alone and in any batch under the backend\'s batch
     assert.deepEqual(await alone.data(), batch.slice(row * OUT, (row + 1) * OUT), `row ${row}`);
   }
 });
+
+// Features a multiple of 8 and ranks a multiple of 8 take the CUDA kernel's vector loads; 37 features and ranks
+// 1, 4, 7 above take its scalar loads.
+for (const dtype of ['float32', 'bfloat16'] as const) {
+  test(`${dtype}: aligned shapes (64 -> 40 features, ranks 8 and 16) agree with the reference, alone and batched`, async () => {
+    const specs = [{ rank: 16, scale: 0.5 }, { rank: 8, scale: -1 }];
+    const list = adapters(dtype, specs, 64, 40);
+    const rowAdapter = [1, 0, -1, 0, 1];
+    const x = values([rowAdapter.length, 1, 64], 11, dtype);
+    const base = values([rowAdapter.length, 1, 40], 12, dtype);
+    const out = noGrad(() => ops.multiLoraLinear(x, base, list, rowAdapter));
+    assertClose(await out.data(), await reference(x, base, list, rowAdapter), dtype === 'bfloat16' ? 1e-2 : 1e-5, dtype);
+    const backend = getBackend(TEST_DEVICE);
+    if (!backend.batchInvariant) return;
+    const run = backend.batchInvariant.bind(backend);
+    const batch = await run(() => noGrad(() => ops.multiLoraLinear(x, base, list, rowAdapter))).data();
+    for (const [row, s] of rowAdapter.entries()) {
+      const alone = run(() => noGrad(() => ops.multiLoraLinear(ops.narrow(x, 0, row, 1), ops.narrow(base, 0, row, 1), list, [s])));
+      assert.deepEqual(await alone.data(), batch.slice(row * 40, (row + 1) * 40), `row ${row}`);
+    }
+  });
+}
 
 test('multiLoraLinear refuses inputs that would need a gradient, and indices or shapes that do not fit', () => {
   const x = values([2, 1, IN], 7);

@@ -39,3 +39,34 @@ test('without gradients a mixed batch takes one gathered low-rank product per la
   const gathered = await noGradAsync(() => peft.forward({ inputIds, adapterNames }));
   assertClose(await gathered.logits.data(), await perAdapter.logits.data(), 'gathered vs per-adapter', 1e-5);
 });
+
+test('the gathered path follows adapter changes between calls with the same row names (its cached plans go stale)', async () => {
+  const peft = await PeftModel.fromPretrained(await loadBase('tiny-llama'), adapterDir('tiny-llama', 'lora'), { adapterName: 'lora' });
+  await peft.loadAdapter(adapterDir('tiny-llama', 'rslora'), 'rslora');
+  const { inputIds } = await refBatch('tiny-llama');
+  const adapterNames = ['rslora', BASE_ADAPTER_NAME, 'lora'];
+  const run = async (names: readonly string[]) => noGradAsync(async () => (await peft.forward({ inputIds, adapterNames: [...names] })).logits.data());
+  const rowsOf = (data: Float32Array, row: number) => data.subarray((row * data.length) / 3, ((row + 1) * data.length) / 3);
+  const first = await run(adapterNames);
+  assert.deepEqual(await run(adapterNames), first, 'a repeated call reuses its plans with the same result');
+  const baseOnly = await run([BASE_ADAPTER_NAME, BASE_ADAPTER_NAME, BASE_ADAPTER_NAME]);
+
+  // Stored in another dtype: new weight tensors under the same names.
+  peft.castAdapter('lora', 'bfloat16');
+  const cast = await run(adapterNames);
+  assert.notDeepEqual(rowsOf(cast, 2), rowsOf(first, 2), 'row 2 now reads the bfloat16 adapter');
+  assertClose(rowsOf(cast, 2), rowsOf(first, 2), 'row 2 stays within bfloat16 rounding', 2e-2);
+  assert.deepEqual(rowsOf(cast, 0), rowsOf(first, 0), 'row 0 is unaffected');
+
+  // Deleted and loaded again under its old name: new settings and tensors, the same result as before.
+  peft.deleteAdapter('rslora');
+  assert.deepEqual(rowsOf(await run(['lora', BASE_ADAPTER_NAME, 'lora']), 1), rowsOf(baseOnly, 1));
+  await peft.loadAdapter(adapterDir('tiny-llama', 'rslora'), 'rslora');
+  assert.deepEqual(rowsOf(await run(adapterNames), 0), rowsOf(first, 0), 'a reloaded adapter is used again');
+  // Another adapter loaded under the old name: its rows follow the new weights.
+  peft.deleteAdapter('rslora');
+  await peft.loadAdapter(adapterDir('tiny-llama', 'lora'), 'rslora');
+  const swapped = await run(adapterNames);
+  assertClose(rowsOf(swapped, 0), rowsOf(await run(['rslora', 'rslora', 'rslora']), 0), 'row 0 as a fresh plan computes it', 1e-6);
+  assert.notDeepEqual(rowsOf(swapped, 0), rowsOf(first, 0), 'row 0 reads the swapped-in adapter');
+});

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { mulScalar, sub, writeSlice } from '../../src/ops/index.js';
 import { noGrad } from '../../src/tensor/grad-mode.js';
-import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, getPeftModel, PeftModel } from '../../src/peft/index.js';
+import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, getPeftModel, LoraLinear, PeftModel } from '../../src/peft/index.js';
+import type { Linear } from '../../src/nn/layers.js';
 import { adapterDir, assertTensorClose, loadBase, refBatch, refValues, tempDir, VARIANTS, type BaseName } from './helpers.js';
 
 for (const base of Object.keys(VARIANTS) as BaseName[]) {
@@ -79,4 +80,23 @@ test('savePretrained puts the adapter "default" in the folder and every other ad
   await peft.savePretrained(only, { selectedAdapters: ['qv'] });
   await assert.rejects(readFile(join(only, ADAPTER_WEIGHTS_NAME)));
   await readFile(join(only, 'qv', ADAPTER_CONFIG_NAME));
+});
+
+test('loadAdapter({ dtype }) and castAdapter store the adapter in another dtype and leave the base alone', async () => {
+  const base = await loadBase('tiny-llama');
+  const peft = await PeftModel.fromPretrained(base, adapterDir('tiny-llama', 'lora'), { adapterName: 'half', dtype: 'bfloat16' });
+  await peft.loadAdapter(adapterDir('tiny-llama', 'lora'), 'full');
+  const layer = peft.model.model.layers.items[0]!.self_attn.q_proj as LoraLinear;
+  const half = layer.lora_A.get('half')!.weight;
+  const full = layer.lora_A.get('full')!.weight;
+  assert.equal(half.dtype, 'bfloat16');
+  assert.equal(full.dtype, 'float32');
+  // The same values, rounded to bfloat16.
+  const [h, f] = [await half.data(), await full.data()];
+  for (let i = 0; i < f.length; i++) assert.ok(Math.abs(h[i]! - f[i]!) <= Math.abs(f[i]!) * 2 ** -8, `element ${i}`);
+  peft.castAdapter('full', 'bfloat16');
+  assert.equal(layer.lora_A.get('full')!.weight.dtype, 'bfloat16');
+  assert.deepEqual(await layer.lora_A.get('full')!.weight.data(), h);
+  assert.equal((layer.base_layer as Linear).weight.dtype, 'float32', 'the base weight keeps its dtype');
+  assert.throws(() => peft.castAdapter('nope', 'bfloat16'), /nope/);
 });

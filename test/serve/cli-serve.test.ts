@@ -22,6 +22,12 @@ describe('loraforge serve: flags', () => {
     assert.equal(o.apiKey, null);
     assert.equal(o.adapterRoot, null);
     assert.equal(o.maxAdapters, SERVER_DEFAULTS.maxAdapters);
+    assert.equal(o.adapterDtype, 'model');
+  });
+
+  it('reads --adapter-dtype and refuses other values', () => {
+    assert.equal(parseServeArgs(['--model', 'm', '--adapter-dtype', 'float32'], {})!.adapterDtype, 'float32');
+    assert.throws(() => parseServeArgs(['--model', 'm', '--adapter-dtype', 'int8'], {}), { name: 'UsageError' });
   });
 
   it('takes the API key from LORAFORGE_API_KEY unless --api-key is given', () => {

@@ -1,6 +1,6 @@
 import type { DeviceBuffer, HostArray } from '../../tensor/buffer.js';
 import { bytesPerElement, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../tensor/dtype.js';
-import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, AttentionLayout, Backend, BinaryOp, MatmulArgs, MultiLoraArgs, PagedAttentionArgs, PagedKvArgs, PagedKvWriteArgs, ReduceOp, UnaryOp, View } from '../backend.js';
+import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, AttentionLayout, Backend, BinaryOp, LoraAdapterView, MatmulArgs, MultiLoraArgs, PagedAttentionArgs, PagedKvArgs, PagedKvWriteArgs, ReduceOp, UnaryOp, View } from '../backend.js';
 import type { AllocatorStats } from './allocator.js';
 import { CudaBuffer } from './cuda-buffer.js';
 import { ModeFlag } from '../mode-flag.js';
@@ -92,9 +92,12 @@ const INVARIANT_ALIGN = 256;
 
 /** Bytes of one RowLora entry in kernels/lora.cu: A and B addresses, scale, rank, A's and B's dtype codes. */
 const ROW_LORA_BYTES = 32;
-/** Outputs per block of multi_lora_forward (LORA_OUTPUTS_PER_BLOCK in kernels/lora.cu) and its threads. */
+/** Outputs per block, threads and the largest rank of multi_lora_forward (LORA_OUTPUTS_PER_BLOCK, LORA_MAX_RANK in kernels/lora.cu). */
 const LORA_OUTPUTS_PER_BLOCK = 1024;
 const LORA_THREADS = 256;
+const LORA_MAX_RANK = 1024;
+/** Row tables multiLora keeps on the device (2 KiB each at 64 rows). */
+const LORA_TABLE_CACHE = 512;
 
 /**
  * The CUDA implementation of Backend: every method queues work on one stream and returns at once, except
@@ -112,6 +115,10 @@ export class CudaBackend implements Backend {
   private readonly u32OfF32 = new Uint32Array(this.f32Scratch.buffer);
   /** Inside batchInvariant(): matmul's GEMMs run as INVARIANT_ROWS-row chunks (invariantGemm). */
   private readonly invariant = new ModeFlag();
+  /** multiLora row tables on the device by content, least recently used first (loraRowTable). */
+  private readonly loraTables = new Map<string, CudaBuffer>();
+  /** The table key of a row map already seen with these adapter views (callers that reuse plans skip the rebuild). */
+  private readonly loraTableKeys = new WeakMap<Int32Array, { adapters: readonly LoraAdapterView[]; key: string; maxRank: number }>();
 
   constructor(device: string, ordinal: number) {
     this.device = device;
@@ -482,9 +489,9 @@ export class CudaBackend implements Backend {
 
   /**
    * Runs fn with matmul's GEMMs cut into INVARIANT_ROWS-row chunks (invariantGemm), so each row of a product has the
-   * same bits whatever m is and whatever the other rows hold. multiLora needs no mode: multi_lora_forward
-   * (kernels/lora.cu) already computes each row alone (one block per row, the row's h reduced in a fixed lane and warp
-   * order, each output summed over t in order), whatever the batch holds. Restores the previous mode when fn returns
+   * same bits whatever m is and whatever the other rows hold. multiLora needs no mode: its kernel
+   * (kernels/lora.cu) already computes each row alone (the row's h reduced in a fixed lane and warp order; each
+   * output summed over t in order), whatever the batch holds. Restores the previous mode when fn returns
    * or throws, so calls nest.
    */
   batchInvariant<T>(fn: () => T): T {
@@ -503,31 +510,78 @@ export class CudaBackend implements Backend {
     const op = this.span(p.out, 0, rows * outFeatures, 'multiLora out');
     if (p.rowAdapter.length !== rows) throw new RangeError(`multiLora: ${p.rowAdapter.length} row adapters for ${rows} rows.`);
     if (rows === 0 || outFeatures === 0) return;
-    // One RowLora per row; a row without an adapter stays zero (rank 0), which makes the kernel copy base.
+    // A caller that passes the same adapter views and row map again (a cached plan, as LoraLinear keeps) finds its
+    // table without rebuilding it.
+    const memo = this.loraTableKeys.get(p.rowAdapter);
+    let rowTable = memo && memo.adapters === p.adapters ? this.loraRowTableByKey(memo.key) : undefined;
+    let maxRank = memo?.maxRank ?? 0;
+    if (!rowTable) {
+      const built = this.buildLoraRowTable(p);
+      maxRank = built.maxRank;
+      const key = Buffer.from(built.table.buffer).toString('latin1');
+      rowTable = this.loraRowTableByKey(key) ?? this.cacheLoraRowTable(key, built.table);
+      this.loraTableKeys.set(p.rowAdapter, { adapters: p.adapters, key, maxRank });
+    }
+    if (maxRank > LORA_MAX_RANK) throw new RangeError(`multiLora on CUDA supports ranks up to ${LORA_MAX_RANK}, got ${maxRank}.`);
+    const fn = this.fn('lora', 'multi_lora_forward');
+    this.args.ptr(rowTable.at(0)).ptr(xp).i32(this.code(p.x)).ptr(bp).i32(this.code(p.base)).ptr(op).i32(this.code(p.out)).i64(rows).i64(inFeatures).i64(outFeatures);
+    this.launch(fn, [Math.ceil(outFeatures / LORA_OUTPUTS_PER_BLOCK), Math.min(rows, MAX_GRID_Y), 1], [LORA_THREADS, 1, 1]);
+  }
+
+  /**
+   * One RowLora per row; a row without an adapter stays zero (rank 0), which makes the kernels copy base. Each
+   * adapter's entry is built once and copied to its rows.
+   */
+  private buildLoraRowTable(p: MultiLoraArgs): { table: Uint8Array; maxRank: number } {
+    const { rows, inFeatures, outFeatures } = p;
+    const entries = p.adapters.map((adapter) => {
+      const entry = new Uint8Array(ROW_LORA_BYTES);
+      const view = new DataView(entry.buffer);
+      view.setBigUint64(0, BigInt(this.span(adapter.a, adapter.aOffset, adapter.rank * inFeatures, 'multiLora A')), true);
+      view.setBigUint64(8, BigInt(this.span(adapter.b, adapter.bOffset, outFeatures * adapter.rank, 'multiLora B')), true);
+      view.setFloat32(16, adapter.scale, true);
+      view.setInt32(20, adapter.rank, true);
+      view.setInt32(24, this.code(adapter.a), true);
+      view.setInt32(28, this.code(adapter.b), true);
+      return entry;
+    });
     const table = new Uint8Array(rows * ROW_LORA_BYTES);
-    const view = new DataView(table.buffer);
     let maxRank = 0;
     for (let row = 0; row < rows; row++) {
       const slot = p.rowAdapter[row]!;
       if (slot === -1) continue;
-      const adapter = p.adapters[slot];
-      if (!adapter) throw new RangeError(`multiLora: row ${row} names adapter ${slot}, but ${p.adapters.length} were given.`);
-      const at = row * ROW_LORA_BYTES;
-      view.setBigUint64(at, BigInt(this.span(adapter.a, adapter.aOffset, adapter.rank * inFeatures, 'multiLora A')), true);
-      view.setBigUint64(at + 8, BigInt(this.span(adapter.b, adapter.bOffset, outFeatures * adapter.rank, 'multiLora B')), true);
-      view.setFloat32(at + 16, adapter.scale, true);
-      view.setInt32(at + 20, adapter.rank, true);
-      view.setInt32(at + 24, this.code(adapter.a), true);
-      view.setInt32(at + 28, this.code(adapter.b), true);
-      maxRank = Math.max(maxRank, adapter.rank);
+      const entry = entries[slot];
+      if (!entry) throw new RangeError(`multiLora: row ${row} names adapter ${slot}, but ${p.adapters.length} were given.`);
+      table.set(entry, row * ROW_LORA_BYTES);
+      maxRank = Math.max(maxRank, p.adapters[slot]!.rank);
     }
-    const rowTable = this.buf(this.fromHost('uint8', table), 'multiLora table');
-    const fn = this.fn('lora', 'multi_lora_forward');
-    this.args.ptr(rowTable.at(0)).ptr(xp).i32(this.code(p.x)).ptr(bp).i32(this.code(p.base)).ptr(op).i32(this.code(p.out))
-      .i64(rows).i64(inFeatures).i64(outFeatures);
-    this.runtime.params.launch(fn, [Math.ceil(outFeatures / LORA_OUTPUTS_PER_BLOCK), Math.min(rows, MAX_GRID_Y), 1], [LORA_THREADS, 1, 1], 4 * maxRank);
-    // Stream-ordered: the allocator hands the block out again only to work queued after this kernel.
-    this.release(rowTable);
+    return { table, maxRank };
+  }
+
+  /**
+   * Device copies of multiLora row tables, kept by content: a decode step asks for the same tables (one per
+   * projection) as the step before while the batch keeps its adapters, so steps reuse them instead of copying
+   * and allocating each anew. The content is the key (adapter addresses, scales, ranks, dtypes), so an entry is
+   * right whenever it is found. Least recently used entries past LORA_TABLE_CACHE are released (stream-ordered).
+   */
+  private loraRowTableByKey(key: string): CudaBuffer | undefined {
+    const found = this.loraTables.get(key);
+    if (found) {
+      this.loraTables.delete(key);
+      this.loraTables.set(key, found);
+    }
+    return found;
+  }
+
+  private cacheLoraRowTable(key: string, table: Uint8Array): CudaBuffer {
+    const buffer = this.buf(this.fromHost('uint8', table), 'multiLora table');
+    if (this.loraTables.size >= LORA_TABLE_CACHE) {
+      const [oldest, old] = this.loraTables.entries().next().value as [string, CudaBuffer];
+      this.loraTables.delete(oldest);
+      this.release(old);
+    }
+    this.loraTables.set(key, buffer);
+    return buffer;
   }
 
   /** Contiguous run copy with conversion between two device addresses. */

@@ -98,6 +98,26 @@ __device__ __forceinline__ i64 load_index(const void* p, int dt, i64 i) {
   return dt == DT_I64 ? ((const i64*)p)[i] : (i64)((const int*)p)[i];
 }
 
+// Eight 16-bit floats (bfloat16, or float16 when !bf16) packed in 16 bytes, widened in order.
+__device__ __forceinline__ void unpack_16x8(uint4 v, bool bf16, float* f) {
+  const u32 w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const u16 h = (u16)((w[j / 2] >> (16 * (j % 2))) & 0xffffu);
+    f[j] = bf16 ? bf16_to_f32(h) : f16_to_f32(h);
+  }
+}
+
+// Loads 8 contiguous elements of a float32, bfloat16 or float16 array starting at element 8g (16-byte aligned).
+__device__ __forceinline__ void load8(const void* p, int dt, i64 g, float* f) {
+  if (dt == DT_BF16 || dt == DT_F16) {
+    unpack_16x8(((const uint4*)p)[g], dt == DT_BF16, f);
+  } else {
+    const float4 a = ((const float4*)p)[2 * g], b = ((const float4*)p)[2 * g + 1];
+    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+  }
+}
+
 __device__ __forceinline__ bool is_nan(float x) { return x != x; }
 
 __device__ __forceinline__ i64 min_i64(i64 a, i64 b) { return a < b ? a : b; }

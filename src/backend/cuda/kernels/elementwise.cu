@@ -58,15 +58,6 @@ __device__ __forceinline__ int dtype_bytes(int dt) {
 
 __device__ __forceinline__ bool aligned16(const void* p) { return ((u64)p & 15) == 0; }
 
-__device__ __forceinline__ void unpack_bf16x8(uint4 v, float* f) {
-  const u32 w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    f[2 * j] = bf16_to_f32((u16)(w[j] & 0xffffu));
-    f[2 * j + 1] = bf16_to_f32((u16)(w[j] >> 16));
-  }
-}
-
 __device__ __forceinline__ uint4 pack_bf16x8(const float* f) {
   uint4 v;
   v.x = (u32)f32_to_bf16(f[0]) | ((u32)f32_to_bf16(f[1]) << 16);
@@ -76,16 +67,7 @@ __device__ __forceinline__ uint4 pack_bf16x8(const float* f) {
   return v;
 }
 
-// Loads or stores 8 contiguous elements of a float32 or bfloat16 array starting at element 8g.
-__device__ __forceinline__ void load8(const void* p, int dt, i64 g, float* f) {
-  if (dt == DT_BF16) {
-    unpack_bf16x8(((const uint4*)p)[g], f);
-  } else {
-    const float4 a = ((const float4*)p)[2 * g], b = ((const float4*)p)[2 * g + 1];
-    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
-  }
-}
-
+// Stores 8 contiguous elements of a float32 or bfloat16 array starting at element 8g (load8 is in common.cuh).
 __device__ __forceinline__ void store8(void* p, int dt, i64 g, const float* f) {
   if (dt == DT_BF16) {
     ((uint4*)p)[g] = pack_bf16x8(f);
