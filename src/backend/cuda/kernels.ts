@@ -10,10 +10,11 @@ import type { LaunchProfiler } from './profiler.js';
 export const DTYPE_CODES: Readonly<Record<DType, number>> = { float32: 0, bfloat16: 1, float16: 2, int32: 3, int64: 4, uint8: 5 };
 
 /** One .cu file under kernels/ per family; each is compiled (and cached) the first time one of its kernels runs. */
-export type KernelFamily = 'elementwise' | 'reduce' | 'softmax' | 'rmsnorm' | 'rope' | 'embedding' | 'cross_entropy' | 'adamw' | 'nf4' | 'random' | 'attention' | 'lora' | 'kv_cache';
+export const KERNEL_FAMILIES = ['elementwise', 'reduce', 'softmax', 'rmsnorm', 'rope', 'embedding', 'cross_entropy', 'adamw', 'nf4', 'random', 'attention', 'lora', 'kv_cache'] as const;
+export type KernelFamily = (typeof KERNEL_FAMILIES)[number];
 
 /** NVRTC options for every family: no FMA contraction, so float results round as the CPU reference's do. */
-const NVRTC_OPTIONS = ['--std=c++17', '--fmad=false'] as const;
+export const NVRTC_OPTIONS = ['--std=c++17', '--fmad=false'] as const;
 
 /**
  * kernels/ beside this file when running from source; from dist/src/backend/cuda/ the sources stay in
@@ -26,6 +27,13 @@ export function kernelSourceDir(): string {
     if (existsSync(`${dir}common.cuh`)) return dir;
   }
   throw new Error(`The CUDA kernel sources (src/backend/cuda/kernels/*.cu) are missing next to ${fileURLToPath(import.meta.url)}; reinstall loraforge.`);
+}
+
+/** The source NVRTC compiles for a family: common.cuh, then the family's file (with #line so errors name the right line). */
+export function kernelSource(family: KernelFamily, dir = kernelSourceDir()): string {
+  const common = readFileSync(`${dir}common.cuh`, 'utf8');
+  const body = readFileSync(`${dir}${family}.cu`, 'utf8');
+  return `#line 1 "common.cuh"\n${common}\n#line 1 "${family}.cu"\n${body}`;
 }
 
 /** Compiles families on first use and looks up their kernels by name. */
@@ -42,12 +50,10 @@ export class KernelModules {
     readonly arch: string,
   ) {}
 
-  /** The source NVRTC sees: common.cuh, then the family's file (with #line so errors name the right line). */
+  /** The source NVRTC sees (kernelSource). */
   source(family: KernelFamily): string {
     this.sourceDir ??= kernelSourceDir();
-    const common = readFileSync(`${this.sourceDir}common.cuh`, 'utf8');
-    const body = readFileSync(`${this.sourceDir}${family}.cu`, 'utf8');
-    return `#line 1 "common.cuh"\n${common}\n#line 1 "${family}.cu"\n${body}`;
+    return kernelSource(family, this.sourceDir);
   }
 
   private module(family: KernelFamily): number {
