@@ -16,6 +16,21 @@ export interface LinearLike extends Module {
   forward(x: Tensor, ctx?: ForwardContext): Tensor;
 }
 
+let parameterEpoch = 0;
+
+/**
+ * A number that changes whenever any module's parameter tensor is replaced (setParameter) or a caller marks a
+ * structural change (bumpParameterEpoch): caches of derived state (LoRA's gathered plans) compare it instead of
+ * every tensor they hold. In-place updates (optimizer steps) keep tensors and so keep it.
+ */
+export function currentParameterEpoch(): number {
+  return parameterEpoch;
+}
+
+export function bumpParameterEpoch(): void {
+  parameterEpoch++;
+}
+
 /**
  * Base of every layer: named parameters and children in registration order, so parameter names come out
  * exactly as transformers spells them ("model.layers.0.self_attn.q_proj.weight").
@@ -43,6 +58,7 @@ export abstract class Module {
     if (!this.params.has(name)) throw new Error(`${this.constructor.name} has no parameter "${name}".`);
     this.params.set(name, t);
     (this as unknown as Record<string, Tensor | null>)[name] = t;
+    parameterEpoch++;
   }
 
   getParameter(name: string): Tensor | null {

@@ -1,5 +1,5 @@
 import { Linear } from '../nn/layers.js';
-import { Module, type ForwardContext, type LinearLike } from '../nn/module.js';
+import { bumpParameterEpoch, currentParameterEpoch, Module, type ForwardContext, type LinearLike } from '../nn/module.js';
 import { add, addScalar, div, linear, loraLinear, matmul, mul, mulScalar, multiLoraLinear, prepareMultiLora, reshape, sub, to, type MultiLoraAdapter, type MultiLoraPlan } from '../ops/index.js';
 import { isGradEnabled, noGrad } from '../tensor/grad-mode.js';
 import { scope } from '../tensor/scope.js';
@@ -45,11 +45,10 @@ const GATHER_PLANS = 4;
 interface GatherPlan {
   /** null when no row names an adapter of this layer. */
   readonly plan: MultiLoraPlan | null;
-  /** Adapter name and settings per plan slot. */
-  readonly names: readonly string[];
-  readonly settings: readonly LoraAdapterSettings[];
-  /** Row names this layer had no adapter for (base rows). */
-  readonly absent: readonly string[];
+  /** currentParameterEpoch() when built: no adapter was added, deleted or given new tensors since while it is equal. */
+  readonly epoch: number;
+  /** Whether a slot's adapter has dropout (the plan does not apply while training). */
+  readonly dropout: boolean;
 }
 
 const rowKeys = new WeakMap<readonly string[], string>();
@@ -111,6 +110,7 @@ export class LoraLinear extends Module implements LinearLike {
   }
 
   addAdapter(name: string, settings: LoraAdapterSettings, weights: LoraAdapterWeights): void {
+    bumpParameterEpoch();
     this.settings.set(name, settings);
     this.lora_A.set(name, new Linear(weights.a));
     this.lora_B.set(name, new Linear(weights.b, weights.bBias));
@@ -132,6 +132,7 @@ export class LoraLinear extends Module implements LinearLike {
       dict.delete(name);
     }
     this.settings.delete(name);
+    bumpParameterEpoch();
   }
 
   /** Drops every adapter (merged ones stay folded into the base weight) and returns the base layer: unloading. */
@@ -241,9 +242,8 @@ export class LoraLinear extends Module implements LinearLike {
   private buildGatherPlan(rowAdapters: readonly string[]): GatherPlan | null {
     const slots = new Map<string, number>();
     const adapters: MultiLoraAdapter[] = [];
-    const names: string[] = [];
-    const settings: LoraAdapterSettings[] = [];
     const rowAdapter: number[] = [];
+    let dropout = false;
     for (const name of rowAdapters) {
       const s = this.settings.get(name);
       if (!s) {
@@ -256,24 +256,20 @@ export class LoraLinear extends Module implements LinearLike {
         slot = adapters.length;
         slots.set(name, slot);
         adapters.push({ a: this.lora_A.get(name)!.weight, b: this.lora_B.get(name)!.weight, scale: s.scaling });
-        names.push(name);
-        settings.push(s);
+        dropout ||= s.dropout > 0;
       }
       rowAdapter.push(slot);
     }
     const plan = adapters.length === 0 ? null : prepareMultiLora(adapters, rowAdapter, this.inFeatures, this.outFeatures);
-    return { plan, names, settings, absent: [...new Set(rowAdapters.filter((n) => !this.settings.has(n)))] };
+    return { plan, epoch: currentParameterEpoch(), dropout };
   }
 
-  /** Whether a cached plan still holds: the same settings and weight tensors for its adapters, none added for its other rows. */
+  /**
+   * Whether a cached plan still holds: no adapter added, deleted or given new tensors anywhere since it was built
+   * (one number compared, not every adapter of the batch), and no dropout at work.
+   */
   private planCurrent(p: GatherPlan): boolean {
-    for (const [i, name] of p.names.entries()) {
-      const s = this.settings.get(name);
-      if (s !== p.settings[i] || (this.state.training && s.dropout > 0)) return false;
-      const { a, b } = p.plan!.adapters[i]!;
-      if (a.disposed || b.disposed || this.lora_A.get(name)?.weight !== a || this.lora_B.get(name)?.weight !== b) return false;
-    }
-    return p.absent.every((n) => !this.settings.has(n));
+    return p.epoch === currentParameterEpoch() && !(this.state.training && p.dropout);
   }
 
   /** result + this adapter's contribution for input x (result holds the base output and earlier adapters'). */

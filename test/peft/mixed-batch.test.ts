@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BASE_ADAPTER_NAME, PeftModel } from '../../src/peft/index.js';
-import { noGradAsync } from '../../src/tensor/grad-mode.js';
+import { writeSlice, zeros } from '../../src/ops/index.js';
+import { noGrad, noGradAsync } from '../../src/tensor/grad-mode.js';
 import { adapterDir, assertClose, assertTensorClose, loadBase, mixedVariants, refBatch, refInts, refValues, VARIANTS, type BaseName } from './helpers.js';
 
 for (const base of Object.keys(VARIANTS) as BaseName[]) {
@@ -69,4 +70,10 @@ test('the gathered path follows adapter changes between calls with the same row 
   const swapped = await run(adapterNames);
   assertClose(rowsOf(swapped, 0), rowsOf(await run(['rslora', 'rslora', 'rslora']), 0), 'row 0 as a fresh plan computes it', 1e-6);
   assert.notDeepEqual(rowsOf(swapped, 0), rowsOf(first, 0), 'row 0 reads the swapped-in adapter');
+
+  // Updated in place (as an optimizer step does): the same tensors, new values, read where they live.
+  for (const [path, t] of peft.model.namedParameters()) {
+    if (path.includes('lora_B.rslora')) noGrad(() => writeSlice(t, 0, 0, zeros(t.shape, { dtype: t.dtype, device: t.device })));
+  }
+  assertClose(rowsOf(await run(adapterNames), 0), rowsOf(baseOnly, 0), 'a zeroed B leaves the base row', 1e-6);
 });
