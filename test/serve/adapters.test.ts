@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { generate } from '../../src/generate/index.js';
 import { PeftModel } from '../../src/peft/index.js';
+import { peftAdapterBackend } from '../../src/serve/peft-adapter-backend.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import {
   adapterDir,
@@ -119,5 +120,33 @@ describe('adapter cache bounded by --max-adapters', () => {
     const listed = await rawRequest(t.baseURL, 'GET', '/adapters');
     const loaded = (listed.json as { data: { id: string; loaded: boolean }[] }).data.filter((a) => a.loaded).map((a) => a.id);
     assert.deepEqual(loaded.sort(), ['lora', 'lora_qv']);
+  });
+});
+
+describe('--adapter-dtype', () => {
+  it('stores adapters in the model dtype by default and in the dtype asked for, and serves them', async () => {
+    const prompt = await fixturePrompt();
+    for (const [asked, stored] of [[undefined, 'float32'], ['bfloat16', 'bfloat16']] as const) {
+      const seen: string[] = [];
+      const t = await startServer({
+        adapters: [{ name: 'lora', path: adapterDir('lora') }],
+        ...(asked ? { adapterDtype: asked } : {}),
+        adapterBackend: (model, options) => {
+          seen.push(options.adapterDtype);
+          return peftAdapterBackend(model, options);
+        },
+      });
+      try {
+        assert.deepEqual(seen, [stored]);
+        const r = await t.client().completions.create({ model: 'lora', prompt, max_tokens: 16, temperature: 0 });
+        // The library's own greedy output with the adapter stored the same way.
+        const model = await loadFixtureModel();
+        const peft = await PeftModel.fromPretrained(model, adapterDir('lora'), { dtype: stored });
+        const [ids] = await generate(peft.model, [prompt], { maxNewTokens: 16, eosTokenId: null });
+        assert.equal(r.choices[0]!.text, await decodeOutput(ids!.slice(prompt.length)), `adapters in ${stored}`);
+      } finally {
+        await t.server.close();
+      }
+    }
   });
 });
