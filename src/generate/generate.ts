@@ -43,7 +43,6 @@ export async function generateDetailed(model: LlamaForCausalLM, promptIds: numbe
   if (options.adapterNames && options.adapterNames.length !== rows.length) throw new Error(`${options.adapterNames.length} adapter names for ${rows.length} prompts.`);
   const caches: KvCache[] = rows.map((r) => model.newCache(r.length + maxNew));
   const finish: (FinishReason | null)[] = rows.map(() => null);
-  const vocab = model.config.vocabSize;
   // Greedy steps take each row's argmax on the device and read back only the ids, never the logits.
   const greedy = isGreedy(options);
   try {
@@ -51,8 +50,7 @@ export async function generateDetailed(model: LlamaForCausalLM, promptIds: numbe
       let next = new Array<number>(rows.length).fill(-1);
       for (let b = 0; b < rows.length; b++) {
         const adapters = options.adapterNames ? [options.adapterNames[b]!] : undefined;
-        if (greedy) next[b] = (await lastIds(model, [rows[b]!], [caches[b]!], adapters))[0]!;
-        else next[b] = choose((await lastLogits(model, [rows[b]!], [caches[b]!], adapters)).subarray(0, vocab), rows[b]!, options, rng);
+        next[b] = (await nextTokens(model, [rows[b]!], [caches[b]!], adapters, [rows[b]!], options, rng, greedy))[0]!;
       }
       for (let step = 0; step < maxNew; step++) {
         const active: number[] = [];
@@ -66,21 +64,20 @@ export async function generateDetailed(model: LlamaForCausalLM, promptIds: numbe
           else active.push(b);
         }
         if (active.length === 0 || options.signal?.aborted) break;
-        const inputIds = active.map((b) => [next[b]!]);
-        const activeCaches = active.map((b) => caches[b]!);
-        const adapters = options.adapterNames ? active.map((b) => options.adapterNames![b]!) : undefined;
+        const ids = await nextTokens(
+          model,
+          active.map((b) => [next[b]!]),
+          active.map((b) => caches[b]!),
+          options.adapterNames ? active.map((b) => options.adapterNames![b]!) : undefined,
+          active.map((b) => rows[b]!),
+          options,
+          rng,
+          greedy,
+        );
         next = next.slice();
-        if (greedy) {
-          const ids = await lastIds(model, inputIds, activeCaches, adapters);
-          active.forEach((b, i) => {
-            next[b] = ids[i]!;
-          });
-        } else {
-          const logits = await lastLogits(model, inputIds, activeCaches, adapters);
-          active.forEach((b, i) => {
-            next[b] = choose(logits.subarray(i * vocab, (i + 1) * vocab), rows[b]!, options, rng);
-          });
-        }
+        active.forEach((b, i) => {
+          next[b] = ids[i]!;
+        });
       }
       return { sequences: rows, finishReasons: finish.map((f) => f ?? 'length') };
     });
@@ -89,18 +86,20 @@ export async function generateDetailed(model: LlamaForCausalLM, promptIds: numbe
   }
 }
 
-async function lastLogits(model: LlamaForCausalLM, inputIds: number[][], caches: KvCache[], adapterNames?: readonly string[]): Promise<Float32Array> {
+/**
+ * One forward over the rows and each row's next token: the device argmax when greedy (only the ids come back), else
+ * choose() over the row's logits, rows in order (so a seeded generator is drawn from in the same order).
+ */
+async function nextTokens(
+  model: LlamaForCausalLM, inputIds: number[][], caches: KvCache[], adapterNames: readonly string[] | undefined,
+  sequences: readonly number[][], options: GenerateOptions, rng: Rng, greedy: boolean,
+): Promise<number[]> {
   return scopeAsync(async () => {
     const out = model.run({ inputIds, caches, lastTokenOnly: true, adapterNames });
-    return out.logits.data();
-  });
-}
-
-/** The rows' argmax, taken on the device: what choose() returns from the full logits when options are greedy. */
-async function lastIds(model: LlamaForCausalLM, inputIds: number[][], caches: KvCache[], adapterNames?: readonly string[]): Promise<Int32Array> {
-  return scopeAsync(async () => {
-    const out = model.run({ inputIds, caches, lastTokenOnly: true, adapterNames });
-    return argmax(out.logits).intData();
+    if (greedy) return Array.from(await argmax(out.logits).intData());
+    const logits = await out.logits.data();
+    const vocab = model.config.vocabSize;
+    return sequences.map((sequence, i) => choose(logits.subarray(i * vocab, (i + 1) * vocab), sequence, options, rng));
   });
 }
 
