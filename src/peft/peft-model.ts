@@ -82,6 +82,11 @@ export class PeftModel extends Module {
     this.state = { activeAdapters: [], adaptersDisabled: false, training: false, rng: new Rng(seed) };
   }
 
+  /** The generator LoRA dropout draws its masks from; a trainer saves and restores its state with checkpoints. */
+  get dropoutRng(): Rng {
+    return this.state.rng;
+  }
+
   /** PEFT's get_peft_model: a new trainable adapter, active. */
   static create(model: LlamaForCausalLM, config: LoraConfig, adapterName = 'default'): PeftModel {
     const resolved = resolveLoraConfig(config);
