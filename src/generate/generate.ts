@@ -4,7 +4,7 @@ import { argmax } from '../ops/index.js';
 import { noGradAsync } from '../tensor/grad-mode.js';
 import { Rng } from '../tensor/random.js';
 import { scopeAsync } from '../tensor/scope.js';
-import { applyRepetitionPenalty, pickToken, type SamplingOptions } from './sampling.js';
+import { applyRepetitionPenalty, pickToken, picksGreedily, type SamplingOptions } from './sampling.js';
 
 export interface GenerateOptions extends SamplingOptions {
   /** New tokens per row at most (transformers' max_new_tokens). Default 20. */
@@ -105,9 +105,7 @@ async function nextTokens(
 
 /** True when choose() reduces to argmax of the raw logits: pickToken's greedy branch and no repetition penalty applied. */
 function isGreedy(options: GenerateOptions): boolean {
-  const sampled = options.doSample && (options.temperature ?? 1) > 0;
-  const penalised = Boolean(options.repetitionPenalty) && options.repetitionPenalty !== 1;
-  return !sampled && !penalised;
+  return picksGreedily(options) && (!options.repetitionPenalty || options.repetitionPenalty === 1);
 }
 
 function choose(logits: Float32Array, sequence: readonly number[], options: GenerateOptions, rng: Rng): number {

@@ -28,14 +28,18 @@ export function argmax(values: Float32Array): number {
   return best;
 }
 
+/** Whether pickToken takes the argmax: no sampling asked for, or a temperature that is not positive. */
+export function picksGreedily(options: SamplingOptions): boolean {
+  return !options.doSample || !((options.temperature ?? 1) > 0);
+}
+
 /**
  * Picks the next token from one row of logits: greedy, or temperature -> top-k -> top-p -> multinomial, the
  * order transformers applies its warpers in.
  */
 export function pickToken(logits: Float32Array, options: SamplingOptions, rng: Rng): number {
-  if (!options.doSample) return argmax(logits);
+  if (picksGreedily(options)) return argmax(logits);
   const temperature = options.temperature ?? 1;
-  if (!(temperature > 0)) return argmax(logits);
   const ids = Array.from({ length: logits.length }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]!);
   let keep = ids.length;
   if (options.topK && options.topK > 0) keep = Math.min(keep, options.topK);

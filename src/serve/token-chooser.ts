@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { applyRepetitionPenalty, pickToken, type SamplingOptions } from '../generate/sampling.js';
+import { applyRepetitionPenalty, pickToken, picksGreedily, type SamplingOptions } from '../generate/sampling.js';
 import { Rng } from '../tensor/random.js';
 import type { SamplingParams } from './generation-params.js';
 
@@ -25,7 +25,7 @@ export class TokenChooser {
    * drawn from): the scheduler then takes the row's argmax on the device and passes it to accept().
    */
   get choosesGreedy(): boolean {
-    return !this.options.doSample && !this.penalised;
+    return picksGreedily(this.options) && !this.penalised;
   }
 
   /** Records a token that a greedy chooser would have chosen (the device's argmax), exactly as choose() records its own. */
