@@ -30,7 +30,7 @@ function checkArgs(a: AttentionArgs, buffers: readonly DeviceBuffer[]): void {
 }
 
 /** Element offset of row `row` of (batch b, head h) in an operand. */
-function rowAt(l: AttentionLayout, b: number, h: number, row: number): number {
+export function rowAt(l: AttentionLayout, b: number, h: number, row: number): number {
   return l.offset + b * l.batchStride + h * l.headStride + row * l.rowStride;
 }
 

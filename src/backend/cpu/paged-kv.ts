@@ -6,7 +6,7 @@
  */
 import type { DeviceBuffer, HostArray } from '../../tensor/buffer.js';
 import type { AttentionLayout, PagedAttentionArgs, PagedKvArgs, PagedKvWriteArgs } from '../backend.js';
-import { cpuAttention } from './attention.js';
+import { cpuAttention, rowAt } from './attention.js';
 import { allocHost, asCpu, CpuBuffer, readI32 } from './cpu-buffer.js';
 
 /** Host views of the block table and lengths, after checking every entry the step will touch. */
@@ -42,10 +42,6 @@ function slotAt(a: PagedKvArgs, table: Int32Array, b: number, h: number, p: numb
 /** Copies n elements between two host arrays of one dtype (checked by tables()). */
 function copyElements(src: HostArray, from: number, dst: HostArray, to: number, n: number): void {
   (dst as Float32Array).set((src as Float32Array).subarray(from, from + n), to);
-}
-
-function rowAt(l: AttentionLayout, b: number, h: number, t: number): number {
-  return l.offset + b * l.batchStride + h * l.headStride + t * l.rowStride;
 }
 
 export function cpuPagedKvWrite(k: DeviceBuffer, v: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, a: PagedKvWriteArgs): void {
