@@ -19,30 +19,18 @@ import peft
 import torch
 import transformers
 from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
+from random_llama import LLAMA_1B, LLAMA_8B, TARGETS, random_llama
 
 SHAPES = {
-    "llama-1b": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
-                     intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True, batch=4, seq=2048),
-    "llama-8b": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
-                     intermediate_size=14336, vocab_size=128256, tie_word_embeddings=False, batch=1, seq=2048),
+    "llama-1b": dict(LLAMA_1B, batch=4, seq=2048),
+    "llama-8b": dict(LLAMA_8B, batch=1, seq=2048),
 }
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 GIB = 2**30
 
 
 def build(shape: dict) -> torch.nn.Module:
     dims = {k: v for k, v in shape.items() if k not in ("batch", "seq")}
-    config = LlamaConfig(**dims, rms_norm_eps=1e-5, max_position_embeddings=131072, attn_implementation="sdpa",
-                         use_cache=False)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device("cuda"):
-            model = LlamaForCausalLM(config)
-    finally:
-        torch.set_default_dtype(previous)
-    model.to(torch.bfloat16)
+    model = random_llama(dims, use_cache=False)
     lora = LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
     model.train()

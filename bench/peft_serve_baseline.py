@@ -22,28 +22,19 @@ import peft
 import torch
 import transformers
 from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
+
+from random_llama import LLAMA_1B, TARGETS, random_llama
 
 SHAPES = {
     "small": dict(hidden_size=512, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4,
                   intermediate_size=1408, vocab_size=8192, tie_word_embeddings=False),
-    "llama-1b": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
-                     intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True),
+    "llama-1b": LLAMA_1B,
 }
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def build(shape: dict) -> LlamaForCausalLM:
-    config = LlamaConfig(**shape, rms_norm_eps=1e-5, rope_theta=500000.0, max_position_embeddings=131072,
-                         attn_implementation="sdpa")
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device("cuda"):
-            model = LlamaForCausalLM(config)
-    finally:
-        torch.set_default_dtype(previous)
-    model.to(torch.bfloat16).eval()
+    model = random_llama(shape, rope_theta=500000.0).eval()
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = 0
     return model
