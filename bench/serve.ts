@@ -2,7 +2,7 @@
  * Multi-adapter serving throughput: one batch of `batch` sequences decoded by the server's scheduler, with every
  * row on the base model, or the rows spread over 1, 8 or 64 distinct LoRA adapters (r16 on all seven linears).
  * The base projections run once per step for the whole batch; every row's low-rank product follows in one gathered
- * call per projection (multiLoraLinear). Decode steps run under the backend's batch-invariant matmuls, as served.
+ * call per group of projections that share an input (q, k, v; o; gate, up; down: multiLoraLinearGroup). Decode steps run under the backend's batch-invariant matmuls, as served.
  * Prints one JSON line per case, with tokens/s relative to the base-only batch (the goal is >= 0.8).
  *
  *   npm run build && node dist/bench/serve.js                                   (CPU, a small random Llama)
@@ -81,14 +81,17 @@ async function randomModel(config: LlamaConfig, args: Args): Promise<LlamaForCau
 }
 
 /** Decodes one batch; row i uses rowNames[i]. Returns decode-phase and end-to-end generated tokens per second. */
-async function runBatch(model: LlamaForCausalLM, prompts: number[][], rowNames: readonly string[], newTokens: number): Promise<{ decode: number; endToEnd: number }> {
+async function runBatch(model: LlamaForCausalLM, prompts: number[][], rowNames: readonly string[], newTokens: number, onDecodeStart?: () => void): Promise<{ decode: number; endToEnd: number }> {
   let prefilled = 0;
   let decodeStart = 0;
   const scheduler = new Scheduler(model, {
     maxBatch: prompts.length,
     maxQueue: prompts.length,
     onTokens: (kind) => {
-      if (kind === 'prompt' && ++prefilled === prompts.length) decodeStart = performance.now();
+      if (kind === 'prompt' && ++prefilled === prompts.length) {
+        onDecodeStart?.();
+        decodeStart = performance.now();
+      }
     },
   });
   const start = performance.now();
@@ -156,28 +159,34 @@ async function main(): Promise<void> {
 }
 
 /**
- * With LORAFORGE_PROFILE=1 on CUDA: one batch of 8 new tokens per case with every launch timed, printed as device
- * milliseconds by kernel kind beside the wall time (a wall time well above the kernels' sum means host-bound steps).
+ * With LORAFORGE_PROFILE=1 on CUDA: one batch of 16 new tokens per case with every decode launch timed (from the
+ * step after the last prefill), printed as device milliseconds per decode step by kernel kind beside the wall
+ * time per step (a wall time well above the kernels' sum means host-bound steps).
  */
 async function profile(model: LlamaForCausalLM, prompts: number[][], rowNames: (count: number) => string[], args: Args): Promise<void> {
   const backend = getBackend(model.device);
   const profiler = backend instanceof CudaBackend ? backend.runtime.profiler : null;
   if (!profiler) return;
-  for (const count of [...new Set([0, Math.max(...args.adapters)])]) {
-    profiler.start();
-    const start = performance.now();
-    await runBatch(model, prompts, rowNames(count), 8);
+  const newTokens = 16;
+  const steps = newTokens - 1;
+  for (const count of [...new Set([0, ...args.adapters])]) {
+    let start = 0;
+    await runBatch(model, prompts, rowNames(count), newTokens, () => {
+      profiler.start();
+      start = performance.now();
+    });
     const wallMs = performance.now() - start;
     const entries = profiler.report();
+    const perStep = (ms: number) => +(ms / steps).toFixed(3);
     console.log(
       JSON.stringify({
         bench: 'serve-profile',
         adapters: count,
-        new_tokens: 8,
-        wall_ms: +wallMs.toFixed(1),
-        kernel_ms: +entries.reduce((s, e) => s + e.ms, 0).toFixed(1),
-        launches: entries.reduce((s, e) => s + e.calls, 0),
-        by_kind: kernelsByKind(entries),
+        decode_steps: steps,
+        wall_ms_per_step: perStep(wallMs),
+        kernel_ms_per_step: perStep(entries.reduce((s, e) => s + e.ms, 0)),
+        launches_per_step: Math.round(entries.reduce((s, e) => s + e.calls, 0) / steps),
+        by_kind: kernelsByKind(entries).map((k) => ({ kind: k.kind, calls_per_step: +(k.calls / steps).toFixed(1), ms_per_step: perStep(k.ms) })),
       }),
     );
   }

@@ -55,18 +55,27 @@ export interface LoraAdapterView {
 }
 
 /**
- * Every row of a batch through the LoRA adapter it names, in one call (Punica's BGMV/SGMV), with s = rowAdapter[i]:
- *   out[i, :] = base[i, :] + scale_s * (x[i, :] A_s^T) B_s^T,   or base[i, :] where s = -1.
- * x [rows, inFeatures] and base [rows, outFeatures] are contiguous from their offsets, out [rows, outFeatures] from
- * element 0; out may be base's buffer. The adapters' weights are read where they live (no stacked copies).
- * The low-rank product is computed in float32 and added to base once, rounded to out's dtype.
+ * Every row of a batch through the LoRA adapter it names, in one call (Punica's BGMV/SGMV), for one or more
+ * projections of the same input (q, k and v of attention; gate and up of an MLP). For each output o, with
+ * s = o.rowAdapter[i]:
+ *   o.out[i, :] = o.base[i, :] + scale_s * (x[i, :] A_s^T) B_s^T,   or o.base[i, :] where s = -1,
+ * with A_s, B_s, scale_s from o.adapters. x [rows, inFeatures] and each base [rows, o.outFeatures] are contiguous
+ * from their offsets, each out [rows, o.outFeatures] from element 0; an out may be its base's buffer. The adapters'
+ * weights are read where they live (no stacked copies). The low-rank product is computed in float32 and added to
+ * base once, rounded to out's dtype. Every output gets the same bits as it would in a call of its own.
  */
 export interface MultiLoraArgs {
   readonly rows: number;
   readonly inFeatures: number;
-  readonly outFeatures: number;
   readonly x: DeviceBuffer;
   readonly xOffset: number;
+  /** At least one; CUDA runs up to MULTI_LORA_MAX_OUTPUTS of them in one launch. */
+  readonly outputs: readonly MultiLoraOutput[];
+}
+
+/** One projection of a MultiLoraArgs call. */
+export interface MultiLoraOutput {
+  readonly outFeatures: number;
   readonly base: DeviceBuffer;
   readonly baseOffset: number;
   readonly out: DeviceBuffer;

@@ -20,7 +20,7 @@ import {
   type PagedKvStep,
 } from '../ops/index.js';
 import { Embedding, RMSNorm } from '../nn/layers.js';
-import { Module, ModuleList, type ForwardContext, type LinearLike } from '../nn/module.js';
+import { forwardSharedInput, Module, ModuleList, type ForwardContext, type LinearLike } from '../nn/module.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { LlamaConfig } from './config.js';
@@ -59,9 +59,10 @@ export class LlamaAttention extends Module {
     const [B, T] = x.shape as [number, number];
     const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: D } = this.config;
     // Projections are [B, T, heads, D]; RoPE runs in that layout, attention wants [B, heads, T, D].
-    const q = rope(reshape(this.q_proj.forward(x, inp.ctx), [B, T, H, D]), inp.cos, inp.sin);
-    const k = rope(reshape(this.k_proj.forward(x, inp.ctx), [B, T, Hkv, D]), inp.cos, inp.sin);
-    const v = reshape(this.v_proj.forward(x, inp.ctx), [B, T, Hkv, D]);
+    const [qp, kp, vp] = forwardSharedInput([this.q_proj, this.k_proj, this.v_proj], x, inp.ctx) as [Tensor, Tensor, Tensor];
+    const q = rope(reshape(qp, [B, T, H, D]), inp.cos, inp.sin);
+    const k = rope(reshape(kp, [B, T, Hkv, D]), inp.cos, inp.sin);
+    const v = reshape(vp, [B, T, Hkv, D]);
     const qh = transpose(q, 1, 2);
     const kh = transpose(k, 1, 2);
     const vh = transpose(v, 1, 2);
@@ -92,7 +93,8 @@ export class LlamaMLP extends Module {
     this.down_proj = this.registerModule('down_proj', projections.down);
   }
   forward(x: Tensor, ctx: ForwardContext): Tensor {
-    return this.down_proj.forward(mul(silu(this.gate_proj.forward(x, ctx)), this.up_proj.forward(x, ctx)), ctx);
+    const [gate, up] = forwardSharedInput([this.gate_proj, this.up_proj], x, ctx) as [Tensor, Tensor];
+    return this.down_proj.forward(mul(silu(gate), up), ctx);
   }
 }
 

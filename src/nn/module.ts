@@ -14,6 +14,17 @@ export interface LinearLike extends Module {
   readonly inFeatures: number;
   readonly outFeatures: number;
   forward(x: Tensor, ctx?: ForwardContext): Tensor;
+  /**
+   * Optional: the forwards of `layers` (this layer first) over the same input, when this kind of layer can share
+   * work between them (LoRA serving: every projection's adapter products in one launch). Returns null where it
+   * cannot; forwardSharedInput then runs each layer's forward.
+   */
+  forwardGroup?(layers: readonly LinearLike[], x: Tensor, ctx?: ForwardContext): Tensor[] | null;
+}
+
+/** layers.map((l) => l.forward(x, ctx)), through the first layer's forwardGroup where it takes the group. */
+export function forwardSharedInput(layers: readonly LinearLike[], x: Tensor, ctx?: ForwardContext): Tensor[] {
+  return layers[0]?.forwardGroup?.(layers, x, ctx) ?? layers.map((l) => l.forward(x, ctx));
 }
 
 let parameterEpoch = 0;

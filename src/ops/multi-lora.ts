@@ -61,36 +61,61 @@ export function prepareMultiLora(adapters: readonly MultiLoraAdapter[], rowAdapt
  * `adapters` and `rowAdapter` may come as a plan from prepareMultiLora instead.
  */
 export function multiLoraLinear(x: Tensor, base: Tensor, adapters: readonly MultiLoraAdapter[] | MultiLoraPlan, rowAdapter?: readonly number[]): Tensor {
+  const plan = isPlan(adapters) ? adapters : prepareMultiLora(adapters, rowAdapter ?? [], x.shape[x.rank - 1]!, base.shape[base.rank - 1]!);
+  return multiLoraLinearGroup(x, [{ base, plan }])[0]!;
+}
+
+/** One projection of a multiLoraLinearGroup call: its base output and its plan. */
+export interface MultiLoraProjection {
+  readonly base: Tensor;
+  readonly plan: MultiLoraPlan;
+}
+
+/**
+ * multiLoraLinear for several projections of the same input at once (q, k and v of attention; gate and up of an
+ * MLP), each with its own base output and plan: one backend call for all of them, and each result has the bits
+ * multiLoraLinear would give it alone.
+ */
+export function multiLoraLinearGroup(x: Tensor, projections: readonly MultiLoraProjection[]): Tensor[] {
   const inF = x.shape[x.rank - 1]!;
-  const outF = base.shape[base.rank - 1]!;
   const rows = x.numel / Math.max(inF, 1);
-  if (x.rank < 2 || base.rank !== x.rank || base.shape.some((d, i) => i < x.rank - 1 && d !== x.shape[i])) {
-    throw new Error(`multiLoraLinear: the input ${formatShape(x.shape)} and the base output ${formatShape(base.shape)} must agree on every dimension but the last.`);
+  if (projections.length === 0) return [];
+  for (const { base, plan } of projections) {
+    const outF = base.shape[base.rank - 1]!;
+    if (x.rank < 2 || base.rank !== x.rank || base.shape.some((d, i) => i < x.rank - 1 && d !== x.shape[i])) {
+      throw new Error(`multiLoraLinear: the input ${formatShape(x.shape)} and the base output ${formatShape(base.shape)} must agree on every dimension but the last.`);
+    }
+    if (plan.inFeatures !== inF || plan.outFeatures !== outF) throw new Error(`multiLoraLinear: a plan for ${plan.inFeatures} -> ${plan.outFeatures} features was given ${inF} -> ${outF}.`);
+    if (plan.batchRows !== x.shape[0]) throw new Error(`multiLoraLinear: ${plan.batchRows} adapter indices for a batch of ${x.shape[0]} rows.`);
+    if (isGradEnabled() && (x.requiresGrad || base.requiresGrad || plan.adapters.some(({ a, b }) => a.requiresGrad || b.requiresGrad))) {
+      throw new Error('multiLoraLinear records no gradient; run it under noGrad(), or use the per-adapter path when training.');
+    }
+    sameDevice(x, base);
+    if (plan.device !== null && plan.device !== x.device) throw new Error(`Tensors on ${x.device} and ${plan.device} were combined; move them to one device first.`);
   }
-  const plan = isPlan(adapters) ? adapters : prepareMultiLora(adapters, rowAdapter ?? [], inF, outF);
-  if (plan.inFeatures !== inF || plan.outFeatures !== outF) throw new Error(`multiLoraLinear: a plan for ${plan.inFeatures} -> ${plan.outFeatures} features was given ${inF} -> ${outF}.`);
-  if (plan.batchRows !== x.shape[0]) throw new Error(`multiLoraLinear: ${plan.batchRows} adapter indices for a batch of ${x.shape[0]} rows.`);
-  if (isGradEnabled() && (x.requiresGrad || base.requiresGrad || plan.adapters.some(({ a, b }) => a.requiresGrad || b.requiresGrad))) {
-    throw new Error('multiLoraLinear records no gradient; run it under noGrad(), or use the per-adapter path when training.');
-  }
-  const backend = sameDevice(x, base);
-  if (plan.device !== null && plan.device !== x.device) throw new Error(`Tensors on ${x.device} and ${plan.device} were combined; move them to one device first.`);
+  const backend = sameDevice(x);
   const xc = contiguous(x);
-  const basec = contiguous(base);
-  const perRow = rows / plan.batchRows;
+  const bases = projections.map(({ base }) => contiguous(base));
+  const outs = bases.map((base) => backend.allocUninitialized(base.dtype, base.numel));
+  backend.multiLora({
+    rows, inFeatures: inF, x: xc.buffer, xOffset: xc.offset,
+    outputs: projections.map(({ plan }, i) => ({
+      outFeatures: plan.outFeatures, base: bases[i]!.buffer, baseOffset: bases[i]!.offset, out: outs[i]!,
+      adapters: plan.views, rowAdapter: expandedRows(plan, rows / plan.batchRows),
+    })),
+  });
+  return outs.map((out, i) => makeResult(out, projections[i]!.base.shape, 'multiLoraLinear', [], null));
+}
+
+/** The plan's rowAdapter repeated over each row's positions, kept per positions-per-row. */
+function expandedRows(plan: MultiLoraPlan, perRow: number): Int32Array {
   let expanded = plan.expanded.get(perRow);
   if (!expanded) {
-    expanded = new Int32Array(rows);
+    expanded = new Int32Array(plan.batchRows * perRow);
     for (const [i, s] of plan.rowAdapter.entries()) expanded.fill(s, i * perRow, (i + 1) * perRow);
     plan.expanded.set(perRow, expanded);
   }
-  const out = backend.allocUninitialized(base.dtype, base.numel);
-  backend.multiLora({
-    rows, inFeatures: inF, outFeatures: outF,
-    x: xc.buffer, xOffset: xc.offset, base: basec.buffer, baseOffset: basec.offset, out,
-    adapters: plan.views, rowAdapter: expanded,
-  });
-  return makeResult(out, base.shape, 'multiLoraLinear', [], null);
+  return expanded;
 }
 
 function isPlan(a: readonly MultiLoraAdapter[] | MultiLoraPlan): a is MultiLoraPlan {

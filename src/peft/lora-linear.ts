@@ -1,6 +1,6 @@
 import { Linear } from '../nn/layers.js';
 import { bumpParameterEpoch, currentParameterEpoch, Module, type ForwardContext, type LinearLike } from '../nn/module.js';
-import { add, addScalar, div, linear, loraLinear, matmul, mul, mulScalar, multiLoraLinear, prepareMultiLora, reshape, sub, to, type MultiLoraAdapter, type MultiLoraPlan } from '../ops/index.js';
+import { add, addScalar, div, linear, loraLinear, matmul, mul, mulScalar, multiLoraLinear, multiLoraLinearGroup, prepareMultiLora, reshape, sub, to, type MultiLoraAdapter, type MultiLoraPlan } from '../ops/index.js';
 import { isGradEnabled, noGrad } from '../tensor/grad-mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -49,6 +49,11 @@ interface GatherPlan {
   readonly epoch: number;
   /** Whether a slot's adapter has dropout (the plan does not apply while training). */
   readonly dropout: boolean;
+}
+
+/** Whether multiLoraLinear would have a gradient to record (it refuses; the per-adapter path records it). */
+function needsGrad(x: Tensor, bases: readonly Tensor[], plan: MultiLoraPlan): boolean {
+  return isGradEnabled() && (x.requiresGrad || bases.some((b) => b.requiresGrad) || plan.adapters.some(({ a, b }) => a.requiresGrad || b.requiresGrad));
 }
 
 const rowKeys = new WeakMap<readonly string[], string>();
@@ -216,26 +221,58 @@ export class LoraLinear extends Module implements LinearLike {
    * and no gradient to record. Returns null otherwise.
    */
   private gatheredForward(x: Tensor, base: Tensor, rowAdapters: readonly string[]): Tensor | null {
+    const cached = this.gatherPlanFor(rowAdapters);
+    if (!cached) return null;
+    const plan = cached.plan;
+    if (!plan) return base;
+    if (needsGrad(x, [base], plan)) return null;
+    return multiLoraLinear(x, base, plan);
+  }
+
+  /**
+   * forwardSharedInput's group (q, k, v; gate, up) in serving: every layer's base product, then all of their
+   * adapter products in one multiLoraLinearGroup call. Takes the group only when every layer is a LoraLinear of
+   * the same model on the gathered path with per-row adapters; returns null otherwise (each layer runs alone).
+   */
+  forwardGroup(layers: readonly LinearLike[], x: Tensor, ctx?: ForwardContext): Tensor[] | null {
+    const rowAdapters = ctx?.rowAdapters;
+    if (!rowAdapters || this.state.adaptersDisabled || rowAdapters.length !== x.shape[0]) return null;
+    const group: LoraLinear[] = [];
+    for (const l of layers) {
+      if (!(l instanceof LoraLinear) || l.state !== this.state || l.merged) return null;
+      group.push(l);
+    }
+    const plans: (MultiLoraPlan | null)[] = [];
+    for (const l of group) {
+      const cached = l.gatherPlanFor(rowAdapters);
+      if (!cached) return null;
+      plans.push(cached.plan);
+    }
+    const bases = group.map((l) => l.base_layer.forward(x, ctx));
+    const withAdapters = plans.flatMap((plan, i) => (plan ? [{ base: bases[i]!, plan }] : []));
+    if (withAdapters.some(({ base, plan }) => needsGrad(x, [base], plan))) return group.map((l, i) => l.mixedBatchForward(x, bases[i]!, rowAdapters));
+    const outs = multiLoraLinearGroup(x, withAdapters);
+    let next = 0;
+    return plans.map((plan, i) => (plan ? outs[next++]! : bases[i]!));
+  }
+
+  /** The cached (or a new) gathered plan for this batch composition; null where the gathered path does not apply. */
+  private gatherPlanFor(rowAdapters: readonly string[]): GatherPlan | null {
     const key = rowAdaptersKey(rowAdapters);
     let cached = this.gatherPlans.get(key);
     if (cached && !this.planCurrent(cached)) {
       this.gatherPlans.delete(key);
       cached = undefined;
     }
-    if (!cached) {
-      const built = this.buildGatherPlan(rowAdapters);
-      if (!built) return null;
-      cached = built;
-      const reusable = cached.plan === null || cached.plan.adapters.every(({ a, b }) => a.isContiguous() && b.isContiguous());
-      if (reusable) {
-        if (this.gatherPlans.size >= GATHER_PLANS) this.gatherPlans.delete(this.gatherPlans.keys().next().value!);
-        this.gatherPlans.set(key, cached);
-      }
+    if (cached) return cached;
+    const built = this.buildGatherPlan(rowAdapters);
+    if (!built) return null;
+    const reusable = built.plan === null || built.plan.adapters.every(({ a, b }) => a.isContiguous() && b.isContiguous());
+    if (reusable) {
+      if (this.gatherPlans.size >= GATHER_PLANS) this.gatherPlans.delete(this.gatherPlans.keys().next().value!);
+      this.gatherPlans.set(key, built);
     }
-    const plan = cached.plan;
-    if (!plan) return base;
-    if (isGradEnabled() && (x.requiresGrad || base.requiresGrad || plan.adapters.some(({ a, b }) => a.requiresGrad || b.requiresGrad))) return null;
-    return multiLoraLinear(x, base, plan);
+    return built;
   }
 
   /** The adapters rows name, as slots, or null where a named adapter cannot take the gathered path. */

@@ -6,7 +6,8 @@ import type { AdapterBackend } from './adapter-backend.js';
 /**
  * Adapters as PEFT LoRA layers injected into the one base model. Rows pick their adapter through the forward
  * context (adapterNames), so the base projection runs once per batch and every row's low-rank product follows in
- * one gathered call per projection (ops' multiLoraLinear); nothing is ever merged into the base weights. Adapters
+ * one gathered call per group of projections that read the same input (q, k, v; o; gate, up; down: ops'
+ * multiLoraLinearGroup); nothing is ever merged into the base weights. Adapters
  * are loaded in inference mode (frozen), their tensors in `adapterDtype`.
  */
 export function peftAdapterBackend(model: LlamaForCausalLM, options: { adapterDtype: DType }): AdapterBackend {

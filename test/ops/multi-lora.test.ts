@@ -85,8 +85,9 @@ test('a row gets the same bits alone and in any batch under the backend\'s batch
   const backend = getBackend(TEST_DEVICE);
   if (!backend.batchInvariant) return t.skip(`${TEST_DEVICE} has no batch-invariant mode`);
   const run = backend.batchInvariant.bind(backend);
-  const list = adapters();
-  const rowAdapter = [1, 1, 0, 2, 2, 2, -1, 0];
+  // Rank 20 takes two rank chunks of the CUDA kernel; six rows of one adapter fill more than one tile of rows.
+  const list = adapters('float32', [{ rank: 20, scale: 0.5 }, ...ADAPTERS.slice(1)]);
+  const rowAdapter = [1, 1, 0, 2, 2, 2, -1, 0, 2, 0, 2, 0, 2, 0, 0, -1];
   const x = values([rowAdapter.length, 1, IN], 5);
   const base = values([rowAdapter.length, 1, OUT], 6);
   const batch = await run(() => noGrad(() => ops.multiLoraLinear(x, base, list, rowAdapter))).data();
@@ -130,4 +131,35 @@ test('multiLoraLinear refuses inputs that would need a gradient, and indices or 
     assert.throws(() => ops.multiLoraLinear(x, values([2, 1, OUT + 1], 9), list, [0, 1]), /do not map 37 features to 30/);
     assert.throws(() => ops.multiLoraLinear(x, values([3, 1, OUT], 9), list, [0, 1, 2]), /must agree on every dimension but the last/);
   });
+});
+
+test('multiLoraLinearGroup: five projections of one input in one call, each with the bits of its own multiLoraLinear call', async () => {
+  const backend = getBackend(TEST_DEVICE);
+  const rowAdapter = [0, 2, -1, 1, 0];
+  const x = values([rowAdapter.length, POSITIONS, IN], 21);
+  // Out features differ; the last projection's rows name its adapters in another order, and one names none.
+  const outs = [29, 8, 1030, 5, 17];
+  const projections = outs.map((outF, p) => {
+    const list = adapters('float32', ADAPTERS, IN, outF).map((a) => ({ ...a, scale: a.scale * (p + 1) }));
+    const rows = p === 3 ? rowAdapter.map(() => -1) : p === 4 ? rowAdapter.map((s) => (s === -1 ? 0 : 2 - s)) : rowAdapter;
+    return { base: values([rowAdapter.length, POSITIONS, outF], 30 + p), list, rows };
+  });
+  const calls: number[] = [];
+  const original = backend.multiLora.bind(backend);
+  backend.multiLora = (args) => {
+    calls.push(args.outputs.length);
+    original(args);
+  };
+  let grouped: Tensor[];
+  try {
+    grouped = noGrad(() => ops.multiLoraLinearGroup(x, projections.map(({ base, list, rows }) => ({ base, plan: ops.prepareMultiLora(list, rows, IN, base.shape[2]!) }))));
+  } finally {
+    delete (backend as { multiLora?: unknown }).multiLora;
+  }
+  assert.deepEqual(calls, [5], 'one backend call for all five');
+  for (const [p, { base, list, rows }] of projections.entries()) {
+    const alone = noGrad(() => ops.multiLoraLinear(x, base, list, rows));
+    assert.deepEqual(await grouped[p]!.data(), await alone.data(), `projection ${p}`);
+    assertClose(await grouped[p]!.data(), await reference(x, base, list, rows), 1e-5, `projection ${p} vs the reference`);
+  }
 });

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BASE_ADAPTER_NAME, PeftModel } from '../../src/peft/index.js';
+import { getBackend } from '../../src/backend/registry.js';
 import { writeSlice, zeros } from '../../src/ops/index.js';
 import { noGrad, noGradAsync } from '../../src/tensor/grad-mode.js';
 import { adapterDir, assertClose, assertTensorClose, loadBase, mixedVariants, refBatch, refInts, refValues, VARIANTS, type BaseName } from './helpers.js';
@@ -76,4 +77,27 @@ test('the gathered path follows adapter changes between calls with the same row 
     if (path.includes('lora_B.rslora')) noGrad(() => writeSlice(t, 0, 0, zeros(t.shape, { dtype: t.dtype, device: t.device })));
   }
   assertClose(rowsOf(await run(adapterNames), 0), rowsOf(baseOnly, 0), 'a zeroed B leaves the base row', 1e-6);
+});
+
+test('a gathered forward makes one backend call per group of projections that share an input: q, k, v; o; gate, up; down', async () => {
+  const peft = await PeftModel.fromPretrained(await loadBase('tiny-llama'), adapterDir('tiny-llama', 'lora'), { adapterName: 'lora' });
+  await peft.loadAdapter(adapterDir('tiny-llama', 'lora_qv'), 'lora_qv');
+  const { inputIds } = await refBatch('tiny-llama');
+  const backend = getBackend(peft.model.device);
+  const calls: number[] = [];
+  const original = backend.multiLora.bind(backend);
+  backend.multiLora = (args) => {
+    calls.push(args.outputs.length);
+    original(args);
+  };
+  try {
+    await noGradAsync(() => peft.forward({ inputIds, adapterNames: ['lora_qv', 'lora', BASE_ADAPTER_NAME] }));
+    // lora_qv has no k_proj adapter: that row reads k's base, inside the same call.
+    assert.deepEqual(calls, [3, 1, 2, 1, 3, 1, 2, 1]);
+    calls.length = 0;
+    await noGradAsync(() => peft.forward({ inputIds, adapterNames: ['lora_qv', 'lora_qv', BASE_ADAPTER_NAME] }));
+    assert.deepEqual(calls, [2, 2], 'only q and v have lora_qv: no call for the other projections');
+  } finally {
+    delete (backend as { multiLora?: unknown }).multiLora;
+  }
 });

@@ -1,4 +1,4 @@
-import type { MultiLoraArgs } from '../backend.js';
+import type { MultiLoraArgs, MultiLoraOutput } from '../backend.js';
 import { commitF32, readF32, writableF32 } from './cpu-buffer.js';
 import { sgemm, sgemv } from './gemm.js';
 
@@ -12,22 +12,26 @@ import { sgemm, sgemv } from './gemm.js';
  * on m (gemm.ts, sgemmBatchInvariant).
  */
 export function cpuMultiLora(p: MultiLoraArgs, rowByRow: boolean): void {
-  const { rows, inFeatures: k, outFeatures: n } = p;
-  if (p.rowAdapter.length !== rows) throw new RangeError(`multiLora: ${p.rowAdapter.length} row adapters for ${rows} rows.`);
-  const x = readF32(p.x, p.xOffset, rows * k);
-  const base = readF32(p.base, p.baseOffset, rows * n);
-  const out = writableF32(p.out, 0, rows * n);
+  const x = readF32(p.x, p.xOffset, p.rows * p.inFeatures);
+  for (const o of p.outputs) projection(p.rows, p.inFeatures, x, o, rowByRow);
+}
+
+function projection(rows: number, k: number, x: Float32Array, o: MultiLoraOutput, rowByRow: boolean): void {
+  const n = o.outFeatures;
+  if (o.rowAdapter.length !== rows) throw new RangeError(`multiLora: ${o.rowAdapter.length} row adapters for ${rows} rows.`);
+  const base = readF32(o.base, o.baseOffset, rows * n);
+  const out = writableF32(o.out, 0, rows * n);
   if (out.buffer !== base.buffer || out.byteOffset !== base.byteOffset) out.set(base);
   /** Each adapter in use as float32, widened once per call when it is stored in 16 bits. */
   const weights = new Map<number, { a: Float32Array; b: Float32Array }>();
   let h: Float32Array = new Float32Array(0);
   for (let start = 0; start < rows; ) {
-    const slot = p.rowAdapter[start]!;
+    const slot = o.rowAdapter[start]!;
     let end = start + 1;
-    if (!rowByRow) while (end < rows && p.rowAdapter[end] === slot) end++;
+    if (!rowByRow) while (end < rows && o.rowAdapter[end] === slot) end++;
     if (slot !== -1) {
-      const adapter = p.adapters[slot];
-      if (!adapter) throw new RangeError(`multiLora: row ${start} names adapter ${slot}, but ${p.adapters.length} were given.`);
+      const adapter = o.adapters[slot];
+      if (!adapter) throw new RangeError(`multiLora: row ${start} names adapter ${slot}, but ${o.adapters.length} were given.`);
       const r = adapter.rank;
       let w = weights.get(slot);
       if (!w) {
@@ -52,5 +56,5 @@ export function cpuMultiLora(p: MultiLoraArgs, rowByRow: boolean): void {
     }
     start = end;
   }
-  commitF32(p.out, 0, out);
+  commitF32(o.out, 0, out);
 }

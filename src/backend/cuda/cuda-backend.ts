@@ -1,6 +1,6 @@
 import type { DeviceBuffer, HostArray } from '../../tensor/buffer.js';
 import { bytesPerElement, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../tensor/dtype.js';
-import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, AttentionLayout, Backend, BinaryOp, LoraAdapterView, MatmulArgs, MultiLoraArgs, PagedAttentionArgs, PagedKvArgs, PagedKvWriteArgs, ReduceOp, UnaryOp, View } from '../backend.js';
+import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, AttentionLayout, Backend, BinaryOp, LoraAdapterView, MatmulArgs, MultiLoraArgs, MultiLoraOutput, PagedAttentionArgs, PagedKvArgs, PagedKvWriteArgs, ReduceOp, UnaryOp, View } from '../backend.js';
 import type { AllocatorStats } from './allocator.js';
 import { CudaBuffer } from './cuda-buffer.js';
 import { ModeFlag } from '../mode-flag.js';
@@ -92,10 +92,23 @@ const INVARIANT_ALIGN = 256;
 
 /** Bytes of one RowLora entry in kernels/lora.cu: A and B addresses, scale, rank, A's and B's dtype codes. */
 const ROW_LORA_BYTES = 32;
-/** Outputs per block, threads and the largest rank of multi_lora_forward (LORA_OUTPUTS_PER_BLOCK, LORA_MAX_RANK in kernels/lora.cu). */
+/**
+ * kernels/lora.cu's LORA_SPLIT (features per multi_lora_shrink block), LORA_OUTPUTS_PER_BLOCK (per
+ * multi_lora_expand block), LORA_THREADS and LORA_MAX_RANK.
+ */
+const LORA_SPLIT = 2048;
 const LORA_OUTPUTS_PER_BLOCK = 1024;
 const LORA_THREADS = 256;
 const LORA_MAX_RANK = 1024;
+/** Projections per launch pair and the bytes of the LoraOutputs struct (kernels/lora.cu). */
+const LORA_MAX_OUTPUTS = 4;
+const LORA_OUTPUTS_BYTES = 184;
+
+/** A multiLora row table on the device (one RowLora per row) and the largest rank it names. */
+interface LoraTable {
+  readonly buffer: CudaBuffer;
+  readonly maxRank: number;
+}
 /** Row tables multiLora keeps on the device (2 KiB each at 64 rows). */
 const LORA_TABLE_CACHE = 512;
 
@@ -116,9 +129,11 @@ export class CudaBackend implements Backend {
   /** Inside batchInvariant(): matmul's GEMMs run as INVARIANT_ROWS-row chunks (invariantGemm). */
   private readonly invariant = new ModeFlag();
   /** multiLora row tables on the device by content, least recently used first (loraRowTable). */
-  private readonly loraTables = new Map<string, CudaBuffer>();
+  private readonly loraTables = new Map<string, LoraTable>();
   /** The table key of a row map already seen with these adapter views (callers that reuse plans skip the rebuild). */
-  private readonly loraTableKeys = new WeakMap<Int32Array, { adapters: readonly LoraAdapterView[]; key: string; maxRank: number }>();
+  private readonly loraTableKeys = new WeakMap<Int32Array, { adapters: readonly LoraAdapterView[]; key: string }>();
+  /** The LoraOutputs struct of kernels/lora.cu, rewritten for each multiLora launch pair. */
+  private readonly loraOutputs = new Uint8Array(LORA_OUTPUTS_BYTES);
 
   constructor(device: string, ordinal: number) {
     this.device = device;
@@ -489,9 +504,9 @@ export class CudaBackend implements Backend {
 
   /**
    * Runs fn with matmul's GEMMs cut into INVARIANT_ROWS-row chunks (invariantGemm), so each row of a product has the
-   * same bits whatever m is and whatever the other rows hold. multiLora needs no mode: its kernel
-   * (kernels/lora.cu) already computes each row alone (the row's h reduced in a fixed lane and warp order; each
-   * output summed over t in order), whatever the batch holds. Restores the previous mode when fn returns
+   * same bits whatever m is and whatever the other rows hold. multiLora needs no mode: its kernels
+   * (kernels/lora.cu) already compute each row alone (the row's h reduced over fixed feature splits in a fixed
+   * lane, warp and split order; each output summed over t in order), whatever the batch holds. Restores the previous mode when fn returns
    * or throws, so calls nest.
    */
   batchInvariant<T>(fn: () => T): T {
@@ -504,37 +519,71 @@ export class CudaBackend implements Backend {
   }
 
   multiLora(p: MultiLoraArgs): void {
-    const { rows, inFeatures, outFeatures } = p;
+    const { rows, inFeatures } = p;
     const xp = this.span(p.x, p.xOffset, rows * inFeatures, 'multiLora x');
-    const bp = this.span(p.base, p.baseOffset, rows * outFeatures, 'multiLora base');
-    const op = this.span(p.out, 0, rows * outFeatures, 'multiLora out');
-    if (p.rowAdapter.length !== rows) throw new RangeError(`multiLora: ${p.rowAdapter.length} row adapters for ${rows} rows.`);
-    if (rows === 0 || outFeatures === 0) return;
-    // A caller that passes the same adapter views and row map again (a cached plan, as LoraLinear keeps) finds its
-    // table without rebuilding it.
-    const memo = this.loraTableKeys.get(p.rowAdapter);
-    let rowTable = memo && memo.adapters === p.adapters ? this.loraRowTableByKey(memo.key) : undefined;
-    let maxRank = memo?.maxRank ?? 0;
-    if (!rowTable) {
-      const built = this.buildLoraRowTable(p);
-      maxRank = built.maxRank;
-      const key = Buffer.from(built.table.buffer).toString('latin1');
-      rowTable = this.loraRowTableByKey(key) ?? this.cacheLoraRowTable(key, built.table);
-      this.loraTableKeys.set(p.rowAdapter, { adapters: p.adapters, key, maxRank });
+    for (const o of p.outputs) if (o.rowAdapter.length !== rows) throw new RangeError(`multiLora: ${o.rowAdapter.length} row adapters for ${rows} rows.`);
+    const outputs = p.outputs.filter((o) => o.outFeatures > 0);
+    if (rows === 0) return;
+    const splits = Math.max(1, Math.ceil(inFeatures / LORA_SPLIT));
+    for (let first = 0; first < outputs.length; first += LORA_MAX_OUTPUTS) {
+      const group = outputs.slice(first, first + LORA_MAX_OUTPUTS);
+      const param = this.loraOutputs;
+      param.fill(0);
+      const view = new DataView(param.buffer);
+      let blocks = 0;
+      let rankStride = 0;
+      for (const [i, o] of group.entries()) {
+        const table = this.loraRowTable(o, inFeatures);
+        rankStride = Math.max(rankStride, table.maxRank);
+        view.setBigUint64(8 * i, BigInt(table.buffer.at(0)), true);
+        view.setBigUint64(32 + 8 * i, BigInt(this.span(o.base, o.baseOffset, rows * o.outFeatures, 'multiLora base')), true);
+        view.setBigUint64(64 + 8 * i, BigInt(this.span(o.out, 0, rows * o.outFeatures, 'multiLora out')), true);
+        view.setBigInt64(96 + 8 * i, BigInt(o.outFeatures), true);
+        view.setInt32(128 + 4 * i, blocks, true);
+        view.setInt32(148 + 4 * i, this.code(o.base), true);
+        view.setInt32(164 + 4 * i, this.code(o.out), true);
+        blocks += Math.ceil(o.outFeatures / LORA_OUTPUTS_PER_BLOCK);
+      }
+      view.setInt32(128 + 4 * group.length, blocks, true);
+      view.setInt32(180, group.length, true);
+      const gridY = Math.min(rows, MAX_GRID_Y);
+      // The float32 partial sums of every row's h, per feature split (rows without an adapter leave theirs unset).
+      const part = rankStride > 0 ? this.allocRaw('float32', group.length * rows * splits * rankStride) : null;
+      if (part) {
+        this.args.bytes(param).ptr(xp).i32(this.code(p.x)).i64(rows).i64(inFeatures).ptr(part.at(0)).i32(splits).i32(rankStride);
+        this.launch(this.fn('lora', 'multi_lora_shrink'), [group.length * splits, gridY, 1], [LORA_THREADS, 1, 1]);
+      }
+      this.args.bytes(param).i64(rows).ptr(part ? part.at(0) : 0).i32(splits).i32(rankStride);
+      this.launch(this.fn('lora', 'multi_lora_expand'), [blocks, gridY, 1], [LORA_THREADS, 1, 1]);
+      if (part) this.release(part);
     }
-    if (maxRank > LORA_MAX_RANK) throw new RangeError(`multiLora on CUDA supports ranks up to ${LORA_MAX_RANK}, got ${maxRank}.`);
-    const fn = this.fn('lora', 'multi_lora_forward');
-    this.args.ptr(rowTable.at(0)).ptr(xp).i32(this.code(p.x)).ptr(bp).i32(this.code(p.base)).ptr(op).i32(this.code(p.out)).i64(rows).i64(inFeatures).i64(outFeatures);
-    this.launch(fn, [Math.ceil(outFeatures / LORA_OUTPUTS_PER_BLOCK), Math.min(rows, MAX_GRID_Y), 1], [LORA_THREADS, 1, 1]);
+  }
+
+  /**
+   * The device row table of one multiLora output and its largest rank. A caller that passes the same adapter
+   * views and row map again (a cached plan, as LoraLinear keeps) finds its table without rebuilding it.
+   */
+  private loraRowTable(o: MultiLoraOutput, inFeatures: number): LoraTable {
+    const memo = this.loraTableKeys.get(o.rowAdapter);
+    let table = memo && memo.adapters === o.adapters ? this.loraRowTableByKey(memo.key) : undefined;
+    if (!table) {
+      const built = this.buildLoraRowTable(o, inFeatures);
+      if (built.maxRank > LORA_MAX_RANK) throw new RangeError(`multiLora on CUDA supports ranks up to ${LORA_MAX_RANK}, got ${built.maxRank}.`);
+      const key = Buffer.from(built.table.buffer).toString('latin1');
+      table = this.loraRowTableByKey(key) ?? this.cacheLoraRowTable(key, built.table, built.maxRank);
+      this.loraTableKeys.set(o.rowAdapter, { adapters: o.adapters, key });
+    }
+    return table;
   }
 
   /**
    * One RowLora per row; a row without an adapter stays zero (rank 0), which makes the kernels copy base. Each
    * adapter's entry is built once and copied to its rows.
    */
-  private buildLoraRowTable(p: MultiLoraArgs): { table: Uint8Array; maxRank: number } {
-    const { rows, inFeatures, outFeatures } = p;
-    const entries = p.adapters.map((adapter) => {
+  private buildLoraRowTable(o: MultiLoraOutput, inFeatures: number): { table: Uint8Array; maxRank: number } {
+    const { outFeatures } = o;
+    const rows = o.rowAdapter.length;
+    const entries = o.adapters.map((adapter) => {
       const entry = new Uint8Array(ROW_LORA_BYTES);
       const view = new DataView(entry.buffer);
       view.setBigUint64(0, BigInt(this.span(adapter.a, adapter.aOffset, adapter.rank * inFeatures, 'multiLora A')), true);
@@ -548,12 +597,12 @@ export class CudaBackend implements Backend {
     const table = new Uint8Array(rows * ROW_LORA_BYTES);
     let maxRank = 0;
     for (let row = 0; row < rows; row++) {
-      const slot = p.rowAdapter[row]!;
+      const slot = o.rowAdapter[row]!;
       if (slot === -1) continue;
       const entry = entries[slot];
-      if (!entry) throw new RangeError(`multiLora: row ${row} names adapter ${slot}, but ${p.adapters.length} were given.`);
+      if (!entry) throw new RangeError(`multiLora: row ${row} names adapter ${slot}, but ${o.adapters.length} were given.`);
       table.set(entry, row * ROW_LORA_BYTES);
-      maxRank = Math.max(maxRank, p.adapters[slot]!.rank);
+      maxRank = Math.max(maxRank, o.adapters[slot]!.rank);
     }
     return { table, maxRank };
   }
@@ -564,7 +613,7 @@ export class CudaBackend implements Backend {
    * and allocating each anew. The content is the key (adapter addresses, scales, ranks, dtypes), so an entry is
    * right whenever it is found. Least recently used entries past LORA_TABLE_CACHE are released (stream-ordered).
    */
-  private loraRowTableByKey(key: string): CudaBuffer | undefined {
+  private loraRowTableByKey(key: string): LoraTable | undefined {
     const found = this.loraTables.get(key);
     if (found) {
       this.loraTables.delete(key);
@@ -573,15 +622,15 @@ export class CudaBackend implements Backend {
     return found;
   }
 
-  private cacheLoraRowTable(key: string, table: Uint8Array): CudaBuffer {
-    const buffer = this.buf(this.fromHost('uint8', table), 'multiLora table');
+  private cacheLoraRowTable(key: string, bytes: Uint8Array, maxRank: number): LoraTable {
+    const table = { buffer: this.buf(this.fromHost('uint8', bytes), 'multiLora table'), maxRank };
     if (this.loraTables.size >= LORA_TABLE_CACHE) {
-      const [oldest, old] = this.loraTables.entries().next().value as [string, CudaBuffer];
+      const [oldest, old] = this.loraTables.entries().next().value as [string, LoraTable];
       this.loraTables.delete(oldest);
-      this.release(old);
+      this.release(old.buffer);
     }
-    this.loraTables.set(key, buffer);
-    return buffer;
+    this.loraTables.set(key, table);
+    return table;
   }
 
   /** Contiguous run copy with conversion between two device addresses. */

@@ -102,6 +102,8 @@ const TWO_32 = 2 ** 32;
  */
 export class LaunchParams {
   private readonly view: DataView;
+  /** The same value block as bytes. */
+  private readonly raw: Uint8Array;
   private readonly base: number;
   private offset = 0;
   private count = 0;
@@ -115,6 +117,7 @@ export class LaunchParams {
     const block = koffi.alloc('uint8_t', VALUE_BYTES + MAX_PARAMS * 8) as bigint;
     this.base = Number(koffi.address(block));
     this.view = new DataView(koffi.view(block, VALUE_BYTES + MAX_PARAMS * 8));
+    this.raw = new Uint8Array(this.view.buffer, this.view.byteOffset, VALUE_BYTES);
   }
 
   /** Starts a new argument list (discarding any left by a launch that threw before it was made). */
@@ -182,6 +185,12 @@ export class LaunchParams {
       this.writeI64(at + (2 * MAX_RANK + d) * 8, inRange ? b[d]! : 0);
     }
     this.view.setInt32(at + 3 * MAX_RANK * 8, shape.length, true);
+    return this;
+  }
+
+  /** A struct by value: `bytes` as laid out for the kernel (8-byte aligned, as every slot is). */
+  bytes(bytes: Uint8Array): this {
+    this.raw.set(bytes, this.slot(bytes.length));
     return this;
   }
 

@@ -108,15 +108,37 @@ __device__ __forceinline__ void unpack_16x8(uint4 v, bool bf16, float* f) {
   }
 }
 
-// Loads 8 contiguous elements of a float32, bfloat16 or float16 array starting at element 8g (16-byte aligned).
-__device__ __forceinline__ void load8(const void* p, int dt, i64 g, float* f) {
+// Eight contiguous elements of a float32, bfloat16 or float16 array starting at element 8g (16-byte aligned), as
+// raw words: one for 16-bit types (hi unused), two for float32. Loading the words of several groups before
+// unpacking any keeps their loads in flight together.
+struct Raw8 {
+  uint4 lo;
+  uint4 hi;
+};
+
+__device__ __forceinline__ Raw8 raw8(const void* p, int dt, i64 g) {
+  Raw8 r;
   if (dt == DT_BF16 || dt == DT_F16) {
-    unpack_16x8(((const uint4*)p)[g], dt == DT_BF16, f);
+    r.lo = ((const uint4*)p)[g];
+    r.hi = make_uint4(0, 0, 0, 0);
   } else {
-    const float4 a = ((const float4*)p)[2 * g], b = ((const float4*)p)[2 * g + 1];
-    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+    r.lo = ((const uint4*)p)[2 * g];
+    r.hi = ((const uint4*)p)[2 * g + 1];
+  }
+  return r;
+}
+
+__device__ __forceinline__ void unpack8(const Raw8& r, int dt, float* f) {
+  if (dt == DT_BF16 || dt == DT_F16) {
+    unpack_16x8(r.lo, dt == DT_BF16, f);
+  } else {
+    f[0] = __uint_as_float(r.lo.x); f[1] = __uint_as_float(r.lo.y); f[2] = __uint_as_float(r.lo.z); f[3] = __uint_as_float(r.lo.w);
+    f[4] = __uint_as_float(r.hi.x); f[5] = __uint_as_float(r.hi.y); f[6] = __uint_as_float(r.hi.z); f[7] = __uint_as_float(r.hi.w);
   }
 }
+
+// Loads 8 contiguous elements of a float32, bfloat16 or float16 array starting at element 8g (16-byte aligned).
+__device__ __forceinline__ void load8(const void* p, int dt, i64 g, float* f) { unpack8(raw8(p, dt, g), dt, f); }
 
 __device__ __forceinline__ bool is_nan(float x) { return x != x; }
 

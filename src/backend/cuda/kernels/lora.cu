@@ -1,19 +1,26 @@
-// Multi-adapter LoRA for inference (Punica's BGMV) in one launch: every row of a batch through the adapter it names.
+// Multi-adapter LoRA for inference (Punica's BGMV): every row of a batch through the adapter it names, for up to
+// LORA_MAX_OUTPUTS projections of the same x at once (q, k, v; gate, up), in two launches:
 //
-//   h[t]        = sum_c A[t, c] * x[row, c]                   t < rank        (A [rank, in] of the row's adapter)
-//   out[row, j] = base[row, j] + scale * sum_t B[j, t] * h[t]                 (B [out, rank]); = base[row, j] at rank 0
+//   multi_lora_shrink:  part[o, row, s, t] = sum over c in split s of A[t, c] * x[row, c]   (A [rank, in] of the
+//                       row's adapter for output o; split s = features s * LORA_SPLIT .. (s + 1) * LORA_SPLIT - 1)
+//   multi_lora_expand:  h[t] = sum over s, in order, of part[o, row, s, t]
+//                       out[row, j] = base[row, j] + scale * sum_t B[j, t] * h[t]   (B [out, rank]); = base at rank 0
 //
-// The host writes one RowLora per row (a row without an adapter has rank 0 and null pointers). Grid: x over blocks
-// of LORA_OUTPUTS_PER_BLOCK outputs, y over rows (grid-stride past 65535). Each block first computes its row's h
-// into shared memory: thread i sums the features c = i, i + blockDim, ... for up to LORA_RANK_CHUNK ranks at once
-// (x read once per feature, A's rows read coalesced), each rank's per-thread sums reduced in a fixed lane order
-// (warp butterfly) and warp order. Then each thread sums its outputs over t in order. The blocks of one row repeat
-// the (small) h computation rather than pay a second launch. A row's bits depend on its own x, base and adapter
-// only, never on the other rows of the batch, as on the CPU. Loads are specialised by dtype once per row (the
-// switch sits outside the loops).
+// The host writes one RowLora per row and projection (a row without an adapter has rank 0 and null pointers).
+// Splitting the features over blocks and the outputs over other blocks keeps a decode step's small products spread
+// over the whole GPU with no block repeating another's work. Every block computes one row: its bits depend on its
+// own x, base and adapter only, never on the other rows of the batch, as on the CPU. Within a block, thread i sums
+// the features of its split c = 8i .. 8i + 7 (vector loads, eight ranks' A words loaded before any is used) or
+// c = i, i + blockDim, ... (scalar); each rank's per-thread sums are reduced in a fixed lane order (warp
+// butterfly) and warp order. Loads are specialised by dtype once per block (the switch sits outside the loops).
 
 #define LORA_RANK_CHUNK 16
+// Features per shrink block: eight per thread.
+#define LORA_SPLIT 2048
+// Outputs per expand block: four per thread.
 #define LORA_OUTPUTS_PER_BLOCK 1024
+// Threads per block of both kernels (CudaBackend.multiLora launches this many).
+#define LORA_THREADS 256
 // Ranks h holds in shared memory at most (CudaBackend.multiLora checks it).
 #define LORA_MAX_RANK 1024
 
@@ -27,6 +34,24 @@ struct RowLora {
   int bDt;
 };
 
+// The projections of one launch pair (MultiLoraArgs.outputs), by value; written by CudaBackend.multiLora
+// (LORA_OUTPUTS_BYTES). In multi_lora_expand, output o owns grid.x blocks firstBlock[o] .. firstBlock[o + 1] - 1,
+// one per LORA_OUTPUTS_PER_BLOCK of its features. part holds count * rows * splits * rankStride floats.
+#define LORA_MAX_OUTPUTS 4
+struct LoraOutputs {
+  u64 table[LORA_MAX_OUTPUTS];
+  u64 base[LORA_MAX_OUTPUTS];
+  u64 out[LORA_MAX_OUTPUTS];
+  i64 outFeatures[LORA_MAX_OUTPUTS];
+  int firstBlock[LORA_MAX_OUTPUTS + 1];
+  int baseDt[LORA_MAX_OUTPUTS];
+  int outDt[LORA_MAX_OUTPUTS];
+  int count;
+};
+// The host writes LoraOutputs and RowLora byte by byte (CudaBackend.multiLora): no padding inside either.
+static_assert(sizeof(LoraOutputs) == 184, "LoraOutputs size");
+static_assert(sizeof(RowLora) == 32, "RowLora size");
+
 template <int DT> __device__ __forceinline__ float lora_load(const void* p, i64 i);
 template <> __device__ __forceinline__ float lora_load<DT_F32>(const void* p, i64 i) { return ((const float*)p)[i]; }
 template <> __device__ __forceinline__ float lora_load<DT_BF16>(const void* p, i64 i) { return bf16_to_f32(((const u16*)p)[i]); }
@@ -38,31 +63,41 @@ __device__ __forceinline__ bool lora_aligned8(const void* p, int dt, i64 i) {
   return (((u64)p + (u64)i * bytes) & 15) == 0;
 }
 
-// The vectorised variant: eight consecutive features per thread and step (inFeatures a multiple of 8, x's row and
-// A 16-byte aligned: decided per row, from that row's own addresses).
+// This thread's sums for ranks t0 .. t0 + n - 1 over features c0 + 8 * threadIdx.x .. + 7 (c0 + 8 * threadIdx.x <
+// c1; inFeatures a multiple of 8, x's row and A 16-byte aligned): the A words of eight ranks at a time are loaded
+// before any is used (sixteen would hold more registers than two blocks per SM leave).
 template <int XT, int AT>
-__device__ __forceinline__ void lora_shrink_sums8(const void* a, const void* x, i64 row, i64 inFeatures, int t0, int n, float* acc) {
-  for (i64 c = 8 * (i64)threadIdx.x; c < inFeatures; c += 8 * (i64)blockDim.x) {
-    float xv[8];
-    load8(x, XT, (row * inFeatures + c) / 8, xv);
+__device__ __forceinline__ void lora_shrink_sums8(const void* a, const void* x, i64 row, i64 inFeatures, i64 c0, i64 c1, int t0, int n, float* acc) {
+  constexpr int GROUP = LORA_RANK_CHUNK / 2;
+  const i64 c = c0 + 8 * (i64)threadIdx.x;
+  if (c >= c1) return;
+  float xv[8];
+  unpack8(raw8(x, XT, (row * inFeatures + c) / 8), XT, xv);
 #pragma unroll
-    for (int i = 0; i < LORA_RANK_CHUNK; i++) {
-      if (i < n) {
+  for (int i0 = 0; i0 < LORA_RANK_CHUNK; i0 += GROUP) {
+    Raw8 araw[GROUP];
+#pragma unroll
+    for (int i = 0; i < GROUP; i++) {
+      if (i0 + i < n) araw[i] = raw8(a, AT, ((t0 + i0 + i) * inFeatures + c) / 8);
+    }
+#pragma unroll
+    for (int i = 0; i < GROUP; i++) {
+      if (i0 + i < n) {
         float av[8];
-        load8(a, AT, ((t0 + i) * inFeatures + c) / 8, av);
+        unpack8(araw[i], AT, av);
         float s = 0.f;
 #pragma unroll
         for (int k = 0; k < 8; k++) s += av[k] * xv[k];
-        acc[i] += s;
+        acc[i0 + i] += s;
       }
     }
   }
 }
 
-// This thread's share of ranks t0 .. t0 + n - 1 over features threadIdx.x, threadIdx.x + blockDim.x, ...
+// The scalar variant: features c0 + threadIdx.x, c0 + threadIdx.x + blockDim.x, ... below c1.
 template <int XT, int AT>
-__device__ __forceinline__ void lora_shrink_sums(const void* a, const void* x, i64 row, i64 inFeatures, int t0, int n, float* acc) {
-  for (i64 c = threadIdx.x; c < inFeatures; c += blockDim.x) {
+__device__ __forceinline__ void lora_shrink_sums(const void* a, const void* x, i64 row, i64 inFeatures, i64 c0, i64 c1, int t0, int n, float* acc) {
+  for (i64 c = c0 + threadIdx.x; c < c1; c += blockDim.x) {
     const float xv = lora_load<XT>(x, row * inFeatures + c);
 #pragma unroll
     for (int i = 0; i < LORA_RANK_CHUNK; i++) {
@@ -72,79 +107,127 @@ __device__ __forceinline__ void lora_shrink_sums(const void* a, const void* x, i
 }
 
 #define LORA_SHRINK_CASE(XT, AT) \
-  case (XT) * 3 + (AT):                                                              \
-    if (vec) lora_shrink_sums8<XT, AT>(a, x, row, inFeatures, t0, n, acc);           \
-    else lora_shrink_sums<XT, AT>(a, x, row, inFeatures, t0, n, acc);                \
+  case (XT) * 3 + (AT):                                                                  \
+    if (vec) lora_shrink_sums8<XT, AT>(a, x, row, inFeatures, c0, c1, t0, n, acc);       \
+    else lora_shrink_sums<XT, AT>(a, x, row, inFeatures, c0, c1, t0, n, acc);            \
     break;
 
-// h[0 .. rank) of one row into shared memory; every thread of the block takes part. Ends with a barrier.
-__device__ __forceinline__ void lora_shrink_row(const RowLora& e, const void* x, int xDt, i64 row, i64 inFeatures, float* h, float (*partial)[LORA_RANK_CHUNK]) {
+// Grid: x = output o * splits + split s, y = rows (grid-stride past 65535). Two blocks per SM (128 registers).
+extern "C" __global__ void __launch_bounds__(LORA_THREADS, 2) multi_lora_shrink(const LoraOutputs g, const void* x, int xDt, i64 rows, i64 inFeatures,
+                                                                             float* part, int splits, int rankStride) {
+  __shared__ float partial[32][LORA_RANK_CHUNK];
+  const int o = blockIdx.x / splits;
+  const int split = blockIdx.x % splits;
+  const RowLora* table = (const RowLora*)g.table[o];
+  const i64 c0 = (i64)split * LORA_SPLIT;
+  const i64 c1 = min_i64(c0 + LORA_SPLIT, inFeatures);
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   const int warps = blockDim.x / 32;
-  const void* a = (const void*)e.a;
-  const bool vec = inFeatures % 8 == 0 && lora_aligned8(x, xDt, row * inFeatures) && lora_aligned8(a, e.aDt, 0);
-  for (int t0 = 0; t0 < e.rank; t0 += LORA_RANK_CHUNK) {
-    const int n = min(LORA_RANK_CHUNK, e.rank - t0);
-    float acc[LORA_RANK_CHUNK];
+  for (i64 row = blockIdx.y; row < rows; row += gridDim.y) {
+    const RowLora e = table[row];
+    if (e.rank == 0) continue;
+    const void* a = (const void*)e.a;
+    const bool vec = inFeatures % 8 == 0 && lora_aligned8(x, xDt, row * inFeatures) && lora_aligned8(a, e.aDt, 0);
+    float* dst = part + ((o * rows + row) * splits + split) * (i64)rankStride;
+    for (int t0 = 0; t0 < e.rank; t0 += LORA_RANK_CHUNK) {
+      const int n = min(LORA_RANK_CHUNK, e.rank - t0);
+      float acc[LORA_RANK_CHUNK];
 #pragma unroll
-    for (int i = 0; i < LORA_RANK_CHUNK; i++) acc[i] = 0.f;
-    switch (xDt * 3 + e.aDt) {
-      LORA_SHRINK_CASE(DT_F32, DT_F32)
-      LORA_SHRINK_CASE(DT_F32, DT_BF16)
-      LORA_SHRINK_CASE(DT_F32, DT_F16)
-      LORA_SHRINK_CASE(DT_BF16, DT_F32)
-      LORA_SHRINK_CASE(DT_BF16, DT_BF16)
-      LORA_SHRINK_CASE(DT_BF16, DT_F16)
-      LORA_SHRINK_CASE(DT_F16, DT_F32)
-      LORA_SHRINK_CASE(DT_F16, DT_BF16)
-      LORA_SHRINK_CASE(DT_F16, DT_F16)
-    }
+      for (int i = 0; i < LORA_RANK_CHUNK; i++) acc[i] = 0.f;
+      switch (xDt * 3 + e.aDt) {
+        LORA_SHRINK_CASE(DT_F32, DT_F32)
+        LORA_SHRINK_CASE(DT_F32, DT_BF16)
+        LORA_SHRINK_CASE(DT_F32, DT_F16)
+        LORA_SHRINK_CASE(DT_BF16, DT_F32)
+        LORA_SHRINK_CASE(DT_BF16, DT_BF16)
+        LORA_SHRINK_CASE(DT_BF16, DT_F16)
+        LORA_SHRINK_CASE(DT_F16, DT_F32)
+        LORA_SHRINK_CASE(DT_F16, DT_BF16)
+        LORA_SHRINK_CASE(DT_F16, DT_F16)
+      }
 #pragma unroll
-    for (int i = 0; i < LORA_RANK_CHUNK; i++) {
-      const float s = warp_sum(acc[i]);
-      if (lane == 0) partial[warp][i] = s;
+      for (int i = 0; i < LORA_RANK_CHUNK; i++) {
+        const float s = warp_sum(acc[i]);
+        if (lane == 0) partial[warp][i] = s;
+      }
+      __syncthreads();
+      if (threadIdx.x < n) {
+        float s = 0.f;
+        for (int w = 0; w < warps; w++) s += partial[w][threadIdx.x];
+        dst[t0 + threadIdx.x] = s;
+      }
+      // partial is rewritten by the next chunk or row only after it has been read.
+      __syncthreads();
     }
-    __syncthreads();
-    if (threadIdx.x < n) {
-      float s = 0.f;
-      for (int w = 0; w < warps; w++) s += partial[w][threadIdx.x];
-      h[t0 + threadIdx.x] = s;
-    }
-    // partial is rewritten by the next chunk only after it has been read; h is complete after the last chunk.
-    __syncthreads();
   }
 }
 
-// Each output sums its rank terms in order; with a rank that is a multiple of 8 and B 16-byte aligned (so every row
-// of B is), eight at a time through vector loads, in the same order.
+// Each output sums its rank terms in order; with a rank that is a multiple of 8 and B 16-byte aligned (so every
+// row of B is), eight at a time through vector loads, in the same order. A thread's outputs are LORA_THREADS
+// apart; the loads of all of them are issued before the sums.
 template <int BT>
-__device__ __forceinline__ void lora_expand_row(const RowLora& e, const float* h, const void* base, int baseDt, void* out, int outDt, i64 row, i64 j0, i64 j1, i64 outFeatures) {
+__device__ __forceinline__ void lora_expand_row(const RowLora& e, const float* h, const void* base, int baseDt, void* out, int outDt, i64 row, i64 j0, i64 j1,
+                                                i64 outFeatures) {
   const void* b = (const void*)e.b;
   const bool vec = e.rank % 8 == 0 && lora_aligned8(b, BT, 0);
-  for (i64 j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
-    const float y = load_f(base, baseDt, row * outFeatures + j);
-    float acc = 0.f;
-    if (vec) {
-      for (int t = 0; t < e.rank; t += 8) {
-        float bv[8];
-        load8(b, BT, (j * e.rank + t) / 8, bv);
+  constexpr int PER_THREAD = LORA_OUTPUTS_PER_BLOCK / LORA_THREADS;
+  float acc[PER_THREAD];
+  float y[PER_THREAD];
 #pragma unroll
-        for (int k = 0; k < 8; k++) acc += bv[k] * h[t + k];
+  for (int u = 0; u < PER_THREAD; u++) {
+    const i64 j = j0 + threadIdx.x + (i64)u * LORA_THREADS;
+    acc[u] = 0.f;
+    y[u] = j < j1 ? load_f(base, baseDt, row * outFeatures + j) : 0.f;
+  }
+  if (vec) {
+    for (int t = 0; t < e.rank; t += 8) {
+      Raw8 braw[PER_THREAD];
+#pragma unroll
+      for (int u = 0; u < PER_THREAD; u++) {
+        const i64 j = j0 + threadIdx.x + (i64)u * LORA_THREADS;
+        if (j < j1) braw[u] = raw8(b, BT, (j * e.rank + t) / 8);
       }
-    } else {
-#pragma unroll 8
-      for (int t = 0; t < e.rank; t++) acc += lora_load<BT>(b, j * e.rank + t) * h[t];
+#pragma unroll
+      for (int u = 0; u < PER_THREAD; u++) {
+        const i64 j = j0 + threadIdx.x + (i64)u * LORA_THREADS;
+        if (j < j1) {
+          float bv[8];
+          unpack8(braw[u], BT, bv);
+#pragma unroll
+          for (int k = 0; k < 8; k++) acc[u] += bv[k] * h[t + k];
+        }
+      }
     }
-    store_f(out, outDt, row * outFeatures + j, y + e.scale * acc);
+  } else {
+#pragma unroll
+    for (int u = 0; u < PER_THREAD; u++) {
+      const i64 j = j0 + threadIdx.x + (i64)u * LORA_THREADS;
+      if (j < j1) {
+        for (int t = 0; t < e.rank; t++) acc[u] += lora_load<BT>(b, j * e.rank + t) * h[t];
+      }
+    }
+  }
+#pragma unroll
+  for (int u = 0; u < PER_THREAD; u++) {
+    const i64 j = j0 + threadIdx.x + (i64)u * LORA_THREADS;
+    if (j < j1) store_f(out, outDt, row * outFeatures + j, y[u] + e.scale * acc[u]);
   }
 }
 
-extern "C" __global__ void multi_lora_forward(const RowLora* table, const void* x, int xDt, const void* base, int baseDt, void* out, int outDt,
-                                              i64 rows, i64 inFeatures, i64 outFeatures) {
-  __shared__ float partial[32][LORA_RANK_CHUNK];
+// Grid: x = blocks of LORA_OUTPUTS_PER_BLOCK outputs of every projection in turn, y = rows (grid-stride).
+// Four blocks per SM (64 registers a thread, no spills) keep the many small blocks of a decode step in few waves.
+extern "C" __global__ void __launch_bounds__(LORA_THREADS, 4) multi_lora_expand(const LoraOutputs g, i64 rows, const float* part, int splits, int rankStride) {
   __shared__ float h[LORA_MAX_RANK];
-  const i64 j0 = (i64)blockIdx.x * LORA_OUTPUTS_PER_BLOCK;
+  int o = 0;
+  while (o + 1 < g.count && (int)blockIdx.x >= g.firstBlock[o + 1]) o++;
+  const RowLora* table = (const RowLora*)g.table[o];
+  const void* base = (const void*)g.base[o];
+  void* out = (void*)g.out[o];
+  const int baseDt = g.baseDt[o];
+  const int outDt = g.outDt[o];
+  const i64 outFeatures = g.outFeatures[o];
+  const i64 j0 = (i64)(blockIdx.x - g.firstBlock[o]) * LORA_OUTPUTS_PER_BLOCK;
   const i64 j1 = min_i64(j0 + LORA_OUTPUTS_PER_BLOCK, outFeatures);
   for (i64 row = blockIdx.y; row < rows; row += gridDim.y) {
     const RowLora e = table[row];
@@ -152,7 +235,13 @@ extern "C" __global__ void multi_lora_forward(const RowLora* table, const void* 
       for (i64 j = j0 + threadIdx.x; j < j1; j += blockDim.x) store_f(out, outDt, row * outFeatures + j, load_f(base, baseDt, row * outFeatures + j));
       continue;
     }
-    lora_shrink_row(e, x, xDt, row, inFeatures, h, partial);
+    const float* src = part + (o * rows + row) * splits * (i64)rankStride;
+    for (int t = threadIdx.x; t < e.rank; t += blockDim.x) {
+      float s = 0.f;
+      for (int split = 0; split < splits; split++) s += src[split * (i64)rankStride + t];
+      h[t] = s;
+    }
+    __syncthreads();
     if (e.bDt == DT_F32) lora_expand_row<DT_F32>(e, h, base, baseDt, out, outDt, row, j0, j1, outFeatures);
     else if (e.bDt == DT_BF16) lora_expand_row<DT_BF16>(e, h, base, baseDt, out, outDt, row, j0, j1, outFeatures);
     else lora_expand_row<DT_F16>(e, h, base, baseDt, out, outDt, row, j0, j1, outFeatures);
