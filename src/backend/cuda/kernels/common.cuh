@@ -162,12 +162,8 @@ __device__ __forceinline__ void report_status(volatile int* status, int code, in
 
 // ---- block reductions (blockDim.x a multiple of 32, at most 1024) ----
 
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-__device__ __forceinline__ double warp_sum_d(double v) {
+// Butterfly reductions over a warp: every lane receives the result, combined in the same fixed lane order.
+template <typename T> __device__ __forceinline__ T warp_sum(T v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
@@ -177,40 +173,29 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-// Every thread receives the block's sum. `scratch` holds 32 floats; the call ends with a barrier so the
-// scratch can be reused at once.
-__device__ __forceinline__ float block_sum(float v, float* scratch) {
+struct WarpSum {
+  template <typename T> __device__ __forceinline__ T operator()(T v) const { return warp_sum(v); }
+};
+struct WarpMax {
+  __device__ __forceinline__ float operator()(float v) const { return warp_max(v); }
+};
+
+// Every thread receives the block's reduction (warps in order, then across warps; `identity` fills the lanes
+// past the last warp). `scratch` holds 32 values; the call ends with a barrier so the scratch can be reused at once.
+template <typename T, typename WarpOp> __device__ __forceinline__ T block_reduce(T v, T* scratch, T identity, WarpOp op) {
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = warp_sum(v);
+  v = op(v);
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  v = lane < warps ? scratch[lane] : 0.0f;
-  v = warp_sum(v);
+  v = lane < warps ? scratch[lane] : identity;
+  v = op(v);
   __syncthreads();
   return v;
 }
 
-__device__ __forceinline__ double block_sum_d(double v, double* scratch) {
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = warp_sum_d(v);
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < warps ? scratch[lane] : 0.0;
-  v = warp_sum_d(v);
-  __syncthreads();
-  return v;
-}
+template <typename T> __device__ __forceinline__ T block_sum(T v, T* scratch) { return block_reduce(v, scratch, (T)0, WarpSum()); }
 
-__device__ __forceinline__ float block_max(float v, float* scratch) {
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = warp_max(v);
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < warps ? scratch[lane] : -F32_INF;
-  v = warp_max(v);
-  __syncthreads();
-  return v;
-}
+__device__ __forceinline__ float block_max(float v, float* scratch) { return block_reduce(v, scratch, -F32_INF, WarpMax()); }
 
 // Online log-sum-exp state: the running max m and sum s of exp(x - m). Merging two states rescales the one
 // with the smaller max; an all -inf state (m = -inf, s = 0) is the identity.

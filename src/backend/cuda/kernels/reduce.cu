@@ -17,7 +17,7 @@ extern "C" __global__ void reduce_rows(int op, const void* x, int xDt, void* out
     if (op == R_SUM) {
       double acc = 0.0;
       for (i64 a = threadIdx.x; a < axis; a += blockDim.x) acc += (double)load_f(x, xDt, base + a);
-      acc = block_sum_d(acc, scratch);
+      acc = block_sum(acc, scratch);
       if (threadIdx.x == 0) store_f(out, outDt, o, (float)acc);
     } else {
       float acc = -F32_INF;
