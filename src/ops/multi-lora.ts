@@ -80,6 +80,7 @@ export function multiLoraLinearGroup(x: Tensor, projections: readonly MultiLoraP
   const inF = x.shape[x.rank - 1]!;
   const rows = x.numel / Math.max(inF, 1);
   if (projections.length === 0) return [];
+  const backend = sameDevice(x, ...projections.map(({ base }) => base));
   for (const { base, plan } of projections) {
     const outF = base.shape[base.rank - 1]!;
     if (x.rank < 2 || base.rank !== x.rank || base.shape.some((d, i) => i < x.rank - 1 && d !== x.shape[i])) {
@@ -87,13 +88,11 @@ export function multiLoraLinearGroup(x: Tensor, projections: readonly MultiLoraP
     }
     if (plan.inFeatures !== inF || plan.outFeatures !== outF) throw new Error(`multiLoraLinear: a plan for ${plan.inFeatures} -> ${plan.outFeatures} features was given ${inF} -> ${outF}.`);
     if (plan.batchRows !== x.shape[0]) throw new Error(`multiLoraLinear: ${plan.batchRows} adapter indices for a batch of ${x.shape[0]} rows.`);
-    if (isGradEnabled() && (x.requiresGrad || base.requiresGrad || plan.adapters.some(({ a, b }) => a.requiresGrad || b.requiresGrad))) {
+    if (multiLoraNeedsGrad(x, base, plan)) {
       throw new Error('multiLoraLinear records no gradient; run it under noGrad(), or use the per-adapter path when training.');
     }
-    sameDevice(x, base);
     if (plan.device !== null && plan.device !== x.device) throw new Error(`Tensors on ${x.device} and ${plan.device} were combined; move them to one device first.`);
   }
-  const backend = sameDevice(x);
   const xc = contiguous(x);
   const bases = projections.map(({ base }) => contiguous(base));
   const outs = bases.map((base) => backend.allocUninitialized(base.dtype, base.numel));
@@ -105,6 +104,11 @@ export function multiLoraLinearGroup(x: Tensor, projections: readonly MultiLoraP
     })),
   });
   return outs.map((out, i) => makeResult(out, projections[i]!.base.shape, 'multiLoraLinear', [], null));
+}
+
+/** Whether multiLoraLinear would have a gradient to record for this input, base and plan (it refuses then). */
+export function multiLoraNeedsGrad(x: Tensor, base: Tensor, plan: MultiLoraPlan): boolean {
+  return isGradEnabled() && (x.requiresGrad || base.requiresGrad || plan.adapters.some(({ a, b }) => a.requiresGrad || b.requiresGrad));
 }
 
 /** The plan's rowAdapter repeated over each row's positions, kept per positions-per-row. */

@@ -1,7 +1,7 @@
 import { Linear } from '../nn/layers.js';
 import { bumpParameterEpoch, currentParameterEpoch, Module, type ForwardContext, type LinearLike } from '../nn/module.js';
-import { add, addScalar, div, linear, loraLinear, matmul, mul, mulScalar, multiLoraLinear, multiLoraLinearGroup, prepareMultiLora, reshape, sub, to, type MultiLoraAdapter, type MultiLoraPlan } from '../ops/index.js';
-import { isGradEnabled, noGrad } from '../tensor/grad-mode.js';
+import { add, addScalar, div, linear, loraLinear, matmul, mul, mulScalar, multiLoraLinear, multiLoraLinearGroup, multiLoraNeedsGrad, prepareMultiLora, reshape, sub, to, type MultiLoraAdapter, type MultiLoraPlan } from '../ops/index.js';
+import { noGrad } from '../tensor/grad-mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { AdapterDict } from './adapter-dict.js';
@@ -49,11 +49,6 @@ interface GatherPlan {
   readonly epoch: number;
   /** Whether a slot's adapter has dropout (the plan does not apply while training). */
   readonly dropout: boolean;
-}
-
-/** Whether multiLoraLinear would have a gradient to record (it refuses; the per-adapter path records it). */
-function needsGrad(x: Tensor, bases: readonly Tensor[], plan: MultiLoraPlan): boolean {
-  return isGradEnabled() && (x.requiresGrad || bases.some((b) => b.requiresGrad) || plan.adapters.some(({ a, b }) => a.requiresGrad || b.requiresGrad));
 }
 
 const rowKeys = new WeakMap<readonly string[], string>();
@@ -225,7 +220,7 @@ export class LoraLinear extends Module implements LinearLike {
     if (!cached) return null;
     const plan = cached.plan;
     if (!plan) return base;
-    if (needsGrad(x, [base], plan)) return null;
+    if (multiLoraNeedsGrad(x, base, plan)) return null;
     return multiLoraLinear(x, base, plan);
   }
 
@@ -250,7 +245,7 @@ export class LoraLinear extends Module implements LinearLike {
     }
     const bases = group.map((l) => l.base_layer.forward(x, ctx));
     const withAdapters = plans.flatMap((plan, i) => (plan ? [{ base: bases[i]!, plan }] : []));
-    if (withAdapters.some(({ base, plan }) => needsGrad(x, [base], plan))) return group.map((l, i) => l.mixedBatchForward(x, bases[i]!, rowAdapters));
+    if (withAdapters.some(({ base, plan }) => multiLoraNeedsGrad(x, base, plan))) return group.map((l, i) => l.mixedBatchForward(x, bases[i]!, rowAdapters));
     const outs = multiLoraLinearGroup(x, withAdapters);
     let next = 0;
     return plans.map((plan, i) => (plan ? outs[next++]! : bases[i]!));

@@ -132,8 +132,9 @@ export class CudaBackend implements Backend {
   private readonly loraTables = new Map<string, LoraTable>();
   /** The table key of a row map already seen with these adapter views (callers that reuse plans skip the rebuild). */
   private readonly loraTableKeys = new WeakMap<Int32Array, { adapters: readonly LoraAdapterView[]; key: string }>();
-  /** The LoraOutputs struct of kernels/lora.cu, rewritten for each multiLora launch pair. */
+  /** The LoraOutputs struct of kernels/lora.cu, rewritten for each multiLora launch pair, and a view to write it. */
   private readonly loraOutputs = new Uint8Array(LORA_OUTPUTS_BYTES);
+  private readonly loraOutputsView = new DataView(this.loraOutputs.buffer);
 
   constructor(device: string, ordinal: number) {
     this.device = device;
@@ -506,8 +507,8 @@ export class CudaBackend implements Backend {
    * Runs fn with matmul's GEMMs cut into INVARIANT_ROWS-row chunks (invariantGemm), so each row of a product has the
    * same bits whatever m is and whatever the other rows hold. multiLora needs no mode: its kernels
    * (kernels/lora.cu) already compute each row alone (the row's h reduced over fixed feature splits in a fixed
-   * lane, warp and split order; each output summed over t in order), whatever the batch holds. Restores the previous mode when fn returns
-   * or throws, so calls nest.
+   * lane, warp and split order; each output summed over t in order), whatever the batch holds. Restores the
+   * previous mode when fn returns or throws, so calls nest.
    */
   batchInvariant<T>(fn: () => T): T {
     return this.invariant.run(fn);
@@ -528,8 +529,8 @@ export class CudaBackend implements Backend {
     for (let first = 0; first < outputs.length; first += LORA_MAX_OUTPUTS) {
       const group = outputs.slice(first, first + LORA_MAX_OUTPUTS);
       const param = this.loraOutputs;
+      const view = this.loraOutputsView;
       param.fill(0);
-      const view = new DataView(param.buffer);
       let blocks = 0;
       let rankStride = 0;
       for (const [i, o] of group.entries()) {
