@@ -159,17 +159,28 @@ async function main(): Promise<void> {
 }
 
 /**
- * With LORAFORGE_PROFILE=1 on CUDA: one batch of 16 new tokens per case with every decode launch timed (from the
- * step after the last prefill), printed as device milliseconds per decode step by kernel kind beside the wall
- * time per step (a wall time well above the kernels' sum means host-bound steps).
+ * With LORAFORGE_PROFILE=1 on CUDA, per case: one batch of 16 new tokens untimed per launch, for the wall time per
+ * decode step and the part of it the host spent blocked on the device (about 0 when steps are host-bound; the
+ * rest of the step is the host's own work); then one with every decode launch bracketed by events (from the step
+ * after the last prefill), printed as device milliseconds per step by kernel kind. Event times include any wait
+ * for the host between launches, so they overstate kernels that follow slow host work.
  */
 async function profile(model: LlamaForCausalLM, prompts: number[][], rowNames: (count: number) => string[], args: Args): Promise<void> {
   const backend = getBackend(model.device);
-  const profiler = backend instanceof CudaBackend ? backend.runtime.profiler : null;
-  if (!profiler) return;
+  if (!(backend instanceof CudaBackend) || !backend.runtime.profiler) return;
+  const profiler = backend.runtime.profiler;
   const newTokens = 16;
   const steps = newTokens - 1;
   for (const count of [...new Set([0, ...args.adapters])]) {
+    // First unprofiled: the time the host spends blocked waiting for the device (near 0 when steps are host-bound).
+    let waitStart = 0;
+    let plainStart = 0;
+    await runBatch(model, prompts, rowNames(count), newTokens, () => {
+      waitStart = backend.runtime.hostWaitMs;
+      plainStart = performance.now();
+    });
+    const plainWallMs = performance.now() - plainStart;
+    const waitMs = backend.runtime.hostWaitMs - waitStart;
     let start = 0;
     await runBatch(model, prompts, rowNames(count), newTokens, () => {
       profiler.start();
@@ -183,6 +194,8 @@ async function profile(model: LlamaForCausalLM, prompts: number[][], rowNames: (
         bench: 'serve-profile',
         adapters: count,
         decode_steps: steps,
+        unprofiled_wall_ms_per_step: perStep(plainWallMs),
+        unprofiled_host_wait_ms_per_step: perStep(waitMs),
         wall_ms_per_step: perStep(wallMs),
         kernel_ms_per_step: perStep(entries.reduce((s, e) => s + e.ms, 0)),
         launches_per_step: Math.round(entries.reduce((s, e) => s + e.calls, 0) / steps),

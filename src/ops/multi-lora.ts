@@ -60,9 +60,9 @@ export function prepareMultiLora(adapters: readonly MultiLoraAdapter[], rowAdapt
  * Inference only: it records no gradient, and refuses inputs that would need one (use the per-adapter path).
  * `adapters` and `rowAdapter` may come as a plan from prepareMultiLora instead.
  */
-export function multiLoraLinear(x: Tensor, base: Tensor, adapters: readonly MultiLoraAdapter[] | MultiLoraPlan, rowAdapter?: readonly number[]): Tensor {
+export function multiLoraLinear(x: Tensor, base: Tensor, adapters: readonly MultiLoraAdapter[] | MultiLoraPlan, rowAdapter?: readonly number[], consumeBase = false): Tensor {
   const plan = isPlan(adapters) ? adapters : prepareMultiLora(adapters, rowAdapter ?? [], x.shape[x.rank - 1]!, base.shape[base.rank - 1]!);
-  return multiLoraLinearGroup(x, [{ base, plan }])[0]!;
+  return multiLoraLinearGroup(x, [{ base, plan }], consumeBase)[0]!;
 }
 
 /** One projection of a multiLoraLinearGroup call: its base output and its plan. */
@@ -74,9 +74,11 @@ export interface MultiLoraProjection {
 /**
  * multiLoraLinear for several projections of the same input at once (q, k and v of attention; gate and up of an
  * MLP), each with its own base output and plan: one backend call for all of them, and each result has the bits
- * multiLoraLinear would give it alone.
+ * multiLoraLinear would give it alone. With `consumeBase`, a result may be written over its base output's buffer
+ * (when that base is contiguous from the buffer's start) instead of a new one: for callers that made the base for
+ * this call alone and never read it again (LoraLinear's serving path), saving an allocation per projection.
  */
-export function multiLoraLinearGroup(x: Tensor, projections: readonly MultiLoraProjection[]): Tensor[] {
+export function multiLoraLinearGroup(x: Tensor, projections: readonly MultiLoraProjection[], consumeBase = false): Tensor[] {
   const inF = x.shape[x.rank - 1]!;
   const rows = x.numel / Math.max(inF, 1);
   if (projections.length === 0) return [];
@@ -95,7 +97,7 @@ export function multiLoraLinearGroup(x: Tensor, projections: readonly MultiLoraP
   }
   const xc = contiguous(x);
   const bases = projections.map(({ base }) => contiguous(base));
-  const outs = bases.map((base) => backend.allocUninitialized(base.dtype, base.numel));
+  const outs = bases.map((base) => (consumeBase && base.offset === 0 ? base.buffer : backend.allocUninitialized(base.dtype, base.numel)));
   backend.multiLora({
     rows, inFeatures: inF, x: xc.buffer, xOffset: xc.offset,
     outputs: projections.map(({ plan }, i) => ({

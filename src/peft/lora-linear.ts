@@ -221,12 +221,13 @@ export class LoraLinear extends Module implements LinearLike {
     const plan = cached.plan;
     if (!plan) return base;
     if (multiLoraNeedsGrad(x, base, plan)) return null;
-    return multiLoraLinear(x, base, plan);
+    return multiLoraLinear(x, base, plan, undefined, true);
   }
 
   /**
    * forwardSharedInput's group (q, k, v; gate, up) in serving: every layer's base product, then all of their
-   * adapter products in one multiLoraLinearGroup call. Takes the group only when every layer is a LoraLinear of
+   * adapter products in one multiLoraLinearGroup call, written over those base products (made here, read by
+   * nothing else). Takes the group only when every layer is a LoraLinear of
    * the same model on the gathered path with per-row adapters; returns null otherwise (each layer runs alone).
    */
   forwardGroup(layers: readonly LinearLike[], x: Tensor, ctx?: ForwardContext): Tensor[] | null {
@@ -246,7 +247,7 @@ export class LoraLinear extends Module implements LinearLike {
     const bases = group.map((l) => l.base_layer.forward(x, ctx));
     const withAdapters = plans.flatMap((plan, i) => (plan ? [{ base: bases[i]!, plan }] : []));
     if (withAdapters.some(({ base, plan }) => multiLoraNeedsGrad(x, base, plan))) return group.map((l, i) => l.mixedBatchForward(x, bases[i]!, rowAdapters));
-    const outs = multiLoraLinearGroup(x, withAdapters);
+    const outs = multiLoraLinearGroup(x, withAdapters, true);
     let next = 0;
     return plans.map((plan, i) => (plan ? outs[next++]! : bases[i]!));
   }

@@ -163,3 +163,45 @@ test('multiLoraLinearGroup: five projections of one input in one call, each with
     assertClose(await grouped[p]!.data(), await reference(x, base, list, rows), 1e-5, `projection ${p} vs the reference`);
   }
 });
+
+test('multiLoraLinearGroup with consumeBase writes over base outputs that start their buffer, with the same bits', async () => {
+  const rowAdapter = [1, -1, 2, 0];
+  const x = values([rowAdapter.length, POSITIONS, IN], 41);
+  const list = adapters();
+  const plan = ops.prepareMultiLora(list, rowAdapter, IN, OUT);
+  const fresh = () => values([rowAdapter.length, POSITIONS, OUT], 42);
+  const expected = await noGrad(() => ops.multiLoraLinear(x, fresh(), plan)).data();
+  // A base at offset 0 is overwritten in place; a base that is a view further into its buffer gets a new buffer.
+  const owned = fresh();
+  const wide = values([rowAdapter.length + 1, POSITIONS, OUT], 43);
+  const view = ops.narrow(wide, 0, 1, rowAdapter.length);
+  const viewBefore = await view.data();
+  const [inPlace, moved] = noGrad(() => ops.multiLoraLinearGroup(x, [{ base: owned, plan }, { base: view, plan }], true));
+  assert.equal(inPlace!.buffer, owned.buffer, 'written over the base it consumed');
+  assert.notEqual(moved!.buffer, wide.buffer, 'a view with an offset is not written over');
+  assert.deepEqual(await inPlace!.data(), expected);
+  assert.deepEqual(await view.data(), viewBefore, 'the offset view keeps its values');
+  assertClose(await moved!.data(), await reference(x, view, list, rowAdapter), 1e-5, 'the offset view\'s result');
+});
+
+test('wide inputs (4104 features: three CUDA feature splits) over 100 rows: the reference per projection, and each row alone', async () => {
+  const inF = 4104;
+  const specs = [{ rank: 16, scale: 0.5 }, { rank: 20, scale: -0.75 }, { rank: 8, scale: 2 }];
+  const rowAdapter = Array.from({ length: 100 }, (_, i) => (i % 7 === 3 ? -1 : i % 3));
+  const x = values([rowAdapter.length, 1, inF], 51, 'bfloat16');
+  const projections = [1100, 24].map((outF, p) => ({ base: values([rowAdapter.length, 1, outF], 52 + p, 'bfloat16'), list: adapters('bfloat16', specs, inF, outF) }));
+  const plans = projections.map(({ base, list }) => ops.prepareMultiLora(list, rowAdapter, inF, base.shape[2]!));
+  const outs = noGrad(() => ops.multiLoraLinearGroup(x, projections.map(({ base }, p) => ({ base, plan: plans[p]! }))));
+  for (const [p, { base, list }] of projections.entries()) {
+    assertClose(await outs[p]!.data(), await reference(x, base, list, rowAdapter), 2e-2, `projection ${p}`);
+  }
+  const backend = getBackend(TEST_DEVICE);
+  if (!backend.batchInvariant) return;
+  const run = backend.batchInvariant.bind(backend);
+  const batch = await run(() => noGrad(() => ops.multiLoraLinear(x, projections[0]!.base, plans[0]!))).data();
+  for (const row of [0, 3, 50, 99]) {
+    const { base, list } = projections[0]!;
+    const alone = run(() => noGrad(() => ops.multiLoraLinear(ops.narrow(x, 0, row, 1), ops.narrow(base, 0, row, 1), list, [rowAdapter[row]!])));
+    assert.deepEqual(await alone.data(), batch.slice(row * 1100, (row + 1) * 1100), `row ${row}`);
+  }
+});

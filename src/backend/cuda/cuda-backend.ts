@@ -93,14 +93,14 @@ const INVARIANT_ALIGN = 256;
 /** Bytes of one RowLora entry in kernels/lora.cu: A and B addresses, scale, rank, A's and B's dtype codes. */
 const ROW_LORA_BYTES = 32;
 /**
- * kernels/lora.cu's LORA_SPLIT (features per multi_lora_shrink block), LORA_OUTPUTS_PER_BLOCK (per
- * multi_lora_expand block), LORA_THREADS and LORA_MAX_RANK.
+ * kernels/lora.cu's LORA_SPLIT (features per shrink task), LORA_OUTPUTS_PER_BLOCK (outputs per expand task),
+ * LORA_THREADS and LORA_MAX_RANK.
  */
 const LORA_SPLIT = 2048;
 const LORA_OUTPUTS_PER_BLOCK = 1024;
 const LORA_THREADS = 256;
 const LORA_MAX_RANK = 1024;
-/** Projections per launch pair and the bytes of the LoraOutputs struct (kernels/lora.cu). */
+/** Projections per multi_lora launch and the bytes of the LoraOutputs struct (kernels/lora.cu). */
 const LORA_MAX_OUTPUTS = 4;
 const LORA_OUTPUTS_BYTES = 184;
 
@@ -132,9 +132,16 @@ export class CudaBackend implements Backend {
   private readonly loraTables = new Map<string, LoraTable>();
   /** The table key of a row map already seen with these adapter views (callers that reuse plans skip the rebuild). */
   private readonly loraTableKeys = new WeakMap<Int32Array, { adapters: readonly LoraAdapterView[]; key: string }>();
-  /** The LoraOutputs struct of kernels/lora.cu, rewritten for each multiLora launch pair, and a view to write it. */
+  /** The LoraOutputs struct of kernels/lora.cu, rewritten for each multi_lora launch, and a view to write it. */
   private readonly loraOutputs = new Uint8Array(LORA_OUTPUTS_BYTES);
   private readonly loraOutputsView = new DataView(this.loraOutputs.buffer);
+  /**
+   * multi_lora's float32 partial sums, kept between launches (stream order makes reuse safe) and grown to the
+   * largest batch seen; emptyCache() gives it back.
+   */
+  private loraPart: CudaBuffer | null = null;
+  /** multi_lora's grid barrier (two counters, zero between launches) and how many of its blocks the GPU holds. */
+  private loraBarrier: { buffer: CudaBuffer; resident: number } | null = null;
 
   constructor(device: string, ordinal: number) {
     this.device = device;
@@ -152,6 +159,8 @@ export class CudaBackend implements Backend {
 
   /** Returns cached free blocks to the driver (after waiting for queued work). */
   emptyCache(): void {
+    if (this.loraPart) this.release(this.loraPart);
+    this.loraPart = null;
     this.runtime.synchronize();
     this.runtime.allocator.emptyCache();
   }
@@ -230,8 +239,11 @@ export class CudaBackend implements Backend {
     const out = hostArrayFor(buffer.dtype, length);
     const d = this.runtime.driver;
     this.runtime.makeCurrent();
+    // A copy into pageable memory waits for the stream itself, so the wait is timed from before it.
+    const start = performance.now();
     if (length > 0) d.check('cuMemcpyDtoHAsync', d.cuMemcpyDtoHAsync(out, src, out.byteLength, this.runtime.stream));
     this.runtime.synchronize();
+    this.runtime.hostWaitMs += performance.now() - start;
     return out;
   }
 
@@ -242,7 +254,9 @@ export class CudaBackend implements Backend {
 
   async synchronize(): Promise<void> {
     this.runtime.makeCurrent();
+    const start = performance.now();
     this.runtime.synchronize();
+    this.runtime.hostWaitMs += performance.now() - start;
   }
 
   // ---- launching ----
@@ -525,6 +539,12 @@ export class CudaBackend implements Backend {
     for (const o of p.outputs) if (o.rowAdapter.length !== rows) throw new RangeError(`multiLora: ${o.rowAdapter.length} row adapters for ${rows} rows.`);
     const outputs = p.outputs.filter((o) => o.outFeatures > 0);
     if (rows === 0) return;
+    const fn = this.fn('lora', 'multi_lora');
+    this.loraBarrier ??= {
+      buffer: this.buf(this.alloc('int32', 2), 'multiLora barrier'),
+      resident: this.runtime.driver.maxActiveBlocksPerMultiprocessor(fn, LORA_THREADS) * this.runtime.info.multiprocessors,
+    };
+    const { buffer: barrier, resident } = this.loraBarrier;
     const splits = Math.max(1, Math.ceil(inFeatures / LORA_SPLIT));
     for (let first = 0; first < outputs.length; first += LORA_MAX_OUTPUTS) {
       const group = outputs.slice(first, first + LORA_MAX_OUTPUTS);
@@ -536,10 +556,10 @@ export class CudaBackend implements Backend {
       for (const [i, o] of group.entries()) {
         const table = this.loraRowTable(o, inFeatures);
         rankStride = Math.max(rankStride, table.maxRank);
-        view.setBigUint64(8 * i, BigInt(table.buffer.at(0)), true);
-        view.setBigUint64(32 + 8 * i, BigInt(this.span(o.base, o.baseOffset, rows * o.outFeatures, 'multiLora base')), true);
-        view.setBigUint64(64 + 8 * i, BigInt(this.span(o.out, 0, rows * o.outFeatures, 'multiLora out')), true);
-        view.setBigInt64(96 + 8 * i, BigInt(o.outFeatures), true);
+        setU64(view, 8 * i, table.buffer.at(0));
+        setU64(view, 32 + 8 * i, this.span(o.base, o.baseOffset, rows * o.outFeatures, 'multiLora base'));
+        setU64(view, 64 + 8 * i, this.span(o.out, 0, rows * o.outFeatures, 'multiLora out'));
+        setU64(view, 96 + 8 * i, o.outFeatures);
         view.setInt32(128 + 4 * i, blocks, true);
         view.setInt32(148 + 4 * i, this.code(o.base), true);
         view.setInt32(164 + 4 * i, this.code(o.out), true);
@@ -547,17 +567,21 @@ export class CudaBackend implements Backend {
       }
       view.setInt32(128 + 4 * group.length, blocks, true);
       view.setInt32(180, group.length, true);
-      const gridY = Math.min(rows, MAX_GRID_Y);
       // The float32 partial sums of every row's h, per feature split (rows without an adapter leave theirs unset).
-      const part = rankStride > 0 ? this.allocRaw('float32', group.length * rows * splits * rankStride) : null;
-      if (part) {
-        this.args.bytes(param).ptr(xp).i32(this.code(p.x)).i64(rows).i64(inFeatures).ptr(part.at(0)).i32(splits).i32(rankStride);
-        this.launch(this.fn('lora', 'multi_lora_shrink'), [group.length * splits, gridY, 1], [LORA_THREADS, 1, 1]);
-      }
-      this.args.bytes(param).i64(rows).ptr(part ? part.at(0) : 0).i32(splits).i32(rankStride);
-      this.launch(this.fn('lora', 'multi_lora_expand'), [blocks, gridY, 1], [LORA_THREADS, 1, 1]);
-      if (part) this.release(part);
+      const part = rankStride > 0 ? this.loraPartials(group.length * rows * splits * rankStride) : 0;
+      const tasks = Math.max(rankStride > 0 ? group.length * splits * rows : 0, blocks * rows);
+      this.args.bytes(param).ptr(xp).i32(this.code(p.x)).i64(rows).i64(inFeatures).ptr(part).i32(splits).i32(rankStride).ptr(barrier.at(0));
+      this.runtime.params.launch(fn, [Math.min(tasks, resident), 1, 1], [LORA_THREADS, 1, 1], 0, true);
     }
+  }
+
+  /** Device address of multi_lora's partial sums, room for `length` floats. */
+  private loraPartials(length: number): number {
+    if (!this.loraPart || this.loraPart.length < length) {
+      if (this.loraPart) this.release(this.loraPart);
+      this.loraPart = this.allocRaw('float32', length);
+    }
+    return this.loraPart.at(0);
   }
 
   /**
@@ -587,8 +611,8 @@ export class CudaBackend implements Backend {
     const entries = o.adapters.map((adapter) => {
       const entry = new Uint8Array(ROW_LORA_BYTES);
       const view = new DataView(entry.buffer);
-      view.setBigUint64(0, BigInt(this.span(adapter.a, adapter.aOffset, adapter.rank * inFeatures, 'multiLora A')), true);
-      view.setBigUint64(8, BigInt(this.span(adapter.b, adapter.bOffset, outFeatures * adapter.rank, 'multiLora B')), true);
+      setU64(view, 0, this.span(adapter.a, adapter.aOffset, adapter.rank * inFeatures, 'multiLora A'));
+      setU64(view, 8, this.span(adapter.b, adapter.bOffset, outFeatures * adapter.rank, 'multiLora B'));
       view.setFloat32(16, adapter.scale, true);
       view.setInt32(20, adapter.rank, true);
       view.setInt32(24, this.code(adapter.a), true);
@@ -997,4 +1021,10 @@ export class CudaBackend implements Backend {
     this.runtime.params.i32(a.heads).i32(a.kvHeads).i32(a.seq).i32(a.headDim).i32(a.blockSize).i32(a.maxBlocks).f32(a.scale);
     this.launch(fn, [a.heads, a.seq, a.batch], [PAGED_THREADS, 1, 1]);
   }
+}
+
+/** Writes a non-negative integer below 2^53 (an address, a count) as a little-endian u64 without a BigInt. */
+function setU64(view: DataView, at: number, value: number): void {
+  view.setUint32(at, value % 0x1_0000_0000, true);
+  view.setUint32(at + 4, Math.floor(value / 0x1_0000_0000), true);
 }

@@ -57,6 +57,11 @@ export class CudaRuntime {
   readonly params: LaunchParams;
   /** Per-launch device timing, present when LORAFORGE_PROFILE=1; records between start() and report(). */
   readonly profiler: LaunchProfiler | null;
+  /**
+   * Milliseconds the host has spent blocked on the device in CudaBackend.toHost and synchronize since the runtime
+   * was made: a decode step that waits ~0 is host-bound, one that waits long is bound by its kernels.
+   */
+  hostWaitMs = 0;
   private readonly status: PinnedHostMemory;
   private readonly statusWords: Int32Array;
 
