@@ -93,16 +93,14 @@ const INVARIANT_ALIGN = 256;
 /** Bytes of one RowLora entry in kernels/lora.cu: A and B addresses, scale, rank, A's and B's dtype codes. */
 const ROW_LORA_BYTES = 32;
 /**
- * kernels/lora.cu's LORA_SPLIT (features per shrink task), LORA_OUTPUTS_PER_BLOCK (outputs per expand task),
- * LORA_THREADS and LORA_MAX_RANK.
+ * kernels/lora.cu's LORA_SPLIT (features per block of multi_lora), LORA_THREADS and LORA_MAX_RANK.
  */
 const LORA_SPLIT = 2048;
-const LORA_OUTPUTS_PER_BLOCK = 1024;
 const LORA_THREADS = 256;
 const LORA_MAX_RANK = 1024;
 /** Projections per multi_lora launch and the bytes of the LoraOutputs struct (kernels/lora.cu). */
 const LORA_MAX_OUTPUTS = 4;
-const LORA_OUTPUTS_BYTES = 184;
+const LORA_OUTPUTS_BYTES = 168;
 
 /** A multiLora row table on the device (one RowLora per row) and the largest rank it names. */
 interface LoraTable {
@@ -136,12 +134,12 @@ export class CudaBackend implements Backend {
   private readonly loraOutputs = new Uint8Array(LORA_OUTPUTS_BYTES);
   private readonly loraOutputsView = new DataView(this.loraOutputs.buffer);
   /**
-   * multi_lora's float32 partial sums, kept between launches (stream order makes reuse safe) and grown to the
-   * largest batch seen; emptyCache() gives it back.
+   * multi_lora's float32 partial sums (inputs wider than one feature split) and its arrival counters (int32, zero
+   * between launches), kept between launches (stream order makes reuse safe) and grown to the largest batch seen;
+   * emptyCache() gives them back.
    */
   private loraPart: CudaBuffer | null = null;
-  /** multi_lora's grid barrier (two counters, zero between launches) and how many of its blocks the GPU holds. */
-  private loraBarrier: { buffer: CudaBuffer; resident: number } | null = null;
+  private loraArrivals: CudaBuffer | null = null;
 
   constructor(device: string, ordinal: number) {
     this.device = device;
@@ -159,8 +157,9 @@ export class CudaBackend implements Backend {
 
   /** Returns cached free blocks to the driver (after waiting for queued work). */
   emptyCache(): void {
-    if (this.loraPart) this.release(this.loraPart);
+    for (const b of [this.loraPart, this.loraArrivals]) if (b) this.release(b);
     this.loraPart = null;
+    this.loraArrivals = null;
     this.runtime.synchronize();
     this.runtime.allocator.emptyCache();
   }
@@ -539,19 +538,12 @@ export class CudaBackend implements Backend {
     for (const o of p.outputs) if (o.rowAdapter.length !== rows) throw new RangeError(`multiLora: ${o.rowAdapter.length} row adapters for ${rows} rows.`);
     const outputs = p.outputs.filter((o) => o.outFeatures > 0);
     if (rows === 0) return;
-    const fn = this.fn('lora', 'multi_lora');
-    this.loraBarrier ??= {
-      buffer: this.buf(this.alloc('int32', 2), 'multiLora barrier'),
-      resident: this.runtime.driver.maxActiveBlocksPerMultiprocessor(fn, LORA_THREADS) * this.runtime.info.multiprocessors,
-    };
-    const { buffer: barrier, resident } = this.loraBarrier;
     const splits = Math.max(1, Math.ceil(inFeatures / LORA_SPLIT));
     for (let first = 0; first < outputs.length; first += LORA_MAX_OUTPUTS) {
       const group = outputs.slice(first, first + LORA_MAX_OUTPUTS);
       const param = this.loraOutputs;
       const view = this.loraOutputsView;
       param.fill(0);
-      let blocks = 0;
       let rankStride = 0;
       for (const [i, o] of group.entries()) {
         const table = this.loraRowTable(o, inFeatures);
@@ -560,28 +552,26 @@ export class CudaBackend implements Backend {
         setU64(view, 32 + 8 * i, this.span(o.base, o.baseOffset, rows * o.outFeatures, 'multiLora base'));
         setU64(view, 64 + 8 * i, this.span(o.out, 0, rows * o.outFeatures, 'multiLora out'));
         setU64(view, 96 + 8 * i, o.outFeatures);
-        view.setInt32(128 + 4 * i, blocks, true);
-        view.setInt32(148 + 4 * i, this.code(o.base), true);
-        view.setInt32(164 + 4 * i, this.code(o.out), true);
-        blocks += Math.ceil(o.outFeatures / LORA_OUTPUTS_PER_BLOCK);
+        view.setInt32(128 + 4 * i, this.code(o.base), true);
+        view.setInt32(144 + 4 * i, this.code(o.out), true);
       }
-      view.setInt32(128 + 4 * group.length, blocks, true);
-      view.setInt32(180, group.length, true);
-      // The float32 partial sums of every row's h, per feature split (rows without an adapter leave theirs unset).
-      const part = rankStride > 0 ? this.loraPartials(group.length * rows * splits * rankStride) : 0;
-      const tasks = Math.max(rankStride > 0 ? group.length * splits * rows : 0, blocks * rows);
-      this.args.bytes(param).ptr(xp).i32(this.code(p.x)).i64(rows).i64(inFeatures).ptr(part).i32(splits).i32(rankStride).ptr(barrier.at(0));
-      this.runtime.params.launch(fn, [Math.min(tasks, resident), 1, 1], [LORA_THREADS, 1, 1], 0, true);
+      view.setInt32(160, group.length, true);
+      // Wider inputs: every row's partial sums per feature split, and a counter per row and output.
+      const wide = splits > 1 && rankStride > 0;
+      this.loraPart = wide ? this.grown(this.loraPart, 'float32', group.length * rows * splits * rankStride) : this.loraPart;
+      this.loraArrivals = wide ? this.grown(this.loraArrivals, 'int32', group.length * rows) : this.loraArrivals;
+      this.args
+        .bytes(param).ptr(xp).i32(this.code(p.x)).i64(rows).i64(inFeatures)
+        .ptr(wide ? this.loraPart!.at(0) : 0).i32(splits).i32(rankStride).ptr(wide ? this.loraArrivals!.at(0) : 0);
+      this.launch(this.fn('lora', 'multi_lora'), [group.length * splits * rows, 1, 1], [LORA_THREADS, 1, 1]);
     }
   }
 
-  /** Device address of multi_lora's partial sums, room for `length` floats. */
-  private loraPartials(length: number): number {
-    if (!this.loraPart || this.loraPart.length < length) {
-      if (this.loraPart) this.release(this.loraPart);
-      this.loraPart = this.allocRaw('float32', length);
-    }
-    return this.loraPart.at(0);
+  /** `current` if it holds `length` elements, else a new zeroed buffer that does (the old one released). */
+  private grown(current: CudaBuffer | null, dtype: DType, length: number): CudaBuffer {
+    if (current && current.length >= length) return current;
+    if (current) this.release(current);
+    return this.buf(this.alloc(dtype, length), 'multiLora scratch');
   }
 
   /**

@@ -62,8 +62,6 @@ export class Driver {
   private readonly f: Record<string, NativeFn> = {};
 
   readonly cuLaunchKernel: NativeFn;
-  /** Like cuLaunchKernel, without `extra`; every block of the grid is resident at once (or the launch fails). */
-  readonly cuLaunchCooperativeKernel: NativeFn;
   readonly cuMemcpyHtoDAsync: NativeFn;
   readonly cuMemcpyDtoHAsync: NativeFn;
   readonly cuMemcpyDtoDAsync: NativeFn;
@@ -111,10 +109,7 @@ export class Driver {
     this.bind('cuModuleLoadData', [p, p]);
     this.bind('cuModuleGetFunction', [p, u64, 'str']);
     this.bind('cuLaunchKernel', [u64, 'uint32_t', 'uint32_t', 'uint32_t', 'uint32_t', 'uint32_t', 'uint32_t', 'uint32_t', u64, u64, u64]);
-    this.bind('cuLaunchCooperativeKernel', [u64, 'uint32_t', 'uint32_t', 'uint32_t', 'uint32_t', 'uint32_t', 'uint32_t', 'uint32_t', u64, u64]);
-    this.bind('cuOccupancyMaxActiveBlocksPerMultiprocessor', [p, u64, 'int', 'size_t']);
     this.cuLaunchKernel = this.f['cuLaunchKernel']!;
-    this.cuLaunchCooperativeKernel = this.f['cuLaunchCooperativeKernel']!;
     this.cuMemcpyHtoDAsync = this.f['cuMemcpyHtoDAsync']!;
     this.cuMemcpyDtoHAsync = this.f['cuMemcpyDtoHAsync']!;
     this.cuMemcpyDtoDAsync = this.f['cuMemcpyDtoDAsync']!;
@@ -297,11 +292,6 @@ export class Driver {
 
   moduleLoadData(image: Uint8Array): number {
     return this.outU64('cuModuleLoadData', image);
-  }
-
-  /** How many blocks of `blockSize` threads of `fn` one multiprocessor holds at once. */
-  maxActiveBlocksPerMultiprocessor(fn: number, blockSize: number, sharedBytes = 0): number {
-    return this.outI32('cuOccupancyMaxActiveBlocksPerMultiprocessor', fn, blockSize, sharedBytes);
   }
 
   moduleGetFunction(module: number, name: string): number {

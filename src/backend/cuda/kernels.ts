@@ -199,21 +199,16 @@ export class LaunchParams {
     return this.base + VALUE_BYTES;
   }
 
-  /**
-   * Enqueues `fn` on the stream with the arguments written since begin(); a cooperative launch keeps every block
-   * resident at once (for kernels with a grid-wide barrier) and fails rather than run a grid too large for that.
-   */
-  launch(fn: number, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes = 0, cooperative = false): void {
+  /** Enqueues `fn` on the stream with the arguments written since begin(). */
+  launch(fn: number, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes = 0): void {
     const profile = this.profiler?.recorder.active ? this.profiler : null;
     if (profile) {
       const name = profile.kernels.nameOf(fn);
       // The op code is the first argument, an int32 in the first value slot.
       profile.recorder.begin(OP_CODE_KERNELS.has(name) ? `${name}:op=${this.view.getInt32(0, true)}` : name);
     }
-    const rc = cooperative
-      ? this.driver.cuLaunchCooperativeKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, this.stream, this.kernelParams)
-      : this.driver.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, this.stream, this.kernelParams, 0);
-    if (rc !== 0) this.driver.fail(cooperative ? 'cuLaunchCooperativeKernel' : 'cuLaunchKernel', rc);
+    const rc = this.driver.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, this.stream, this.kernelParams, 0);
+    if (rc !== 0) this.driver.fail('cuLaunchKernel', rc);
     profile?.recorder.end();
   }
 }

@@ -1,25 +1,27 @@
 // Multi-adapter LoRA for inference (Punica's BGMV): every row of a batch through the adapter it names, for up to
-// LORA_MAX_OUTPUTS projections of the same x at once (q, k, v; gate, up), in one cooperative launch of two phases:
+// LORA_MAX_OUTPUTS projections of the same x at once (q, k, v; gate, up), in one launch of one block per output o,
+// feature split s and row:
 //
 //   shrink:  part[o, row, s, t] = sum over c in split s of A[t, c] * x[row, c]   (A [rank, in] of the row's adapter
 //            for output o; split s = features s * LORA_SPLIT .. (s + 1) * LORA_SPLIT - 1)
 //   expand:  h[t] = sum over s, in order, of part[o, row, s, t]
 //            out[row, j] = base[row, j] + scale * sum_t B[j, t] * h[t]   (B [out, rank]); = base at rank 0
 //
-// The host writes one RowLora per row and projection (a row without an adapter has rank 0 and null pointers).
-// Splitting the features over tasks and the outputs over other tasks keeps a decode step's small products spread
-// over the whole GPU with no block repeating another's work, and one launch instead of two halves the launches a
-// decode step makes (a grid-wide barrier between the phases). Every task computes one row: its bits depend on its
-// own x, base and adapter only, never on the other rows of the batch or on which block runs it, as on the CPU.
-// Within a shrink task, thread i sums the features of its split c = 8i .. 8i + 7 (vector loads, eight ranks' A
-// words loaded before any is used) or c = i, i + blockDim, ... (scalar); each rank's per-thread sums are reduced in
-// a fixed lane order (warp butterfly) and warp order. Loads are specialised by dtype once per task (the switch
+// With one split (inFeatures <= LORA_SPLIT) the block expands its own h at once, from shared memory. With more,
+// every split's block counts itself in (o, row)'s arrival counter after writing its partial sums, and the block
+// that arrives last (whichever it is) sums the splits in order and expands: no block ever waits for another, so
+// the launch needs no co-residency and no barrier. The host writes one RowLora per row and projection (a row
+// without an adapter has rank 0 and null pointers). Every block computes one row: its bits depend on its own x,
+// base and adapter only, never on the other rows of the batch or on which block arrives last, as on the CPU.
+// Within the shrink, thread i sums the features of its split c = 8i .. 8i + 7 (vector loads, eight ranks' A words
+// loaded before any is used) or c = i, i + blockDim, ... (scalar); each rank's per-thread sums are reduced in a
+// fixed lane order (warp butterfly) and warp order. Loads are specialised by dtype once per block (the switch
 // sits outside the loops).
 
 #define LORA_RANK_CHUNK 16
 // Features per shrink task: eight per thread.
 #define LORA_SPLIT 2048
-// Outputs per expand task: four per thread.
+// Outputs per pass of the expand: four per thread.
 #define LORA_OUTPUTS_PER_BLOCK 1024
 // Threads per block (CudaBackend.multiLora launches this many).
 #define LORA_THREADS 256
@@ -37,21 +39,19 @@ struct RowLora {
 };
 
 // The projections of one launch (MultiLoraArgs.outputs), by value; written by CudaBackend.multiLora
-// (LORA_OUTPUTS_BYTES). In the expand phase, output o owns blocks firstBlock[o] .. firstBlock[o + 1] - 1 of every
-// row, one per LORA_OUTPUTS_PER_BLOCK of its features. part holds count * rows * splits * rankStride floats.
+// (LORA_OUTPUTS_BYTES). part holds count * rows * splits * rankStride floats when splits > 1.
 #define LORA_MAX_OUTPUTS 4
 struct LoraOutputs {
   u64 table[LORA_MAX_OUTPUTS];
   u64 base[LORA_MAX_OUTPUTS];
   u64 out[LORA_MAX_OUTPUTS];
   i64 outFeatures[LORA_MAX_OUTPUTS];
-  int firstBlock[LORA_MAX_OUTPUTS + 1];
   int baseDt[LORA_MAX_OUTPUTS];
   int outDt[LORA_MAX_OUTPUTS];
   int count;
 };
 // The host writes LoraOutputs and RowLora byte by byte (CudaBackend.multiLora): no padding inside either.
-static_assert(sizeof(LoraOutputs) == 184, "LoraOutputs size");
+static_assert(sizeof(LoraOutputs) == 168, "LoraOutputs size");
 static_assert(sizeof(RowLora) == 32, "RowLora size");
 
 template <int DT> __device__ __forceinline__ float lora_load(const void* p, i64 i);
@@ -114,12 +114,9 @@ __device__ __forceinline__ void lora_shrink_sums(const void* a, const void* x, i
     else lora_shrink_sums<XT, AT>(a, x, row, inFeatures, c0, c1, t0, n, acc);            \
     break;
 
-// One shrink task: row `row`, features of split `split`, every rank of output o's adapter for that row, into
-// part[o, row, split, 0 .. rank - 1]. A row without an adapter has nothing to do.
-__device__ __forceinline__ void lora_shrink_task(const LoraOutputs& g, const void* x, int xDt, i64 rows, i64 inFeatures, float* part, int splits,
-                                                 int rankStride, int o, int split, i64 row, float (*partial)[LORA_RANK_CHUNK]) {
-  const RowLora e = ((const RowLora*)g.table[o])[row];
-  if (e.rank == 0) return;
+// The shrink of row `row`, features of split `split`, every rank of the row's adapter e, into dst[0 .. rank - 1].
+__device__ __forceinline__ void lora_shrink(const RowLora& e, const void* x, int xDt, i64 inFeatures, int split, i64 row, float* dst,
+                                            float (*partial)[LORA_RANK_CHUNK]) {
   const i64 c0 = (i64)split * LORA_SPLIT;
   const i64 c1 = min_i64(c0 + LORA_SPLIT, inFeatures);
   const int warp = threadIdx.x / 32;
@@ -127,7 +124,6 @@ __device__ __forceinline__ void lora_shrink_task(const LoraOutputs& g, const voi
   const int warps = blockDim.x / 32;
   const void* a = (const void*)e.a;
   const bool vec = inFeatures % 8 == 0 && lora_aligned8(x, xDt, row * inFeatures) && lora_aligned8(a, e.aDt, 0);
-  float* dst = part + ((o * rows + row) * splits + split) * (i64)rankStride;
   for (int t0 = 0; t0 < e.rank; t0 += LORA_RANK_CHUNK) {
     const int n = min(LORA_RANK_CHUNK, e.rank - t0);
     float acc[LORA_RANK_CHUNK];
@@ -155,7 +151,7 @@ __device__ __forceinline__ void lora_shrink_task(const LoraOutputs& g, const voi
       for (int w = 0; w < warps; w++) s += partial[w][threadIdx.x];
       dst[t0 + threadIdx.x] = s;
     }
-    // partial is rewritten by the next chunk or task only after it has been read.
+    // partial is rewritten by the next chunk only after it has been read.
     __syncthreads();
   }
 }
@@ -212,78 +208,61 @@ __device__ __forceinline__ void lora_expand_row(const RowLora& e, const float* h
   }
 }
 
-// One expand task: row `row`, outputs of block `block` (firstBlock numbering). The partial sums come from other
-// blocks of this launch, so they are read past L1 (__ldcg).
-__device__ __forceinline__ void lora_expand_task(const LoraOutputs& g, i64 rows, const float* part, int splits, int rankStride, int block, i64 row, float* h) {
-  int o = 0;
-  while (o + 1 < g.count && block >= g.firstBlock[o + 1]) o++;
-  const RowLora e = ((const RowLora*)g.table[o])[row];
-  const void* base = (const void*)g.base[o];
-  void* out = (void*)g.out[o];
-  const int baseDt = g.baseDt[o];
-  const int outDt = g.outDt[o];
-  const i64 outFeatures = g.outFeatures[o];
-  const i64 j0 = (i64)(block - g.firstBlock[o]) * LORA_OUTPUTS_PER_BLOCK;
-  const i64 j1 = min_i64(j0 + LORA_OUTPUTS_PER_BLOCK, outFeatures);
-  if (e.rank == 0) {
-    for (i64 j = j0 + threadIdx.x; j < j1; j += blockDim.x) store_f(out, outDt, row * outFeatures + j, load_f(base, baseDt, row * outFeatures + j));
-    return;
+// The expand of row `row` of one output through adapter e, h in shared memory: every output, LORA_OUTPUTS_PER_BLOCK
+// at a time. Not inlined: both paths of multi_lora call this one copy (scalars, not the parameter struct, so
+// nothing is copied to local memory).
+__device__ __noinline__ void lora_expand(const RowLora e, const float* h, const void* base, int baseDt, void* out, int outDt, i64 outFeatures, i64 row) {
+  for (i64 j0 = 0; j0 < outFeatures; j0 += LORA_OUTPUTS_PER_BLOCK) {
+    const i64 j1 = min_i64(j0 + LORA_OUTPUTS_PER_BLOCK, outFeatures);
+    if (e.bDt == DT_F32) lora_expand_row<DT_F32>(e, h, base, baseDt, out, outDt, row, j0, j1, outFeatures);
+    else if (e.bDt == DT_BF16) lora_expand_row<DT_BF16>(e, h, base, baseDt, out, outDt, row, j0, j1, outFeatures);
+    else lora_expand_row<DT_F16>(e, h, base, baseDt, out, outDt, row, j0, j1, outFeatures);
   }
-  const float* src = part + (o * rows + row) * splits * (i64)rankStride;
-  for (int t = threadIdx.x; t < e.rank; t += blockDim.x) {
-    float s = 0.f;
-    for (int split = 0; split < splits; split++) s += __ldcg(src + split * (i64)rankStride + t);
-    h[t] = s;
-  }
-  __syncthreads();
-  if (e.bDt == DT_F32) lora_expand_row<DT_F32>(e, h, base, baseDt, out, outDt, row, j0, j1, outFeatures);
-  else if (e.bDt == DT_BF16) lora_expand_row<DT_BF16>(e, h, base, baseDt, out, outDt, row, j0, j1, outFeatures);
-  else lora_expand_row<DT_F16>(e, h, base, baseDt, out, outDt, row, j0, j1, outFeatures);
-  // h is rewritten by the next task only after every thread has read it.
-  __syncthreads();
 }
 
-// Every block of the grid waits here until all have arrived; their global writes before it are visible to all
-// after it. Needs every block resident at once (a cooperative launch guarantees it) and is reached by all blocks.
-// barrier[0] counts arrivals and is back at 0 when the last one leaves; barrier[1] is the generation the waiting
-// blocks watch, read before arriving, so none can miss the last arrival's increment.
-__device__ __forceinline__ void lora_grid_barrier(unsigned* barrier) {
+// Grid: x = (row * count + o) * splits + split. arrivals holds one zero counter per (o, row) when splits > 1; the
+// last block of a row puts it back to zero for the next launch. Two blocks per SM (128 registers a thread).
+extern "C" __global__ void __launch_bounds__(LORA_THREADS, 2) multi_lora(const LoraOutputs g, const void* x, int xDt, i64 rows, i64 inFeatures, float* part,
+                                                                      int splits, int rankStride, int* arrivals) {
+  __shared__ float partial[32][LORA_RANK_CHUNK];
+  __shared__ float h[LORA_MAX_RANK];
+  __shared__ bool last;
+  const int split = (int)(blockIdx.x % splits);
+  const i64 rest = blockIdx.x / splits;
+  const int o = (int)(rest % g.count);
+  const i64 row = rest / g.count;
+  const RowLora e = ((const RowLora*)g.table[o])[row];
+  if (e.rank == 0) {
+    if (split != 0) return;
+    const void* base = (const void*)g.base[o];
+    const i64 outFeatures = g.outFeatures[o];
+    for (i64 j = threadIdx.x; j < outFeatures; j += blockDim.x) store_f((void*)g.out[o], g.outDt[o], row * outFeatures + j, load_f(base, g.baseDt[o], row * outFeatures + j));
+    return;
+  }
+  if (splits == 1) {
+    lora_shrink(e, x, xDt, inFeatures, 0, row, h, partial);
+    lora_expand(e, h, (const void*)g.base[o], g.baseDt[o], (void*)g.out[o], g.outDt[o], g.outFeatures[o], row);
+    return;
+  }
+  float* mine = part + (o * rows + row) * splits * (i64)rankStride;
+  lora_shrink(e, x, xDt, inFeatures, split, row, mine + split * (i64)rankStride, partial);
+  // Every thread's partial sums are visible device-wide before the block counts itself in.
   __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) {
-    volatile unsigned* generation = barrier + 1;
-    const unsigned seen = *generation;
-    __threadfence();
-    if (atomicAdd(barrier, 1u) == gridDim.x - 1) {
-      atomicExch(barrier, 0u);
-      __threadfence();
-      atomicAdd(barrier + 1, 1u);
-    } else {
-      while (*generation == seen) __nanosleep(32);
-    }
-    __threadfence();
+    int* counter = arrivals + o * rows + row;
+    last = atomicAdd(counter, 1) == splits - 1;
+    if (last) *counter = 0;
   }
   __syncthreads();
-}
-
-// One cooperative launch per group of projections: first every shrink task (output, split, row), then a grid-wide
-// barrier, then every expand task (output block, row), each phase spread over the resident blocks in task order.
-// Without any adapter in the batch (rankStride 0) the expand phase alone copies base. Two blocks per SM (128
-// registers a thread).
-extern "C" __global__ void __launch_bounds__(LORA_THREADS, 2) multi_lora(const LoraOutputs g, const void* x, int xDt, i64 rows, i64 inFeatures, float* part,
-                                                                      int splits, int rankStride, unsigned* barrier) {
-  __shared__ float partial[32][LORA_RANK_CHUNK];
-  __shared__ float h[LORA_MAX_RANK];
-  if (rankStride > 0) {
-    const i64 perRow = (i64)g.count * splits;
-    for (i64 task = blockIdx.x; task < perRow * rows; task += gridDim.x) {
-      const int rest = (int)(task % perRow);
-      lora_shrink_task(g, x, xDt, rows, inFeatures, part, splits, rankStride, rest / splits, rest % splits, task / perRow, partial);
-    }
-    lora_grid_barrier(barrier);
+  if (!last) return;
+  __threadfence();
+  // The other splits' sums come from other blocks: read past L1.
+  for (int t = threadIdx.x; t < e.rank; t += blockDim.x) {
+    float s = 0.f;
+    for (int sp = 0; sp < splits; sp++) s += __ldcg(mine + sp * (i64)rankStride + t);
+    h[t] = s;
   }
-  const int blocks = g.firstBlock[g.count];
-  for (i64 task = blockIdx.x; task < (i64)blocks * rows; task += gridDim.x) {
-    lora_expand_task(g, rows, part, splits, rankStride, (int)(task % blocks), task / blocks, h);
-  }
+  __syncthreads();
+  lora_expand(e, h, (const void*)g.base[o], g.baseDt[o], (void*)g.out[o], g.outDt[o], g.outFeatures[o], row);
 }
