@@ -93,14 +93,16 @@ const INVARIANT_ALIGN = 256;
 /** Bytes of one RowLora entry in kernels/lora.cu: A and B addresses, scale, rank, A's and B's dtype codes. */
 const ROW_LORA_BYTES = 32;
 /**
- * kernels/lora.cu's LORA_SPLIT (features per block of multi_lora), LORA_THREADS and LORA_MAX_RANK.
+ * kernels/lora.cu's LORA_SPLIT (features per block of multi_lora), LORA_OUTPUTS_PER_BLOCK (outputs per block when
+ * the features fit one split), LORA_THREADS and LORA_MAX_RANK.
  */
 const LORA_SPLIT = 2048;
+const LORA_OUTPUTS_PER_BLOCK = 1024;
 const LORA_THREADS = 256;
 const LORA_MAX_RANK = 1024;
 /** Projections per multi_lora launch and the bytes of the LoraOutputs struct (kernels/lora.cu). */
 const LORA_MAX_OUTPUTS = 4;
-const LORA_OUTPUTS_BYTES = 168;
+const LORA_OUTPUTS_BYTES = 184;
 
 /** A multiLora row table on the device (one RowLora per row) and the largest rank it names. */
 interface LoraTable {
@@ -545,6 +547,7 @@ export class CudaBackend implements Backend {
       const view = this.loraOutputsView;
       param.fill(0);
       let rankStride = 0;
+      let blocks = 0;
       for (const [i, o] of group.entries()) {
         const table = this.loraRowTable(o, inFeatures);
         rankStride = Math.max(rankStride, table.maxRank);
@@ -552,10 +555,13 @@ export class CudaBackend implements Backend {
         setU64(view, 32 + 8 * i, this.span(o.base, o.baseOffset, rows * o.outFeatures, 'multiLora base'));
         setU64(view, 64 + 8 * i, this.span(o.out, 0, rows * o.outFeatures, 'multiLora out'));
         setU64(view, 96 + 8 * i, o.outFeatures);
-        view.setInt32(128 + 4 * i, this.code(o.base), true);
-        view.setInt32(144 + 4 * i, this.code(o.out), true);
+        view.setInt32(128 + 4 * i, blocks, true);
+        view.setInt32(148 + 4 * i, this.code(o.base), true);
+        view.setInt32(164 + 4 * i, this.code(o.out), true);
+        blocks += Math.ceil(o.outFeatures / LORA_OUTPUTS_PER_BLOCK);
       }
-      view.setInt32(160, group.length, true);
+      view.setInt32(128 + 4 * group.length, blocks, true);
+      view.setInt32(180, group.length, true);
       // Wider inputs: every row's partial sums per feature split, and a counter per row and output.
       const wide = splits > 1 && rankStride > 0;
       this.loraPart = wide ? this.grown(this.loraPart, 'float32', group.length * rows * splits * rankStride) : this.loraPart;
@@ -563,7 +569,8 @@ export class CudaBackend implements Backend {
       this.args
         .bytes(param).ptr(xp).i32(this.code(p.x)).i64(rows).i64(inFeatures)
         .ptr(wide ? this.loraPart!.at(0) : 0).i32(splits).i32(rankStride).ptr(wide ? this.loraArrivals!.at(0) : 0);
-      this.launch(this.fn('lora', 'multi_lora'), [group.length * splits * rows, 1, 1], [LORA_THREADS, 1, 1]);
+      // One feature split: a block per row and block of outputs; more: a block per row, projection and split.
+      this.launch(this.fn('lora', 'multi_lora'), [(splits === 1 ? blocks : group.length * splits) * rows, 1, 1], [LORA_THREADS, 1, 1]);
     }
   }
 

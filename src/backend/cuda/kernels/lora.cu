@@ -21,7 +21,7 @@
 #define LORA_RANK_CHUNK 16
 // Features per shrink task: eight per thread.
 #define LORA_SPLIT 2048
-// Outputs per pass of the expand: four per thread.
+// Outputs per block (one feature split) or per pass of the expand: four per thread.
 #define LORA_OUTPUTS_PER_BLOCK 1024
 // Threads per block (CudaBackend.multiLora launches this many).
 #define LORA_THREADS 256
@@ -39,19 +39,22 @@ struct RowLora {
 };
 
 // The projections of one launch (MultiLoraArgs.outputs), by value; written by CudaBackend.multiLora
-// (LORA_OUTPUTS_BYTES). part holds count * rows * splits * rankStride floats when splits > 1.
+// (LORA_OUTPUTS_BYTES). With one feature split, output o owns blocks firstBlock[o] .. firstBlock[o + 1] - 1 of
+// every row, one per LORA_OUTPUTS_PER_BLOCK of its features. part holds count * rows * splits * rankStride floats
+// when splits > 1.
 #define LORA_MAX_OUTPUTS 4
 struct LoraOutputs {
   u64 table[LORA_MAX_OUTPUTS];
   u64 base[LORA_MAX_OUTPUTS];
   u64 out[LORA_MAX_OUTPUTS];
   i64 outFeatures[LORA_MAX_OUTPUTS];
+  int firstBlock[LORA_MAX_OUTPUTS + 1];
   int baseDt[LORA_MAX_OUTPUTS];
   int outDt[LORA_MAX_OUTPUTS];
   int count;
 };
 // The host writes LoraOutputs and RowLora byte by byte (CudaBackend.multiLora): no padding inside either.
-static_assert(sizeof(LoraOutputs) == 168, "LoraOutputs size");
+static_assert(sizeof(LoraOutputs) == 184, "LoraOutputs size");
 static_assert(sizeof(RowLora) == 32, "RowLora size");
 
 template <int DT> __device__ __forceinline__ float lora_load(const void* p, i64 i);
@@ -114,14 +117,30 @@ __device__ __forceinline__ void lora_shrink_sums(const void* a, const void* x, i
     else lora_shrink_sums<XT, AT>(a, x, row, inFeatures, c0, c1, t0, n, acc);            \
     break;
 
+// dst[i] = the block's sum of acc[i] over its threads, for i < n: each in a fixed lane order (warp butterfly), then
+// warp order. Ends with the block synchronised (dst and partial may be reused).
+__device__ __forceinline__ void lora_reduce_ranks(const float* acc, int n, float* dst, float (*partial)[LORA_RANK_CHUNK]) {
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int i = 0; i < LORA_RANK_CHUNK; i++) {
+    const float s = warp_sum(acc[i]);
+    if (lane == 0) partial[warp][i] = s;
+  }
+  __syncthreads();
+  if (threadIdx.x < n) {
+    float s = 0.f;
+    for (int w = 0; w < (int)blockDim.x / 32; w++) s += partial[w][threadIdx.x];
+    dst[threadIdx.x] = s;
+  }
+  __syncthreads();
+}
+
 // The shrink of row `row`, features of split `split`, every rank of the row's adapter e, into dst[0 .. rank - 1].
 __device__ __forceinline__ void lora_shrink(const RowLora& e, const void* x, int xDt, i64 inFeatures, int split, i64 row, float* dst,
                                             float (*partial)[LORA_RANK_CHUNK]) {
   const i64 c0 = (i64)split * LORA_SPLIT;
   const i64 c1 = min_i64(c0 + LORA_SPLIT, inFeatures);
-  const int warp = threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  const int warps = blockDim.x / 32;
   const void* a = (const void*)e.a;
   const bool vec = inFeatures % 8 == 0 && lora_aligned8(x, xDt, row * inFeatures) && lora_aligned8(a, e.aDt, 0);
   for (int t0 = 0; t0 < e.rank; t0 += LORA_RANK_CHUNK) {
@@ -140,19 +159,7 @@ __device__ __forceinline__ void lora_shrink(const RowLora& e, const void* x, int
       LORA_SHRINK_CASE(DT_F16, DT_BF16)
       LORA_SHRINK_CASE(DT_F16, DT_F16)
     }
-#pragma unroll
-    for (int i = 0; i < LORA_RANK_CHUNK; i++) {
-      const float s = warp_sum(acc[i]);
-      if (lane == 0) partial[warp][i] = s;
-    }
-    __syncthreads();
-    if (threadIdx.x < n) {
-      float s = 0.f;
-      for (int w = 0; w < warps; w++) s += partial[w][threadIdx.x];
-      dst[t0 + threadIdx.x] = s;
-    }
-    // partial is rewritten by the next chunk only after it has been read.
-    __syncthreads();
+    lora_reduce_ranks(acc, n, dst + t0, partial);
   }
 }
 
@@ -208,40 +215,153 @@ __device__ __forceinline__ void lora_expand_row(const RowLora& e, const float* h
   }
 }
 
-// The expand of row `row` of one output through adapter e, h in shared memory: every output, LORA_OUTPUTS_PER_BLOCK
-// at a time. Not inlined: both paths of multi_lora call this one copy (scalars, not the parameter struct, so
-// nothing is copied to local memory).
-__device__ __noinline__ void lora_expand(const RowLora e, const float* h, const void* base, int baseDt, void* out, int outDt, i64 outFeatures, i64 row) {
-  for (i64 j0 = 0; j0 < outFeatures; j0 += LORA_OUTPUTS_PER_BLOCK) {
-    const i64 j1 = min_i64(j0 + LORA_OUTPUTS_PER_BLOCK, outFeatures);
-    if (e.bDt == DT_F32) lora_expand_row<DT_F32>(e, h, base, baseDt, out, outDt, row, j0, j1, outFeatures);
-    else if (e.bDt == DT_BF16) lora_expand_row<DT_BF16>(e, h, base, baseDt, out, outDt, row, j0, j1, outFeatures);
-    else lora_expand_row<DT_F16>(e, h, base, baseDt, out, outDt, row, j0, j1, outFeatures);
+// The expand of row `row` of one output through adapter e, h in shared memory: outputs j0 .. j1 - 1,
+// LORA_OUTPUTS_PER_BLOCK at a time. Not inlined: both paths of multi_lora call this one copy (scalars, not the
+// parameter struct, so nothing is copied to local memory).
+__device__ __noinline__ void lora_expand(const RowLora e, const float* h, const void* base, int baseDt, void* out, int outDt, i64 outFeatures, i64 row,
+                                         i64 j0, i64 j1) {
+  for (; j0 < j1; j0 += LORA_OUTPUTS_PER_BLOCK) {
+    const i64 end = min_i64(j0 + LORA_OUTPUTS_PER_BLOCK, j1);
+    if (e.bDt == DT_F32) lora_expand_row<DT_F32>(e, h, base, baseDt, out, outDt, row, j0, end, outFeatures);
+    else if (e.bDt == DT_BF16) lora_expand_row<DT_BF16>(e, h, base, baseDt, out, outDt, row, j0, end, outFeatures);
+    else lora_expand_row<DT_F16>(e, h, base, baseDt, out, outDt, row, j0, end, outFeatures);
   }
 }
 
-// Grid: x = (row * count + o) * splits + split. arrivals holds one zero counter per (o, row) when splits > 1; the
-// last block of a row puts it back to zero for the next launch. Two blocks per SM (128 registers a thread).
+// The common serving case for one block of outputs j0 .. j1 - 1 (at most LORA_OUTPUTS_PER_BLOCK) of a row: one
+// feature split, x, A and B all 16-bit of dtype T, rank 8 or 16, rows 16-byte aligned. The same sums in the same
+// order as lora_shrink then lora_expand_row (so the same bits), with the memory waits overlapped: the caller
+// loaded this thread's x words (xr) and base values (y) while the row's RowLora was on its way, and the B words of
+// this thread's outputs are loaded together with A's first eight ranks, so the block waits for memory three times
+// in all (RowLora, then A with B, then A's other eight ranks) where the general path waits five or more.
+template <int T>
+__device__ __forceinline__ void lora_fast(const RowLora& e, const Raw8& xr, bool live, i64 inFeatures, i64 c, const float* y, void* out, int outDt, i64 row,
+                                          i64 j0, i64 j1, i64 outFeatures, float* h, float (*partial)[LORA_RANK_CHUNK]) {
+  constexpr int PER_THREAD = LORA_OUTPUTS_PER_BLOCK / LORA_THREADS;
+  const void* a = (const void*)e.a;
+  const void* b = (const void*)e.b;
+  const int rank = e.rank;
+  Raw8 araw[8];
+  Raw8 braw[PER_THREAD][2];
+  if (live) {
+#pragma unroll
+    for (int i = 0; i < 8; i++) araw[i] = raw8(a, T, (i * inFeatures + c) / 8);
+  }
+#pragma unroll
+  for (int u = 0; u < PER_THREAD; u++) {
+    const i64 j = j0 + threadIdx.x + (i64)u * LORA_THREADS;
+    if (j < j1) {
+      braw[u][0] = raw8(b, T, j * rank / 8);
+      if (rank == 16) braw[u][1] = raw8(b, T, (j * rank + 8) / 8);
+    }
+  }
+  float acc[LORA_RANK_CHUNK];
+#pragma unroll
+  for (int i = 0; i < LORA_RANK_CHUNK; i++) acc[i] = 0.f;
+  if (live) {
+    float xv[8];
+    unpack8(xr, T, xv);
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      if (half == 1) {
+        if (rank != 16) break;
+#pragma unroll
+        for (int i = 0; i < 8; i++) araw[i] = raw8(a, T, ((8 + i) * inFeatures + c) / 8);
+      }
+#pragma unroll
+      for (int i = 0; i < 8; i++) {
+        float av[8];
+        unpack8(araw[i], T, av);
+        float s = 0.f;
+#pragma unroll
+        for (int k = 0; k < 8; k++) s += av[k] * xv[k];
+        acc[8 * half + i] += s;
+      }
+    }
+  }
+  lora_reduce_ranks(acc, rank, h, partial);
+#pragma unroll
+  for (int u = 0; u < PER_THREAD; u++) {
+    const i64 j = j0 + threadIdx.x + (i64)u * LORA_THREADS;
+    if (j < j1) {
+      float s = 0.f;
+#pragma unroll
+      for (int half = 0; half < 2; half++) {
+        if (half == 1 && rank != 16) break;
+        float bv[8];
+        unpack8(braw[u][half], T, bv);
+#pragma unroll
+        for (int k = 0; k < 8; k++) s += bv[k] * h[8 * half + k];
+      }
+      store_f(out, outDt, row * outFeatures + j, y[u] + e.scale * s);
+    }
+  }
+}
+
+// Grid: with one feature split, x = row * firstBlock[count] + block (block: firstBlock numbering, one per
+// LORA_OUTPUTS_PER_BLOCK outputs; each block computes its row's h itself, so none depends on another); with more,
+// x = (row * count + o) * splits + split, and arrivals holds one zero counter per (o, row) that the last block of
+// the row puts back to zero for the next launch. Two blocks per SM (128 registers a thread).
 extern "C" __global__ void __launch_bounds__(LORA_THREADS, 2) multi_lora(const LoraOutputs g, const void* x, int xDt, i64 rows, i64 inFeatures, float* part,
                                                                       int splits, int rankStride, int* arrivals) {
   __shared__ float partial[32][LORA_RANK_CHUNK];
   __shared__ float h[LORA_MAX_RANK];
   __shared__ bool last;
+  if (splits == 1) {
+    constexpr int PER_THREAD = LORA_OUTPUTS_PER_BLOCK / LORA_THREADS;
+    const int perRow = g.firstBlock[g.count];
+    const i64 row = blockIdx.x / perRow;
+    const int block = (int)(blockIdx.x % perRow);
+    int o = 0;
+    while (o + 1 < g.count && block >= g.firstBlock[o + 1]) o++;
+    const void* base = (const void*)g.base[o];
+    void* out = (void*)g.out[o];
+    const int baseDt = g.baseDt[o];
+    const int outDt = g.outDt[o];
+    const i64 outFeatures = g.outFeatures[o];
+    const i64 j0 = (i64)(block - g.firstBlock[o]) * LORA_OUTPUTS_PER_BLOCK;
+    const i64 j1 = min_i64(j0 + LORA_OUTPUTS_PER_BLOCK, outFeatures);
+    // Loaded before the row's RowLora is used: none of these depend on it.
+    float y[PER_THREAD];
+#pragma unroll
+    for (int u = 0; u < PER_THREAD; u++) {
+      const i64 j = j0 + threadIdx.x + (i64)u * LORA_THREADS;
+      y[u] = j < j1 ? load_f(base, baseDt, row * outFeatures + j) : 0.f;
+    }
+    const i64 c = 8 * (i64)threadIdx.x;
+    const bool xvec = (xDt == DT_BF16 || xDt == DT_F16) && inFeatures % 8 == 0 && lora_aligned8(x, xDt, row * inFeatures);
+    const bool live = c < inFeatures;
+    Raw8 xr;
+    if (xvec && live) xr = raw8(x, xDt, (row * inFeatures + c) / 8);
+    const RowLora e = ((const RowLora*)g.table[o])[row];
+    if (e.rank == 0) {
+#pragma unroll
+      for (int u = 0; u < PER_THREAD; u++) {
+        const i64 j = j0 + threadIdx.x + (i64)u * LORA_THREADS;
+        if (j < j1) store_f(out, outDt, row * outFeatures + j, y[u]);
+      }
+      return;
+    }
+    if (xvec && (e.rank == 8 || e.rank == 16) && e.aDt == xDt && e.bDt == xDt && lora_aligned8((const void*)e.a, xDt, 0) && lora_aligned8((const void*)e.b, xDt, 0)) {
+      if (xDt == DT_BF16) lora_fast<DT_BF16>(e, xr, live, inFeatures, c, y, out, outDt, row, j0, j1, outFeatures, h, partial);
+      else lora_fast<DT_F16>(e, xr, live, inFeatures, c, y, out, outDt, row, j0, j1, outFeatures, h, partial);
+      return;
+    }
+    lora_shrink(e, x, xDt, inFeatures, 0, row, h, partial);
+    lora_expand(e, h, base, baseDt, out, outDt, outFeatures, row, j0, j1);
+    return;
+  }
   const int split = (int)(blockIdx.x % splits);
   const i64 rest = blockIdx.x / splits;
   const int o = (int)(rest % g.count);
   const i64 row = rest / g.count;
   const RowLora e = ((const RowLora*)g.table[o])[row];
+  const void* base = (const void*)g.base[o];
+  void* out = (void*)g.out[o];
+  const i64 outFeatures = g.outFeatures[o];
   if (e.rank == 0) {
     if (split != 0) return;
-    const void* base = (const void*)g.base[o];
-    const i64 outFeatures = g.outFeatures[o];
-    for (i64 j = threadIdx.x; j < outFeatures; j += blockDim.x) store_f((void*)g.out[o], g.outDt[o], row * outFeatures + j, load_f(base, g.baseDt[o], row * outFeatures + j));
-    return;
-  }
-  if (splits == 1) {
-    lora_shrink(e, x, xDt, inFeatures, 0, row, h, partial);
-    lora_expand(e, h, (const void*)g.base[o], g.baseDt[o], (void*)g.out[o], g.outDt[o], g.outFeatures[o], row);
+    for (i64 j = threadIdx.x; j < outFeatures; j += blockDim.x) store_f(out, g.outDt[o], row * outFeatures + j, load_f(base, g.baseDt[o], row * outFeatures + j));
     return;
   }
   float* mine = part + (o * rows + row) * splits * (i64)rankStride;
@@ -264,5 +384,5 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, 2) multi_lora(const L
     h[t] = s;
   }
   __syncthreads();
-  lora_expand(e, h, (const void*)g.base[o], g.baseDt[o], (void*)g.out[o], g.outDt[o], g.outFeatures[o], row);
+  lora_expand(e, h, base, g.baseDt[o], out, g.outDt[o], outFeatures, row, 0, outFeatures);
 }
