@@ -97,7 +97,7 @@ const ROW_LORA_BYTES = 32;
  * the features fit one split), LORA_THREADS and LORA_MAX_RANK.
  */
 const LORA_SPLIT = 2048;
-const LORA_OUTPUTS_PER_BLOCK = 1024;
+const LORA_OUTPUTS_PER_BLOCK = 4096;
 const LORA_THREADS = 256;
 const LORA_MAX_RANK = 1024;
 /** Projections per multi_lora launch and the bytes of the LoraOutputs struct (kernels/lora.cu). */

@@ -21,8 +21,11 @@
 #define LORA_RANK_CHUNK 16
 // Features per shrink task: eight per thread.
 #define LORA_SPLIT 2048
-// Outputs per block (one feature split) or per pass of the expand: four per thread.
-#define LORA_OUTPUTS_PER_BLOCK 1024
+// Outputs per pass of the expand: four per thread.
+#define LORA_PASS_OUTPUTS 1024
+// Outputs per block when the input fits one feature split (at most LORA_FAST_PASSES passes).
+#define LORA_FAST_PASSES 4
+#define LORA_OUTPUTS_PER_BLOCK (LORA_FAST_PASSES * LORA_PASS_OUTPUTS)
 // Threads per block (CudaBackend.multiLora launches this many).
 #define LORA_THREADS 256
 // Ranks h holds in shared memory at most (CudaBackend.multiLora checks it).
@@ -171,7 +174,7 @@ __device__ __forceinline__ void lora_expand_row(const RowLora& e, const float* h
                                                 i64 outFeatures) {
   const void* b = (const void*)e.b;
   const bool vec = e.rank % 8 == 0 && lora_aligned8(b, BT, 0);
-  constexpr int PER_THREAD = LORA_OUTPUTS_PER_BLOCK / LORA_THREADS;
+  constexpr int PER_THREAD = LORA_PASS_OUTPUTS / LORA_THREADS;
   float acc[PER_THREAD];
   float y[PER_THREAD];
 #pragma unroll
@@ -216,33 +219,71 @@ __device__ __forceinline__ void lora_expand_row(const RowLora& e, const float* h
 }
 
 // The expand of row `row` of one output through adapter e, h in shared memory: outputs j0 .. j1 - 1,
-// LORA_OUTPUTS_PER_BLOCK at a time. Not inlined: both paths of multi_lora call this one copy (scalars, not the
+// LORA_PASS_OUTPUTS at a time. Not inlined: both paths of multi_lora call this one copy (scalars, not the
 // parameter struct, so nothing is copied to local memory).
 __device__ __noinline__ void lora_expand(const RowLora e, const float* h, const void* base, int baseDt, void* out, int outDt, i64 outFeatures, i64 row,
                                          i64 j0, i64 j1) {
-  for (; j0 < j1; j0 += LORA_OUTPUTS_PER_BLOCK) {
-    const i64 end = min_i64(j0 + LORA_OUTPUTS_PER_BLOCK, j1);
+  for (; j0 < j1; j0 += LORA_PASS_OUTPUTS) {
+    const i64 end = min_i64(j0 + LORA_PASS_OUTPUTS, j1);
     if (e.bDt == DT_F32) lora_expand_row<DT_F32>(e, h, base, baseDt, out, outDt, row, j0, end, outFeatures);
     else if (e.bDt == DT_BF16) lora_expand_row<DT_BF16>(e, h, base, baseDt, out, outDt, row, j0, end, outFeatures);
     else lora_expand_row<DT_F16>(e, h, base, baseDt, out, outDt, row, j0, end, outFeatures);
   }
 }
 
+// This thread's B words (rank 8 or 16: one or two groups of eight) and base values for pass `pass` of a fast block.
+template <int T>
+__device__ __forceinline__ void lora_fast_pass_loads(const void* b, int rank, const void* base, int baseDt, i64 row, i64 outFeatures, i64 j0, i64 j1,
+                                                     Raw8 (*braw)[2], float* y) {
+#pragma unroll
+  for (int u = 0; u < LORA_PASS_OUTPUTS / LORA_THREADS; u++) {
+    const i64 j = j0 + threadIdx.x + (i64)u * LORA_THREADS;
+    if (j < j1) {
+      braw[u][0] = raw8(b, T, j * rank / 8);
+      if (rank == 16) braw[u][1] = raw8(b, T, (j * rank + 8) / 8);
+      y[u] = load_f(base, baseDt, row * outFeatures + j);
+    }
+  }
+}
+
+// out = y + scale * B h for this thread's outputs of the pass starting at j0 (rank terms in order, as lora_expand_row).
+template <int T>
+__device__ __forceinline__ void lora_fast_pass(Raw8 (*braw)[2], const float* y, int rank, float scale, const float* h, void* out, int outDt, i64 row,
+                                               i64 outFeatures, i64 j0, i64 j1) {
+#pragma unroll
+  for (int u = 0; u < LORA_PASS_OUTPUTS / LORA_THREADS; u++) {
+    const i64 j = j0 + threadIdx.x + (i64)u * LORA_THREADS;
+    if (j < j1) {
+      float s = 0.f;
+#pragma unroll
+      for (int half = 0; half < 2; half++) {
+        if (half == 1 && rank != 16) break;
+        float bv[8];
+        unpack8(braw[u][half], T, bv);
+#pragma unroll
+        for (int k = 0; k < 8; k++) s += bv[k] * h[8 * half + k];
+      }
+      store_f(out, outDt, row * outFeatures + j, y[u] + scale * s);
+    }
+  }
+}
+
 // The common serving case for one block of outputs j0 .. j1 - 1 (at most LORA_OUTPUTS_PER_BLOCK) of a row: one
 // feature split, x, A and B all 16-bit of dtype T, rank 8 or 16, rows 16-byte aligned. The same sums in the same
 // order as lora_shrink then lora_expand_row (so the same bits), with the memory waits overlapped: the caller
-// loaded this thread's x words (xr) and base values (y) while the row's RowLora was on its way, and the B words of
-// this thread's outputs are loaded together with A's first eight ranks, so the block waits for memory three times
-// in all (RowLora, then A with B, then A's other eight ranks) where the general path waits five or more.
+// loaded this thread's x words (xr) and first-pass base values (y0) while the row's RowLora was on its way, and the
+// B words of the first pass are loaded together with A's first eight ranks; each later pass (blocks of more than
+// LORA_PASS_OUTPUTS outputs) loads its own. A block waits for memory three times, plus once per later pass.
 template <int T>
-__device__ __forceinline__ void lora_fast(const RowLora& e, const Raw8& xr, bool live, i64 inFeatures, i64 c, const float* y, void* out, int outDt, i64 row,
-                                          i64 j0, i64 j1, i64 outFeatures, float* h, float (*partial)[LORA_RANK_CHUNK]) {
-  constexpr int PER_THREAD = LORA_OUTPUTS_PER_BLOCK / LORA_THREADS;
+__device__ __forceinline__ void lora_fast(const RowLora& e, const Raw8& xr, bool live, i64 inFeatures, i64 c, const float* y0, const void* base, int baseDt,
+                                          void* out, int outDt, i64 row, i64 j0, i64 j1, i64 outFeatures, float* h, float (*partial)[LORA_RANK_CHUNK]) {
+  constexpr int PER_THREAD = LORA_PASS_OUTPUTS / LORA_THREADS;
   const void* a = (const void*)e.a;
   const void* b = (const void*)e.b;
   const int rank = e.rank;
   Raw8 araw[8];
   Raw8 braw[PER_THREAD][2];
+  float y[PER_THREAD];
   if (live) {
 #pragma unroll
     for (int i = 0; i < 8; i++) araw[i] = raw8(a, T, (i * inFeatures + c) / 8);
@@ -250,6 +291,7 @@ __device__ __forceinline__ void lora_fast(const RowLora& e, const Raw8& xr, bool
 #pragma unroll
   for (int u = 0; u < PER_THREAD; u++) {
     const i64 j = j0 + threadIdx.x + (i64)u * LORA_THREADS;
+    y[u] = y0[u];
     if (j < j1) {
       braw[u][0] = raw8(b, T, j * rank / 8);
       if (rank == 16) braw[u][1] = raw8(b, T, (j * rank + 8) / 8);
@@ -280,21 +322,9 @@ __device__ __forceinline__ void lora_fast(const RowLora& e, const Raw8& xr, bool
     }
   }
   lora_reduce_ranks(acc, rank, h, partial);
-#pragma unroll
-  for (int u = 0; u < PER_THREAD; u++) {
-    const i64 j = j0 + threadIdx.x + (i64)u * LORA_THREADS;
-    if (j < j1) {
-      float s = 0.f;
-#pragma unroll
-      for (int half = 0; half < 2; half++) {
-        if (half == 1 && rank != 16) break;
-        float bv[8];
-        unpack8(braw[u][half], T, bv);
-#pragma unroll
-        for (int k = 0; k < 8; k++) s += bv[k] * h[8 * half + k];
-      }
-      store_f(out, outDt, row * outFeatures + j, y[u] + e.scale * s);
-    }
+  for (i64 p0 = j0; p0 < j1; p0 += LORA_PASS_OUTPUTS) {
+    if (p0 > j0) lora_fast_pass_loads<T>(b, rank, base, baseDt, row, outFeatures, p0, j1, braw, y);
+    lora_fast_pass<T>(braw, y, rank, e.scale, h, out, outDt, row, outFeatures, p0, min_i64(p0 + LORA_PASS_OUTPUTS, j1));
   }
 }
 
@@ -308,7 +338,7 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, 2) multi_lora(const L
   __shared__ float h[LORA_MAX_RANK];
   __shared__ bool last;
   if (splits == 1) {
-    constexpr int PER_THREAD = LORA_OUTPUTS_PER_BLOCK / LORA_THREADS;
+    constexpr int PER_THREAD = LORA_PASS_OUTPUTS / LORA_THREADS;
     const int perRow = g.firstBlock[g.count];
     const i64 row = blockIdx.x / perRow;
     const int block = (int)(blockIdx.x % perRow);
@@ -321,7 +351,7 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, 2) multi_lora(const L
     const i64 outFeatures = g.outFeatures[o];
     const i64 j0 = (i64)(block - g.firstBlock[o]) * LORA_OUTPUTS_PER_BLOCK;
     const i64 j1 = min_i64(j0 + LORA_OUTPUTS_PER_BLOCK, outFeatures);
-    // Loaded before the row's RowLora is used: none of these depend on it.
+    // Loaded before the row's RowLora is used: none of these depend on it (y: the first pass's base values).
     float y[PER_THREAD];
 #pragma unroll
     for (int u = 0; u < PER_THREAD; u++) {
@@ -335,16 +365,12 @@ extern "C" __global__ void __launch_bounds__(LORA_THREADS, 2) multi_lora(const L
     if (xvec && live) xr = raw8(x, xDt, (row * inFeatures + c) / 8);
     const RowLora e = ((const RowLora*)g.table[o])[row];
     if (e.rank == 0) {
-#pragma unroll
-      for (int u = 0; u < PER_THREAD; u++) {
-        const i64 j = j0 + threadIdx.x + (i64)u * LORA_THREADS;
-        if (j < j1) store_f(out, outDt, row * outFeatures + j, y[u]);
-      }
+      for (i64 j = j0 + threadIdx.x; j < j1; j += blockDim.x) store_f(out, outDt, row * outFeatures + j, load_f(base, baseDt, row * outFeatures + j));
       return;
     }
     if (xvec && (e.rank == 8 || e.rank == 16) && e.aDt == xDt && e.bDt == xDt && lora_aligned8((const void*)e.a, xDt, 0) && lora_aligned8((const void*)e.b, xDt, 0)) {
-      if (xDt == DT_BF16) lora_fast<DT_BF16>(e, xr, live, inFeatures, c, y, out, outDt, row, j0, j1, outFeatures, h, partial);
-      else lora_fast<DT_F16>(e, xr, live, inFeatures, c, y, out, outDt, row, j0, j1, outFeatures, h, partial);
+      if (xDt == DT_BF16) lora_fast<DT_BF16>(e, xr, live, inFeatures, c, y, base, baseDt, out, outDt, row, j0, j1, outFeatures, h, partial);
+      else lora_fast<DT_F16>(e, xr, live, inFeatures, c, y, base, baseDt, out, outDt, row, j0, j1, outFeatures, h, partial);
       return;
     }
     lora_shrink(e, x, xDt, inFeatures, 0, row, h, partial);
