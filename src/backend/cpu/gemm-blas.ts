@@ -162,7 +162,18 @@ class KoffiCblas implements CblasLibrary {
     private readonly cblasSgemv: CblasSgemv,
     private readonly cblasSgemmBatchStrided: CblasSgemmBatchStrided | undefined,
     private readonly setThreads: ((n: number) => void) | undefined,
-  ) {}
+  ) {
+    this.activeThreads = threads;
+  }
+
+  /** The library's thread count now: changed only when a call needs another, so runs of small sgemvs cost no switches. */
+  private activeThreads: number;
+
+  private useThreads(n: number): void {
+    if (this.activeThreads === n || !this.setThreads) return;
+    this.setThreads(n);
+    this.activeThreads = n;
+  }
 
   sgemv(p: SgemvArgs): void {
     const xLength = p.trans ? p.rows : p.cols;
@@ -172,14 +183,9 @@ class KoffiCblas implements CblasLibrary {
     // beta = 0 must ignore y even where it holds NaN, which a library may scale rather than overwrite.
     if (p.beta === 0) y.fill(0, 0, yLength);
     else y.set(p.y.subarray(p.yOffset, p.yOffset + yLength));
-    const alone = p.rows * p.cols < SGEMV_PARALLEL_MIN_ELEMENTS && this.threads > 1;
-    if (alone) this.setThreads?.(1);
-    try {
-      this.cblasSgemv(ROW_MAJOR, p.trans ? TRANS : NO_TRANS, p.rows, p.cols, p.alpha,
-        this.pointer(p.a, p.aOffset), Math.max(p.lda, p.cols, 1), this.pointer(x, 0), 1, p.beta, this.pointer(y, 0), 1);
-    } finally {
-      if (alone) this.setThreads?.(this.threads);
-    }
+    this.useThreads(p.rows * p.cols < SGEMV_PARALLEL_MIN_ELEMENTS ? 1 : this.threads);
+    this.cblasSgemv(ROW_MAJOR, p.trans ? TRANS : NO_TRANS, p.rows, p.cols, p.alpha,
+      this.pointer(p.a, p.aOffset), Math.max(p.lda, p.cols, 1), this.pointer(x, 0), 1, p.beta, this.pointer(y, 0), 1);
     p.y.set(y.subarray(0, yLength), p.yOffset);
   }
 
@@ -201,6 +207,7 @@ class KoffiCblas implements CblasLibrary {
     const ta = p.transA ? TRANS : NO_TRANS;
     const tb = p.transB ? TRANS : NO_TRANS;
     const { lda, ldb, ldc } = p;
+    this.useThreads(this.threads);
     const strided = this.cblasSgemmBatchStrided;
     // The library may run batch items concurrently, so it only gets batches whose C matrices are disjoint.
     const disjointC = p.strideC >= (p.m - 1) * ldc + p.n;
