@@ -31,23 +31,47 @@ export interface MultiLoraPlan {
   readonly device: string | null;
 }
 
+/** An adapter prepareMultiLora has checked for features inF -> outF, and its contiguous view for the backend. */
+interface CheckedAdapter {
+  readonly inF: number;
+  readonly outF: number;
+  readonly view: LoraAdapterView;
+}
+
+/**
+ * Adapters already checked, by object: a caller that keeps its MultiLoraAdapter objects (LoraLinear keeps one per
+ * adapter name) builds a plan for a new batch composition without checking each adapter's shapes and layout again,
+ * which matters in serving, where the composition changes whenever a request joins or leaves the batch. Safe to
+ * reuse because an adapter's tensors, and their shapes, strides and buffers, never change; a disposed tensor is
+ * caught when the plan is made.
+ */
+const checkedAdapters = new WeakMap<MultiLoraAdapter, CheckedAdapter>();
+
+function checkAdapter(adapter: MultiLoraAdapter, inF: number, outF: number): LoraAdapterView {
+  const known = checkedAdapters.get(adapter);
+  if (known && known.inF === inF && known.outF === outF && !adapter.a.disposed && !adapter.b.disposed) return known.view;
+  const { a, b, scale } = adapter;
+  if (a.rank !== 2 || b.rank !== 2 || a.shape[1] !== inF || b.shape[0] !== outF || b.shape[1] !== a.shape[0]) {
+    throw new Error(`multiLoraLinear: A ${formatShape(a.shape)} and B ${formatShape(b.shape)} do not map ${inF} features to ${outF} (A must be [r, ${inF}], B [${outF}, r]).`);
+  }
+  sameDevice(a, b);
+  const ac = contiguous(a);
+  const bc = contiguous(b);
+  const view: LoraAdapterView = { a: ac.buffer, aOffset: ac.offset, b: bc.buffer, bOffset: bc.offset, rank: a.shape[0]!, scale };
+  // A copy made to be contiguous belongs to this plan alone: only views of the adapter's own tensors are kept.
+  if (ac === a && bc === b) checkedAdapters.set(adapter, { inF, outF, view });
+  return view;
+}
+
 /** Checks adapters and the row-to-adapter map for features inF -> outF; see multiLoraLinear. */
 export function prepareMultiLora(adapters: readonly MultiLoraAdapter[], rowAdapter: readonly number[], inF: number, outF: number): MultiLoraPlan {
-  for (const [i, s] of rowAdapter.entries()) {
+  for (let i = 0; i < rowAdapter.length; i++) {
+    const s = rowAdapter[i]!;
     if (!Number.isInteger(s) || s < -1 || s >= adapters.length) throw new Error(`multiLoraLinear: row ${i} names adapter ${s}; use -1 or an index below ${adapters.length}.`);
   }
-  for (const { a, b } of adapters) {
-    if (a.rank !== 2 || b.rank !== 2 || a.shape[1] !== inF || b.shape[0] !== outF || b.shape[1] !== a.shape[0]) {
-      throw new Error(`multiLoraLinear: A ${formatShape(a.shape)} and B ${formatShape(b.shape)} do not map ${inF} features to ${outF} (A must be [r, ${inF}], B [${outF}, r]).`);
-    }
-  }
-  const weights = adapters.flatMap(({ a, b }) => [a, b]);
-  const device = weights.length > 0 ? sameDevice(...weights).device : null;
-  const views: LoraAdapterView[] = adapters.map(({ a, b, scale }) => {
-    const ac = contiguous(a);
-    const bc = contiguous(b);
-    return { a: ac.buffer, aOffset: ac.offset, b: bc.buffer, bOffset: bc.offset, rank: a.shape[0]!, scale };
-  });
+  const views = adapters.map((adapter) => checkAdapter(adapter, inF, outF));
+  const device = adapters.length > 0 ? adapters[0]!.a.device : null;
+  for (const { a } of adapters) if (a.device !== device) throw new Error(`Tensors on ${device} and ${a.device} were combined; move them to one device first.`);
   return { inFeatures: inF, outFeatures: outF, batchRows: rowAdapter.length, adapters, views, rowAdapter: [...rowAdapter], expanded: new Map(), device };
 }
 

@@ -75,6 +75,8 @@ export class LoraLinear extends Module implements LinearLike {
   private readonly mergeNorms = new Map<string, Tensor>();
   /** Plans of recent gathered (multi-adapter) calls by their row-adapter names, oldest first. */
   private readonly gatherPlans = new Map<string, GatherPlan>();
+  /** Each adapter's MultiLoraAdapter for gathered plans, by name (gatherAdapter). */
+  private readonly gatherAdapters = new Map<string, MultiLoraAdapter>();
 
   constructor(
     base: LinearLike,
@@ -132,6 +134,7 @@ export class LoraLinear extends Module implements LinearLike {
       dict.delete(name);
     }
     this.settings.delete(name);
+    this.gatherAdapters.delete(name);
     bumpParameterEpoch();
   }
 
@@ -288,13 +291,27 @@ export class LoraLinear extends Module implements LinearLike {
       if (slot === undefined) {
         slot = adapters.length;
         slots.set(name, slot);
-        adapters.push({ a: this.lora_A.get(name)!.weight, b: this.lora_B.get(name)!.weight, scale: s.scaling });
+        adapters.push(this.gatherAdapter(name, s.scaling));
         dropout ||= s.dropout > 0;
       }
       rowAdapter.push(slot);
     }
     const plan = adapters.length === 0 ? null : prepareMultiLora(adapters, rowAdapter, this.inFeatures, this.outFeatures);
     return { plan, epoch: currentParameterEpoch(), dropout };
+  }
+
+  /**
+   * The same MultiLoraAdapter object for an adapter every time while its tensors and scale stay (so a plan for a new
+   * batch composition reuses prepareMultiLora's checks of it instead of repeating them).
+   */
+  private gatherAdapter(name: string, scale: number): MultiLoraAdapter {
+    const a = this.lora_A.get(name)!.weight;
+    const b = this.lora_B.get(name)!.weight;
+    const known = this.gatherAdapters.get(name);
+    if (known && known.a === a && known.b === b && known.scale === scale) return known;
+    const adapter = { a, b, scale };
+    this.gatherAdapters.set(name, adapter);
+    return adapter;
   }
 
   /**

@@ -205,3 +205,13 @@ test('wide inputs (4104 features: three CUDA feature splits) over 100 rows: the 
     assert.deepEqual(await alone.data(), batch.slice(row * 1100, (row + 1) * 1100), `row ${row}`);
   }
 });
+
+test('prepareMultiLora reuses its checks of an adapter object only for the same features, and never once it is disposed', () => {
+  const [adapter] = adapters();
+  const first = ops.prepareMultiLora([adapter!], [0, -1], IN, OUT);
+  const again = ops.prepareMultiLora([adapter!], [-1, 0], IN, OUT);
+  assert.equal(again.views[0], first.views[0], 'the checked view is reused for a new row map');
+  assert.throws(() => ops.prepareMultiLora([adapter!], [0], IN + 1, OUT), /do not map 38 features to 29/);
+  adapter!.a.dispose();
+  assert.throws(() => ops.prepareMultiLora([adapter!], [0], IN, OUT), /disposed tensor/);
+});
