@@ -1,25 +1,26 @@
 // Multi-adapter LoRA for inference (Punica's BGMV): every row of a batch through the adapter it names, for up to
-// LORA_MAX_OUTPUTS projections of the same x at once (q, k, v; gate, up), in one launch of one block per output o,
-// feature split s and row:
+// LORA_MAX_OUTPUTS projections of the same x at once (q, k, v; gate, up), in one launch:
 //
 //   shrink:  part[o, row, s, t] = sum over c in split s of A[t, c] * x[row, c]   (A [rank, in] of the row's adapter
 //            for output o; split s = features s * LORA_SPLIT .. (s + 1) * LORA_SPLIT - 1)
 //   expand:  h[t] = sum over s, in order, of part[o, row, s, t]
 //            out[row, j] = base[row, j] + scale * sum_t B[j, t] * h[t]   (B [out, rank]); = base at rank 0
 //
-// With one split (inFeatures <= LORA_SPLIT) the block expands its own h at once, from shared memory. With more,
-// every split's block counts itself in (o, row)'s arrival counter after writing its partial sums, and the block
-// that arrives last (whichever it is) sums the splits in order and expands: no block ever waits for another, so
-// the launch needs no co-residency and no barrier. The host writes one RowLora per row and projection (a row
-// without an adapter has rank 0 and null pointers). Every block computes one row: its bits depend on its own x,
-// base and adapter only, never on the other rows of the batch or on which block arrives last, as on the CPU.
-// Within the shrink, thread i sums the features of its split c = 8i .. 8i + 7 (vector loads, eight ranks' A words
-// loaded before any is used) or c = i, i + blockDim, ... (scalar); each rank's per-thread sums are reduced in a
-// fixed lane order (warp butterfly) and warp order. Loads are specialised by dtype once per block (the switch
-// sits outside the loops).
+// No block ever waits for another, so the launch needs no co-residency and no barrier. With one split
+// (inFeatures <= LORA_SPLIT) there is a block per row and LORA_OUTPUTS_PER_BLOCK outputs of a projection, which
+// computes its row's h itself (from shared memory) and expands its outputs; the common 16-bit rank-8/16 case takes
+// lora_fast, which overlaps the block's memory waits. With more splits there is a block per row, projection and
+// split: each counts itself in (o, row)'s arrival counter after writing its partial sums, and the block that
+// arrives last (whichever it is) sums the splits in order and expands the whole row. The host writes one RowLora
+// per row and projection (a row without an adapter has rank 0 and null pointers). Every block computes one row:
+// its bits depend on its own x, base and adapter only, never on the other rows of the batch, on which block
+// arrives last, or on the path taken (lora_fast makes the same sums in the same order). Within the shrink, thread
+// i sums the features of its split c = 8i .. 8i + 7 (vector loads, eight ranks' A words loaded before any is used)
+// or c = i, i + blockDim, ... (scalar); each rank's per-thread sums are reduced in a fixed lane order (warp
+// butterfly) and warp order. Loads are specialised by dtype once per block (the switch sits outside the loops).
 
 #define LORA_RANK_CHUNK 16
-// Features per shrink task: eight per thread.
+// Features per split: eight per thread.
 #define LORA_SPLIT 2048
 // Outputs per pass of the expand: four per thread.
 #define LORA_PASS_OUTPUTS 1024
@@ -231,7 +232,8 @@ __device__ __noinline__ void lora_expand(const RowLora e, const float* h, const 
   }
 }
 
-// This thread's B words (rank 8 or 16: one or two groups of eight) and base values for pass `pass` of a fast block.
+// This thread's B words (rank 8 or 16: one or two groups of eight) and base values for the pass of a fast block
+// that covers outputs j0 .. j1 - 1.
 template <int T>
 __device__ __forceinline__ void lora_fast_pass_loads(const void* b, int rank, const void* base, int baseDt, i64 row, i64 outFeatures, i64 j0, i64 j1,
                                                      Raw8 (*braw)[2], float* y) {
