@@ -34,16 +34,21 @@ export function rowAt(l: AttentionLayout, b: number, h: number, row: number): nu
   return l.offset + b * l.batchStride + h * l.headStride + row * l.rowStride;
 }
 
-/** `count` rows of D elements from `first`, `stride` apart, widened into dst from row `dstRow` (D per row). */
-function gatherRows(buf: DeviceBuffer, first: number, stride: number, count: number, D: number, dst: Float32Array, dstRow: number): void {
+/** `count` rows of D elements, row r at element offsetOf(r) of buf, widened into dst from row `dstRow` (D per row). */
+function gatherRowsAt(buf: DeviceBuffer, offsetOf: (r: number) => number, count: number, D: number, dst: Float32Array, dstRow: number): void {
   const c = asCpu(buf);
   for (let r = 0; r < count; r++) {
-    const o = first + r * stride;
+    const o = offsetOf(r);
     const target = dst.subarray((dstRow + r) * D, (dstRow + r + 1) * D);
     if (c.dtype === 'float32') target.set((c.data as Float32Array).subarray(o, o + D));
     else if (c.dtype === 'bfloat16') bf16ArrayToF32((c.data as Uint16Array).subarray(o, o + D), target);
     else f16ArrayToF32((c.data as Uint16Array).subarray(o, o + D), target);
   }
+}
+
+/** `count` rows of D elements from `first`, `stride` apart, widened into dst from row `dstRow` (D per row). */
+function gatherRows(buf: DeviceBuffer, first: number, stride: number, count: number, D: number, dst: Float32Array, dstRow: number): void {
+  gatherRowsAt(buf, (r) => first + r * stride, count, D, dst, dstRow);
 }
 
 /** The inverse of gatherRows: rounds rows of src into the buffer's dtype. */
@@ -97,8 +102,14 @@ class Workspace {
     this.scores = new Float32Array(G * QUERY_BLOCK * a.seqK);
   }
 
-  loadKeysValues(k: DeviceBuffer, v: DeviceBuffer, b: number, hk: number): void {
+  /** Key/value head hk of batch b: from a.k and a.v, or, given kvRows, from the rows it places (both operands). */
+  loadKeysValues(k: DeviceBuffer, v: DeviceBuffer, b: number, hk: number, kvRows?: KvRows): void {
     const { a } = this;
+    if (kvRows) {
+      gatherRowsAt(k, (p) => kvRows(hk, p), a.seqK, a.headDim, this.keys, 0);
+      gatherRowsAt(v, (p) => kvRows(hk, p), a.seqK, a.headDim, this.values, 0);
+      return;
+    }
     gatherRows(k, rowAt(a.k, b, hk, 0), a.k.rowStride, a.seqK, a.headDim, this.keys, 0);
     gatherRows(v, rowAt(a.v, b, hk, 0), a.v.rowStride, a.seqK, a.headDim, this.values, 0);
   }
@@ -122,8 +133,15 @@ class Workspace {
   }
 }
 
-export function cpuAttention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, a: AttentionArgs): void {
+/**
+ * Where position p of key/value head hk starts (an element offset) in both the key and the value buffer, for
+ * operands that are not strided, such as a paged KV pool (cpuPagedAttention); a.k and a.v go unused then.
+ */
+export type KvRows = (hk: number, p: number) => number;
+
+export function cpuAttention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, a: AttentionArgs, kvRows?: KvRows): void {
   checkArgs(a, [q, k, v, out]);
+  if (kvRows && a.batch !== 1) throw new Error(`attention with placed key/value rows takes one batch row, got ${a.batch}.`);
   const { batch: B, heads: H, kvHeads: Hkv, seqQ: T, seqK: S, headDim: D } = a;
   const G = H / Hkv;
   const ws = new Workspace(a);
@@ -132,7 +150,7 @@ export function cpuAttention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, 
   const mask = a.keyMask ? readF32(a.keyMask, 0, B * S) : null;
   for (let b = 0; b < B; b++) {
     for (let hk = 0; hk < Hkv; hk++) {
-      ws.loadKeysValues(k, v, b, hk);
+      ws.loadKeysValues(k, v, b, hk, kvRows);
       for (const blk of queryBlocks(a)) {
         const { n, end } = blk;
         ws.loadRows(q, a.q, b, hk, blk, ws.queries);

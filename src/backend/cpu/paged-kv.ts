@@ -1,7 +1,7 @@
 /**
  * The paged KV cache on the CPU (PagedKvArgs in backend.ts). Writes copy each new key/value row into its block
- * slot. Attention gathers one batch row's cached positions into a dense [1, kvHeads, length, headDim] scratch and
- * runs the fused attention on it, so a decode step computes exactly what attention over a contiguous cache
+ * slot. Attention runs the fused attention of one batch row at a time, reading that row's cached positions from
+ * their blocks (cpuAttention's kvRows), so a decode step computes exactly what attention over a contiguous cache
  * would, and each row's result depends on that row alone.
  */
 import type { DeviceBuffer, HostArray } from '../../tensor/buffer.js';
@@ -68,31 +68,20 @@ export function cpuPagedKvWrite(k: DeviceBuffer, v: DeviceBuffer, kPool: DeviceB
 export function cpuPagedAttention(q: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, out: DeviceBuffer, a: PagedAttentionArgs): void {
   const { table, lengths } = tables(a, [kPool, vPool, q, out]);
   if (a.heads % a.kvHeads !== 0) throw new Error(`${a.heads} query heads are not a multiple of ${a.kvHeads} key/value heads.`);
-  const D = a.headDim;
-  const dtype = kPool.dtype;
-  const pools = [asCpu(kPool).data, asCpu(vPool).data];
   const lse = new CpuBuffer('float32', a.heads * a.seq, allocHost('float32', a.heads * a.seq));
   for (let b = 0; b < a.batch; b++) {
-    const S = lengths[b]!;
-    // This row's keys and values, dense: [1, kvHeads, S, D].
-    const dense = pools.map((pool) => {
-      const data = allocHost(dtype, a.kvHeads * S * D);
-      for (let h = 0; h < a.kvHeads; h++) {
-        for (let p = 0; p < S; p++) {
-          const from = slotAt(a, table, b, h, p);
-          copyElements(pool, from, data, (h * S + p) * D, D);
-        }
-      }
-      return new CpuBuffer(dtype, data.length, data);
-    });
-    const denseLayout = { offset: 0, batchStride: a.kvHeads * S * D, headStride: S * D, rowStride: D };
-    cpuAttention(q, dense[0]!, dense[1]!, out, lse, {
-      batch: 1, heads: a.heads, kvHeads: a.kvHeads, seqQ: a.seq, seqK: S, headDim: D, scale: a.scale, causal: true,
+    // This row's cached positions are read where they lie in the pools (kvRows places them; the k and v layouts
+    // below go unused).
+    cpuAttention(q, kPool, vPool, out, lse, {
+      batch: 1, heads: a.heads, kvHeads: a.kvHeads, seqQ: a.seq, seqK: lengths[b]!, headDim: a.headDim, scale: a.scale, causal: true,
       q: { ...a.q, offset: a.q.offset + b * a.q.batchStride },
-      k: denseLayout,
-      v: denseLayout,
+      k: PLACED_ROWS,
+      v: PLACED_ROWS,
       out: { ...a.out, offset: a.out.offset + b * a.out.batchStride },
       keyMask: null,
-    });
+    }, (h, p) => slotAt(a, table, b, h, p));
   }
 }
+
+/** The k and v layouts cpuPagedAttention hands cpuAttention, which reads their rows through kvRows instead. */
+const PLACED_ROWS = { offset: 0, batchStride: 0, headStride: 0, rowStride: 0 } as const;
