@@ -51,16 +51,34 @@ interface GatherPlan {
   readonly dropout: boolean;
 }
 
-const rowKeys = new WeakMap<readonly string[], string>();
+/** A row-adapter list as its distinct names (in order of first use), each row's index among them, and a key. */
+interface Composition {
+  readonly key: string;
+  readonly names: readonly string[];
+  readonly rowName: Int32Array;
+}
 
-/** One string per row-adapter list, computed once per list (a forward hands the same list to every layer). */
-function rowAdaptersKey(rowAdapters: readonly string[]): string {
-  let key = rowKeys.get(rowAdapters);
-  if (key === undefined) {
-    key = rowAdapters.join('\u0000');
-    rowKeys.set(rowAdapters, key);
+const compositions = new WeakMap<readonly string[], Composition>();
+
+/** The composition of a row-adapter list, worked out once per list (a forward hands the same list to every layer). */
+function compositionOf(rowAdapters: readonly string[]): Composition {
+  let c = compositions.get(rowAdapters);
+  if (c === undefined) {
+    const index = new Map<string, number>();
+    const rowName = new Int32Array(rowAdapters.length);
+    for (let row = 0; row < rowAdapters.length; row++) {
+      const name = rowAdapters[row]!;
+      let i = index.get(name);
+      if (i === undefined) {
+        i = index.size;
+        index.set(name, i);
+      }
+      rowName[row] = i;
+    }
+    c = { key: rowAdapters.join('\u0000'), names: [...index.keys()], rowName };
+    compositions.set(rowAdapters, c);
   }
-  return key;
+  return c;
 }
 
 export class LoraLinear extends Module implements LinearLike {
@@ -257,7 +275,7 @@ export class LoraLinear extends Module implements LinearLike {
 
   /** The cached (or a new) gathered plan for this batch composition; null where the gathered path does not apply. */
   private gatherPlanFor(rowAdapters: readonly string[]): GatherPlan | null {
-    const key = rowAdaptersKey(rowAdapters);
+    const key = compositionOf(rowAdapters).key;
     let cached = this.gatherPlans.get(key);
     if (cached && !this.planCurrent(cached)) {
       this.gatherPlans.delete(key);
@@ -276,27 +294,23 @@ export class LoraLinear extends Module implements LinearLike {
 
   /** The adapters rows name, as slots, or null where a named adapter cannot take the gathered path. */
   private buildGatherPlan(rowAdapters: readonly string[]): GatherPlan | null {
-    const slots = new Map<string, number>();
+    const { names, rowName } = compositionOf(rowAdapters);
+    // Each distinct name's slot among this layer's adapters in the plan, -1 where this layer lacks it.
+    const slotOf = new Int32Array(names.length);
     const adapters: MultiLoraAdapter[] = [];
-    const rowAdapter: number[] = [];
     let dropout = false;
-    for (const name of rowAdapters) {
-      const s = this.settings.get(name);
+    for (let i = 0; i < names.length; i++) {
+      const s = this.settings.get(names[i]!);
       if (!s) {
-        rowAdapter.push(-1);
+        slotOf[i] = -1;
         continue;
       }
       if (s.useDora || s.loraBias || (this.state.training && s.dropout > 0)) return null;
-      let slot = slots.get(name);
-      if (slot === undefined) {
-        slot = adapters.length;
-        slots.set(name, slot);
-        adapters.push(this.gatherAdapter(name, s.scaling));
-        dropout ||= s.dropout > 0;
-      }
-      rowAdapter.push(slot);
+      slotOf[i] = adapters.length;
+      adapters.push(this.gatherAdapter(names[i]!, s.scaling));
+      dropout ||= s.dropout > 0;
     }
-    const plan = adapters.length === 0 ? null : prepareMultiLora(adapters, rowAdapter, this.inFeatures, this.outFeatures);
+    const plan = adapters.length === 0 ? null : prepareMultiLora(adapters, Array.from(rowName, (i) => slotOf[i]!), this.inFeatures, this.outFeatures);
     return { plan, epoch: currentParameterEpoch(), dropout };
   }
 
