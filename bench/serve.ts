@@ -2,14 +2,17 @@
  * Multi-adapter serving throughput: one batch of `batch` sequences decoded by the server's scheduler, with every
  * row on the base model, or the rows spread over 1, 8 or 64 distinct LoRA adapters (r16 on all seven linears).
  * The base projections run once per step for the whole batch; every row's low-rank product follows in one gathered
- * call per group of projections that share an input (q, k, v; o; gate, up; down: multiLoraLinearGroup). Decode steps run under the backend's batch-invariant matmuls, as served.
+ * call per group of projections that share an input (q, k, v; o; gate, up; down: multiLoraLinearGroup). Decode
+ * steps run under the backend's batch-invariant matmuls, as served.
  * Prints one JSON line per case, with tokens/s relative to the base-only batch (the goal is >= 0.8).
  *
  *   npm run build && node dist/bench/serve.js                                   (CPU, a small random Llama)
  *   node dist/bench/serve.js --device cuda --dtype bfloat16 --shape llama-1b --prompt 128 --new 128
  *                                                                               (GPU, beside bench/peft_serve_baseline.py)
  * Adapters are PEFT-initialised (B = 0): their values do not change the work done. They are stored in the model's
- * dtype, as the server stores them by default; --adapter-dtype float32 keeps PEFT's float32.
+ * dtype, as the server stores them by default; --adapter-dtype float32 keeps PEFT's float32. --stagger N lets the
+ * rows finish over the last N steps instead of together, so the batch's composition changes at each of them (and
+ * every layer plans its adapters anew), as in a server whose requests come and go.
  */
 import { parseArgs } from 'node:util';
 import { CudaBackend, registerCudaBackend } from '../src/backend/cuda/index.js';
@@ -44,6 +47,8 @@ interface Args {
   adapterDtype: DType | 'model';
   /** Rounds over all cases; each case reports its median round (rounds interleave cases, so drift hits all alike). */
   repeat: number;
+  /** Rows finish over the last `stagger` steps (tokensFor); 1: all together. */
+  stagger: number;
 }
 
 function parse(): Args {
@@ -57,6 +62,7 @@ function parse(): Args {
       new: { type: 'string', default: '16' },
       adapters: { type: 'string', default: '0,1,8,64' },
       repeat: { type: 'string', default: '3' },
+      stagger: { type: 'string', default: '1' },
       'adapter-dtype': { type: 'string', default: 'model' },
     },
   });
@@ -70,6 +76,7 @@ function parse(): Args {
     new: Number(values.new),
     adapters: values.adapters!.split(',').map(Number),
     repeat: Number(values.repeat),
+    stagger: Number(values.stagger),
     adapterDtype: values['adapter-dtype'] as DType | 'model',
   };
 }
@@ -81,7 +88,16 @@ async function randomModel(config: LlamaConfig, args: Args): Promise<LlamaForCau
 }
 
 /** Decodes one batch; row i uses rowNames[i]. Returns decode-phase and end-to-end generated tokens per second. */
-async function runBatch(model: LlamaForCausalLM, prompts: number[][], rowNames: readonly string[], newTokens: number, onDecodeStart?: () => void): Promise<{ decode: number; endToEnd: number }> {
+/**
+ * Tokens row i generates: newTokens, or with `stagger`, newTokens - i % stagger, so that rows finish one after another
+ * over the last steps and the batch's composition changes at every one of them (as it does in a busy server, where
+ * requests join and leave), which makes every layer build new multi-adapter plans.
+ */
+function tokensFor(row: number, newTokens: number, stagger: number): number {
+  return stagger > 1 ? newTokens - (row % stagger) : newTokens;
+}
+
+async function runBatch(model: LlamaForCausalLM, prompts: number[][], rowNames: readonly string[], newTokens: number, stagger: number, onDecodeStart?: () => void): Promise<{ decode: number; endToEnd: number }> {
   let prefilled = 0;
   let decodeStart = 0;
   const scheduler = new Scheduler(model, {
@@ -97,13 +113,13 @@ async function runBatch(model: LlamaForCausalLM, prompts: number[][], rowNames: 
   const start = performance.now();
   await Promise.all(
     prompts.map((promptIds, i) =>
-      scheduler.submit({ promptIds, adapterName: rowNames[i]!, maxTokens: newTokens, sampling: GREEDY, stopTokenIds: new Set(), timeoutMs: 3_600_000, onToken: () => false }),
+      scheduler.submit({ promptIds, adapterName: rowNames[i]!, maxTokens: tokensFor(i, newTokens, stagger), sampling: GREEDY, stopTokenIds: new Set(), timeoutMs: 3_600_000, onToken: () => false }),
     ),
   );
   const end = performance.now();
   await scheduler.close();
-  const rows = prompts.length;
-  return { decode: (rows * (newTokens - 1)) / ((end - decodeStart) / 1000), endToEnd: (rows * newTokens) / ((end - start) / 1000) };
+  const generated = prompts.reduce((sum, _, i) => sum + tokensFor(i, newTokens, stagger), 0);
+  return { decode: (generated - prompts.length) / ((end - decodeStart) / 1000), endToEnd: generated / ((end - start) / 1000) };
 }
 
 async function main(): Promise<void> {
@@ -127,10 +143,10 @@ async function main(): Promise<void> {
     }),
   );
   const rowNames = (count: number) => prompts.map((_, i) => (count === 0 ? '__base__' : `adapter-${i % count}`));
-  await runBatch(model, prompts, rowNames(Math.max(...args.adapters)), 4);
+  await runBatch(model, prompts, rowNames(Math.max(...args.adapters)), 4, 1);
   const rounds = new Map<number, { decode: number; endToEnd: number }[]>(args.adapters.map((c) => [c, []]));
   for (let round = 0; round < args.repeat; round++) {
-    for (const count of args.adapters) rounds.get(count)!.push(await runBatch(model, prompts, rowNames(count), args.new));
+    for (const count of args.adapters) rounds.get(count)!.push(await runBatch(model, prompts, rowNames(count), args.new, args.stagger));
   }
   if (process.env['LORAFORGE_PROFILE'] === '1') await profile(model, prompts, rowNames, args);
   const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
@@ -147,6 +163,7 @@ async function main(): Promise<void> {
         batch: args.batch,
         prompt_tokens: args.prompt,
         new_tokens: args.new,
+        stagger: args.stagger > 1 ? args.stagger : null,
         adapters: count,
         adapter_dtype: count === 0 ? null : args.adapterDtype === 'model' ? args.dtype : args.adapterDtype,
         decode_tokens_per_s: Number(decode.toFixed(1)),
@@ -175,14 +192,14 @@ async function profile(model: LlamaForCausalLM, prompts: number[][], rowNames: (
     // First unprofiled: the time the host spends blocked waiting for the device (near 0 when steps are host-bound).
     let waitStart = 0;
     let plainStart = 0;
-    await runBatch(model, prompts, rowNames(count), newTokens, () => {
+    await runBatch(model, prompts, rowNames(count), newTokens, 1, () => {
       waitStart = backend.runtime.hostWaitMs;
       plainStart = performance.now();
     });
     const plainWallMs = performance.now() - plainStart;
     const waitMs = backend.runtime.hostWaitMs - waitStart;
     let start = 0;
-    await runBatch(model, prompts, rowNames(count), newTokens, () => {
+    await runBatch(model, prompts, rowNames(count), newTokens, 1, () => {
       profiler.start();
       start = performance.now();
     });
