@@ -70,8 +70,8 @@ export function prepareMultiLora(adapters: readonly MultiLoraAdapter[], rowAdapt
     if (!Number.isInteger(s) || s < -1 || s >= adapters.length) throw new Error(`multiLoraLinear: row ${i} names adapter ${s}; use -1 or an index below ${adapters.length}.`);
   }
   const views = adapters.map((adapter) => checkAdapter(adapter, inF, outF));
-  const device = adapters.length > 0 ? adapters[0]!.a.device : null;
-  for (const { a } of adapters) if (a.device !== device) throw new Error(`Tensors on ${device} and ${a.device} were combined; move them to one device first.`);
+  // checkAdapter put each adapter's A and B on one device; sameDevice puts every adapter on the first one's.
+  const device = adapters.length > 0 ? sameDevice(...adapters.map(({ a }) => a)).device : null;
   return { inFeatures: inF, outFeatures: outF, batchRows: rowAdapter.length, adapters, views, rowAdapter: [...rowAdapter], expanded: new Map(), device };
 }
 
