@@ -7,8 +7,9 @@ import type { DType } from '../tensor/dtype.js';
  * Floating kernels accept float32, bfloat16 and float16 buffers and accumulate in float32.
  * Unless a parameter says otherwise, inputs and outputs are contiguous from their offset.
  */
-export type UnaryOp = 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'sigmoid' | 'silu' | 'abs' | 'square' | 'recip' | 'tanh' | 'relu';
-export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'maximum' | 'minimum' | 'siluGrad' | 'gt';
+export type UnaryOp = 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'sigmoid' | 'silu' | 'abs' | 'square' | 'recip' | 'tanh' | 'relu' | 'gelu' | 'geluTanh';
+/** siluGrad, geluGrad and geluTanhGrad exist for backward passes: d/da f(a) * b for their unary op f. */
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'maximum' | 'minimum' | 'siluGrad' | 'gt' | 'geluGrad' | 'geluTanhGrad';
 export type ReduceOp = 'sum' | 'max';
 
 /** A strided view of a buffer: element offset and one stride per dimension of the accompanying shape. */
@@ -126,6 +127,16 @@ export interface AttentionArgs {
   readonly out: AttentionLayout;
   /** Additive float32 key mask [batch, seqK], contiguous from element 0 (0 keeps a key, -inf hides it), or null. */
   readonly keyMask: DeviceBuffer | null;
+  /**
+   * Sliding window: a whole number >= 0. When > 0, the query at key position p (seqK - seqQ + i) sees only keys j
+   * with p - j < window, on top of causality and the key mask (Mistral, Qwen2 and Gemma's local layers); 0: none.
+   */
+  readonly window: number;
+  /**
+   * Logit soft-capping (Gemma 2): when > 0, each scaled score s becomes softcap * tanh(s / softcap) before any
+   * mask is added; 0: none.
+   */
+  readonly softcap: number;
 }
 
 /** AttentionArgs plus the layouts of the output gradient and of the three input gradients. */
@@ -172,6 +183,10 @@ export interface PagedKvWriteArgs extends PagedKvArgs {
 export interface PagedAttentionArgs extends PagedKvArgs {
   readonly heads: number;
   readonly scale: number;
+  /** Sliding window as in AttentionArgs: when > 0, the query at position p sees positions j with p - j < window only. */
+  readonly window: number;
+  /** Logit soft-capping as in AttentionArgs: when > 0, each scaled score s becomes softcap * tanh(s / softcap). */
+  readonly softcap: number;
   readonly q: AttentionLayout;
   readonly out: AttentionLayout;
 }
@@ -234,10 +249,13 @@ export interface Backend {
 
   /**
    * Rotary embedding, rotate-half convention (transformers' Llama): x is [batch, seq, heads, headDim];
-   * cos/sin are float32 [seq, headDim] per batch item, `tableBatchStride` elements apart (0: shared by all rows).
-   * inverse=true applies the transposed rotation (the backward pass).
+   * cos/sin are float32 [seq, rotaryDim] per batch item, `tableBatchStride` elements apart (0: shared by all rows).
+   * The first rotaryDim elements of each head are rotated (rotate-half within them) and the other
+   * headDim - rotaryDim are copied unchanged (partial rotary, transformers' Phi-3 q_rot / q_pass split);
+   * rotaryDim is even, at most headDim, and headDim when omitted. inverse=true applies the transposed rotation
+   * (the backward pass). out may be x.
    */
-  rope(x: DeviceBuffer, cos: DeviceBuffer, sin: DeviceBuffer, tableBatchStride: number, batch: number, seq: number, heads: number, headDim: number, out: DeviceBuffer, inverse: boolean): void;
+  rope(x: DeviceBuffer, cos: DeviceBuffer, sin: DeviceBuffer, tableBatchStride: number, batch: number, seq: number, heads: number, headDim: number, out: DeviceBuffer, inverse: boolean, rotaryDim?: number): void;
 
   /** out[i, :] = table[ids[i], :]; ids are int32. */
   embedding(ids: DeviceBuffer, table: DeviceBuffer, count: number, dim: number, out: DeviceBuffer): void;

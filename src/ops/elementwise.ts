@@ -100,8 +100,48 @@ export function tanh(t: Tensor): Tensor {
 export function relu(t: Tensor): Tensor {
   return unary('relu', t, (g, out) => mul(g, greater(out, zerosScalar(out))));
 }
+/** A unary map whose backward is one kernel: gradOp(x, g) = d/dx op(x) * g. */
+function unaryWithGradKernel(op: UnaryOp, gradOp: BinaryOp, t: Tensor): Tensor {
+  return unary(op, t, (g) => binary(gradOp, compact(t), g, null));
+}
 export function silu(t: Tensor): Tensor {
-  return unary('silu', t, (g) => binary('siluGrad', compact(t), g, null));
+  return unaryWithGradKernel('silu', 'siluGrad', t);
+}
+/** Exact GELU, 0.5 x (1 + erf(x / sqrt 2)): torch's gelu (transformers' "gelu"), computed in float32 as torch does. */
+export function gelu(t: Tensor): Tensor {
+  return unaryWithGradKernel('gelu', 'geluGrad', t);
+}
+/**
+ * Tanh GELU, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): torch's gelu(approximate='tanh') (transformers'
+ * "gelu_pytorch_tanh", Gemma's GeGLU), computed in float32 as torch does.
+ */
+export function geluTanh(t: Tensor): Tensor {
+  return unaryWithGradKernel('geluTanh', 'geluTanhGrad', t);
+}
+
+/**
+ * Hugging Face hidden_act names and the op each runs. gelu_new (transformers' NewGELUActivation) is the tanh
+ * formula with the same float32 constants and operation order as gelu_pytorch_tanh, so on float32 inputs the two
+ * agree; on bfloat16/float16 inputs transformers runs gelu_new as separate ops that round every intermediate to
+ * the input dtype, while geluTanh computes in float32 and rounds once (as torch's fused gelu_pytorch_tanh does).
+ */
+const ACTIVATIONS: Readonly<Record<string, (x: Tensor) => Tensor>> = {
+  silu,
+  swish: silu,
+  gelu,
+  gelu_pytorch_tanh: geluTanh,
+  gelu_new: geluTanh,
+  relu,
+};
+
+/** The hidden_act values `activation` accepts. */
+export const SUPPORTED_ACTIVATIONS: readonly string[] = Object.freeze(Object.keys(ACTIVATIONS));
+
+/** Applies the activation a Hugging Face config names in hidden_act (ACT2FN's names; SUPPORTED_ACTIVATIONS). */
+export function activation(name: string, x: Tensor): Tensor {
+  const fn = Object.hasOwn(ACTIVATIONS, name) ? ACTIVATIONS[name] : undefined;
+  if (!fn) throw new Error(`Activation ${JSON.stringify(name)} is not supported; supported activations are ${SUPPORTED_ACTIVATIONS.join(', ')}.`);
+  return fn(x);
 }
 
 function zerosScalar(like: Tensor): Tensor {

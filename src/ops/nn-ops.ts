@@ -5,7 +5,7 @@ import { full, hostArray, to } from './creation.js';
 import type { DType } from '../tensor/dtype.js';
 import type { DeviceBuffer } from '../tensor/buffer.js';
 import { allocLike, backendOf, makeResult, promote, sameDevice } from './engine.js';
-import { add, div, greater, mul, mulScalar } from './elementwise.js';
+import { add, div, greater, mul, mulScalar, tanh } from './elementwise.js';
 import { matmul } from './matmul.js';
 import { sum } from './reduce.js';
 import { compact, contiguous, reshape, transpose } from './shape-ops.js';
@@ -50,24 +50,27 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
 
 /**
  * Rotary position embedding on x [batch, seq, heads, headDim] with float32 tables cos/sin of shape
- * [seq, headDim] (shared) or [batch, seq, headDim] (per row, e.g. left-padded batches).
+ * [seq, rotaryDim] (shared) or [batch, seq, rotaryDim] (per row, e.g. left-padded batches). rotaryDim, the
+ * tables' last dim, is headDim or, for partial rotary (transformers' Phi-3), fewer: the first rotaryDim
+ * elements of each head rotate and the rest pass through unchanged.
  */
 export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   const src = compact(x);
   const [batch, seq, heads, headDim] = src.shape as [number, number, number, number];
   const c = compact(cos);
   const s = compact(sin);
-  const tableBatchStride = c.rank === 3 ? seq * headDim : 0;
-  if (c.shape[c.rank - 1] !== headDim || c.shape[c.rank - 2] !== seq) {
-    throw new Error(`RoPE tables ${formatShape(c.shape)} do not match x ${formatShape(src.shape)}.`);
+  const rotaryDim = c.shape[c.rank - 1]!;
+  const tableBatchStride = c.rank === 3 ? seq * rotaryDim : 0;
+  if (!(rotaryDim > 0 && rotaryDim <= headDim && rotaryDim % 2 === 0) || c.shape[c.rank - 2] !== seq || (c.rank === 3 && c.shape[0] !== batch) || !shapesEqual(s.shape, c.shape)) {
+    throw new Error(`RoPE tables ${formatShape(c.shape)} and ${formatShape(s.shape)} do not match x ${formatShape(src.shape)}: they must be [seq, rotaryDim] or [batch, seq, rotaryDim] with an even rotaryDim <= headDim.`);
   }
   const backend = sameDevice(src, c, s);
   const buf = allocLike(backend, src.dtype, src.shape);
-  backend.rope(src.buffer, c.buffer, s.buffer, tableBatchStride, batch, seq, heads, headDim, buf, false);
+  backend.rope(src.buffer, c.buffer, s.buffer, tableBatchStride, batch, seq, heads, headDim, buf, false, rotaryDim);
   return makeResult(buf, src.shape, 'rope', [src], (g) => {
     const gc = compact(g);
     const dx = allocLike(backend, src.dtype, src.shape);
-    backend.rope(gc.buffer, c.buffer, s.buffer, tableBatchStride, batch, seq, heads, headDim, dx, true);
+    backend.rope(gc.buffer, c.buffer, s.buffer, tableBatchStride, batch, seq, heads, headDim, dx, true, rotaryDim);
     return [makeResult(dx, src.shape, 'ropeBackward', [], null)];
   });
 }
@@ -144,6 +147,26 @@ function denseStridesLike(t: Tensor): number[] {
   return out;
 }
 
+/**
+ * Optional attention features (transformers' semantics). `window` > 0: a sliding window, the query at key position
+ * p sees only keys j with p - j < window (on top of causality and the key mask). `softcap` > 0: every scaled score
+ * s becomes softcap * tanh(s / softcap) before any mask is added (Gemma 2). 0 or absent: none.
+ */
+export interface AttentionExtras {
+  readonly window?: number;
+  readonly softcap?: number;
+}
+
+/** The extras with their defaults, checked once for every attention entry point. */
+function attentionExtras(extra: AttentionExtras): { window: number; softcap: number } {
+  const { window = 0, softcap = 0 } = extra;
+  const valid = (x: number): boolean => typeof x === 'number' && Number.isFinite(x) && x >= 0;
+  if (!valid(window) || !Number.isInteger(window) || !valid(softcap)) {
+    throw new Error(`attention's window must be a whole number >= 0 and its softcap a finite number >= 0 (0 turns either off); got window ${String(window)}, softcap ${String(softcap)}.`);
+  }
+  return { window, softcap };
+}
+
 interface AttentionShape {
   B: number;
   H: number;
@@ -178,9 +201,11 @@ function attentionShape(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, ca
  * positions. Any view whose last dimension is contiguous is read in place (the model's transposed
  * [B, T, H, D] projections, KV-cache prefixes). `mask` is an additive key-padding mask [B, S] (0 or -inf).
  * The result is a [B, H, T, D] view of [B, T, H, D] memory, so transposing it back to tokens is free.
+ * `extra` adds a sliding window and logit soft-capping (AttentionExtras).
  */
-export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?: Tensor | null, causal = true): Tensor {
+export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?: Tensor | null, causal = true, extra: AttentionExtras = {}): Tensor {
   const { B, H, Hkv, T, S, D } = attentionShape(q, k, v, mask ?? null, causal);
+  const { window, softcap } = attentionExtras(extra);
   const dtype = promote(q, k, v);
   const qa = attentionOperand(q, dtype);
   const ka = attentionOperand(k, dtype);
@@ -191,7 +216,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?:
   const outBuf = backend.alloc(dtype, B * H * T * D);
   const lse = makeResult(backend.alloc('float32', B * H * T), [B, H, T], 'attentionLse', [], null);
   const args: AttentionArgs = {
-    batch: B, heads: H, kvHeads: Hkv, seqQ: T, seqK: S, headDim: D, scale, causal,
+    batch: B, heads: H, kvHeads: Hkv, seqQ: T, seqK: S, headDim: D, scale, causal, window, softcap,
     q: attentionLayout(qa), k: attentionLayout(ka), v: attentionLayout(va),
     out: { offset: 0, batchStride: outStrides[0]!, headStride: outStrides[1]!, rowStride: outStrides[2]! },
     keyMask: keyMask ? keyMask.buffer : null,
@@ -244,9 +269,11 @@ export function pagedKvWrite(kPool: Tensor, vPool: Tensor, k: Tensor, v: Tensor,
 /**
  * Causal attention of q [batch, heads, seq, headDim] over each row's cached positions (the step's own keys must
  * be written first): query t of row b sits at position lengths[b] - seq + t. Inference only (no gradient).
+ * `extra` adds a sliding window and logit soft-capping (AttentionExtras).
  */
-export function pagedAttention(q: Tensor, kPool: Tensor, vPool: Tensor, step: PagedKvStep, scale: number): Tensor {
+export function pagedAttention(q: Tensor, kPool: Tensor, vPool: Tensor, step: PagedKvStep, scale: number, extra: AttentionExtras = {}): Tensor {
   const args = pagedArgs(kPool, step);
+  const { window, softcap } = attentionExtras(extra);
   if (q.rank !== 4 || q.shape[0] !== args.batch || q.shape[2] !== step.seq || q.shape[3] !== args.headDim) {
     throw new Error(`pagedAttention: q ${formatShape(q.shape)} must be [${args.batch}, heads, ${step.seq}, ${args.headDim}].`);
   }
@@ -259,23 +286,27 @@ export function pagedAttention(q: Tensor, kPool: Tensor, vPool: Tensor, step: Pa
   const outStrides = [T * H * D, D, H * D, 1];
   const out = backend.allocUninitialized(kPool.dtype, B * H * T * D);
   backend.pagedAttention(qa.buffer, kPool.buffer, vPool.buffer, out, {
-    ...args, heads: H, scale, q: attentionLayout(qa), out: { offset: 0, batchStride: outStrides[0]!, headStride: outStrides[1]!, rowStride: outStrides[2]! },
+    ...args, heads: H, scale, window, softcap, q: attentionLayout(qa), out: { offset: 0, batchStride: outStrides[0]!, headStride: outStrides[1]!, rowStride: outStrides[2]! },
   });
   return makeResult(out, [B, H, T, D], 'pagedAttention', [], null, outStrides);
 }
 
 /**
  * The same attention composed from GEMMs, masks and a softmax, materialising the [B, H, T, S] scores: the
- * reference the fused kernels are tested against. GQA runs without repeat_kv copies.
+ * reference the fused kernels are tested against. GQA runs without repeat_kv copies. The soft-cap goes through
+ * tanh and the window through a position mask, so the composition stays differentiable.
  */
-export function attentionReference(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?: Tensor | null, causal = true): Tensor {
+export function attentionReference(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?: Tensor | null, causal = true, extra: AttentionExtras = {}): Tensor {
   const { B, H, Hkv, T, S, D } = attentionShape(q, k, v, mask ?? null, causal);
+  const { window, softcap } = attentionExtras(extra);
   const groups = H / Hkv;
   // [B, Hkv, groups*T, D]: each KV head serves its group of query heads in one GEMM, no repeat_kv copy.
   const qg = reshape(compact(q), [B, Hkv, groups * T, D]);
-  const scores = reshape(mulScalar(matmul(qg, transpose(k)), scale), [B, Hkv, groups, T, S]);
+  const scaled = mulScalar(matmul(qg, transpose(k)), scale);
+  const capped = softcap > 0 ? mulScalar(tanh(mulScalar(scaled, 1 / softcap)), softcap) : scaled;
+  const scores = reshape(capped, [B, Hkv, groups, T, S]);
   // Masks take the scores' dtype so that a bf16 model stays bf16 (transformers builds them in the model dtype).
-  const masked = causal ? add(scores, causalMask(T, S, q.device, scores.dtype)) : scores;
+  const masked = causal || window > 0 ? add(scores, positionMask(T, S, causal, window, q.device, scores.dtype)) : scores;
   const withPad = mask ? add(masked, reshape(to(mask, { dtype: scores.dtype }), [B, 1, 1, 1, S])) : masked;
   const probs = softmax(reshape(withPad, [B, Hkv, groups * T, S]));
   return reshape(matmul(probs, v), [B, H, T, D]);
@@ -285,13 +316,26 @@ const maskCache = new Map<string, Tensor>();
 
 /** Additive causal mask [T, S]: query i (at key position S-T+i) sees keys 0..S-T+i. Cached per size. */
 export function causalMask(T: number, S: number, device: string, dtype: DType = 'float32'): Tensor {
-  const key = `${T}x${S}@${device}:${dtype}`;
+  return positionMask(T, S, true, 0, device, dtype);
+}
+
+/**
+ * Additive mask [T, S] over positions: query i sits at key position p = S-T+i; causal hides keys j > p, a window
+ * > 0 hides keys with p - j >= window. Cached per size.
+ */
+function positionMask(T: number, S: number, causal: boolean, window: number, device: string, dtype: DType): Tensor {
+  const key = `${T}x${S}${causal ? 'c' : ''}w${window}@${device}:${dtype}`;
   const hit = maskCache.get(key);
   if (hit && !hit.disposed) return hit;
   const values = new Float32Array(T * S);
-  for (let i = 0; i < T; i++) for (let j = 0; j < S; j++) values[i * S + j] = j > S - T + i ? -Infinity : 0;
+  for (let i = 0; i < T; i++) {
+    for (let j = 0; j < S; j++) {
+      const p = S - T + i;
+      values[i * S + j] = (causal && j > p) || (window > 0 && p - j >= window) ? -Infinity : 0;
+    }
+  }
   const backend = backendOf(full([], 0, { device }));
-  const t = makeResult(backend.fromHost(dtype, hostArray(dtype, values)), [T, S], 'causalMask', [], null).keep();
+  const t = makeResult(backend.fromHost(dtype, hostArray(dtype, values)), [T, S], 'positionMask', [], null).keep();
   if (maskCache.size > 64) maskCache.clear();
   maskCache.set(key, t);
   return t;

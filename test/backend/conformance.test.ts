@@ -9,8 +9,10 @@ import { getBackend } from '../../src/backend/registry.js';
 import { pickToken } from '../../src/generate/sampling.js';
 import { Rng } from '../../src/tensor/random.js';
 import type { DType } from '../../src/tensor/dtype.js';
+import type { Tensor } from '../../src/tensor/tensor.js';
 import { TEST_DEVICE, prepareTestDevice } from '../helpers/device.js';
 import { assertClose, seededValues } from '../helpers/numeric.js';
+import { erf } from '../../src/backend/cpu/gelu.js';
 
 await prepareTestDevice();
 const dev = TEST_DEVICE;
@@ -19,6 +21,109 @@ const FLOATS: { dtype: DType; tol: number }[] = [
   { dtype: 'bfloat16', tol: 2e-2 },
   { dtype: 'float16', tol: 2e-3 },
 ];
+
+/**
+ * erf for the GELU references, by a different method than the CPU kernel's: the Maclaurin series below |x| = 3
+ * (alternating terms; float64 keeps about 1e-12 there) and erfc's asymptotic series above, cut at its smallest
+ * term (error below 1e-8 at |x| = 3, smaller beyond). Checked against tabulated values below.
+ */
+function erfRef(x: number): number {
+  const ax = Math.abs(x);
+  let r: number;
+  if (ax < 3) {
+    let term = ax;
+    let sum = ax;
+    for (let n = 1; Math.abs(term) > 1e-30; n++) {
+      term *= (-ax * ax) / n;
+      sum += term / (2 * n + 1);
+    }
+    r = (2 / Math.sqrt(Math.PI)) * sum;
+  } else {
+    let term = 1;
+    let sum = 1;
+    for (let n = 1; ; n++) {
+      const next = (term * -(2 * n - 1)) / (2 * ax * ax);
+      if (Math.abs(next) >= Math.abs(term)) break;
+      term = next;
+      sum += term;
+    }
+    r = 1 - (Math.exp(-ax * ax) / (ax * Math.sqrt(Math.PI))) * sum;
+  }
+  return x < 0 ? -r : r;
+}
+const geluRef = (x: number) => 0.5 * x * (1 + erfRef(x / Math.SQRT2));
+const geluGradRef = (x: number) => 0.5 * (1 + erfRef(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
+const GELU_BETA = Math.sqrt(2 / Math.PI);
+const geluTanhRef = (x: number) => 0.5 * x * (1 + Math.tanh(GELU_BETA * (x + 0.044715 * x ** 3)));
+const geluTanhGradRef = (x: number) => {
+  const th = Math.tanh(GELU_BETA * (x + 0.044715 * x ** 3));
+  return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * GELU_BETA * (1 + 3 * 0.044715 * x * x);
+};
+
+/** erf to 20 digits (Abramowitz & Stegun's table 7.1, extended with mpmath at 30 digits). */
+const ERF_TABLE: [number, number][] = [
+  [0.001, 0.0011283787909692363799], [0.1, 0.1124629160182848922], [0.25, 0.27632639016823693299], [0.5, 0.52049987781304653768],
+  [0.75, 0.7111556336535151316], [1, 0.84270079294971486934], [1.25, 0.92290012825645823014], [1.5, 0.96610514647531072707],
+  [2, 0.99532226501895273416], [2.5, 0.99959304798255504106], [3, 0.99997790950300141456], [3.5, 0.99999925690162765859],
+  [4, 0.99999998458274209972], [5, 0.99999999999846254021], [5.9, 0.9999999999999999281],
+];
+
+/** The spacing of float32 values at |v|. */
+function ulp32(v: number): number {
+  const a = Math.abs(v);
+  return a < 2 ** -126 ? 2 ** -149 : 2 ** (Math.floor(Math.log2(a)) - 23);
+}
+
+test('the CPU backend\'s float64 erf matches tabulated values within 4 ulp; the test reference within 1e-8', () => {
+  for (const [x, want] of ERF_TABLE) {
+    for (const sx of [x, -x]) {
+      const w = sx < 0 ? -want : want;
+      const ulp = Math.max(Number.EPSILON * Math.abs(w), Number.MIN_VALUE);
+      assert.ok(Math.abs(erf(sx) - w) <= 4 * ulp, `erf(${sx}) = ${erf(sx)}, want ${w}`);
+      assert.ok(Math.abs(erfRef(sx) - w) <= 1e-8, `erfRef(${sx}) = ${erfRef(sx)}, want ${w}`);
+    }
+  }
+  assert.equal(erf(0), 0);
+  assert.equal(erf(Infinity), 1);
+  assert.equal(erf(-Infinity), -1);
+  assert.ok(Number.isNaN(erf(NaN)));
+});
+
+test('float32 gelu and geluTanh stay within float32 evaluation error of the exact functions over [-8, 8]', async () => {
+  // torch evaluates both in float32, so 1 + erf(x / sqrt 2) and 1 + tanh(...) cancel for negative x: the error
+  // allowed is what that evaluation can make (about 4 float32 roundings of a value near 1, times 0.5 |x|, with
+  // a factor 2 to spare, plus 2 ulp of the result), not a bound relative to the tiny result.
+  const n = 4001;
+  const xv = Float32Array.from({ length: n }, (_, i) => -8 + (16 * i) / (n - 1));
+  const x = t(xv, [n]);
+  for (const [name, got, ref, slack] of [
+    ['gelu', await ops.gelu(x).data(), geluRef, 2 ** -22],
+    ['geluTanh', await ops.geluTanh(x).data(), geluTanhRef, 2 ** -21],
+  ] as const) {
+    for (let i = 0; i < n; i++) {
+      const want = ref(xv[i]!);
+      const bound = Math.abs(xv[i]!) * slack + 2 * ulp32(want);
+      assert.ok(Math.abs(got[i]! - want) <= bound, `${name}(${xv[i]}) = ${got[i]}, want ${want} within ${bound}`);
+    }
+  }
+  // far tails: exactly 0 below (as torch gives: 1 + erf rounds to 0) and x itself above.
+  assert.deepEqual(Array.from(await ops.gelu(t(Float32Array.from([-30, 30]), [2])).data()), [-0, 30]);
+});
+
+test('activation resolves Hugging Face hidden_act names and refuses others in one sentence', async () => {
+  const x = t(seededValues(16, 23, 3), [16]);
+  const same = async (a: Tensor, b: Tensor) => assert.deepEqual(Array.from(await a.data()), Array.from(await b.data()));
+  await same(ops.activation('silu', x), ops.silu(x));
+  await same(ops.activation('swish', x), ops.silu(x));
+  await same(ops.activation('gelu', x), ops.gelu(x));
+  await same(ops.activation('gelu_pytorch_tanh', x), ops.geluTanh(x));
+  await same(ops.activation('gelu_new', x), ops.geluTanh(x));
+  await same(ops.activation('relu', x), ops.relu(x));
+  assert.deepEqual([...ops.SUPPORTED_ACTIVATIONS], ['silu', 'swish', 'gelu', 'gelu_pytorch_tanh', 'gelu_new', 'relu']);
+  for (const bad of ['quick_gelu', 'toString', '']) {
+    assert.throws(() => ops.activation(bad, x), (e: Error) => e.message.includes(JSON.stringify(bad)) && e.message.includes('gelu_pytorch_tanh') && e.message.split('. ').length === 1);
+  }
+});
 
 function t(values: Float32Array, shape: number[], dtype: DType = 'float32') {
   return ops.tensor(values, shape, { device: dev, dtype });
@@ -97,6 +202,22 @@ for (const { dtype, tol } of FLOATS) {
     const perm = await ops.contiguous(ops.permute(a, [2, 0, 1])).data();
     for (let k = 0; k < 4; k++) for (let i = 0; i < 2; i++) for (let j = 0; j < 3; j++) assert.equal(perm[k * 6 + i * 3 + j], av[i * 12 + j * 4 + k]);
     assertClose(await ops.to(a, { dtype: 'float32' }).data(), av, 0, 'cast to float32 is exact');
+  });
+
+  test(`${dtype}: gelu and geluTanh, forward and backward, match float64 references`, async () => {
+    const xv = await stored(seededValues(48, 21, 4), dtype);
+    for (const [name, f, ref, gradRef] of [
+      ['gelu', ops.gelu, geluRef, geluGradRef],
+      ['geluTanh', ops.geluTanh, geluTanhRef, geluTanhGradRef],
+    ] as const) {
+      const x = t(xv, [6, 8], dtype).requiresGrad_();
+      const y = f(x);
+      assert.equal(y.dtype, dtype);
+      assertClose(await y.data(), xv.map(ref), tol, name);
+      await ops.sum(y).backward();
+      assertClose(await x.grad!.data(), xv.map(gradRef), tol * 2, `${name} gradient`);
+    }
+    assert.equal(ops.activation('gelu_pytorch_tanh', t(xv, [48], dtype)).dtype, dtype);
   });
 
   test(`${dtype}: embedding gathers rows and cross-entropy matches log-sum-exp`, async () => {

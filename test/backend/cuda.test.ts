@@ -194,7 +194,7 @@ test('copy handles rank 8 with every dimension strided', { skip: gpuOnly }, asyn
 
 const UNARY_INPUTS: Readonly<Record<UnaryOp, [number, number]>> = {
   neg: [-3, 3], exp: [-10, 10], log: [0.01, 50], sqrt: [0, 50], rsqrt: [0.01, 50], sigmoid: [-12, 12], silu: [-12, 12],
-  abs: [-3, 3], square: [-30, 30], recip: [0.05, 20], tanh: [-5, 5], relu: [-3, 3],
+  abs: [-3, 3], square: [-30, 30], recip: [0.05, 20], tanh: [-5, 5], relu: [-3, 3], gelu: [-8, 8], geluTanh: [-8, 8],
 };
 
 test('unary ops match the CPU for float32, bfloat16 and float16, from an input offset', { skip: gpuOnly }, async () => {
@@ -211,7 +211,7 @@ test('unary ops match the CPU for float32, bfloat16 and float16, from an input o
 test('binary ops broadcast through strides and mix dtypes', { skip: gpuOnly }, async () => {
   const shape = [6, 7, 33];
   const n = 6 * 7 * 33;
-  for (const op of ['add', 'sub', 'mul', 'div', 'maximum', 'minimum', 'siluGrad', 'gt'] as BinaryOp[]) {
+  for (const op of ['add', 'sub', 'mul', 'div', 'maximum', 'minimum', 'siluGrad', 'geluGrad', 'geluTanhGrad', 'gt'] as BinaryOp[]) {
     for (const [ad, bd, od] of [['float32', 'float32', 'float32'], ['bfloat16', 'bfloat16', 'bfloat16'], ['bfloat16', 'float32', 'float32'], ['float16', 'float16', 'float16']] as [DType, DType, DType][]) {
       const a = both(ad, randn(n + 2, 5, 3));
       const bv = randn(7, 6, 3);

@@ -1,7 +1,8 @@
 /**
  * The paged KV cache on the device that LORAFORGE_TEST_DEVICE selects: pagedAttention against the dense reference
  * over shuffled, non-contiguous blocks; incremental decoding against full forwards of tiny-llama; a row's decode
- * logits alone and inside a batch of other rows (bit-identical under the backend's batch-invariant mode); pool
+ * logits alone and inside a batch of other rows (bit-identical under the backend's batch-invariant mode); the
+ * sliding window and logit soft-cap over the paged cache against the dense reference, decoding past the window; pool
  * growth, block reuse and the errors a caller can hit.
  */
 import assert from 'node:assert/strict';
@@ -26,6 +27,8 @@ interface Geometry {
   readonly before: readonly number[];
   /** New positions per row in the step. */
   readonly T: number;
+  /** Sliding window and logit soft-cap, given to both sides. */
+  readonly extra?: ops.AttentionExtras;
 }
 
 /**
@@ -55,9 +58,9 @@ async function pagedAgainstDense(g: Geometry, dtype: DType, tol: number): Promis
       }
       const step = pagedKvStep([cache], g.T, device);
       ops.pagedKvWrite(pool.keys[0]!, pool.values[0]!, ops.narrow(k, 2, g.before[b]!, g.T), ops.narrow(v, 2, g.before[b]!, g.T), step);
-      const paged = await ops.pagedAttention(q, pool.keys[0]!, pool.values[0]!, step, scale).data();
-      const dense = await ops.attentionReference(ops.to(q, { dtype: 'float32' }), ops.to(k, { dtype: 'float32' }), ops.to(v, { dtype: 'float32' }), scale, null, true).data();
-      assertClose(paged, dense, tol, `row ${b} (${g.before[b]} cached + ${g.T} new, ${dtype})`);
+      const paged = await ops.pagedAttention(q, pool.keys[0]!, pool.values[0]!, step, scale, g.extra).data();
+      const dense = await ops.attentionReference(ops.to(q, { dtype: 'float32' }), ops.to(k, { dtype: 'float32' }), ops.to(v, { dtype: 'float32' }), scale, null, true, g.extra).data();
+      assertClose(paged, dense, tol, `row ${b} (${g.before[b]} cached + ${g.T} new, ${dtype}, ${JSON.stringify(g.extra ?? {})})`);
     }
   } finally {
     for (const c of [...caches, spacer]) c.dispose();
@@ -74,6 +77,36 @@ test('pagedAttention matches dense causal attention over shuffled blocks (float3
 
 test('pagedAttention matches dense attention in bfloat16 within storage rounding', async () => {
   await pagedAgainstDense({ H: 8, Hkv: 2, D: 64, before: [0, 17, 63], T: 1 }, 'bfloat16', 2e-2);
+});
+
+test('pagedAttention with a sliding window and soft-cap matches the dense reference on decode steps past the window (float32)', async () => {
+  // Rows shorter than, equal to and far past the window; one-position decode steps and a 3-position step.
+  await pagedAgainstDense({ H: 4, Hkv: 2, D: 16, before: [0, 5, 16, 37, 130], T: 1, extra: { window: 16 } }, 'float32', 1e-5);
+  await pagedAgainstDense({ H: 4, Hkv: 1, D: 64, before: [3, 40, 200], T: 3, extra: { window: 20, softcap: 1.5 } }, 'float32', 1e-5);
+  await pagedAgainstDense({ H: 2, Hkv: 2, D: 128, before: [0, 130], T: 1, extra: { softcap: 1 } }, 'float32', 1e-5);
+  await pagedAgainstDense({ H: 2, Hkv: 1, D: 40, before: [0, 9], T: 21, extra: { window: 7, softcap: 2 } }, 'float32', 1e-5);
+  await pagedAgainstDense({ H: 2, Hkv: 1, D: 32, before: [50], T: 1, extra: { window: 1000 } }, 'float32', 1e-5);
+  await pagedAgainstDense({ H: 2, Hkv: 1, D: 32, before: [300], T: 1, extra: { window: 1 } }, 'float32', 1e-5);
+});
+
+test('pagedAttention with a sliding window and soft-cap matches dense attention in bfloat16 within storage rounding', async () => {
+  await pagedAgainstDense({ H: 8, Hkv: 2, D: 64, before: [0, 17, 63, 170], T: 1, extra: { window: 24, softcap: 2 } }, 'bfloat16', 2e-2);
+});
+
+test('pagedAttention refuses a negative window and an infinite softcap', () => {
+  const device = TEST_DEVICE;
+  const pool = new KvPool(1, 1, 16, 'float32', device);
+  const cache = new KvCache(pool, 4);
+  try {
+    const step = pagedKvStep([cache], 1, device);
+    const q = ops.zeros([1, 1, 1, 16], { device });
+    for (const extra of [{ window: -3 }, { softcap: Number.POSITIVE_INFINITY }]) {
+      assert.throws(() => ops.pagedAttention(q, pool.keys[0]!, pool.values[0]!, step, 0.25, extra), /window must be a whole number >= 0 and its softcap a finite number >= 0/);
+    }
+  } finally {
+    cache.dispose();
+    pool.dispose();
+  }
 });
 
 test('a batched paged step writes and reads every row at its own position', async () => {

@@ -2,7 +2,9 @@
  * The fused attention op (one kernel forward, one backward) against the composed reference (GEMMs, masks,
  * softmax) on the device that LORAFORGE_TEST_DEVICE selects: outputs and the gradients of q, k and v.
  * float32 agrees within 1e-5 of the result's scale; bfloat16 and float16 are compared with the float32
- * reference on the same rounded inputs, within a few roundings of the storage type.
+ * reference on the same rounded inputs, within a few roundings of the storage type. The sliding window and the
+ * logit soft-cap (AttentionExtras) are covered the same way, alone and together, across the paths each backend
+ * has (CUDA: tensor cores for bf16/f16 at head dim 64 and 128, SIMT otherwise).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -29,6 +31,9 @@ interface Case {
   readonly capacity?: number;
   /** Left padding per batch row: that many leading keys are hidden by the key mask. */
   readonly padding?: readonly number[];
+  /** Sliding window and logit soft-cap (ops.AttentionExtras). */
+  readonly window?: number;
+  readonly softcap?: number;
 }
 
 const CASES: readonly Case[] = [
@@ -40,6 +45,18 @@ const CASES: readonly Case[] = [
   { name: 'one decoding step against a cache, head dim 128', B: 1, H: 4, Hkv: 1, T: 1, S: 40, D: 128, capacity: 64 },
   { name: 'non-causal with seqQ != seqK', B: 1, H: 2, Hkv: 1, T: 33, S: 47, D: 16, causal: false },
   { name: 'head dim 256 (generic path)', B: 1, H: 2, Hkv: 1, T: 40, S: 40, D: 256, transposed: true },
+  // Sliding window and soft-cap. Windows that are not multiples of any tile, over several query blocks and tiles.
+  { name: 'window 37 smaller than the sequence, head dim 64, model layout', B: 1, H: 2, Hkv: 2, T: 203, S: 203, D: 64, transposed: true, window: 37 },
+  { name: 'window 100 larger than the sequence', B: 2, H: 2, Hkv: 1, T: 45, S: 45, D: 16, window: 100 },
+  { name: 'window 2: each query sees its own key and the one before', B: 1, H: 2, Hkv: 1, T: 19, S: 19, D: 16, window: 2 },
+  { name: 'softcap 1.5 alone, head dim 64', B: 2, H: 2, Hkv: 2, T: 70, S: 70, D: 64, softcap: 1.5 },
+  { name: 'window 20 with softcap 2, grouped-query 4:1, head dim 128, model layout', B: 1, H: 4, Hkv: 1, T: 150, S: 150, D: 128, transposed: true, window: 20, softcap: 2 },
+  { name: 'window 90 with softcap 1, grouped-query 2:1, head dim 64, across query blocks', B: 1, H: 4, Hkv: 2, T: 300, S: 300, D: 64, window: 90, softcap: 1 },
+  { name: 'window 8 with a left-padding key mask and fully hidden queries', B: 2, H: 4, Hkv: 2, T: 70, S: 70, D: 64, padding: [5, 0], window: 8, softcap: 1.5 },
+  { name: 'window 30 with softcap 2, queries at the end of a KV-cache prefix (seqQ < seqK)', B: 1, H: 4, Hkv: 2, T: 5, S: 83, D: 64, transposed: true, capacity: 100, window: 30, softcap: 2 },
+  { name: 'window 70, seqQ < seqK across several key tiles, head dim 128', B: 1, H: 2, Hkv: 1, T: 66, S: 260, D: 128, window: 70 },
+  { name: 'window 12 with softcap 2, non-causal with seqQ != seqK', B: 1, H: 2, Hkv: 1, T: 33, S: 47, D: 16, causal: false, window: 12, softcap: 2 },
+  { name: 'window 25 with softcap 1, head dim 256 (generic path)', B: 1, H: 2, Hkv: 1, T: 60, S: 60, D: 256, transposed: true, window: 25, softcap: 1 },
 ];
 
 /** Values exactly representable in `dtype`, so both sides of a comparison see the same inputs. */
@@ -72,7 +89,7 @@ async function run(c: Case, dtype: DType, fused: boolean): Promise<Result> {
     ? ops.tensor(Float32Array.from({ length: c.B * c.S }, (_, e) => (e % c.S < c.padding![Math.floor(e / c.S)]! ? -Infinity : 0)), [c.B, c.S], { device: TEST_DEVICE })
     : null;
   const attend = fused ? ops.attention : ops.attentionReference;
-  const out = attend(q, k, v, 1 / Math.sqrt(c.D), mask, c.causal ?? true);
+  const out = attend(q, k, v, 1 / Math.sqrt(c.D), mask, c.causal ?? true, { window: c.window, softcap: c.softcap });
   assert.deepEqual(out.shape, [c.B, c.H, c.T, c.D]);
   const w = ops.tensor(representable(seededValues(out.numel, 5), dtype), out.shape, { device: TEST_DEVICE, dtype });
   await ops.sum(ops.mul(out, w)).backward();
@@ -101,7 +118,7 @@ for (const c of CASES) {
   });
 }
 
-for (const c of [CASES[1]!, CASES[4]!]) {
+for (const c of [CASES[1]!, CASES[4]!, ...CASES.filter((x) => x.window !== undefined && x.softcap !== undefined && x.D !== 16 && x.D !== 256)]) {
   test(`float16 ${c.name}: fused output and gradients match the float32 composition within f16 tolerance`, async () => {
     const fused = await run(c, 'float16', true);
     const ref = await run(c, 'float32', false);
@@ -128,4 +145,37 @@ test('the output is a [B, H, T, D] view of [B, T, H, D] memory, so the transpose
 test('a mask that is not a [B, S] key mask is refused with the expected shape named', () => {
   const q = ops.zeros([1, 2, 3, 16], { device: TEST_DEVICE });
   assert.throws(() => ops.attention(q, q, q, 0.25, ops.zeros([1, 3, 3], { device: TEST_DEVICE })), /key mask \[1, 3\]/);
+});
+
+test('window 1 makes each output row its own value row, fused and composed alike', async () => {
+  const v = ops.tensor(seededValues(2 * 7 * 16, 3), [1, 2, 7, 16], { device: TEST_DEVICE });
+  const q = ops.tensor(seededValues(2 * 7 * 16, 4), [1, 2, 7, 16], { device: TEST_DEVICE });
+  for (const attend of [ops.attention, ops.attentionReference]) {
+    assertClose(await attend(q, q, v, 0.25, null, true, { window: 1 }).data(), await v.data(), 1e-6, attend.name);
+  }
+});
+
+test('softcap follows its definition: softmax over softcap * tanh(scale * q.k / softcap), then the window', async () => {
+  // One query (the last of 4 positions) over 4 keys, head dim 2, window 3: key 0 is out of it.
+  const qv = [1.5, -2], kv = [2, 1, -1, 3, 0.5, -2, 3, 3], vv = [1, 2, 3, 4, 5, 6, 7, 8];
+  const [scale, softcap] = [0.9, 1.25];
+  const logits = [1, 2, 3].map((j) => softcap * Math.tanh((scale * (qv[0]! * kv[2 * j]! + qv[1]! * kv[2 * j + 1]!)) / softcap));
+  const e = logits.map((x) => Math.exp(x - Math.max(...logits)));
+  const z = e.reduce((a, b) => a + b, 0);
+  const want = [0, 1].map((d) => e.reduce((acc, w, n) => acc + (w / z) * vv[2 * (n + 1) + d]!, 0));
+  const q = ops.tensor(Float32Array.from(qv), [1, 1, 1, 2], { device: TEST_DEVICE });
+  const k = ops.tensor(Float32Array.from(kv), [1, 1, 4, 2], { device: TEST_DEVICE });
+  const v = ops.tensor(Float32Array.from(vv), [1, 1, 4, 2], { device: TEST_DEVICE });
+  for (const attend of [ops.attention, ops.attentionReference]) {
+    assertClose(await attend(q, k, v, scale, null, true, { window: 3, softcap }).data(), want, 1e-6, attend.name);
+  }
+});
+
+test('a window or softcap that is negative, fractional (window), infinite or NaN is refused in one sentence', () => {
+  const q = ops.zeros([1, 2, 3, 16], { device: TEST_DEVICE });
+  for (const extra of [{ window: -1 }, { window: 2.5 }, { window: Number.NaN }, { softcap: -0.5 }, { softcap: Number.POSITIVE_INFINITY }]) {
+    for (const attend of [ops.attention, ops.attentionReference]) {
+      assert.throws(() => attend(q, q, q, 0.25, null, true, extra), /window must be a whole number >= 0 and its softcap a finite number >= 0/);
+    }
+  }
 });

@@ -56,6 +56,8 @@ test('unary ops match finite differences', async () => {
   await gradcheck('sigmoid', [[5]], ([a]) => ops.sigmoid(a!));
   await gradcheck('tanh', [[5]], ([a]) => ops.tanh(a!));
   await gradcheck('silu', [[6]], ([a]) => ops.silu(a!));
+  await gradcheck('gelu', [[8]], ([a]) => ops.gelu(ops.mulScalar(a!, 3)));
+  await gradcheck('geluTanh', [[8]], ([a]) => ops.geluTanh(ops.mulScalar(a!, 3)));
   await gradcheck('neg', [[3]], ([a]) => ops.neg(a!));
   await gradcheck('affine', [[3]], ([a]) => ops.affine(a!, -1.5, 0.25));
 });
@@ -89,6 +91,13 @@ test('softmax, rmsNorm (input and weight), rope', async () => {
   const cos = ops.tensor(seededValues(3 * 4, 5), [3, 4], { device: TEST_DEVICE });
   const sin = ops.tensor(seededValues(3 * 4, 6), [3, 4], { device: TEST_DEVICE });
   await gradcheck('rope', [[2, 3, 2, 4]], ([x]) => ops.rope(x!, cos, sin));
+  // partial rotary: tables [seq, 2] (shared) and [batch, seq, 2] (per row) rotate the first 2 of 6 per head.
+  const pc = ops.tensor(seededValues(3 * 2, 7), [3, 2], { device: TEST_DEVICE });
+  const ps = ops.tensor(seededValues(3 * 2, 8), [3, 2], { device: TEST_DEVICE });
+  await gradcheck('partial rope', [[2, 3, 2, 6]], ([x]) => ops.rope(x!, pc, ps));
+  const rc = ops.tensor(seededValues(2 * 3 * 4, 9), [2, 3, 4], { device: TEST_DEVICE });
+  const rs = ops.tensor(seededValues(2 * 3 * 4, 10), [2, 3, 4], { device: TEST_DEVICE });
+  await gradcheck('partial rope per row', [[2, 3, 1, 6]], ([x]) => ops.rope(x!, rc, rs));
 });
 
 test('embedding scatters its gradient into the table rows', async () => {

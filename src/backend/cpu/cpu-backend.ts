@@ -10,6 +10,7 @@ import { asCpu, commitF32, CpuBuffer, readF32, readI32, writableF32 } from './cp
 import { sgemm, sgemmBatchInvariant } from './gemm.js';
 import { cpuMultiLora } from './multi-lora.js';
 import { cpuPagedAttention, cpuPagedKvWrite } from './paged-kv.js';
+import { gelu, geluGrad, geluTanh, geluTanhGrad } from './gelu.js';
 
 const f = Math.fround;
 
@@ -39,6 +40,10 @@ function unaryFn(op: UnaryOp): (x: number) => number {
       return Math.tanh;
     case 'relu':
       return (x) => (x > 0 ? x : 0);
+    case 'gelu':
+      return gelu;
+    case 'geluTanh':
+      return geluTanh;
   }
 }
 
@@ -64,6 +69,10 @@ function binaryFn(op: BinaryOp): (a: number, b: number) => number {
         const s = 1 / (1 + Math.exp(-a));
         return s * (1 + a * (1 - s)) * b;
       };
+    case 'geluGrad':
+      return geluGrad;
+    case 'geluTanhGrad':
+      return geluTanhGrad;
   }
 }
 
@@ -440,20 +449,25 @@ export class CpuBackend implements Backend {
     if (dweight && dw) commitF32(dweight, 0, Float32Array.from(dw));
   }
 
-  rope(x: DeviceBuffer, cos: DeviceBuffer, sin: DeviceBuffer, tableBatchStride: number, batch: number, seq: number, heads: number, headDim: number, out: DeviceBuffer, inverse: boolean): void {
+  rope(
+    x: DeviceBuffer, cos: DeviceBuffer, sin: DeviceBuffer, tableBatchStride: number, batch: number, seq: number, heads: number, headDim: number,
+    out: DeviceBuffer, inverse: boolean, rotaryDim = headDim,
+  ): void {
     const n = batch * seq * heads * headDim;
     const xs = readF32(x, 0, n);
-    const tableLen = tableBatchStride === 0 ? seq * headDim : batch * tableBatchStride;
+    const tableLen = tableBatchStride === 0 ? seq * rotaryDim : (batch - 1) * tableBatchStride + seq * rotaryDim;
     const c = readF32(cos, 0, tableLen);
     const s = readF32(sin, 0, tableLen);
     // In place is safe: each (i, i+half) pair is read before either is written.
     const ys = writableF32(out, 0, n);
-    const half = headDim / 2;
+    const half = rotaryDim / 2;
     for (let b = 0; b < batch; b++) {
       for (let t = 0; t < seq; t++) {
-        const tb = b * tableBatchStride + t * headDim;
+        const tb = b * tableBatchStride + t * rotaryDim;
         for (let h = 0; h < heads; h++) {
           const o = ((b * seq + t) * heads + h) * headDim;
+          // The dimensions past rotaryDim pass through (ys is a scratch array for 16-bit outputs).
+          for (let i = rotaryDim; i < headDim; i++) ys[o + i] = xs[o + i]!;
           for (let i = 0; i < half; i++) {
             const x1 = xs[o + i]!;
             const x2 = xs[o + i + half]!;

@@ -2,7 +2,8 @@
  * The paged KV cache on the CPU (PagedKvArgs in backend.ts). Writes copy each new key/value row into its block
  * slot. Attention runs the fused attention of one batch row at a time, reading that row's cached positions from
  * their blocks (cpuAttention's kvRows), so a decode step computes exactly what attention over a contiguous cache
- * would, and each row's result depends on that row alone.
+ * would, and each row's result depends on that row alone. With a sliding window only the positions some query of
+ * the step sees are read.
  */
 import type { DeviceBuffer, HostArray } from '../../tensor/buffer.js';
 import type { AttentionLayout, PagedAttentionArgs, PagedKvArgs, PagedKvWriteArgs } from '../backend.js';
@@ -73,7 +74,7 @@ export function cpuPagedAttention(q: DeviceBuffer, kPool: DeviceBuffer, vPool: D
     // This row's cached positions are read where they lie in the pools (kvRows places them; the k and v layouts
     // below go unused).
     cpuAttention(q, kPool, vPool, out, lse, {
-      batch: 1, heads: a.heads, kvHeads: a.kvHeads, seqQ: a.seq, seqK: lengths[b]!, headDim: a.headDim, scale: a.scale, causal: true,
+      batch: 1, heads: a.heads, kvHeads: a.kvHeads, seqQ: a.seq, seqK: lengths[b]!, headDim: a.headDim, scale: a.scale, causal: true, window: a.window, softcap: a.softcap,
       q: { ...a.q, offset: a.q.offset + b * a.q.batchStride },
       k: PLACED_ROWS,
       v: PLACED_ROWS,

@@ -11,11 +11,11 @@ import { CudaRuntime, type CudaDeviceInfo } from './runtime.js';
 
 /** Must match U_* in kernels/elementwise.cu. */
 const UNARY_CODES: Readonly<Record<UnaryOp, number>> = {
-  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, sigmoid: 5, silu: 6, abs: 7, square: 8, recip: 9, tanh: 10, relu: 11,
+  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, sigmoid: 5, silu: 6, abs: 7, square: 8, recip: 9, tanh: 10, relu: 11, gelu: 12, geluTanh: 13,
 };
 /** Must match B_* in kernels/elementwise.cu. */
 const BINARY_CODES: Readonly<Record<BinaryOp, number>> = {
-  add: 0, sub: 1, mul: 2, div: 3, maximum: 4, minimum: 5, siluGrad: 6, gt: 7,
+  add: 0, sub: 1, mul: 2, div: 3, maximum: 4, minimum: 5, siluGrad: 6, gt: 7, geluGrad: 8, geluTanhGrad: 9,
 };
 /** Must match R_* in kernels/reduce.cu. */
 const REDUCE_CODES: Readonly<Record<ReduceOp, number>> = { sum: 0, max: 1 };
@@ -67,6 +67,14 @@ function simtAttentionTiles(D: number, rowVectors: number, tileVectors: number, 
     if (bytes <= SHARED_LIMIT) return { rpw, bc, bytes };
   }
   throw new Error(`attention supports head dimensions up to 256, got ${D}.`);
+}
+
+/**
+ * The suffix of a tensor-core attention kernel: storage and head dimension, after `softcap_` when the scores are
+ * soft-capped (the cap is compiled into its own kernels, so that the others keep their element loops as they were).
+ */
+function attentionMmaName(a: AttentionArgs, mma: 'bf16' | 'f16'): string {
+  return `${a.softcap > 0 ? 'softcap_' : ''}${mma}_d${a.headDim}`;
 }
 
 /** Threads of a paged attention CTA and the largest head dimension it holds (PAGED_WARPS, PAGED_DIMS_PER_LANE in kernels/kv_cache.cu). */
@@ -739,11 +747,11 @@ export class CudaBackend implements Backend {
 
   rope(
     x: DeviceBuffer, cos: DeviceBuffer, sin: DeviceBuffer, tableBatchStride: number, batch: number, seq: number, heads: number, headDim: number,
-    out: DeviceBuffer, inverse: boolean,
+    out: DeviceBuffer, inverse: boolean, rotaryDim = headDim,
   ): void {
     const n = batch * seq * heads * headDim;
-    if (headDim % 2 !== 0) throw new Error(`rope needs an even head dimension, got ${headDim}.`);
-    const tableLen = tableBatchStride === 0 ? seq * headDim : (batch - 1) * tableBatchStride + seq * headDim;
+    if (rotaryDim % 2 !== 0 || !(rotaryDim > 0 && rotaryDim <= headDim)) throw new Error(`rope needs an even rotary dimension in (0, ${headDim}], got ${rotaryDim}.`);
+    const tableLen = tableBatchStride === 0 ? seq * rotaryDim : (batch - 1) * tableBatchStride + seq * rotaryDim;
     const xp = this.span(x, 0, n, 'rope x');
     const cp = this.span(cos, 0, tableLen, 'rope cos');
     const sp = this.span(sin, 0, tableLen, 'rope sin');
@@ -751,8 +759,9 @@ export class CudaBackend implements Backend {
     if (n === 0) return;
     const fn = this.fn('rope', 'rope');
     this.args.ptr(xp).i32(this.code(x)).ptr(cp).i32(this.code(cos)).ptr(sp).i32(this.code(sin)).ptr(yp).i32(this.code(out));
-    this.runtime.params.i64(tableBatchStride).i64(batch).i64(seq).i64(heads).i64(headDim).i32(inverse ? 1 : 0);
-    this.launch(fn, this.elementwiseGrid(n / 2), [ELEMENTWISE_THREADS, 1, 1]);
+    this.runtime.params.i64(tableBatchStride).i64(batch).i64(seq).i64(heads).i64(headDim).i64(rotaryDim).i32(inverse ? 1 : 0);
+    // One thread per rotated pair and per passed-through element.
+    this.launch(fn, this.elementwiseGrid((n / headDim) * (headDim - rotaryDim / 2)), [ELEMENTWISE_THREADS, 1, 1]);
   }
 
   // ---- embedding ----
@@ -890,8 +899,13 @@ export class CudaBackend implements Backend {
     this.runtime.params.i64(l.batchStride).i64(l.headStride).i64(l.rowStride);
   }
 
+  /**
+   * The shape, scale, causality, window and soft-cap, in the kernels' order. A window of seqK or more hides no key
+   * (no query is seqK or more positions past a key), so it goes as 0 and the kernels skip the window's checks.
+   */
   private pushShape(a: AttentionArgs): void {
     this.runtime.params.i32(a.batch).i32(a.heads).i32(a.kvHeads).i32(a.seqQ).i32(a.seqK).i32(a.headDim).f32(a.scale).i32(a.causal ? 1 : 0);
+    this.runtime.params.i32(a.window < a.seqK ? a.window : 0).f32(a.softcap);
   }
 
   attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, a: AttentionArgs): void {
@@ -906,7 +920,7 @@ export class CudaBackend implements Backend {
     const mp = a.keyMask ? this.span(a.keyMask, 0, B * S, 'attention keyMask') : 0;
     const mma = this.attentionMma(q.dtype, D, [qp, kp, vp, op], [a.q, a.k, a.v, a.out]);
     const tiles = mma ? null : simtAttentionTiles(D, 1, 2, 0);
-    const fn = this.fn('attention', mma ? `attention_forward_mma_${mma}_d${D}` : 'attention_forward_simt');
+    const fn = this.fn('attention', mma ? `attention_forward_mma_${attentionMmaName(a, mma)}` : 'attention_forward_simt');
     this.args.ptr(qp).ptr(kp).ptr(vp).ptr(op).ptr(lp).ptr(mp).i32(this.code(q));
     for (const l of [a.q, a.k, a.v, a.out]) this.pushLayout(l);
     this.pushShape(a);
@@ -949,8 +963,8 @@ export class CudaBackend implements Backend {
     };
     const dot = params('attention_backward_dot', dqp);
     this.runtime.params.launch(dot, [Math.ceil((rows * 32) / ATTENTION_THREADS), 1, 1], [ATTENTION_THREADS, 1, 1]);
-    if (scratch) {
-      const fn = params(`attention_backward_mma_${mma}_d${D}`, scratch.at(0));
+    if (scratch && mma) {
+      const fn = params(`attention_backward_mma_${attentionMmaName(a, mma)}`, scratch.at(0));
       this.runtime.params.launch(fn, [Math.ceil(S / ATTENTION_MMA_TILE), Hkv, B], [ATTENTION_THREADS, 1, 1]);
       const convert = this.fn('attention', 'attention_dq_convert');
       this.args.ptr(scratch.at(0)).ptr(dqp).i32(this.code(dq)).i64(a.dq.batchStride).i64(a.dq.headStride).i64(a.dq.rowStride);
@@ -1016,6 +1030,8 @@ export class CudaBackend implements Backend {
     this.pushLayout(a.q);
     this.pushLayout(a.out);
     this.runtime.params.i32(a.heads).i32(a.kvHeads).i32(a.seq).i32(a.headDim).i32(a.blockSize).i32(a.maxBlocks).f32(a.scale);
+    // No row holds more than maxBlocks * blockSize positions, so a window that long hides nothing: it goes as 0.
+    this.runtime.params.i32(a.window < a.maxBlocks * a.blockSize ? a.window : 0).f32(a.softcap);
     this.launch(fn, [a.heads, a.seq, a.batch], [PAGED_THREADS, 1, 1]);
   }
 }

@@ -1,25 +1,36 @@
 // Fused attention with grouped-query heads, forward and backward (FlashAttention-2), never holding the
 // [seqQ, seqK] scores. For batch b, query head h (key/value head hk = h / (H / Hkv)), query i and key j, with
-// off = S - T (query i sits at key position off + i; causal: key j is visible when j <= off + i) and m_j the
-// additive key mask:
+// off = S - T (query i sits at key position p_i = off + i), m_j the additive key mask, a sliding window W
+// (`window`, 0: none) and a soft-cap C (`softcap`, 0: none):
 //
-//   s_ij  = scale * q_i . k_j + m_j             (-inf where causality or the mask hides key j)
+//   visible(i, j) = (!causal || j <= p_i) && (W == 0 || p_i - j < W)
+//   r_ij  = scale * q_i . k_j                   (the raw scaled score)
+//   c_ij  = C tanh(r_ij / C), or r_ij when C = 0
+//   s_ij  = c_ij + m_j                          (-inf where !visible(i, j) or the mask hides key j)
 //   lse_i = log sum_j exp(s_ij)                 (-inf when query i sees no key; its output row is 0)
 //   p_ij  = exp(s_ij - lse_i),   o_i = sum_j p_ij v_j
-//   D_i   = dO_i . o_i,          ds_ij = p_ij (dO_i . v_j - D_i)
-//   dq_i  = scale * sum_j ds_ij k_j
-//   dk_j  = scale * sum_{h in group, i} ds_ij q_i,   dv_j = sum_{h in group, i} p_ij dO_i
+//   D_i   = dO_i . o_i,          ds_ij = p_ij (dO_i . v_j - D_i)      (= dL/ds_ij = dL/dc_ij)
+//   dr_ij = ds_ij dc_ij/dr_ij = ds_ij (1 - tanh^2(r_ij / C)) = ds_ij (1 - (c_ij / C)^2), or ds_ij when C = 0
+//   dq_i  = scale * sum_j dr_ij k_j
+//   dk_j  = scale * sum_{h in group, i} dr_ij q_i,   dv_j = sum_{h in group, i} p_ij dO_i
+//
+// (d tanh(x)/dx = 1 - tanh^2(x) and x = r / C, so dc/dr = C (1 - tanh^2(r / C)) / C.) With W = 0 and C = 0 every
+// kernel runs the arithmetic it ran before either existed, to the bit.
 //
 // Forward: one CTA per (query tile, head, batch) walks the key tiles with an online softmax (a running max and
-// sum rescale the partial output when the max moves) and writes o and lse. Backward: D_i first; then one CTA
-// per (key tile, key/value head, batch) walks every query head of its group and every query tile, keeping
-// dk and dv in registers (so no atomics for them), recomputing p from lse.
+// sum rescale the partial output when the max moves) and writes o and lse; with a window it starts at the tile
+// of the first key its first query sees. Backward: D_i first; then one CTA per (key tile, key/value head, batch)
+// walks every query head of its group and every query tile that can see its keys (causality bounds them below,
+// the window above), keeping dk and dv in registers (so no atomics for them), recomputing p from lse.
 //
 // Two implementations of each:
 // - tensor cores (mma.sync m16n8k16, bf16 or f16 storage, headDim 64 or 128, rows 16-byte aligned): tiles
 //   move global -> shared with cp.async, fragments shared -> registers with ldmatrix; scores, probabilities
 //   and the output stay in registers (the score accumulators are reused as the A operand of P.V). dq is
 //   accumulated with float32 atomics into scratch [B, H, T, D] that attention_dq_convert scales and rounds.
+//   The soft-cap is compiled into kernels of its own (attention_{forward,backward}_mma_softcap_*), and tiles
+//   that no bound cuts through (most of them) run element loops without masking, so neither feature costs the
+//   plain kernels a per-element test.
 // - SIMT for every float dtype and headDim <= 256: a warp owns a few rows; for a tile of up to 32 partners,
 //   lane = partner for the dot products and lane = dimension for the accumulations. The backward splits into
 //   a query-side pass (dq) and a key-side pass (dk, dv), so it needs no atomics.
@@ -38,9 +49,10 @@
 #define ATT_FWD_PARAMS                                                                                         \
   const void *q, const void *k, const void *v, void *o, float *lse, const float *mask, int dt, i64 qsb, i64 qsh, \
       i64 qst, i64 ksb, i64 ksh, i64 kst, i64 vsb, i64 vsh, i64 vst, i64 osb, i64 osh, i64 ost, int B, int H,     \
-      int Hkv, int T, int S, int D, float scale, int causal
-#define ATT_FWD_ARGS \
-  q, k, v, o, lse, mask, dt, qsb, qsh, qst, ksb, ksh, kst, vsb, vsh, vst, osb, osh, ost, B, H, Hkv, T, S, D, scale, causal
+      int Hkv, int T, int S, int D, float scale, int causal, int window, float softcap
+#define ATT_FWD_ARGS                                                                                                \
+  q, k, v, o, lse, mask, dt, qsb, qsh, qst, ksb, ksh, kst, vsb, vsh, vst, osb, osh, ost, B, H, Hkv, T, S, D, scale, causal, \
+      window, softcap
 
 // dq is the final gradient (SIMT) or float32 scratch [B, H, T, D] (tensor cores); dvec holds D_i.
 #define ATT_BWD_PARAMS                                                                                              \
@@ -48,14 +60,34 @@
       const float *mask, void *dq, void *dk, void *dv, int dt, i64 qsb, i64 qsh, i64 qst, i64 ksb, i64 ksh, i64 kst,  \
       i64 vsb, i64 vsh, i64 vst, i64 osb, i64 osh, i64 ost, i64 gsb, i64 gsh, i64 gst, i64 dqsb, i64 dqsh, i64 dqst, \
       i64 dksb, i64 dksh, i64 dkst, i64 dvsb, i64 dvsh, i64 dvst, int B, int H, int Hkv, int T, int S, int D,         \
-      float scale, int causal
+      float scale, int causal, int window, float softcap
 #define ATT_BWD_ARGS                                                                                                    \
   q, k, v, o, dout, lse, dvec, mask, dq, dk, dv, dt, qsb, qsh, qst, ksb, ksh, kst, vsb, vsh, vst, osb, osh, ost, gsb, \
-      gsh, gst, dqsb, dqsh, dqst, dksb, dksh, dkst, dvsb, dvsh, dvst, B, H, Hkv, T, S, D, scale, causal
+      gsh, gst, dqsb, dqsh, dqst, dksb, dksh, dkst, dvsb, dvsh, dvst, B, H, Hkv, T, S, D, scale, causal, window, softcap
+
+// Whether the query at key position p sees key j through causality and the window (the key mask comes apart).
+// Bitwise, not short-circuit, so that it compiles to selects rather than branches.
+__device__ __forceinline__ bool att_visible(int j, int p, int causal, int window) {
+  return ((!causal) | (j <= p)) & ((window <= 0) | (p - j < window));
+}
+
+// The first key the query at key position p sees: the window's first position, or 0.
+__device__ __forceinline__ int att_first_key(int p, int window) { return window > 0 ? max(0, p - window + 1) : 0; }
 
 // ---------------------------------------------------------------------------------------------------------
 // SIMT
 // ---------------------------------------------------------------------------------------------------------
+
+// c = softcap * tanh(r / softcap) of a raw scaled score r (r itself when softcap is 0); t receives the tanh, so
+// that dc/dr = 1 - t^2.
+__device__ __forceinline__ float att_cap(float r, float softcap, float &t) {
+  if (softcap > 0.0f) {
+    t = tanhf(r / softcap);
+    return softcap * t;
+  }
+  t = 0.0f;
+  return r;
+}
 
 // Rows row0 .. row0+count-1 of one head (row stride st) into shared float rows `ld` apart; rows at or past
 // `limit` are zero.
@@ -92,7 +124,7 @@ extern "C" __global__ void attention_forward_simt(ATT_FWD_PARAMS, int rpw, int b
 #pragma unroll
     for (int c = 0; c < ATT_DCHUNKS; ++c) acc[r][c] = 0.0f;
   }
-  for (int j0 = 0; j0 < kEnd; j0 += bc) {
+  for (int j0 = att_first_key(off + i0, window); j0 < kEnd; j0 += bc) {
     __syncthreads();
     att_rows_to_shared(sK, ld, k, dt, kb, kst, j0, bc, S, D);
     att_rows_to_shared(sV, ld, v, dt, vb, vst, j0, bc, S, D);
@@ -103,7 +135,10 @@ extern "C" __global__ void attention_forward_simt(ATT_FWD_PARAMS, int rpw, int b
       const int lr = warp * rpw + r, i = i0 + lr;
       if (r >= rpw || i >= T) continue;
       float s = -F32_INF;
-      if (lane < bc && j < S && (!causal || j <= off + i)) s = att_dot(sQ + lr * D, sK + lane * ld, D) * scale + (maskRow ? maskRow[j] : 0.0f);
+      if (lane < bc && j < S && att_visible(j, off + i, causal, window)) {
+        float t;
+        s = att_cap(att_dot(sQ + lr * D, sK + lane * ld, D) * scale, softcap, t) + (maskRow ? maskRow[j] : 0.0f);
+      }
       const float mNew = fmaxf(m[r], warp_max(s));
       if (mNew == -F32_INF) continue;
       const float p = expf(s - mNew), corr = expf(m[r] - mNew);
@@ -172,7 +207,7 @@ extern "C" __global__ void attention_backward_dq_simt(ATT_BWD_PARAMS, int rpw, i
     for (int c = 0; c < ATT_DCHUNKS; ++c) acc[r][c] = 0.0f;
   }
   const int kEnd = causal ? min(S, off + min(T, i0 + br)) : S;
-  for (int j0 = 0; j0 < kEnd; j0 += bc) {
+  for (int j0 = att_first_key(off + i0, window); j0 < kEnd; j0 += bc) {
     __syncthreads();
     att_rows_to_shared(sK, ld, k, dt, kb, kst, j0, bc, S, D);
     att_rows_to_shared(sV, ld, v, dt, vb, vst, j0, bc, S, D);
@@ -183,10 +218,12 @@ extern "C" __global__ void attention_backward_dq_simt(ATT_BWD_PARAMS, int rpw, i
       const int lr = warp * rpw + r, i = i0 + lr;
       if (r >= rpw || i >= T || L[r] == -F32_INF) continue;
       float ds = 0.0f;
-      if (lane < bc && j < S && (!causal || j <= off + i)) {
-        const float s = att_dot(sQ + lr * D, sK + lane * ld, D) * scale + (maskRow ? maskRow[j] : 0.0f);
+      if (lane < bc && j < S && att_visible(j, off + i, causal, window)) {
+        float t;
+        const float s = att_cap(att_dot(sQ + lr * D, sK + lane * ld, D) * scale, softcap, t) + (maskRow ? maskRow[j] : 0.0f);
         const float p = expf(s - L[r]);
         ds = p * (att_dot(sG + lr * D, sV + lane * ld, D) - Di[r]);
+        if (softcap > 0.0f) ds *= 1.0f - t * t;
       }
       for (int jj = 0; jj < bc; ++jj) {
         const float dsj = __shfl_sync(ATT_FULL, ds, jj);
@@ -229,11 +266,14 @@ extern "C" __global__ void attention_backward_dkdv_simt(ATT_BWD_PARAMS, int rpw,
 #pragma unroll
     for (int c = 0; c < ATT_DCHUNKS; ++c) dkAcc[r][c] = dvAcc[r][c] = 0.0f;
   }
+  // Queries that can see one of this CTA's keys: from the first at or after them (causal) to the last whose window
+  // reaches them.
   const int iStart = causal ? max(0, j0 - off) : 0;
+  const int iEnd = window > 0 ? min(T, j0 + br - 1 - off + window) : T;
   for (int g = 0; g < G; ++g) {
     const int h = hk * G + g;
     const i64 rowBase = ((i64)b * H + h) * T;
-    for (int i0 = iStart; i0 < T; i0 += bc) {
+    for (int i0 = iStart; i0 < iEnd; i0 += bc) {
       __syncthreads();
       att_rows_to_shared(sQ, ld, q, dt, b * qsb + h * qsh, qst, i0, bc, T, D);
       att_rows_to_shared(sG, ld, dout, dt, b * gsb + h * gsh, gst, i0, bc, T, D);
@@ -249,10 +289,12 @@ extern "C" __global__ void attention_backward_dkdv_simt(ATT_BWD_PARAMS, int rpw,
         const int lr = warp * rpw + r, j = j0 + lr;
         if (r >= rpw || j >= S) continue;
         float p = 0.0f, ds = 0.0f;
-        if (lane < bc && i < T && sL[lane] != -F32_INF && (!causal || j <= off + i)) {
-          const float s = att_dot(sK + lr * D, sQ + lane * ld, D) * scale + mk[r];
+        if (lane < bc && i < T && sL[lane] != -F32_INF && att_visible(j, off + i, causal, window)) {
+          float t;
+          const float s = att_cap(att_dot(sK + lr * D, sQ + lane * ld, D) * scale, softcap, t) + mk[r];
           p = expf(s - sL[lane]);
           ds = p * (att_dot(sV + lr * D, sG + lane * ld, D) - sD[lane]);
+          if (softcap > 0.0f) ds *= 1.0f - t * t;
         }
         for (int ii = 0; ii < bc; ++ii) {
           const float pi = __shfl_sync(ATT_FULL, p, ii), dsi = __shfl_sync(ATT_FULL, ds, ii);
@@ -382,6 +424,73 @@ __device__ __forceinline__ void att_tile_store(u16 *dst, i64 st, const u16 *tile
   }
 }
 
+// The score of the mma kernels in log2 units from a raw product s = q . k: s * scale * log2(e) (sl2), or with a
+// soft-cap (CAP, C > 0), C log2(e) tanh(s * scale / C) (capL2 = C log2(e), rawToCap = scale / C); t receives the
+// tanh (0 without a cap), so that dc/dr = 1 - t^2. CAP is a template parameter: a kernel without the cap keeps the
+// element loops it had before, with no per-element branch (a run-time test there slowed the forward by a third).
+template <bool CAP>
+__device__ __forceinline__ float att_score_l2(float s, float sl2, float capL2, float rawToCap, float &t) {
+  if (CAP) {
+    t = tanhf(s * rawToCap);
+    return capL2 * t;
+  }
+  t = 0.0f;
+  return s * sl2;
+}
+
+// The forward's scores of one K tile in place, in log2 units with the key mask added: s[n][e] is the raw product
+// of key col = c0 + n*8 + (e & 1) (c0 = k0 + 2 * (lane % 4)) with row A (e < 2) or row B. EDGE: the tile holds
+// keys that a row does not see (outside lo .. hi), which become -inf; the kernel picks the instance per tile, so
+// that tiles without such keys run no masking at all.
+template <bool EDGE, bool CAP, int NS>
+__device__ __forceinline__ void att_forward_scores(float (&s)[NS][4], int c0, const float *maskRow, int S, float sl2, float capL2,
+                                                   float rawToCap, int loA, int hiA, int loB, int hiB) {
+#pragma unroll
+  for (int n = 0; n < NS; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int col = c0 + n * 8 + (e & 1);
+      float tc;
+      float x = att_score_l2<CAP>(s[n][e], sl2, capL2, rawToCap, tc);
+      if (maskRow && (!EDGE || col < S)) x += maskRow[col] * ATT_LOG2E;
+      if (EDGE && ((col < (e < 2 ? loA : loB)) | (col > (e < 2 ? hiA : hiB)))) x = -F32_INF;
+      s[n][e] = x;
+    }
+  }
+}
+
+// The backward's P^T and dS^T (dR^T under a cap) of one query tile in place: st[n][e] holds the raw product of key
+// A (e < 2) or B = A + 8 with query qi = q0 + n*8 + (e & 1) of the tile (q0 = 2 * (lane % 4)), dpt[n][e] their
+// dO . v. Where `edge` (the tile holds pairs that causality or the window hide), key A sits rel positions after the
+// tile's first query (rel = A - off - i0), so queries rel .. (causal) and .. rel + window - 1 (window) see it and the
+// others get p = 0. MASK: the instance carries that test at all; the caller runs one without it on tiles that need
+// none where there are many elements per thread.
+template <bool MASK, bool CAP, int NQ, int BR>
+__device__ __forceinline__ void att_backward_probs(float (&st)[NQ][4], float (&dpt)[NQ][4], const float *sL, const float *sD, int q0,
+                                                   float mkA, float mkB, float sl2, float capL2, float rawToCap, int rel, int causal,
+                                                   int window, bool edge) {
+  // loA <= qi <= hiA is tested as (unsigned)(qi - loA) <= hiA - loA: one subtraction and one comparison, what
+  // causality alone took. A key that no query of the tile sees gets bounds past every qi.
+  int loA = MASK && causal ? rel : 0, hiA = MASK && window > 0 ? rel + window - 1 : BR;
+  int loB = MASK && causal ? rel + 8 : 0, hiB = MASK && window > 0 ? rel + 8 + window - 1 : BR;
+  if (hiA < loA) loA = hiA = 2 * BR;
+  if (hiB < loB) loB = hiB = 2 * BR;
+  const unsigned spanA = (unsigned)(hiA - loA), spanB = (unsigned)(hiB - loB);
+#pragma unroll
+  for (int n = 0; n < NQ; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int qi = q0 + n * 8 + (e & 1);
+      float tc;
+      float x = att_score_l2<CAP>(st[n][e], sl2, capL2, rawToCap, tc) + (e < 2 ? mkA : mkB) - sL[qi];
+      if (MASK && edge && (unsigned)(qi - (e < 2 ? loA : loB)) > (e < 2 ? spanA : spanB)) x = -F32_INF;
+      st[n][e] = exp2f(x);
+      dpt[n][e] = st[n][e] * (dpt[n][e] - sD[qi]);
+      if (CAP) dpt[n][e] *= 1.0f - tc * tc;
+    }
+  }
+}
+
 // Shared address of the row this lane gives ldmatrix.x4 for the 16x16 block at (row0, col0) of a tile whose rows
 // are LDS elements apart. att_a_addr: the block is an A operand (rows = m), giving a0..a3. att_bn_addr: rows
 // are n and columns k (no transpose), giving {b0, b1} of n-tile row0/8 then of n-tile row0/8 + 1. att_bk_addr:
@@ -400,9 +509,10 @@ __device__ __forceinline__ u32 att_bk_addr(u32 tile, int row0, int col0, int lan
 }
 
 // Forward: 4 warps x 16 query rows; K and V tiles of 64 keys. Q is staged through sV into registers once. The
-// V tile of step t loads while S = Q K^T runs, the K tile of step t+1 while O += P V runs.
+// V tile of step t loads while S = Q K^T runs, the K tile of step t+1 while O += P V runs. With a window the walk
+// starts at the tile holding the first key the CTA's first query sees; tiles wholly before it are never loaded.
 // Grid: (ceil(T / 64), H, B).
-template <bool BF16, int DH>
+template <bool BF16, int DH, bool CAP>
 __device__ __forceinline__ void att_forward_mma(ATT_FWD_PARAMS) {
   constexpr int BR = 64, BC = 64, LDS = DH + 8, KD = DH / 16, NS = BC / 8, NO = DH / 8;
   __shared__ __align__(16) u16 sK[BC * LDS];
@@ -416,10 +526,10 @@ __device__ __forceinline__ void att_forward_mma(ATT_FWD_PARAMS) {
   const float *maskRow = mask ? mask + (i64)b * S : nullptr;
   const u32 sKa = att_smem_addr(sK), sVa = att_smem_addr(sV);
   const int kEnd = causal ? min(S, off + min(T, q0 + BR)) : S;
-  const int tiles = (kEnd + BC - 1) / BC;
+  const int tiles = (kEnd + BC - 1) / BC, tile0 = att_first_key(off + q0, window) / BC;
 
   att_tile_load<DH, BR>(sVa, Qp, qst, q0, T);
-  if (tiles > 0) att_tile_load<DH, BC>(sKa, Kp, kst, 0, S);
+  if (tiles > tile0) att_tile_load<DH, BC>(sKa, Kp, kst, tile0 * BC, S);
   att_cp_commit();
   att_cp_wait_all();
   __syncthreads();
@@ -433,9 +543,13 @@ __device__ __forceinline__ void att_forward_mma(ATT_FWD_PARAMS) {
   for (int n = 0; n < NO; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
   // Row state in log2 units for rows A = q0 + 16*warp + g and B = A + 8; l is this thread's partial sum.
   float mA = -F32_INF, mB = -F32_INF, lA = 0.0f, lB = 0.0f;
-  const float sl2 = scale * ATT_LOG2E;
+  const float sl2 = scale * ATT_LOG2E, capL2 = softcap * ATT_LOG2E, rawToCap = softcap > 0.0f ? scale / softcap : 0.0f;
   const int rowA = q0 + warp * 16 + g, rowB = rowA + 8;
-  for (int t = 0; t < tiles; ++t) {
+  // The keys rows A and B see, lo .. hi: S and causality bound them above, the window below. Masking compares a
+  // key with these bounds alone, so the element loop keeps the selects it compiled to before the window existed.
+  const int hiA = causal ? min(S - 1, off + rowA) : S - 1, hiB = causal ? min(S - 1, off + rowB) : S - 1;
+  const int loA = att_first_key(off + rowA, window), loB = att_first_key(off + rowB, window);
+  for (int t = tile0; t < tiles; ++t) {
     const int k0 = t * BC;
     att_tile_load<DH, BC>(sVa, Vp, vst, k0, S);
     att_cp_commit();
@@ -452,18 +566,12 @@ __device__ __forceinline__ void att_forward_mma(ATT_FWD_PARAMS) {
         att_mma<BF16>(s[2 * np + 1], qf[kk], bk[2], bk[3]);
       }
     }
-    const bool edge = k0 + BC > S || (causal && k0 + BC - 1 > off + q0 + warp * 16);
-#pragma unroll
-    for (int n = 0; n < NS; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int col = k0 + n * 8 + tg * 2 + (e & 1);
-        float x = s[n][e] * sl2;
-        if (maskRow && col < S) x += maskRow[col] * ATT_LOG2E;
-        if (edge && (col >= S || (causal && col > off + (e < 2 ? rowA : rowB)))) x = -F32_INF;
-        s[n][e] = x;
-      }
-    }
+    // Whether some key of the tile is hidden from some row of this warp: past S, after the row (causal), or at or
+    // beyond the window behind it.
+    const bool edge = k0 + BC > S || (causal && k0 + BC - 1 > off + q0 + warp * 16) ||
+                      (window > 0 && off + q0 + warp * 16 + 15 - k0 >= window);
+    if (edge) att_forward_scores<true, CAP>(s, k0 + tg * 2, maskRow, S, sl2, capL2, rawToCap, loA, hiA, loB, hiB);
+    else att_forward_scores<false, CAP>(s, k0 + tg * 2, maskRow, S, sl2, capL2, rawToCap, loA, hiA, loB, hiB);
     float nA = mA, nB = mB;
 #pragma unroll
     for (int n = 0; n < NS; ++n) {
@@ -539,10 +647,12 @@ __device__ __forceinline__ void att_forward_mma(ATT_FWD_PARAMS) {
 }
 
 // Backward: 4 warps, each owning 16 of the CTA's 64 keys (its rows of dK and dV stay in registers). Per tile of
-// BR queries: S^T = K Q^T and dP^T = V dO^T (keys x queries), P^T from lse, dV += P^T dO, dS^T = P^T (dP^T - D),
-// dK += dS^T Q; dS^T goes through shared memory so that dQ += dS K (queries x D) can be spread over the warps
-// and added to the float32 scratch with atomics. Grid: (ceil(S / 64), Hkv, B).
-template <bool BF16, int DH, int BR>
+// BR queries: S^T = K Q^T and dP^T = V dO^T (keys x queries), P^T from lse, dV += P^T dO, dS^T = P^T (dP^T - D)
+// (times 1 - t^2 under a soft-cap: dR^T), dK += dS^T Q; dS^T goes through shared memory so that dQ += dS K
+// (queries x D) can be spread over the warps and added to the float32 scratch with atomics. Query tiles run from
+// the first query that sees the CTA's keys (causal) to the last whose window reaches them.
+// Grid: (ceil(S / 64), Hkv, B).
+template <bool BF16, int DH, int BR, bool CAP>
 __device__ __forceinline__ void att_backward_mma(ATT_BWD_PARAMS) {
   constexpr int BC = 64, LDS = DH + 8, LDT = BR + 8, KD = DH / 16, NQ = BR / 8, NO = DH / 8;
   __shared__ __align__(16) u16 sK[BC * LDS];
@@ -567,15 +677,16 @@ __device__ __forceinline__ void att_backward_mma(ATT_BWD_PARAMS) {
     dkAcc[n][0] = dkAcc[n][1] = dkAcc[n][2] = dkAcc[n][3] = 0.0f;
     dvAcc[n][0] = dvAcc[n][1] = dvAcc[n][2] = dvAcc[n][3] = 0.0f;
   }
-  const float sl2 = scale * ATT_LOG2E;
+  const float sl2 = scale * ATT_LOG2E, capL2 = softcap * ATT_LOG2E, rawToCap = softcap > 0.0f ? scale / softcap : 0.0f;
   const int iStart = causal ? max(0, k0 - off) : 0;
+  const int iEnd = window > 0 ? min(T, k0 + BC - 1 - off + window) : T;
   for (int gi = 0; gi < G; ++gi) {
     const int h = hk * G + gi;
     const u16 *Qp = (const u16 *)q + b * qsb + h * qsh;
     const u16 *Gp = (const u16 *)dout + b * gsb + h * gsh;
     const i64 rowBase = ((i64)b * H + h) * T;
     float *dQ = (float *)dq + rowBase * DH;
-    for (int i0 = iStart / BR * BR; i0 < T; i0 += BR) {
+    for (int i0 = iStart / BR * BR; i0 < iEnd; i0 += BR) {
       att_tile_load<DH, BR>(sQa, Qp, qst, i0, T);
       att_tile_load<DH, BR>(sGa, Gp, gst, i0, T);
       att_cp_commit();
@@ -607,18 +718,14 @@ __device__ __forceinline__ void att_backward_mma(ATT_BWD_PARAMS) {
           att_mma<BF16>(dpt[2 * np + 1], va, bg[2], bg[3]);
         }
       }
-      const bool edge = causal && k0 + warp * 16 + 15 > off + i0;
-#pragma unroll
-      for (int n = 0; n < NQ; ++n) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int qi = n * 8 + tg * 2 + (e & 1);
-          float x = st[n][e] * sl2 + (e < 2 ? mkA : mkB) - sL[qi];
-          if (edge && (e < 2 ? keyA : keyB) > off + i0 + qi) x = -F32_INF;
-          st[n][e] = exp2f(x);
-          dpt[n][e] = st[n][e] * (dpt[n][e] - sD[qi]);
-        }
-      }
+      // Whether some query of the tile does not see some key of this warp: one before the key (causal), or one
+      // whose window ends after it.
+      const bool edge = (causal && k0 + warp * 16 + 15 > off + i0) || (window > 0 && off + i0 + BR - 1 - (k0 + warp * 16) >= window);
+      // At 8 elements per thread (headDim 128) one instance testing `edge` per element measured faster than two.
+      const int rel = keyA - off - i0;
+      if (NQ <= 2) att_backward_probs<true, CAP, NQ, BR>(st, dpt, sL, sD, tg * 2, mkA, mkB, sl2, capL2, rawToCap, rel, causal, window, edge);
+      else if (edge) att_backward_probs<true, CAP, NQ, BR>(st, dpt, sL, sD, tg * 2, mkA, mkB, sl2, capL2, rawToCap, rel, causal, window, true);
+      else att_backward_probs<false, CAP, NQ, BR>(st, dpt, sL, sD, tg * 2, mkA, mkB, sl2, capL2, rawToCap, rel, causal, window, false);
 #pragma unroll
       for (int kk = 0; kk < BR / 16; ++kk) {
         u32 pa[4], da[4];
@@ -680,13 +787,18 @@ __device__ __forceinline__ void att_backward_mma(ATT_BWD_PARAMS) {
   att_tile_store<DH, BC>((u16 *)dv + b * dvsb + hk * dvsh, dvst, sV, k0, S);
 }
 
-#define ATT_MMA_KERNELS(NAME, BF16, DH, BR)                                                                              \
+// A forward and a backward kernel; NAME gets a softcap_ prefix for the soft-capped pair (CAP), which the launcher
+// picks when softcap > 0.
+#define ATT_MMA_KERNEL_PAIR(NAME, BF16, DH, BR, CAP)                                                                   \
   extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_forward_mma_##NAME(ATT_FWD_PARAMS) {            \
-    att_forward_mma<BF16, DH>(ATT_FWD_ARGS);                                                                           \
+    att_forward_mma<BF16, DH, CAP>(ATT_FWD_ARGS);                                                                      \
   }                                                                                                                   \
   extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_backward_mma_##NAME(ATT_BWD_PARAMS) {           \
-    att_backward_mma<BF16, DH, BR>(ATT_BWD_ARGS);                                                                      \
+    att_backward_mma<BF16, DH, BR, CAP>(ATT_BWD_ARGS);                                                                 \
   }
+#define ATT_MMA_KERNELS(NAME, BF16, DH, BR)         \
+  ATT_MMA_KERNEL_PAIR(NAME, BF16, DH, BR, false) \
+  ATT_MMA_KERNEL_PAIR(softcap_##NAME, BF16, DH, BR, true)
 
 // Query tile of the backward: 64 rows at headDim 64, 16 at 128, so that the tiles fit in 48 KiB of shared memory.
 ATT_MMA_KERNELS(bf16_d64, true, 64, 64)

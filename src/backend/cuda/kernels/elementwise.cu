@@ -7,7 +7,7 @@
 //   affine:         out[i] = x[i] * scale + bias, in float64 like the CPU reference, then rounded
 //
 // There are no backward kernels here: the gradients of these maps are other elementwise maps, composed in ops/
-// (siluGrad is the one binary op that exists only for a backward pass).
+// (siluGrad, geluGrad and geluTanhGrad are the binary ops that exist only for backward passes: d/da f(a) * b).
 
 // Must match UNARY_CODES in cuda-backend.ts.
 #define U_NEG 0
@@ -22,6 +22,8 @@
 #define U_RECIP 9
 #define U_TANH 10
 #define U_RELU 11
+#define U_GELU 12
+#define U_GELU_TANH 13
 
 // Must match BINARY_CODES in cuda-backend.ts.
 #define B_ADD 0
@@ -32,6 +34,16 @@
 #define B_MINIMUM 5
 #define B_SILU_GRAD 6
 #define B_GT 7
+#define B_GELU_GRAD 8
+#define B_GELU_TANH_GRAD 9
+
+// GELU constants as torch's kernels write them, in float32: kAlpha = M_SQRT1_2, kBeta = M_SQRT2 * M_2_SQRTPI * 0.5
+// (= sqrt(2 / pi)), kKappa = 0.044715, and 1 / sqrt(2 pi) for the normal density. The maps below follow the
+// operation order of torch's GeluKernel, in float32.
+#define GELU_ALPHA 0.70710678118654752440f
+#define GELU_BETA 0.79788456080286535588f
+#define GELU_KAPPA 0.044715f
+#define GELU_PDF 0.39894228040143267794f
 
 extern "C" __global__ void fill_u64(u64* out, u64 value, i64 n) {
   GRID_STRIDE(i, n) out[i] = value;
@@ -128,6 +140,8 @@ __device__ __forceinline__ float unary_op(int op, float x) {
     case U_SQUARE: return x * x;
     case U_RECIP: return 1.0f / x;
     case U_TANH: return tanhf(x);
+    case U_GELU: return x * 0.5f * (1.0f + erff(x * GELU_ALPHA));
+    case U_GELU_TANH: return 0.5f * x * (1.0f + tanhf(GELU_BETA * (x + GELU_KAPPA * (x * x * x))));
     default: return x > 0.0f ? x : 0.0f;
   }
 }
@@ -159,6 +173,18 @@ __device__ __forceinline__ float binary_op(int op, float a, float b) {
       // d/da silu(a) * b = sigmoid(a) * (1 + a * (1 - sigmoid(a))) * b
       float s = 1.0f / (1.0f + expf(-a));
       return s * (1.0f + a * (1.0f - s)) * b;
+    }
+    case B_GELU_GRAD: {
+      // d/da gelu(a) * b = (Phi(a) + a phi(a)) * b
+      const float cdf = 0.5f * (1.0f + erff(a * GELU_ALPHA));
+      const float pdf = GELU_PDF * expf(-0.5f * a * a);
+      return (cdf + a * pdf) * b;
+    }
+    case B_GELU_TANH_GRAD: {
+      // d/da [0.5 a (1 + t)] * b with t = tanh(kBeta (a + kKappa a^3))
+      const float a2 = a * a;
+      const float t = tanhf(GELU_BETA * (a + GELU_KAPPA * (a2 * a)));
+      return (0.5f * (1.0f + t) + 0.5f * a * (1.0f - t * t) * GELU_BETA * (1.0f + 3.0f * GELU_KAPPA * a2)) * b;
     }
     default: return a > b ? 1.0f : 0.0f;
   }

@@ -31,15 +31,19 @@ extern "C" __global__ void paged_kv_write(const void* k, const void* v, int srcD
 }
 
 // Grid (heads, seq, batch), PAGED_WARPS warps: one CTA per query. Query t of row b sits at position
-// lengths[b] - seq + t and sees positions 0..pos. Warp w takes keys in chunks of 32 (w*32, w*32 + 128, ...): lane j
-// scores key j of the chunk alone (a dot product over headDim in index order), the chunk's softmax terms join the
-// warp's running max / sum / output (online softmax, float32), and each lane accumulates the output dimensions
-// lane, lane + 32, ... over the chunk's keys in order. The warps' partial results merge in warp order at the end.
+// pos = lengths[b] - seq + t and sees positions first..pos: first = 0, or with a sliding window W > 0,
+// max(0, pos - W + 1) (positions j with pos - j < W). Warp w takes keys in chunks of 32 (first + w*32,
+// first + w*32 + 128, ...): lane j scores key j of the chunk alone (a dot product over headDim in index order,
+// times scale: r), soft-capped when softcap C > 0 (C tanh(r / C); no gradient is needed here), the chunk's softmax
+// terms join the warp's running max / sum / output (online softmax, float32), and each lane accumulates the output
+// dimensions lane, lane + 32, ... over the chunk's keys in order. The warps' partial results merge in warp order at
+// the end. Everything depends on the row's own length alone, so rows stay batch-invariant; with W = 0 and C = 0
+// this is the arithmetic the kernel ran before either existed.
 extern "C" __global__ void paged_attention(const void* q, void* out, const void* kPool, const void* vPool, int dt,
                                            const int* table, const int* lengths,
                                            i64 qB, i64 qH, i64 qR, i64 oB, i64 oH, i64 oR,
                                            int heads, int kvHeads, int seq, int headDim, int blockSize, int maxBlocks,
-                                           float scale) {
+                                           float scale, int window, float softcap) {
   __shared__ float qs[32 * PAGED_DIMS_PER_LANE];
   __shared__ float warpMax[PAGED_WARPS];
   __shared__ float warpSum[PAGED_WARPS];
@@ -61,7 +65,8 @@ extern "C" __global__ void paged_attention(const void* q, void* out, const void*
 #pragma unroll
   for (int i = 0; i < PAGED_DIMS_PER_LANE; i++) acc[i] = 0.f;
 
-  for (int j0 = warp * PAGED_KEYS_PER_STEP; j0 <= pos; j0 += PAGED_WARPS * PAGED_KEYS_PER_STEP) {
+  const int first = window > 0 ? max(0, pos - window + 1) : 0;
+  for (int j0 = first + warp * PAGED_KEYS_PER_STEP; j0 <= pos; j0 += PAGED_WARPS * PAGED_KEYS_PER_STEP) {
     const int j = j0 + lane;
     const bool live = j <= pos;
     i64 at = 0;
@@ -71,6 +76,7 @@ extern "C" __global__ void paged_attention(const void* q, void* out, const void*
       float dot = 0.f;
       for (int d = 0; d < headDim; d++) dot += qs[d] * load_f(kPool, dt, at + d);
       s = dot * scale;
+      if (softcap > 0.f) s = softcap * tanhf(s / softcap);
     }
     const float mNew = fmaxf(m, warp_max(s));
     const float p = live ? expf(s - mNew) : 0.f;

@@ -1,26 +1,35 @@
 // Rotary position embedding, rotate-half convention (transformers' Llama), forward and inverse (= backward).
-// x is [batch, seq, heads, headDim]; cos/sin are [seq, headDim] per batch item, tableBatchStride apart.
-// With h = headDim / 2 and i < h:
+// x is [batch, seq, heads, headDim]; cos/sin are [seq, rotaryDim] per batch item, tableBatchStride apart.
+// The first rotaryDim elements of each head rotate and the rest are copied (partial rotary, transformers'
+// Phi-3). With h = rotaryDim / 2 and i < h:
 //
 //   forward:  y_i     = x_i * cos_i     - x_{i+h} * sin_i
 //             y_{i+h} = x_{i+h} * cos_{i+h} + x_i * sin_{i+h}
 //   inverse:  y_i     = x_i * cos_i     + x_{i+h} * sin_{i+h}      (the transposed rotation)
 //             y_{i+h} = x_{i+h} * cos_{i+h} - x_i * sin_i
+//   both:     y_j     = x_j                                        for rotaryDim <= j < headDim
 //
-// One thread per (i, i+h) pair reads both inputs before writing, so out may alias x. The forward rounds each
-// product to float32 as the CPU does; the inverse computes in float64 as the CPU does.
+// Each head has h + (headDim - rotaryDim) work items: one thread per (i, i+h) pair, which reads both inputs
+// before writing, and one per passed-through element, so out may alias x. The forward rounds each product to
+// float32 as the CPU does; the inverse computes in float64 as the CPU does.
 
 extern "C" __global__ void rope(const void* x, int xDt, const void* cosT, int cosDt, const void* sinT, int sinDt, void* y, int yDt,
-                                i64 tableBatchStride, i64 batch, i64 seq, i64 heads, i64 headDim, int inverse) {
-  const i64 half = headDim / 2;
-  const i64 pairs = batch * seq * heads * half;
-  GRID_STRIDE(p, pairs) {
-    const i64 i = p % half;
-    const i64 row = p / half;
+                                i64 tableBatchStride, i64 batch, i64 seq, i64 heads, i64 headDim, i64 rotaryDim, int inverse) {
+  const i64 half = rotaryDim / 2;
+  const i64 perHead = headDim - half;
+  const i64 items = batch * seq * heads * perHead;
+  GRID_STRIDE(p, items) {
+    const i64 i = p % perHead;
+    const i64 row = p / perHead;
+    const i64 o = row * headDim;
+    if (i >= half) {
+      const i64 j = rotaryDim + (i - half);
+      store_f(y, yDt, o + j, load_f(x, xDt, o + j));
+      continue;
+    }
     const i64 t = (row / heads) % seq;
     const i64 b = row / (heads * seq);
-    const i64 o = row * headDim;
-    const i64 tb = b * tableBatchStride + t * headDim;
+    const i64 tb = b * tableBatchStride + t * rotaryDim;
     const float x1 = load_f(x, xDt, o + i), x2 = load_f(x, xDt, o + i + half);
     const float c1 = load_f(cosT, cosDt, tb + i), c2 = load_f(cosT, cosDt, tb + i + half);
     const float s1 = load_f(sinT, sinDt, tb + i), s2 = load_f(sinT, sinDt, tb + i + half);
