@@ -3,7 +3,7 @@ import { DataError } from './errors.js';
 import { detectFormat, normalizeRecord, type DataFormat, type NormalizedExample } from './formats.js';
 import { readJsonl, type SkippedLine } from './jsonl.js';
 import { packExamples } from './packing.js';
-import { IGNORE_INDEX, tokenizeExample, type DataTokenizer, type TokenizedExample } from './tokenize.js';
+import { IGNORE_INDEX, tokenizeExample, type DataTokenizer, type TokenizedExample, type TokenizeOptions } from './tokenize.js';
 
 export interface DatasetOptions {
   /** JSONL file of training examples. */
@@ -14,6 +14,8 @@ export interface DatasetOptions {
   seqLen: number;
   /** Take the loss on prompts / user turns too (default: completions and assistant turns only). */
   trainOnInputs?: boolean;
+  /** How chat examples render: template kwargs (enable_thinking, tools), another template. */
+  chatTemplate?: TokenizeOptions['chatTemplate'];
   /** Join short examples into rows of up to seqLen tokens (training split only). */
   packing?: boolean;
   /** Skip malformed lines and records instead of stopping; the summary counts them. */
@@ -107,7 +109,7 @@ export async function prepareDataset(options: DatasetOptions, tok: DataTokenizer
     const examples: TokenizedExample[] = [];
     const records: NormalizedExample[] = [];
     read.records.forEach((rec, i) => {
-      const ex = tokenizeExample(rec, tok, { trainOnInputs: options.trainOnInputs, where: read.wheres[i] });
+      const ex = tokenizeExample(rec, tok, { trainOnInputs: options.trainOnInputs, where: read.wheres[i], ...(options.chatTemplate ? { chatTemplate: options.chatTemplate } : {}) });
       if (ex.inputIds.length > options.seqLen) {
         summary.truncated++;
         ex.inputIds.length = options.seqLen;

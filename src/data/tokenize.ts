@@ -8,6 +8,17 @@ export interface DataTokenizer {
   readonly padTokenId: number | null;
   encode(text: string, options?: EncodeOptions): number[];
   applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions & { tokenize: false }): string;
+  /** Where the chat template these options select comes from, for errors (optional: tests' fakes lack it). */
+  chatTemplateOrigin?(options?: ChatTemplateOptions): string;
+}
+
+export interface TokenizeOptions {
+  /** Take the loss on every token, prompts included. */
+  trainOnInputs?: boolean;
+  /** The example's location (file:line) for errors. */
+  where?: string;
+  /** How chat examples are rendered: template kwargs such as enableThinking, tools, another template. */
+  chatTemplate?: Omit<ChatTemplateOptions, 'addGenerationPrompt'>;
 }
 
 /** Token ids and per-position labels (the token itself where the loss is taken, -100 elsewhere; unshifted). */
@@ -24,7 +35,7 @@ export const IGNORE_INDEX = -100;
  * assistant turns trained. `trainOnInputs` trains on every token. Segments are encoded separately, so the prompt
  * tokenizes exactly as it will at generation time.
  */
-export function tokenizeExample(ex: NormalizedExample, tok: DataTokenizer, options: { trainOnInputs?: boolean; where?: string } = {}): TokenizedExample {
+export function tokenizeExample(ex: NormalizedExample, tok: DataTokenizer, options: TokenizeOptions = {}): TokenizedExample {
   const inputIds: number[] = [];
   const labels: number[] = [];
   const push = (ids: readonly number[], train: boolean) => {
@@ -43,8 +54,11 @@ export function tokenizeExample(ex: NormalizedExample, tok: DataTokenizer, optio
       push([...tok.encode(ex.completion, { addSpecialTokens: false }), ...eos], true);
       break;
     case 'chat': {
-      const render = (messages: readonly ChatMessage[], addGenerationPrompt: boolean) => tok.applyChatTemplate(messages, { tokenize: false, addGenerationPrompt });
-      const segments: TextSegment[] = options.trainOnInputs ? [{ text: render(ex.messages, false), train: true }] : chatSegments(ex.messages, render, options.where ?? 'chat example');
+      const chat = options.chatTemplate ?? {};
+      const render = (messages: readonly ChatMessage[], addGenerationPrompt: boolean) => tok.applyChatTemplate(messages, { ...chat, tokenize: false, addGenerationPrompt });
+      const segments: TextSegment[] = options.trainOnInputs
+        ? [{ text: render(ex.messages, false), train: true }]
+        : chatSegments(ex.messages, render, options.where ?? 'chat example', tok.chatTemplateOrigin?.(chat));
       for (const s of segments) push(tok.encode(s.text, { addSpecialTokens: false }), s.train);
       break;
     }
@@ -53,7 +67,11 @@ export function tokenizeExample(ex: NormalizedExample, tok: DataTokenizer, optio
 }
 
 /** The prompt a model is asked to continue when this example is used for evaluation, and the reference answer. */
-export function promptAndReference(ex: NormalizedExample, tok: DataTokenizer): { promptIds: number[]; reference: string } | null {
+export function promptAndReference(
+  ex: NormalizedExample,
+  tok: DataTokenizer,
+  chatTemplate: TokenizeOptions['chatTemplate'] = {},
+): { promptIds: number[]; reference: string } | null {
   switch (ex.kind) {
     case 'text':
       return null;
@@ -62,7 +80,7 @@ export function promptAndReference(ex: NormalizedExample, tok: DataTokenizer): {
     case 'chat': {
       const last = ex.messages.length - 1;
       if (ex.messages[last]!.role !== 'assistant' || last === 0) return null;
-      const text = tok.applyChatTemplate(ex.messages.slice(0, last), { tokenize: false, addGenerationPrompt: true });
+      const text = tok.applyChatTemplate(ex.messages.slice(0, last), { ...chatTemplate, tokenize: false, addGenerationPrompt: true });
       return { promptIds: tok.encode(text, { addSpecialTokens: false }), reference: ex.messages[last]!.content };
     }
   }

@@ -2,7 +2,7 @@ import { ChatTemplate } from './chat-template.js';
 import { readChatTemplates, selectChatTemplate } from './chat-template-selection.js';
 import type { ChatTemplateSource } from './chat-template-selection.js';
 import { TokenizerError } from './errors.js';
-import { generationEosTokenIds, readSpecialTokenStrings } from './special-tokens.js';
+import { generationEosTokenIds, readSpecialTokenStrings, templateSpecialTokens } from './special-tokens.js';
 import { createTokenizerEngine } from './tokenizer-engine.js';
 import type { TokenizerEngine } from './tokenizer-engine.js';
 import type { TokenizerFiles } from './tokenizer-files.js';
@@ -35,8 +35,13 @@ export interface ChatTemplateOptions {
   tools?: readonly object[];
   /** Retrieval documents, passed to the template as `documents` (null when absent). */
   documents?: readonly object[];
-  /** Extra template globals, e.g. `{ enable_thinking: false }` for Qwen3. */
-  templateVariables?: Record<string, unknown>;
+  /**
+   * Extra template variables, as transformers' `apply_chat_template(..., **kwargs)` passes them: e.g.
+   * `{ enable_thinking: false }` for Qwen3 or SmolLM3, `{ xml_tools: [...] }`. They override the special tokens.
+   */
+  templateKwargs?: Record<string, unknown>;
+  /** Sets `enable_thinking` (Qwen3, SmolLM3, ...); left out, the template's own default holds. */
+  enableThinking?: boolean;
 }
 
 /**
@@ -63,6 +68,8 @@ export class PreTrainedTokenizer {
   private readonly dir: string;
   private readonly cleanUpTokenizationSpaces: boolean;
   private readonly templates: Map<string, ChatTemplateSource>;
+  /** The special tokens every template sees (bos_token, eos_token, ...), as transformers passes them. */
+  private readonly templateTokens: Record<string, string>;
   /** Keyed by Jinja source. */
   private readonly compiledTemplates = new Map<string, ChatTemplate>();
 
@@ -89,6 +96,7 @@ export class PreTrainedTokenizer {
     this.vocabSize = largestId + 1;
 
     this.templates = readChatTemplates(files);
+    this.templateTokens = templateSpecialTokens(files);
     this.chatTemplate = this.templates.get('default')?.source ?? null;
   }
 
@@ -133,15 +141,10 @@ export class PreTrainedTokenizer {
   applyChatTemplate(messages: readonly ChatMessage[], options?: ChatTemplateOptions & { tokenize?: true }): number[];
   applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions & { tokenize: boolean }): string | number[];
   applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions & { tokenize?: boolean } = {}): string | number[] {
-    const source = selectChatTemplate(this.templates, this.dir, options.chatTemplate, options.tools !== undefined);
-    let template = this.compiledTemplates.get(source.source);
-    if (template === undefined) {
-      template = new ChatTemplate(source);
-      this.compiledTemplates.set(source.source, template);
-    }
-    const rendered = template.render({
-      ...this.specialTokenVariables(),
-      ...options.templateVariables,
+    const rendered = this.selectTemplate(options).render({
+      ...this.templateTokens,
+      ...(options.enableThinking === undefined ? {} : { enable_thinking: options.enableThinking }),
+      ...options.templateKwargs,
       messages,
       tools: options.tools ?? null,
       documents: options.documents ?? null,
@@ -150,14 +153,19 @@ export class PreTrainedTokenizer {
     return options.tokenize === false ? rendered : this.encode(rendered, { addSpecialTokens: false });
   }
 
-  /** transformers passes its special_tokens_map to templates: only the tokens that are defined. */
-  private specialTokenVariables(): Record<string, string> {
-    const variables: Record<string, string> = {};
-    if (this.bosToken !== null) variables['bos_token'] = this.bosToken;
-    if (this.eosToken !== null) variables['eos_token'] = this.eosToken;
-    if (this.padToken !== null) variables['pad_token'] = this.padToken;
-    if (this.unkToken !== null) variables['unk_token'] = this.unkToken;
-    return variables;
+  /** Where the chat template that `options` select comes from (a file, a named template, or the chatTemplate option). */
+  chatTemplateOrigin(options: Pick<ChatTemplateOptions, 'chatTemplate' | 'tools'> = {}): string {
+    return this.selectTemplate(options).origin;
+  }
+
+  private selectTemplate(options: Pick<ChatTemplateOptions, 'chatTemplate' | 'tools'>): ChatTemplate {
+    const source = selectChatTemplate(this.templates, this.dir, options.chatTemplate, options.tools !== undefined);
+    let template = this.compiledTemplates.get(source.source);
+    if (template === undefined) {
+      template = new ChatTemplate(source);
+      this.compiledTemplates.set(source.source, template);
+    }
+    return template;
   }
 
   private idOf(token: string | null): number | null {

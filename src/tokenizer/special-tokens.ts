@@ -11,9 +11,28 @@ export interface SpecialTokenStrings {
 }
 
 export function readSpecialTokenStrings(files: TokenizerFiles): SpecialTokenStrings {
-  const pick = (key: string): string | null =>
-    tokenContent(files.specialTokensMap[key]) ?? tokenContent(files.tokenizerConfig[key]);
+  const pick = (key: string) => specialToken(files, key);
   return { bos: pick('bos_token'), eos: pick('eos_token'), pad: pick('pad_token'), unk: pick('unk_token') };
+}
+
+/** transformers' SPECIAL_TOKENS_ATTRIBUTES: the named special tokens that `special_tokens_map` holds. */
+const NAMED_SPECIAL_TOKENS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const;
+
+/**
+ * The variables transformers' apply_chat_template gives every template from the tokenizer (its special_tokens_map):
+ * each named special token the tokenizer defines, as text.
+ */
+export function templateSpecialTokens(files: TokenizerFiles): Record<string, string> {
+  const variables: Record<string, string> = {};
+  for (const key of NAMED_SPECIAL_TOKENS) {
+    const token = specialToken(files, key);
+    if (token !== null) variables[key] = token;
+  }
+  return variables;
+}
+
+function specialToken(files: TokenizerFiles, key: string): string | null {
+  return tokenContent(files.specialTokensMap[key]) ?? tokenContent(files.tokenizerConfig[key]);
 }
 
 /** Config files write a special token either as its text or as a serialized AddedToken `{ content, ... }`. */

@@ -70,7 +70,7 @@ test('named templates: "default" by default, "tool_use" when tools are passed, a
 test('the chatTemplate option may be Jinja source, rendered with special tokens, defaults and extra variables', async () => {
   const tok = await AutoTokenizer.fromPretrained(fixturePath('tiny-llama'));
   const source = '{{ bos_token }}|{{ eos_token }}|{{ pad_token }}|{{ tools is none }}|{{ documents is none }}|{{ add_generation_prompt }}|{{ enable_thinking }}';
-  const rendered = tok.applyChatTemplate(MESSAGES, { tokenize: false, chatTemplate: source, templateVariables: { enable_thinking: false } });
+  const rendered = tok.applyChatTemplate(MESSAGES, { tokenize: false, chatTemplate: source, templateKwargs: { enable_thinking: false } });
   assert.equal(rendered, '<|endoftext|>|<|endoftext|>|<|endoftext|>|true|true|false|false');
 });
 
