@@ -1,6 +1,6 @@
 """PyTorch + PEFT LoRA training throughput: the baseline bench/train_gpu.ts is compared with.
 
-Random weights with real Llama shapes built directly on the GPU in bf16, SDPA attention, LoRA r=16 alpha 16
+Random weights with the shapes of bench/shapes.json built directly on the GPU in bf16, SDPA attention, LoRA r=16 alpha 16
 dropout 0 on all seven projections (adapters in float32, PEFT's default autocast_adapter_dtype), torch AdamW,
 no gradient checkpointing. Warm-up steps, then timed steps between two synchronisations. One JSON line per shape:
   {stack, shape, batch, seq, tokens_per_s, step_ms, peak_gib, peak_reserved_gib, ...}
@@ -19,18 +19,22 @@ import peft
 import torch
 import transformers
 from peft import LoraConfig, get_peft_model
-from random_llama import LLAMA_1B, LLAMA_8B, TARGETS, random_llama
+from random_llama import SHAPES as MODEL_SHAPES, TARGETS, random_model
 
 SHAPES = {
-    "llama-1b": dict(LLAMA_1B, batch=4, seq=2048),
-    "llama-8b": dict(LLAMA_8B, batch=1, seq=2048),
+    "llama-1b": dict(MODEL_SHAPES["llama-1b"], batch=4, seq=2048),
+    "llama-8b": dict(MODEL_SHAPES["llama-8b"], batch=1, seq=2048),
+    "qwen3-8b": dict(MODEL_SHAPES["qwen3-8b"], batch=1, seq=2048),
+    "qwen3-8b-8k": dict(MODEL_SHAPES["qwen3-8b"], batch=1, seq=8192),
+    "gemma3-4b": dict(MODEL_SHAPES["gemma3-4b"], batch=1, seq=2048),
+    "gemma3-4b-8k": dict(MODEL_SHAPES["gemma3-4b"], batch=1, seq=8192),
 }
 GIB = 2**30
 
 
 def build(shape: dict) -> torch.nn.Module:
     dims = {k: v for k, v in shape.items() if k not in ("batch", "seq")}
-    model = random_llama(dims, use_cache=False)
+    model = random_model(dims, use_cache=False)
     lora = LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
     model.train()

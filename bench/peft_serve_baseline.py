@@ -22,19 +22,17 @@ import peft
 import torch
 import transformers
 from peft import LoraConfig, get_peft_model
-from transformers import LlamaForCausalLM
-
-from random_llama import LLAMA_1B, TARGETS, random_llama
+from random_llama import SHAPES as MODEL_SHAPES, TARGETS, random_model
 
 SHAPES = {
-    "small": dict(hidden_size=512, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4,
-                  intermediate_size=1408, vocab_size=8192, tie_word_embeddings=False),
-    "llama-1b": LLAMA_1B,
+    "small": MODEL_SHAPES["small"],
+    "llama-1b": MODEL_SHAPES["llama-1b"],
+    "qwen3-8b": MODEL_SHAPES["qwen3-8b"],
 }
 
 
-def build(shape: dict) -> LlamaForCausalLM:
-    model = random_llama(shape, rope_theta=500000.0).eval()
+def build(shape: dict) -> torch.nn.Module:
+    model = random_model(shape).eval()
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = 0
     return model

@@ -1,39 +1,19 @@
-// Llama-family models with random weights of real shapes, built directly on a CUDA device: dense weights are
+// Models of any supported family with random weights of real shapes, built directly on a CUDA device: dense weights are
 // filled by the device's counter-based generator (no file, no host copy); 4-bit weights are random NF4 codes with
 // double-quantized scales in bitsandbytes' layout, generated on the device one projection at a time.
 import { getBackend } from '../src/backend/registry.js';
 import { CudaBackend } from '../src/backend/cuda/cuda-backend.js';
 import { cudaRandomFill, type RandomDistribution } from '../src/backend/cuda/random-fill.js';
-import { parseLlamaConfig, type LlamaConfig } from '../src/models/config.js';
-import { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, LlamaModel } from '../src/models/llama.js';
-import { Embedding, Linear, RMSNorm } from '../src/nn/layers.js';
-import { ModuleList, type LinearLike } from '../src/nn/module.js';
+import type { ModelConfig } from '../src/models/config.js';
+import type { TensorSource } from '../src/io/tensor-source.js';
+import { buildCausalLM, type LinearLoader, type WeightLoader } from '../src/models/build.js';
+import type { CausalLM } from '../src/models/causal-lm.js';
+import { checkpointLayout, checkpointName } from '../src/models/layout.js';
+import { Linear } from '../src/nn/layers.js';
 import { full } from '../src/ops/index.js';
 import { Linear4bit, NESTED_BLOCKSIZE, NESTED_CODE } from '../src/quant/index.js';
 import type { DType } from '../src/tensor/dtype.js';
 import { Tensor } from '../src/tensor/tensor.js';
-
-/** The fields of config.json that set a Llama model's shapes. */
-export interface LlamaShape {
-  readonly hidden_size: number;
-  readonly num_hidden_layers: number;
-  readonly num_attention_heads: number;
-  readonly num_key_value_heads: number;
-  readonly intermediate_size: number;
-  readonly vocab_size: number;
-  readonly tie_word_embeddings: boolean;
-}
-
-export function llamaConfig(shape: LlamaShape): LlamaConfig {
-  return parseLlamaConfig({
-    architectures: ['LlamaForCausalLM'],
-    model_type: 'llama',
-    rms_norm_eps: 1e-5,
-    rope_theta: 500000,
-    max_position_embeddings: 131072,
-    ...shape,
-  });
-}
 
 /** Standard deviation of dense weights (transformers' initializer_range). */
 const INIT_STD = 0.02;
@@ -106,36 +86,30 @@ export class RandomWeights {
 }
 
 /**
- * A LlamaForCausalLM of `config` with random weights on `device` in `dtype`, frozen, as buildLlama makes it.
- * With `nf4`, the seven decoder projections of every layer are 4-bit (QLoRA's base); embeddings, norms and the
+ * A CausalLM of `config` (any supported family) with random weights on `device` in `dtype`, frozen, as
+ * buildCausalLM makes it. With `nf4`, every decoder projection is 4-bit (QLoRA's base); embeddings, norms and the
  * lm_head stay dense, as transformers' load_in_4bit leaves them.
  */
-export async function randomLlama(config: LlamaConfig, options: { device: string; dtype: DType; nf4: boolean; seed?: number }): Promise<LlamaForCausalLM> {
-  const c = config;
+export async function randomModel(config: ModelConfig, options: { device: string; dtype: DType; nf4: boolean; seed?: number }): Promise<CausalLM> {
   const { device, dtype } = options;
   const w = new RandomWeights(device, options.seed ?? 1);
-  const proj = async (outF: number, inF: number): Promise<LinearLike> => (options.nf4 ? w.nf4(outF, inF) : w.dense(outF, inF, dtype));
-  const norm = () => new RMSNorm(full([c.hiddenSize], 1, { dtype, device }), c.rmsNormEps);
-  const embed = new Embedding(w.tensor([c.vocabSize, c.hiddenSize], dtype, { kind: 'normal', mean: 0, std: INIT_STD }));
-  const qOut = c.numAttentionHeads * c.headDim;
-  const kvOut = c.numKeyValueHeads * c.headDim;
-  const layers: LlamaDecoderLayer[] = [];
-  for (let i = 0; i < c.numHiddenLayers; i++) {
-    const attn = new LlamaAttention(c, i, {
-      q: await proj(qOut, c.hiddenSize),
-      k: await proj(kvOut, c.hiddenSize),
-      v: await proj(kvOut, c.hiddenSize),
-      o: await proj(c.hiddenSize, qOut),
-    });
-    const mlp = new LlamaMLP({
-      gate: await proj(c.intermediateSize, c.hiddenSize),
-      up: await proj(c.intermediateSize, c.hiddenSize),
-      down: await proj(c.hiddenSize, c.intermediateSize),
-    });
-    layers.push(new LlamaDecoderLayer(attn, mlp, norm(), norm()));
-  }
-  const lmHead = c.tieWordEmbeddings ? null : w.dense(c.vocabSize, c.hiddenSize, dtype);
-  const model = new LlamaForCausalLM(c, new LlamaModel(embed, new ModuleList(layers), norm()), lmHead, dtype, device);
-  model.requiresGrad_(false);
-  return model;
+  const names = new Set(checkpointLayout(config).map((t) => checkpointName(t, config.weightPrefix, config.lmHeadName)));
+  const source: TensorSource = {
+    names: () => [...names],
+    has: (name) => names.has(name),
+    info: (name) => {
+      throw new Error(`randomModel generates ${name} on the device; it has no stored bytes.`);
+    },
+    read: async (name) => {
+      throw new Error(`randomModel generates ${name} on the device; it has no stored bytes.`);
+    },
+    close: async () => {},
+  };
+  const loadLinear: LinearLoader = async (ctx) => {
+    if (ctx.bias) throw new Error(`randomModel makes projections without bias; ${ctx.prefix} has one.`);
+    return options.nf4 ? w.nf4(ctx.outFeatures, ctx.inFeatures) : w.dense(ctx.outFeatures, ctx.inFeatures, dtype);
+  };
+  const loadWeight: WeightLoader = async (_name, shape, kind) =>
+    kind === 'norm' ? full(shape, config.normPlusOne ? 0 : 1, { dtype, device }) : w.tensor(shape, dtype, { kind: 'normal', mean: 0, std: INIT_STD });
+  return buildCausalLM(config, source, dtype, device, loadLinear, loadWeight);
 }

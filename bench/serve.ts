@@ -18,27 +18,23 @@ import { parseArgs } from 'node:util';
 import { CudaBackend, registerCudaBackend } from '../src/backend/cuda/index.js';
 import { getBackend } from '../src/backend/registry.js';
 import { RandomCheckpoint } from '../src/cli/random-checkpoint.js';
-import { buildLlama } from '../src/models/build.js';
-import { parseLlamaConfig, type LlamaConfig } from '../src/models/config.js';
-import type { LlamaForCausalLM } from '../src/models/llama.js';
+import { buildCausalLM } from '../src/models/build.js';
+import type { ModelConfig } from '../src/models/config.js';
+import type { CausalLM } from '../src/models/causal-lm.js';
 import { getPeftModel } from '../src/peft/index.js';
 import { kernelsByKind } from './profile-summary.js';
+import { benchConfig } from './shapes.js';
 import type { SamplingParams } from '../src/serve/generation-params.js';
 import { Scheduler } from '../src/serve/scheduler.js';
 import type { DType } from '../src/tensor/dtype.js';
-
-/** Random-weight shapes: "small" suits two CPU cores; "llama-1b" matches bench/peft_serve_baseline.py. */
-const SHAPES = {
-  small: { hidden_size: 512, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 4, intermediate_size: 1408, vocab_size: 8192, tie_word_embeddings: false },
-  'llama-1b': { hidden_size: 2048, num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, intermediate_size: 8192, vocab_size: 128256, tie_word_embeddings: true },
-} as const;
 
 const GREEDY: SamplingParams = { temperature: 0, topP: 1, topK: 0, seed: undefined, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 };
 
 interface Args {
   device: string;
   dtype: DType;
-  shape: keyof typeof SHAPES;
+  /** A shape of bench/shapes.json: "small" suits two CPU cores; "llama-1b" and "qwen3-8b" match bench/peft_serve_baseline.py. */
+  shape: string;
   batch: number;
   prompt: number;
   new: number;
@@ -66,11 +62,10 @@ function parse(): Args {
       'adapter-dtype': { type: 'string', default: 'model' },
     },
   });
-  if (!(values.shape! in SHAPES)) throw new Error(`--shape must be one of ${Object.keys(SHAPES).join(', ')}.`);
   return {
     device: values.device!,
     dtype: values.dtype as DType,
-    shape: values.shape as keyof typeof SHAPES,
+    shape: values.shape!,
     batch: Number(values.batch),
     prompt: Number(values.prompt),
     new: Number(values.new),
@@ -81,10 +76,10 @@ function parse(): Args {
   };
 }
 
-async function randomModel(config: LlamaConfig, args: Args): Promise<LlamaForCausalLM> {
-  if (args.device === 'cpu') return buildLlama(config, new RandomCheckpoint(config, 1, 0.02), args.dtype, 'cpu');
-  const { randomLlama } = await import('./random-llama.js');
-  return randomLlama(config, { device: args.device, dtype: args.dtype, nf4: false });
+async function randomModel(config: ModelConfig, args: Args): Promise<CausalLM> {
+  if (args.device === 'cpu') return buildCausalLM(config, new RandomCheckpoint(config, 1, 0.02), args.dtype, 'cpu');
+  const { randomModel } = await import('./random-llama.js');
+  return randomModel(config, { device: args.device, dtype: args.dtype, nf4: false });
 }
 
 /** Decodes one batch; row i uses rowNames[i]. Returns decode-phase and end-to-end generated tokens per second. */
@@ -97,7 +92,7 @@ function tokensFor(row: number, newTokens: number, stagger: number): number {
   return stagger > 1 ? newTokens - (row % stagger) : newTokens;
 }
 
-async function runBatch(model: LlamaForCausalLM, prompts: number[][], rowNames: readonly string[], newTokens: number, stagger: number, onDecodeStart?: () => void): Promise<{ decode: number; endToEnd: number }> {
+async function runBatch(model: CausalLM, prompts: number[][], rowNames: readonly string[], newTokens: number, stagger: number, onDecodeStart?: () => void): Promise<{ decode: number; endToEnd: number }> {
   let prefilled = 0;
   let decodeStart = 0;
   const scheduler = new Scheduler(model, {
@@ -125,7 +120,7 @@ async function runBatch(model: LlamaForCausalLM, prompts: number[][], rowNames: 
 async function main(): Promise<void> {
   const args = parse();
   if (args.device.startsWith('cuda')) registerCudaBackend();
-  const config = parseLlamaConfig({ architectures: ['LlamaForCausalLM'], model_type: 'llama', rms_norm_eps: 1e-5, rope_theta: 500000, max_position_embeddings: 131072, ...SHAPES[args.shape] });
+  const config = benchConfig(args.shape);
   const model = await randomModel(config, args);
   const most = Math.max(...args.adapters);
   const lora = { r: 16, loraAlpha: 16, loraDropout: 0, targetModules: 'all-linear' as const };
@@ -182,7 +177,7 @@ async function main(): Promise<void> {
  * after the last prefill), printed as device milliseconds per step by kernel kind. Event times include any wait
  * for the host between launches, so they overstate kernels that follow slow host work.
  */
-async function profile(model: LlamaForCausalLM, prompts: number[][], rowNames: (count: number) => string[], args: Args): Promise<void> {
+async function profile(model: CausalLM, prompts: number[][], rowNames: (count: number) => string[], args: Args): Promise<void> {
   const backend = getBackend(model.device);
   if (!(backend instanceof CudaBackend) || !backend.runtime.profiler) return;
   const profiler = backend.runtime.profiler;

@@ -1,5 +1,5 @@
 // LoRA / QLoRA training throughput of loraforge on a CUDA GPU, the counterpart of bench/peft_baseline.py:
-// random weights of real Llama shapes built on the device, LoRA r=16 alpha 16 dropout 0 on all seven
+// random weights of real shapes (bench/shapes.json) built on the device, LoRA r=16 alpha 16 dropout 0 on all seven
 // projections, AdamW, bf16, one step per scopeAsync. Prints one JSON line per case:
 //   {stack, shape, batch, seq, tokens_per_s, step_ms, host_ms, peak_gib, peak_reserved_gib, ...}
 // and, when LORAFORGE_PROFILE=1, a second line with the device time per kernel of one extra step.
@@ -13,17 +13,12 @@ import { kernelsByKind } from './profile-summary.js';
 import { getPeftModel } from '../src/peft/index.js';
 import { scopeAsync } from '../src/tensor/scope.js';
 import { enableGradientCheckpointing } from '../src/train/gradient-checkpointing.js';
-import { llamaConfig, randomLlama, type LlamaShape } from './random-llama.js';
-
-const SHAPES: Readonly<Record<string, LlamaShape>> = {
-  tiny: { hidden_size: 256, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 512, vocab_size: 1024, tie_word_embeddings: true },
-  'llama-1b': { hidden_size: 2048, num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, intermediate_size: 8192, vocab_size: 128256, tie_word_embeddings: true },
-  'llama-8b': { hidden_size: 4096, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, intermediate_size: 14336, vocab_size: 128256, tie_word_embeddings: false },
-  'llama-70b': { hidden_size: 8192, num_hidden_layers: 80, num_attention_heads: 64, num_key_value_heads: 8, intermediate_size: 28672, vocab_size: 128256, tie_word_embeddings: false },
-};
+import { randomModel } from './random-llama.js';
+import { benchConfig } from './shapes.js';
 
 interface Case {
-  readonly shape: keyof typeof SHAPES;
+  /** A shape of bench/shapes.json. */
+  readonly shape: string;
   readonly batch: number;
   readonly seq: number;
   /** NF4 double-quantized base (QLoRA). */
@@ -41,6 +36,10 @@ const CASES: Readonly<Record<string, Case>> = {
   'llama-1b-qlora': { shape: 'llama-1b', batch: 4, seq: 2048, nf4: true, checkpointing: false, paged: false },
   'llama-8b-qlora': { shape: 'llama-8b', batch: 1, seq: 2048, nf4: true, checkpointing: false, paged: false },
   'llama-70b-qlora': { shape: 'llama-70b', batch: 1, seq: 2048, nf4: true, checkpointing: true, paged: true },
+  'qwen3-8b': { shape: 'qwen3-8b', batch: 1, seq: 2048, nf4: false, checkpointing: false, paged: false },
+  'qwen3-8b-8k': { shape: 'qwen3-8b', batch: 1, seq: 8192, nf4: false, checkpointing: false, paged: false },
+  'gemma3-4b': { shape: 'gemma3-4b', batch: 1, seq: 2048, nf4: false, checkpointing: false, paged: false },
+  'gemma3-4b-8k': { shape: 'gemma3-4b', batch: 1, seq: 8192, nf4: false, checkpointing: false, paged: false },
 };
 
 const TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
@@ -54,8 +53,8 @@ const warmup = Number(process.argv[4] ?? 2);
 const device = 'cuda';
 
 const t0 = performance.now();
-const config = llamaConfig(SHAPES[spec.shape]!);
-const model = await randomLlama(config, { device, dtype: 'bfloat16', nf4: spec.nf4 });
+const config = benchConfig(spec.shape);
+const model = await randomModel(config, { device, dtype: 'bfloat16', nf4: spec.nf4 });
 const peft = getPeftModel(model, { r: 16, loraAlpha: 16, loraDropout: 0, targetModules: TARGETS });
 peft.train();
 if (spec.checkpointing) enableGradientCheckpointing(peft.model);

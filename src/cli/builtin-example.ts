@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildLlama } from '../models/build.js';
+import { buildCausalLM } from '../models/build.js';
 import { loadConfig } from '../models/config.js';
-import type { LlamaForCausalLM } from '../models/llama.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import { quantizeOnLoadLinearLoader } from '../quant/index.js';
 import { RandomCheckpoint } from './random-checkpoint.js';
 
@@ -35,11 +35,11 @@ export const BUILTIN = (() => {
  * N(0, initializer_range^2) by its `loraforge_init_seed` (norms one). Nothing is read but the config.
  * With `qlora` its decoder projections are quantized to NF4 as they are created (float32 compute on the CPU).
  */
-export async function loadBuiltinModel(device: string, options: { qlora?: boolean } = {}): Promise<LlamaForCausalLM> {
+export async function loadBuiltinModel(device: string, options: { qlora?: boolean } = {}): Promise<CausalLM> {
   const config = await loadConfig(BUILTIN.model);
   const std = config.raw['initializer_range'] as number;
   const seed = config.raw['loraforge_init_seed'] as number;
   const source = new RandomCheckpoint(config, seed, std);
-  if (!options.qlora) return buildLlama(config, source, 'float32', device);
-  return buildLlama(config, source, 'float32', device, quantizeOnLoadLinearLoader({ computeDtype: device === 'cpu' ? 'float32' : 'bfloat16' }));
+  if (!options.qlora) return buildCausalLM(config, source, 'float32', device);
+  return buildCausalLM(config, source, 'float32', device, quantizeOnLoadLinearLoader({ computeDtype: device === 'cpu' ? 'float32' : 'bfloat16' }));
 }

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { openCheckpoint } from '../io/checkpoint.js';
 import { resolvePretrained } from '../io/hub.js';
 import type { TensorSource } from '../io/tensor-source.js';
-import { loadConfig } from '../models/config.js';
+import { loadConfig, type ModelConfig } from '../models/config.js';
+import { layerProjections } from '../models/layout.js';
 import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, readAdapterConfig } from '../peft/index.js';
 import { isDecoderProjectionWeight } from '../quant/index.js';
 import { BUILTIN } from './builtin-example.js';
@@ -22,25 +23,21 @@ export const INSPECT_HELP = `loraforge inspect DIR [options]: parameters, traina
 interface CheckpointCounts {
   params: number;
   storedBytes: number;
-  /** Weights of the decoder projections (what LoRA targets and QLoRA quantizes), and their [out, in] shapes. */
+  /** Weights of the decoder projections (what LoRA targets and QLoRA quantizes). */
   projectionParams: number;
-  projectionShapes: number[][];
 }
 
 const QUANT_AUX = /\.(absmax|quant_map|nested_absmax|nested_quant_map|quant_state\..*)$/;
 
 function countCheckpoint(source: TensorSource): CheckpointCounts {
-  const c: CheckpointCounts = { params: 0, storedBytes: 0, projectionParams: 0, projectionShapes: [] };
+  const c: CheckpointCounts = { params: 0, storedBytes: 0, projectionParams: 0 };
   for (const name of source.names()) {
     const info = source.info(name);
     c.storedBytes += info.byteLength;
     if (QUANT_AUX.test(name)) continue;
     const numel = info.shape.reduce((a, b) => a * b, 1) * (info.dtype === 'uint8' ? 2 : 1);
     c.params += numel;
-    if (isDecoderProjectionWeight(name)) {
-      c.projectionParams += numel;
-      c.projectionShapes.push(info.shape);
-    }
+    if (isDecoderProjectionWeight(name)) c.projectionParams += numel;
   }
   return c;
 }
@@ -69,6 +66,7 @@ async function inspectModel(dir: string, r: number): Promise<void> {
   const config = await loadConfig(dir);
   console.log(`model: ${dir} (${config.architecture})`);
   console.log(`  ${config.numHiddenLayers} layers, hidden ${config.hiddenSize}, ${config.numAttentionHeads} heads / ${config.numKeyValueHeads} KV heads, intermediate ${config.intermediateSize}, vocab ${config.vocabSize}${config.tieWordEmbeddings ? ', tied embeddings' : ''}`);
+  console.log(`  ${describeArchitecture(config)}`);
   if (dir === BUILTIN.model) {
     console.log('  weights: random, created from loraforge_init_seed when loaded (nothing stored)');
     return;
@@ -77,10 +75,32 @@ async function inspectModel(dir: string, r: number): Promise<void> {
   const other = c.params - c.projectionParams;
   // QLoRA: 4 bits per projection weight plus one absmax byte per 64 weights and an fp32 per 256 absmax (double quant); the rest bf16.
   const nf4 = c.projectionParams * (0.5 + 1 / 64 + 4 / (64 * 256)) + other * 2;
-  const lora = c.projectionShapes.reduce((s, [out, inF]) => s + r * (out! + inF!), 0);
+  // LoRA's A [r, in] and B [out, r] per projection, from the config's shapes (a 4-bit checkpoint stores packed bytes).
+  const lora = config.numHiddenLayers * layerProjections(config).reduce((s, p) => s + r * (p.outFeatures + p.inFeatures), 0);
   console.log(`  parameters: ${n(c.params)} (${bytes(c.storedBytes)} as stored)`);
   console.log(`  weights in memory: float32 ${bytes(c.params * 4)}, bfloat16 ${bytes(c.params * 2)}, NF4 (QLoRA) ${bytes(nf4)}`);
   console.log(`  LoRA r=${r} on all linear layers: ${n(lora)} trainable parameters (${((100 * lora) / (c.params + lora)).toFixed(4)}% of ${n(c.params + lora)}); adapter ${bytes(lora * 4)} + AdamW state ${bytes(lora * 8)} in float32`);
+}
+
+/** One line on what sets this family's computation apart: attention pattern, RoPE, norms, soft-capping. */
+export function describeArchitecture(c: ModelConfig): string {
+  const sliding = c.layerTypes.filter((t) => t === 'sliding_attention').length;
+  const parts = [
+    `${c.family} family`,
+    `head_dim ${c.headDim}`,
+    sliding ? `sliding window ${c.slidingWindow} on ${sliding} of ${c.numHiddenLayers} layers` : 'full attention on every layer',
+    `RoPE ${[...new Set(Object.values(c.rope).map((r) => `${r.type} theta ${r.theta}`))].join(' / ')}${c.rotaryDim < c.headDim ? ` on ${c.rotaryDim} of ${c.headDim} dims` : ''}`,
+  ];
+  const nope = c.ropeLayers.filter((r) => !r).length;
+  if (nope) parts.push(`${nope} NoPE layers`);
+  if (c.qkNorm !== 'none') parts.push(`q/k norm per ${c.qkNorm}`);
+  if (c.normPlacement !== 'pre') parts.push(`${c.normPlacement} norms`);
+  if (c.configuredAttnLogitSoftcap) parts.push(`attention soft-cap ${c.configuredAttnLogitSoftcap} (${c.attnLogitSoftcap ? 'applied: eager attention' : 'not applied: sdpa attention, as transformers by default'})`);
+  if (c.finalLogitSoftcap) parts.push(`logit soft-cap ${c.finalLogitSoftcap}`);
+  if (c.fusedProjections) parts.push('fused qkv_proj and gate_up_proj');
+  parts.push(`activation ${c.hiddenAct}`);
+  if (c.skippedTower) parts.push(`language model only (the ${c.skippedTower} is not loaded)`);
+  return parts.join(', ');
 }
 
 async function inspectAdapter(dir: string): Promise<void> {

@@ -1,5 +1,5 @@
 import { AutoModelForCausalLM } from '../models/auto.js';
-import type { LlamaForCausalLM } from '../models/llama.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import { loadIn4bit } from '../quant/index.js';
 import type { DType } from '../tensor/dtype.js';
 
@@ -13,7 +13,7 @@ export interface BaseModelOptions {
 }
 
 /** The base model a command works on: dense as stored, or with 4-bit NF4 projections for QLoRA. */
-export async function loadBaseModel(o: BaseModelOptions): Promise<LlamaForCausalLM> {
+export async function loadBaseModel(o: BaseModelOptions): Promise<CausalLM> {
   if (o.qlora) return loadIn4bit(o.model, { dtype: o.dtype, device: o.device });
   return AutoModelForCausalLM.fromPretrained(o.model, { dtype: o.dtype, device: o.device });
 }

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { LlamaForCausalLM } from '../models/llama.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import { readAdapterConfig } from '../peft/index.js';
 import type { DType } from '../tensor/dtype.js';
 import { BUILTIN, loadBuiltinModel } from './builtin-example.js';
@@ -25,7 +25,7 @@ export async function baseModelFolder(model: string | undefined, adapter: string
 }
 
 /** The base model in `folder` (or the built-in one); `qlora` quantizes its decoder projections to NF4 on load. */
-export async function loadModelFrom(folder: string | 'builtin', dtype: DType | 'auto', device: string, qlora = false): Promise<LlamaForCausalLM> {
+export async function loadModelFrom(folder: string | 'builtin', dtype: DType | 'auto', device: string, qlora = false): Promise<CausalLM> {
   return folder === 'builtin' ? loadBuiltinModel(device, { qlora }) : loadBaseModel({ model: folder, dtype, device, qlora });
 }
 

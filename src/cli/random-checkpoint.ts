@@ -1,38 +1,30 @@
-import type { LlamaConfig } from '../models/config.js';
+import type { ModelConfig } from '../models/config.js';
+import { checkpointLayout, checkpointName } from '../models/layout.js';
 import type { TensorInfo, TensorSource } from '../io/tensor-source.js';
 import { Rng } from '../tensor/random.js';
 
 /**
- * The tensors of a Llama-family checkpoint for `config`, made up from a seed instead of read from disk: norms
- * are ones, every other weight is N(0, std^2). Each tensor's values depend only on (seed, name), so the same
- * seed always builds the same model, whatever order the loader asks in.
+ * The tensors of a checkpoint for `config`, made up from a seed instead of read from disk: norms scale by
+ * one, every other weight is N(0, std^2). Each tensor's values depend only on (seed, name), so the same seed
+ * always builds the same model, whatever order the loader asks in.
  */
 export class RandomCheckpoint implements TensorSource {
   private readonly shapes = new Map<string, number[]>();
+  private readonly norms = new Set<string>();
+  /** Norm weights that scale by 1: ones, or zeros for Gemma's (1 + w) norms. */
+  private readonly normFill: number;
 
   constructor(
-    config: LlamaConfig,
+    config: ModelConfig,
     private readonly seed: number,
     private readonly std: number,
   ) {
-    const c = config;
-    const q = c.numAttentionHeads * c.headDim;
-    const kv = c.numKeyValueHeads * c.headDim;
-    this.shapes.set('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
-    for (let i = 0; i < c.numHiddenLayers; i++) {
-      const p = `model.layers.${i}`;
-      this.shapes.set(`${p}.input_layernorm.weight`, [c.hiddenSize]);
-      this.shapes.set(`${p}.self_attn.q_proj.weight`, [q, c.hiddenSize]);
-      this.shapes.set(`${p}.self_attn.k_proj.weight`, [kv, c.hiddenSize]);
-      this.shapes.set(`${p}.self_attn.v_proj.weight`, [kv, c.hiddenSize]);
-      this.shapes.set(`${p}.self_attn.o_proj.weight`, [c.hiddenSize, q]);
-      this.shapes.set(`${p}.post_attention_layernorm.weight`, [c.hiddenSize]);
-      this.shapes.set(`${p}.mlp.gate_proj.weight`, [c.intermediateSize, c.hiddenSize]);
-      this.shapes.set(`${p}.mlp.up_proj.weight`, [c.intermediateSize, c.hiddenSize]);
-      this.shapes.set(`${p}.mlp.down_proj.weight`, [c.hiddenSize, c.intermediateSize]);
+    for (const t of checkpointLayout(config)) {
+      const name = checkpointName(t, config.weightPrefix, config.lmHeadName);
+      this.shapes.set(name, [...t.shape]);
+      if (t.kind === 'norm') this.norms.add(name);
     }
-    this.shapes.set('model.norm.weight', [c.hiddenSize]);
-    if (!c.tieWordEmbeddings) this.shapes.set('lm_head.weight', [c.vocabSize, c.hiddenSize]);
+    this.normFill = config.normPlusOne ? 0 : 1;
   }
 
   names(): string[] {
@@ -53,7 +45,7 @@ export class RandomCheckpoint implements TensorSource {
   async read(name: string): Promise<Uint8Array> {
     const { byteLength } = this.info(name);
     const values = new Float32Array(byteLength / 4);
-    if (name.endsWith('norm.weight')) values.fill(1);
+    if (this.norms.has(name)) values.fill(this.normFill);
     else {
       const rng = new Rng((this.seed ^ hashName(name)) >>> 0);
       for (let i = 0; i < values.length; i++) values[i] = rng.normal() * this.std;

@@ -16,6 +16,7 @@ export const TRAIN_OPTIONS: OptionSpecs = {
   'seq-len': { kind: 'number', integer: true, min: 2, default: 512, help: 'tokens per example; longer ones are truncated' },
   packing: { kind: 'boolean', default: false, help: 'join short examples into rows of seq-len tokens' },
   'train-on-inputs': { kind: 'boolean', default: false, help: 'take the loss on prompts and user turns too' },
+  'chat-template-kwargs': { kind: 'string', help: 'JSON object of chat template variables, e.g. \'{"enable_thinking": false}\' for Qwen3' },
   'skip-malformed': { kind: 'boolean', default: false, help: 'skip malformed JSONL lines (counted) instead of stopping' },
   epochs: { kind: 'number', min: 0, default: D.epochs, help: 'passes over the data (ignored with --max-steps)' },
   'max-steps': { kind: 'number', integer: true, min: 1, help: 'optimizer steps to run' },
@@ -57,6 +58,8 @@ export interface TrainCommandOptions {
   seqLen: number;
   packing: boolean;
   trainOnInputs: boolean;
+  /** Variables the chat template sees besides the messages (transformers' apply_chat_template kwargs). */
+  chatTemplateKwargs: Record<string, unknown> | null;
   skipMalformed: boolean;
   epochs: number;
   maxSteps: number | null;
@@ -120,6 +123,7 @@ export function toTrainCommandOptions(v: OptionValues, explicit: ReadonlySet<str
     seqLen: num('seq-len'),
     packing: bool('packing'),
     trainOnInputs: bool('train-on-inputs'),
+    chatTemplateKwargs: parseTemplateKwargs(v['chat-template-kwargs']),
     skipMalformed: bool('skip-malformed'),
     epochs: num('epochs'),
     maxSteps: v['max-steps'] === undefined ? null : num('max-steps'),
@@ -151,4 +155,19 @@ export function toTrainCommandOptions(v: OptionValues, explicit: ReadonlySet<str
     explicit,
     values: v,
   };
+}
+
+/** --chat-template-kwargs: a JSON object (a config file may give the object itself). */
+function parseTemplateKwargs(v: unknown): Record<string, unknown> | null {
+  if (v === undefined || v === null) return null;
+  let value: unknown = v;
+  if (typeof v === 'string') {
+    try {
+      value = JSON.parse(v);
+    } catch {
+      throw new UsageError(`--chat-template-kwargs must be a JSON object such as '{"enable_thinking": false}'; got ${v}.`);
+    }
+  }
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new UsageError(`--chat-template-kwargs must be a JSON object such as '{"enable_thinking": false}'.`);
+  return value as Record<string, unknown>;
 }

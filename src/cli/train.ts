@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { describeSummary, prepareDataset, type NormalizedExample } from '../data/index.js';
-import type { LlamaForCausalLM } from '../models/llama.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import { getPeftModel, PeftModel } from '../peft/index.js';
 import { AutoTokenizer, type PreTrainedTokenizer } from '../tokenizer/index.js';
 import { latestCheckpoint } from '../train/checkpoint-dir.js';
@@ -97,6 +97,7 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
       seqLen: o.seqLen,
       packing: o.packing,
       trainOnInputs: o.trainOnInputs,
+      ...(o.chatTemplateKwargs ? { chatTemplate: { templateKwargs: o.chatTemplateKwargs } } : {}),
       skipMalformed: o.skipMalformed,
       seed: o.seed,
     },
@@ -189,7 +190,7 @@ const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const mib = (b: number) => (b < 2 ** 20 ? `${(b / 1024).toFixed(1)} KiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
 
 /** Where the memory went: weights by role (4-bit codes and constants apart), and the peak of the whole run. */
-function memoryLines(model: LlamaForCausalLM, device: string): string[] {
+function memoryLines(model: CausalLM, device: string): string[] {
   const m = quantMemoryReport(model);
   const weights = m.quantizedLayers
     ? `memory: 4-bit base weights ${mib(m.packedWeightBytes)} + quantization constants ${mib(m.quantConstantBytes)} (${m.quantizedLayers} layers), other frozen weights ${mib(m.frozenParameterBytes)}, adapters ${mib(m.trainableParameterBytes)}`
@@ -201,7 +202,7 @@ function memoryLines(model: LlamaForCausalLM, device: string): string[] {
   return [weights, peak];
 }
 
-async function scoreAndReport(when: string, model: LlamaForCausalLM, tok: PreTrainedTokenizer, records: readonly NormalizedExample[]): Promise<ExactMatchResult> {
+async function scoreAndReport(when: string, model: CausalLM, tok: PreTrainedTokenizer, records: readonly NormalizedExample[]): Promise<ExactMatchResult> {
   const result = await exactMatch(model, tok, records);
   console.log(`held-out exact match ${when}: ${pct(result.accuracy)} of ${result.answers.length}`);
   return result;

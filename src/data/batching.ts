@@ -1,7 +1,7 @@
 import { Rng } from '../tensor/random.js';
 import { IGNORE_INDEX, type TokenizedExample } from './tokenize.js';
 
-/** A right-padded batch in the shape LlamaForCausalLM.run takes. */
+/** A right-padded batch in the shape CausalLM.run takes. */
 export interface Batch {
   inputIds: number[][];
   labels: number[][];

@@ -1,5 +1,5 @@
 import type { KvCache } from '../models/kv-cache.js';
-import { installGenerate, type LlamaForCausalLM } from '../models/llama.js';
+import { installGenerate, type CausalLM } from '../models/causal-lm.js';
 import { argmax } from '../ops/index.js';
 import { noGradAsync } from '../tensor/grad-mode.js';
 import { Rng } from '../tensor/random.js';
@@ -34,7 +34,7 @@ export interface GenerationResult {
  * Autoregressive decoding with one KV cache per row: each prompt is prefilled on its own (rows may differ in
  * length), then every step decodes all unfinished rows in one batch.
  */
-export async function generateDetailed(model: LlamaForCausalLM, promptIds: number[][], options: GenerateOptions = {}): Promise<GenerationResult> {
+export async function generateDetailed(model: CausalLM, promptIds: number[][], options: GenerateOptions = {}): Promise<GenerationResult> {
   const maxNew = options.maxNewTokens ?? 20;
   const eos = new Set(options.eosTokenId === null ? [] : options.eosTokenId === undefined ? model.config.eosTokenIds : typeof options.eosTokenId === 'number' ? [options.eosTokenId] : options.eosTokenId);
   const rng = new Rng(options.seed ?? 0);
@@ -91,7 +91,7 @@ export async function generateDetailed(model: LlamaForCausalLM, promptIds: numbe
  * choose() over the row's logits, rows in order (so a seeded generator is drawn from in the same order).
  */
 async function nextTokens(
-  model: LlamaForCausalLM, inputIds: number[][], caches: KvCache[], adapterNames: readonly string[] | undefined,
+  model: CausalLM, inputIds: number[][], caches: KvCache[], adapterNames: readonly string[] | undefined,
   sequences: readonly number[][], options: GenerateOptions, rng: Rng, greedy: boolean,
 ): Promise<number[]> {
   return scopeAsync(async () => {
@@ -121,7 +121,7 @@ function endsWithStop(row: readonly number[], promptLength: number, stops: Gener
 }
 
 /** transformers-style generate(): prompt + new tokens per row. */
-export async function generate(model: LlamaForCausalLM, promptIds: number[][], options: GenerateOptions = {}): Promise<number[][]> {
+export async function generate(model: CausalLM, promptIds: number[][], options: GenerateOptions = {}): Promise<number[][]> {
   return (await generateDetailed(model, promptIds, options)).sequences;
 }
 

@@ -1,9 +1,22 @@
 import type { TensorSource } from '../io/tensor-source.js';
-import { Linear, Embedding, RMSNorm } from '../nn/layers.js';
+import { Linear, Embedding } from '../nn/layers.js';
 import { ModuleList, type LinearLike } from '../nn/module.js';
 import type { DType } from '../tensor/dtype.js';
-import { ConfigError, type LlamaConfig } from './config.js';
-import { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, LlamaModel } from './llama.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { ConfigError, type AttnImplementation, type ModelConfig } from './config.js';
+import {
+  CausalLM,
+  DecoderAttention,
+  DecoderLayer,
+  DecoderMLP,
+  DecoderModel,
+  DecoderNorm,
+  LAYER_NORM_NAMES,
+  type AttentionProjections,
+  type LayerNorms,
+  type MlpProjections,
+} from './causal-lm.js';
+import { layerProjections, qkNormWidths, type LayerProjection } from './layout.js';
 import { loadTensor } from './weights.js';
 
 export interface FromPretrainedOptions {
@@ -11,6 +24,8 @@ export interface FromPretrainedOptions {
   dtype?: DType | 'auto';
   /** 'cpu' (default) or 'cuda'. */
   device?: string;
+  /** transformers' attn_implementation: 'sdpa' (default) or 'eager', which alone applies Gemma 2's attention soft-capping. */
+  attnImplementation?: AttnImplementation;
   revision?: string;
   token?: string;
   cacheDir?: string;
@@ -26,7 +41,7 @@ export interface LinearLoadContext {
   readonly bias: boolean;
   readonly dtype: DType;
   readonly device: string;
-  readonly config: LlamaConfig;
+  readonly config: ModelConfig;
 }
 export type LinearLoader = (ctx: LinearLoadContext) => Promise<LinearLike>;
 
@@ -42,13 +57,16 @@ const denseLinear: LinearLoader = async (c) => {
   return new Linear(weight, bias);
 };
 
-export function configDType(config: LlamaConfig): DType {
+export function configDType(config: ModelConfig): DType {
   const d = config.raw['dtype'] ?? config.raw['torch_dtype'];
   return d === 'bfloat16' || d === 'float16' ? d : 'float32';
 }
 
+/** Loads one non-projection tensor (embedding, norm, output head) by checkpoint name, checked against `shape`. */
+export type WeightLoader = (name: string, shape: readonly number[], kind: 'embedding' | 'norm' | 'head') => Promise<Tensor>;
+
 /** Picks the projection loader: dense, or the registered quantized loader named by config.json. */
-export function linearLoaderFor(config: LlamaConfig, dir: string): LinearLoader {
+export function linearLoaderFor(config: ModelConfig, dir: string): LinearLoader {
   const q = config.raw['quantization_config'] as Record<string, unknown> | undefined;
   if (!q) return denseLinear;
   const method = String(q['quant_method'] ?? '');
@@ -57,37 +75,60 @@ export function linearLoaderFor(config: LlamaConfig, dir: string): LinearLoader 
   return make(q, `${dir}/config.json`);
 }
 
-/** Builds a Llama-family model from config + tensors (used by fromPretrained and by the quantizer/tests). */
-export async function buildLlama(config: LlamaConfig, source: TensorSource, dtype: DType, device: string, loadLinear: LinearLoader = denseLinear): Promise<LlamaForCausalLM> {
-  const c = config;
-  const proj = (prefix: string, inF: number, outF: number, bias: boolean) =>
-    loadLinear({ source, prefix, inFeatures: inF, outFeatures: outF, bias, dtype, device, config: c });
-  const norm = async (name: string) => new RMSNorm(await loadTensor(source, name, dtype, device, [c.hiddenSize]), c.rmsNormEps);
-  const embed = new Embedding(await loadTensor(source, 'model.embed_tokens.weight', dtype, device, [c.vocabSize, c.hiddenSize]));
-  const layers: LlamaDecoderLayer[] = [];
-  for (let i = 0; i < c.numHiddenLayers; i++) {
-    const p = `model.layers.${i}`;
-    const qOut = c.numAttentionHeads * c.headDim;
-    const kvOut = c.numKeyValueHeads * c.headDim;
-    const attn = new LlamaAttention(c, i, {
-      q: await proj(`${p}.self_attn.q_proj`, c.hiddenSize, qOut, c.qkvBias),
-      k: await proj(`${p}.self_attn.k_proj`, c.hiddenSize, kvOut, c.qkvBias),
-      v: await proj(`${p}.self_attn.v_proj`, c.hiddenSize, kvOut, c.qkvBias),
-      o: await proj(`${p}.self_attn.o_proj`, qOut, c.hiddenSize, c.oBias),
-    });
-    const mlp = new LlamaMLP({
-      gate: await proj(`${p}.mlp.gate_proj`, c.hiddenSize, c.intermediateSize, c.mlpBias),
-      up: await proj(`${p}.mlp.up_proj`, c.hiddenSize, c.intermediateSize, c.mlpBias),
-      down: await proj(`${p}.mlp.down_proj`, c.intermediateSize, c.hiddenSize, c.mlpBias),
-    });
-    layers.push(new LlamaDecoderLayer(attn, mlp, await norm(`${p}.input_layernorm.weight`), await norm(`${p}.post_attention_layernorm.weight`)));
+/**
+ * Where the decoder's tensors sit in this checkpoint: "model" for a causal LM; a Gemma 3 multimodal checkpoint
+ * keeps them under "language_model.model" (as released) or "model.language_model" (as transformers 5 saves it).
+ */
+function decoderPrefix(config: ModelConfig, source: TensorSource): { prefix: string; lmHead: string } {
+  if (!config.skippedTower) return { prefix: 'model', lmHead: 'lm_head.weight' };
+  for (const [prefix, lmHead] of [['language_model.model', 'language_model.lm_head.weight'], ['model.language_model', 'lm_head.weight']] as const) {
+    if (source.has(`${prefix}.embed_tokens.weight`)) return { prefix, lmHead };
   }
-  const finalNorm = await norm('model.norm.weight');
-  const tied = c.tieWordEmbeddings || !source.has('lm_head.weight');
-  const lmHead = tied ? null : new Linear(await loadTensor(source, 'lm_head.weight', dtype, device, [c.vocabSize, c.hiddenSize]));
-  const model = new LlamaModel(embed, new ModuleList(layers), finalNorm);
-  const lm = new LlamaForCausalLM(c, model, lmHead, dtype, device);
+  throw new ConfigError(`The checkpoint of this ${config.architecture} has no language_model.model.embed_tokens.weight nor model.language_model.embed_tokens.weight; it does not hold a Gemma 3 language model.`);
+}
+
+/** Builds a decoder model from config + tensors (used by fromPretrained and by the quantizer/tests). */
+export async function buildCausalLM(
+  config: ModelConfig,
+  source: TensorSource,
+  dtype: DType,
+  device: string,
+  loadLinear: LinearLoader = denseLinear,
+  loadWeight: WeightLoader = (name, shape) => loadTensor(source, name, dtype, device, shape),
+): Promise<CausalLM> {
+  const c = config;
+  const { prefix: root, lmHead: lmHeadName } = decoderPrefix(c, source);
+  const proj = (p: LayerProjection, layer: string) =>
+    loadLinear({ source, prefix: `${layer}.${p.path}`, inFeatures: p.inFeatures, outFeatures: p.outFeatures, bias: p.bias, dtype, device, config: c });
+  const norm = async (name: string, width = c.hiddenSize) => new DecoderNorm(await loadWeight(`${name}.weight`, [width], 'norm'), c.rmsNormEps, c.normPlusOne);
+  const embed = new Embedding(await loadWeight(`${root}.embed_tokens.weight`, [c.vocabSize, c.hiddenSize], 'embedding'));
+  const qk = qkNormWidths(c);
+  const layers: DecoderLayer[] = [];
+  for (let i = 0; i < c.numHiddenLayers; i++) {
+    const p = `${root}.layers.${i}`;
+    const linears = new Map<string, LinearLike>();
+    for (const projection of layerProjections(c)) linears.set(projection.path, await proj(projection, p));
+    const get = (path: string) => linears.get(path)!;
+    const attnProjections: AttentionProjections = c.fusedProjections
+      ? { qkv: get('self_attn.qkv_proj'), o: get('self_attn.o_proj') }
+      : { q: get('self_attn.q_proj'), k: get('self_attn.k_proj'), v: get('self_attn.v_proj'), o: get('self_attn.o_proj') };
+    const qkNorms = qk ? { q: await norm(`${p}.self_attn.q_norm`, qk.q), k: await norm(`${p}.self_attn.k_norm`, qk.k) } : null;
+    const attn = new DecoderAttention(c, i, attnProjections, qkNorms);
+    const mlpProjections: MlpProjections = c.fusedProjections
+      ? { gateUp: get('mlp.gate_up_proj'), down: get('mlp.down_proj') }
+      : { gate: get('mlp.gate_proj'), up: get('mlp.up_proj'), down: get('mlp.down_proj') };
+    const mlp = new DecoderMLP(mlpProjections, c.hiddenAct);
+    const norms: Partial<Record<keyof LayerNorms, DecoderNorm>> = {};
+    for (const n of LAYER_NORM_NAMES[c.normPlacement]) norms[n] = await norm(`${p}.${n}`);
+    layers.push(new DecoderLayer(attn, mlp, norms as LayerNorms));
+  }
+  const finalNorm = await norm(`${root}.norm`);
+  if (!c.tieWordEmbeddings && !source.has(lmHeadName)) {
+    throw new ConfigError(`The checkpoint has no ${lmHeadName} but config.json sets tie_word_embeddings to false; add the output head's weights or set "tie_word_embeddings": true.`);
+  }
+  const lmHead = c.tieWordEmbeddings ? null : new Linear(await loadWeight(lmHeadName, [c.vocabSize, c.hiddenSize], 'head'));
+  const model = new DecoderModel(embed, new ModuleList(layers), finalNorm);
+  const lm = new CausalLM(c, model, lmHead, dtype, device);
   lm.requiresGrad_(false);
   return lm;
 }
-

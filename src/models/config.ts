@@ -1,16 +1,25 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SUPPORTED_ACTIVATIONS } from '../ops/elementwise.js';
+import { parseRopeSpec, type RopeSpec } from './rope.js';
 
-/** RoPE frequency adjustments as transformers names them in rope_scaling / rope_parameters. */
-export type RopeScaling =
-  | { type: 'default' }
-  | { type: 'linear'; factor: number }
-  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
+/** The attention of one decoder layer: over every earlier position, or over the last `slidingWindow` only. */
+export type LayerType = 'full_attention' | 'sliding_attention';
 
-/** The fields of a Llama-family config.json that the model uses, in camelCase, plus the raw JSON. */
-export interface LlamaConfig {
+/**
+ * The dense decoder families, each computing as its transformers 5.17 class does. `llama` covers Llama 2/3,
+ * Mistral and Qwen2, which differ only in flags (biases, sliding window).
+ */
+export type ModelFamily = 'llama' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3' | 'olmo2';
+
+/** Where a decoder layer normalises: before each sublayer (Llama), before and after (Gemma), after only (OLMo 2). */
+export type NormPlacement = 'pre' | 'sandwich' | 'post';
+
+/** The fields of a decoder config.json that the model uses, in camelCase, plus the raw JSON. */
+export interface ModelConfig {
   readonly architecture: string;
   readonly modelType: string;
+  readonly family: ModelFamily;
   readonly hiddenSize: number;
   readonly intermediateSize: number;
   readonly numHiddenLayers: number;
@@ -19,35 +28,152 @@ export interface LlamaConfig {
   readonly headDim: number;
   readonly vocabSize: number;
   readonly rmsNormEps: number;
-  readonly ropeTheta: number;
-  readonly ropeScaling: RopeScaling;
   readonly maxPositionEmbeddings: number;
   readonly tieWordEmbeddings: boolean;
-  /** q/k/v projections carry a bias (Qwen2; Llama with attention_bias). */
+  /** q/k/v projections carry a bias (Qwen2; attention_bias). */
   readonly qkvBias: boolean;
-  /** o_proj carries a bias (Llama with attention_bias). */
+  /** o_proj carries a bias (attention_bias, except Qwen2). */
   readonly oBias: boolean;
   readonly mlpBias: boolean;
+  /** hidden_act / hidden_activation: the MLP's gate activation (transformers' ACT2FN name). */
+  readonly hiddenAct: string;
+  /** One entry per layer. */
+  readonly layerTypes: readonly LayerType[];
+  /** Positions a sliding_attention layer sees (itself included), or null when no layer slides. */
+  readonly slidingWindow: number | null;
+  /** RoPE of each layer type (Gemma 3 gives its sliding layers their own base). */
+  readonly rope: Readonly<Record<LayerType, RopeSpec>>;
+  /** Per layer: whether it rotates q and k at all (SmolLM3's NoPE layers do not). */
+  readonly ropeLayers: readonly boolean[];
+  /** Leading dimensions of each head that RoPE rotates (partial_rotary_factor * headDim). */
+  readonly rotaryDim: number;
+  /** RMSNorm of q and k: none, per head before RoPE (Qwen3, Gemma 3), or over the whole projection (OLMo 2). */
+  readonly qkNorm: 'none' | 'head' | 'projection';
+  readonly normPlacement: NormPlacement;
+  /** Gemma's RMSNorm scales by (1 + weight). */
+  readonly normPlusOne: boolean;
+  /** Gemma multiplies the embeddings by sqrt(hidden_size) (rounded to the model dtype). */
+  readonly scaleEmbeddings: boolean;
+  /** The attention's score scale: 1/sqrt(head_dim), or Gemma's query_pre_attn_scalar^-1/2. */
+  readonly attentionScale: number;
+  /**
+   * tanh soft-capping of attention scores as computed (Gemma 2), 0 for none. transformers 5.17 applies
+   * attn_logit_softcapping only with eager attention; its default (sdpa) drops it, and so does this by default.
+   */
+  readonly attnLogitSoftcap: number;
+  /** attn_logit_softcapping as config.json gives it (0 for null), whether or not the attention applies it. */
+  readonly configuredAttnLogitSoftcap: number;
+  readonly attnImplementation: AttnImplementation;
+  /** tanh soft-capping of the final logits (Gemma 2), 0 for none. */
+  readonly finalLogitSoftcap: number;
+  /** Phi-3 stores q/k/v as one qkv_proj and gate/up as one gate_up_proj. */
+  readonly fusedProjections: boolean;
+  /**
+   * Prefix of the decoder's tensors in the checkpoint ("model"; a Gemma 3 multimodal checkpoint keeps its
+   * language model under "language_model.model" or "model.language_model"), and the output head's tensor.
+   */
+  readonly weightPrefix: string;
+  readonly lmHeadName: string;
+  /** Set when config.json describes a multimodal model whose vision tower is not loaded. */
+  readonly skippedTower: string | null;
+  /** Dropout probabilities of the base model (attention_dropout, resid_pdrop, embd_pdrop) that are not 0. */
+  readonly baseDropout: Readonly<Record<string, number>>;
   readonly bosTokenId: number | null;
   readonly eosTokenIds: number[];
   readonly padTokenId: number | null;
+  /** config.json as read (for a multimodal checkpoint: the whole file, not only its text_config). */
   readonly raw: Readonly<Record<string, unknown>>;
 }
 
-export const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'] as const;
+/** architectures[0] -> family; Gemma3ForConditionalGeneration loads its text model. */
+const ARCHITECTURES: Readonly<Record<string, ModelFamily>> = {
+  LlamaForCausalLM: 'llama',
+  MistralForCausalLM: 'llama',
+  Qwen2ForCausalLM: 'llama',
+  Qwen3ForCausalLM: 'qwen3',
+  Gemma2ForCausalLM: 'gemma2',
+  Gemma3ForCausalLM: 'gemma3',
+  Gemma3ForConditionalGeneration: 'gemma3',
+  Phi3ForCausalLM: 'phi3',
+  SmolLM3ForCausalLM: 'smollm3',
+  Olmo2ForCausalLM: 'olmo2',
+};
+
+export const SUPPORTED_ARCHITECTURES: readonly string[] = Object.keys(ARCHITECTURES);
+
+/** Values transformers' config classes default to when config.json leaves them out, per model_type. */
+const DEFAULTS: Readonly<Record<string, Readonly<Record<string, unknown>>>> = {
+  gemma2: {
+    vocab_size: 256000, hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8,
+    num_key_value_heads: 4, head_dim: 256, hidden_activation: 'gelu_pytorch_tanh', max_position_embeddings: 8192,
+    rms_norm_eps: 1e-6, rope_theta: 10000, query_pre_attn_scalar: 256, sliding_window: 4096,
+    final_logit_softcapping: 30.0, attn_logit_softcapping: 50.0, tie_word_embeddings: true,
+  },
+  gemma3_text: {
+    vocab_size: 262208, hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8,
+    num_key_value_heads: 4, head_dim: 256, hidden_activation: 'gelu_pytorch_tanh', max_position_embeddings: 131072,
+    rms_norm_eps: 1e-6, rope_theta: 1000000, rope_local_base_freq: 10000, query_pre_attn_scalar: 256,
+    sliding_window: 4096, sliding_window_pattern: 6, final_logit_softcapping: null, attn_logit_softcapping: null,
+    tie_word_embeddings: true,
+  },
+  smollm3: { tie_word_embeddings: true, no_rope_layer_interval: 4 },
+};
+
+/**
+ * transformers' attn_implementation: the two differ only where sdpa cannot express a model's attention
+ * (Gemma 2's score soft-capping, which eager applies and sdpa, transformers' default, leaves out).
+ */
+export type AttnImplementation = 'sdpa' | 'eager';
+
+export interface ConfigOptions {
+  /** Default 'sdpa', as transformers 5.17 picks when from_pretrained gets no attn_implementation. */
+  readonly attnImplementation?: AttnImplementation;
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-function num(raw: Record<string, unknown>, key: string, path: string, fallback?: number): number {
-  const v = raw[key];
-  if (typeof v === 'number' && Number.isFinite(v)) return v;
-  if (v === undefined || v === null) {
-    if (fallback !== undefined) return fallback;
-    throw new ConfigError(`${path} has no "${key}"; a Llama-family config.json needs it.`);
+class Fields {
+  constructor(
+    readonly raw: Record<string, unknown>,
+    readonly path: string,
+    readonly defaults: Readonly<Record<string, unknown>>,
+  ) {}
+  get(key: string): unknown {
+    return key in this.raw ? this.raw[key] : this.defaults[key];
   }
-  throw new ConfigError(`${path}: "${key}" must be a number, got ${JSON.stringify(v)}.`);
+  num(key: string, fallback?: number): number {
+    const v = this.get(key);
+    if (typeof v === 'number' && Number.isFinite(v)) return v;
+    if (v === undefined || v === null) {
+      if (fallback !== undefined) return fallback;
+      throw new ConfigError(`${this.path} has no "${key}"; this architecture's config.json needs it.`);
+    }
+    throw new ConfigError(`${this.path}: "${key}" must be a finite number, got ${JSON.stringify(v)}.`);
+  }
+  positiveInt(key: string, fallback?: number): number {
+    const v = this.num(key, fallback);
+    if (!Number.isInteger(v) || v <= 0) throw new ConfigError(`${this.path}: "${key}" must be a positive integer, got ${v}.`);
+    return v;
+  }
+  /** A number, or 0 for null/absent (soft-capping, dropout). */
+  optionalNum(key: string): number {
+    const v = this.get(key);
+    return v === null || v === undefined ? 0 : this.num(key);
+  }
+  bool(key: string, fallback: boolean): boolean {
+    const v = this.get(key);
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'boolean') throw new ConfigError(`${this.path}: "${key}" must be true or false, got ${JSON.stringify(v)}.`);
+    return v;
+  }
+  str(key: string, fallback: string): string {
+    const v = this.get(key);
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'string') throw new ConfigError(`${this.path}: "${key}" must be a string, got ${JSON.stringify(v)}.`);
+    return v;
+  }
 }
 
 function idList(v: unknown): number[] {
@@ -56,75 +182,206 @@ function idList(v: unknown): number[] {
   return [];
 }
 
-function parseRopeScaling(raw: Record<string, unknown>, path: string): { theta: number; scaling: RopeScaling } {
-  // transformers 5 writes rope_parameters {rope_theta, rope_type, ...}; 4.x wrote rope_theta + rope_scaling.
-  const params = (raw['rope_parameters'] ?? raw['rope_scaling'] ?? null) as Record<string, unknown> | null;
-  const theta = typeof params?.['rope_theta'] === 'number' ? (params['rope_theta'] as number) : num(raw, 'rope_theta', path, 10000);
-  const type = (params?.['rope_type'] ?? params?.['type'] ?? 'default') as string;
-  switch (type) {
-    case 'default':
-      return { theta, scaling: { type: 'default' } };
-    case 'linear':
-      return { theta, scaling: { type: 'linear', factor: num(params!, 'factor', `${path} rope scaling`) } };
-    case 'llama3':
-      return {
-        theta,
-        scaling: {
-          type: 'llama3',
-          factor: num(params!, 'factor', `${path} rope scaling`),
-          lowFreqFactor: num(params!, 'low_freq_factor', `${path} rope scaling`),
-          highFreqFactor: num(params!, 'high_freq_factor', `${path} rope scaling`),
-          originalMaxPositionEmbeddings: num(params!, 'original_max_position_embeddings', `${path} rope scaling`),
-        },
-      };
-    default:
-      throw new ConfigError(`${path}: rope type "${type}" is not supported; supported types are default, linear and llama3.`);
+
+/** The per-layer attention pattern: layer_types when given, else what the family's config class derives. */
+function layerTypesOf(f: Fields, family: ModelFamily, layers: number, architecture: string): { types: LayerType[]; window: number | null } {
+  const given = f.get('layer_types');
+  const windowField = f.get('sliding_window');
+  let window = windowField === null || windowField === undefined ? null : f.positiveInt('sliding_window');
+  // Qwen2/Qwen3/SmolLM3 slide only with use_sliding_window (the config class then drops sliding_window otherwise).
+  const gated = architecture === 'Qwen2ForCausalLM' || family === 'qwen3' || family === 'smollm3';
+  if (gated && !f.bool('use_sliding_window', false)) window = null;
+  let types: LayerType[];
+  if (Array.isArray(given)) {
+    if (given.length !== layers) throw new ConfigError(`${f.path}: "layer_types" lists ${given.length} layers but num_hidden_layers is ${layers}.`);
+    types = given.map((t, i) => {
+      if (t !== 'full_attention' && t !== 'sliding_attention') {
+        throw new ConfigError(`${f.path}: layer_types[${i}] is ${JSON.stringify(t)}; supported layer types are full_attention and sliding_attention.`);
+      }
+      return t;
+    });
+    // transformers' Qwen-style configs keep layer_types as written but attend fully when sliding is off.
+    if (gated && window === null) types = types.map(() => 'full_attention');
+  } else if (family === 'gemma2') {
+    types = Array.from({ length: layers }, (_, i) => ((i + 1) % 2 ? 'sliding_attention' : 'full_attention'));
+  } else if (family === 'gemma3') {
+    const pattern = f.positiveInt('sliding_window_pattern', 6);
+    types = Array.from({ length: layers }, (_, i) => ((i + 1) % pattern ? 'sliding_attention' : 'full_attention'));
+  } else if (gated) {
+    const from = f.num('max_window_layers', layers);
+    types = Array.from({ length: layers }, (_, i) => (window !== null && i >= from ? 'sliding_attention' : 'full_attention'));
+  } else {
+    // Mistral and Phi-3 (and Llama, which never sets it) slide every layer when sliding_window is set.
+    types = Array.from({ length: layers }, () => (window !== null ? 'sliding_attention' : 'full_attention'));
   }
+  if (types.includes('sliding_attention') && window === null) {
+    throw new ConfigError(`${f.path}: layer_types has sliding_attention layers but "sliding_window" is not set; give the window size.`);
+  }
+  return { types, window: types.includes('sliding_attention') ? window : null };
 }
 
-export function parseLlamaConfig(raw: Record<string, unknown>, path = 'config.json'): LlamaConfig {
-  const archs = raw['architectures'];
+/** rope_parameters (transformers 5, per layer type for Gemma 3) or rope_theta + rope_scaling (4.x). */
+function ropeOf(f: Fields, family: ModelFamily, rotaryDim: number): Record<LayerType, RopeSpec> {
+  const maxPositionEmbeddings = f.positiveInt('max_position_embeddings', 4096);
+  const originalMax = f.get('original_max_position_embeddings');
+  const ctx = (where: string) => ({
+    maxPositionEmbeddings,
+    ...(typeof originalMax === 'number' ? { originalMaxPositionEmbeddings: originalMax } : {}),
+    rotaryDim,
+    where,
+  });
+  const params = f.get('rope_parameters');
+  const asObject = (v: unknown, where: string): Record<string, unknown> => {
+    if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${f.path}: "${where}" must be an object.`);
+    return v as Record<string, unknown>;
+  };
+  const legacy = (theta: number): Record<string, unknown> => {
+    const scaling = f.get('rope_scaling');
+    return { rope_theta: theta, ...(scaling ? asObject(scaling, 'rope_scaling') : {}) };
+  };
+  const parse = (p: Record<string, unknown>, where: string): RopeSpec => {
+    try {
+      return parseRopeSpec(p, ctx(where));
+    } catch (e) {
+      throw new ConfigError((e as Error).message);
+    }
+  };
+  if (family === 'gemma3') {
+    if (params && typeof params === 'object' && 'full_attention' in params) {
+      const byType = asObject(params, 'rope_parameters');
+      return {
+        full_attention: parse(asObject(byType['full_attention'], 'rope_parameters.full_attention'), `${f.path} rope_parameters.full_attention`),
+        sliding_attention: parse(asObject(byType['sliding_attention'] ?? byType['full_attention'], 'rope_parameters.sliding_attention'), `${f.path} rope_parameters.sliding_attention`),
+      };
+    }
+    // 4.x Gemma 3: rope_theta (+ rope_scaling) for global layers, rope_local_base_freq for the sliding ones.
+    const full = parse(params ? asObject(params, 'rope_parameters') : legacy(f.num('rope_theta', 1e6)), `${f.path} rope_parameters`);
+    return { full_attention: full, sliding_attention: parse({ rope_type: 'default', rope_theta: f.num('rope_local_base_freq', 10000) }, `${f.path} rope_local_base_freq`) };
+  }
+  const p = params ? { rope_theta: f.get('rope_theta') ?? 10000, ...asObject(params, 'rope_parameters') } : legacy(f.num('rope_theta', 10000));
+  const spec = parse(p, `${f.path} rope_parameters`);
+  return { full_attention: spec, sliding_attention: spec };
+}
+
+/**
+ * Fields that change what a family computes but that loraforge does not implement: refused in one sentence
+ * rather than ignored.
+ */
+function refuseUnimplemented(f: Fields, family: ModelFamily): void {
+  const refuse = (key: string, why: string) => {
+    throw new ConfigError(`${f.path}: "${key}" is ${JSON.stringify(f.get(key))}, ${why}`);
+  };
+  if (f.get('use_bidirectional_attention') === true) refuse('use_bidirectional_attention', 'but loraforge runs causal language models only; set it to false or null.');
+  if ((family === 'olmo2' || family === 'llama') && f.get('clip_qkv') !== undefined && f.get('clip_qkv') !== null) refuse('clip_qkv', 'which loraforge does not implement; remove it or set it to null.');
+}
+
+export function parseModelConfig(file: Record<string, unknown>, path = 'config.json', options: ConfigOptions = {}): ModelConfig {
+  const archs = file['architectures'];
   const architecture = Array.isArray(archs) && typeof archs[0] === 'string' ? archs[0] : null;
   if (!architecture) throw new ConfigError(`${path} has no "architectures" entry; it must name one of ${SUPPORTED_ARCHITECTURES.join(', ')}.`);
-  if (!(SUPPORTED_ARCHITECTURES as readonly string[]).includes(architecture)) {
-    throw new ConfigError(`${path}: architecture "${architecture}" is not supported; supported architectures are ${SUPPORTED_ARCHITECTURES.join(', ')}.`);
+  const family = ARCHITECTURES[architecture];
+  if (!family) throw new ConfigError(`${path}: architecture "${architecture}" is not supported; supported architectures are ${SUPPORTED_ARCHITECTURES.join(', ')}.`);
+  const multimodal = architecture === 'Gemma3ForConditionalGeneration';
+  let raw = file;
+  if (multimodal) {
+    const text = file['text_config'];
+    if (!text || typeof text !== 'object' || Array.isArray(text)) throw new ConfigError(`${path}: a Gemma3ForConditionalGeneration config needs a "text_config" object.`);
+    raw = text as Record<string, unknown>;
   }
-  const hiddenSize = num(raw, 'hidden_size', path);
-  const heads = num(raw, 'num_attention_heads', path);
-  const kvHeads = num(raw, 'num_key_value_heads', path, heads);
-  const headDim = num(raw, 'head_dim', path, hiddenSize / heads);
-  if (heads % kvHeads !== 0) throw new ConfigError(`${path}: num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}.`);
-  if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new ConfigError(`${path}: head_dim ${headDim} must be an even integer.`);
-  const { theta, scaling } = parseRopeScaling(raw, path);
+  const modelType = typeof raw['model_type'] === 'string' ? (raw['model_type'] as string) : multimodal ? 'gemma3_text' : 'llama';
+  const f = new Fields(raw, multimodal ? `${path} text_config` : path, DEFAULTS[modelType] ?? {});
+  refuseUnimplemented(f, family);
+  const hiddenSize = f.positiveInt('hidden_size');
+  const heads = f.positiveInt('num_attention_heads');
+  const kvHeads = f.positiveInt('num_key_value_heads', heads);
+  const headDim = f.num('head_dim', hiddenSize / heads);
+  if (heads % kvHeads !== 0) throw new ConfigError(`${f.path}: num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}.`);
+  if (!Number.isInteger(headDim) || headDim % 2 !== 0 || headDim <= 0) throw new ConfigError(`${f.path}: head_dim ${headDim} must be a positive even integer.`);
+  const layers = f.positiveInt('num_hidden_layers');
+  const vocab = f.positiveInt('vocab_size');
+  const eps = f.num('rms_norm_eps', 1e-6);
+  if (!(eps > 0)) throw new ConfigError(`${f.path}: "rms_norm_eps" must be positive, got ${eps}.`);
+  const gemma = family === 'gemma2' || family === 'gemma3';
+  const hiddenAct = f.str(gemma ? 'hidden_activation' : 'hidden_act', gemma ? 'gelu_pytorch_tanh' : 'silu');
+  if (!SUPPORTED_ACTIVATIONS.includes(hiddenAct)) {
+    throw new ConfigError(`${f.path}: "${gemma ? 'hidden_activation' : 'hidden_act'}" is "${hiddenAct}", which loraforge does not implement; supported: ${SUPPORTED_ACTIVATIONS.join(', ')}.`);
+  }
+  const rotaryFactor = f.num('partial_rotary_factor', (f.get('rope_parameters') as Record<string, unknown> | undefined)?.['partial_rotary_factor'] as number | undefined ?? 1);
+  if (!(rotaryFactor > 0 && rotaryFactor <= 1)) throw new ConfigError(`${f.path}: "partial_rotary_factor" must be in (0, 1], got ${rotaryFactor}.`);
+  const rotaryDim = Math.floor(headDim * rotaryFactor);
+  if (rotaryDim % 2 !== 0 || rotaryDim === 0) throw new ConfigError(`${f.path}: partial_rotary_factor ${rotaryFactor} gives ${rotaryDim} rotary dimensions of head_dim ${headDim}; it must give a positive even number.`);
+  const { types, window } = layerTypesOf(f, family, layers, architecture);
+  let ropeLayers = Array.from({ length: layers }, () => true);
+  if (family === 'smollm3') {
+    const given = f.get('no_rope_layers');
+    if (Array.isArray(given)) {
+      if (given.length !== layers || given.some((v) => v !== 0 && v !== 1)) throw new ConfigError(`${f.path}: "no_rope_layers" must list 0 or 1 for each of the ${layers} layers.`);
+      ropeLayers = given.map((v) => v === 1);
+    } else {
+      const interval = f.positiveInt('no_rope_layer_interval', 4);
+      ropeLayers = ropeLayers.map((_, i) => (i + 1) % interval !== 0);
+    }
+  }
+  const attentionBias = f.bool('attention_bias', false);
   const isQwen2 = architecture === 'Qwen2ForCausalLM';
-  const attentionBias = raw['attention_bias'] === true;
-  const layers = num(raw, 'num_hidden_layers', path);
-  const vocab = num(raw, 'vocab_size', path);
-  for (const [k, v] of [['hidden_size', hiddenSize], ['num_hidden_layers', layers], ['vocab_size', vocab], ['num_attention_heads', heads]] as const) {
-    if (!Number.isInteger(v) || v <= 0) throw new ConfigError(`${path}: ${k} must be a positive integer, got ${v}.`);
+  const dropout: Record<string, number> = {};
+  for (const key of ['attention_dropout', 'resid_pdrop', 'embd_pdrop']) {
+    const p = f.optionalNum(key);
+    if (p !== 0) dropout[key] = p;
   }
+  const queryScalar = gemma ? f.num('query_pre_attn_scalar', headDim) : headDim;
+  if (!(queryScalar > 0)) throw new ConfigError(`${f.path}: "query_pre_attn_scalar" must be positive, got ${queryScalar}.`);
+  const softcap = (key: string) => {
+    const v = gemma ? f.optionalNum(key) : 0;
+    if (v < 0) throw new ConfigError(`${f.path}: "${key}" must be positive or null, got ${v}.`);
+    return v;
+  };
+  const tieDefault = family === 'gemma2' || family === 'gemma3' || family === 'smollm3';
+  const weightPrefix = multimodal ? 'language_model.model' : 'model';
+  const attnImplementation = options.attnImplementation ?? 'sdpa';
+  if (attnImplementation !== 'sdpa' && attnImplementation !== 'eager') throw new ConfigError(`attnImplementation "${String(attnImplementation)}" is not supported; use "sdpa" (the default) or "eager".`);
+  const attnSoftcap = softcap('attn_logit_softcapping');
   return {
     architecture,
-    modelType: typeof raw['model_type'] === 'string' ? (raw['model_type'] as string) : 'llama',
+    modelType,
+    family,
     hiddenSize,
-    intermediateSize: num(raw, 'intermediate_size', path),
+    intermediateSize: f.positiveInt('intermediate_size'),
     numHiddenLayers: layers,
     numAttentionHeads: heads,
     numKeyValueHeads: kvHeads,
     headDim,
     vocabSize: vocab,
-    rmsNormEps: num(raw, 'rms_norm_eps', path, 1e-6),
-    ropeTheta: theta,
-    ropeScaling: scaling,
-    maxPositionEmbeddings: num(raw, 'max_position_embeddings', path, 4096),
-    tieWordEmbeddings: raw['tie_word_embeddings'] === true,
+    rmsNormEps: eps,
+    maxPositionEmbeddings: f.positiveInt('max_position_embeddings', 4096),
+    tieWordEmbeddings: f.bool('tie_word_embeddings', multimodal ? file['tie_word_embeddings'] !== false : tieDefault),
     qkvBias: isQwen2 || attentionBias,
     oBias: !isQwen2 && attentionBias,
-    mlpBias: raw['mlp_bias'] === true,
-    bosTokenId: typeof raw['bos_token_id'] === 'number' ? (raw['bos_token_id'] as number) : null,
-    eosTokenIds: idList(raw['eos_token_id']),
+    mlpBias: f.bool('mlp_bias', false),
+    hiddenAct,
+    layerTypes: types,
+    slidingWindow: window,
+    rope: ropeOf(f, family, rotaryDim),
+    ropeLayers,
+    rotaryDim,
+    qkNorm: family === 'qwen3' || family === 'gemma3' ? 'head' : family === 'olmo2' ? 'projection' : 'none',
+    normPlacement: gemma ? 'sandwich' : family === 'olmo2' ? 'post' : 'pre',
+    normPlusOne: gemma,
+    scaleEmbeddings: gemma,
+    attentionScale: queryScalar ** -0.5,
+    attnLogitSoftcap: attnImplementation === 'eager' ? attnSoftcap : 0,
+    configuredAttnLogitSoftcap: attnSoftcap,
+    attnImplementation,
+    finalLogitSoftcap: softcap('final_logit_softcapping'),
+    fusedProjections: family === 'phi3',
+    weightPrefix,
+    lmHeadName: multimodal ? 'language_model.lm_head.weight' : 'lm_head.weight',
+    skippedTower: multimodal ? 'vision_tower' : null,
+    baseDropout: dropout,
+    bosTokenId: typeof raw['bos_token_id'] === 'number' ? (raw['bos_token_id'] as number) : typeof file['bos_token_id'] === 'number' ? (file['bos_token_id'] as number) : null,
+    eosTokenIds: idList(raw['eos_token_id'] ?? file['eos_token_id']),
     padTokenId: typeof raw['pad_token_id'] === 'number' ? (raw['pad_token_id'] as number) : null,
-    raw,
+    raw: file,
   };
 }
 
@@ -146,8 +403,8 @@ export async function readJsonObject(path: string, what: string): Promise<Record
   return value as Record<string, unknown>;
 }
 
-export async function loadConfig(dir: string): Promise<LlamaConfig> {
+export async function loadConfig(dir: string, options: ConfigOptions = {}): Promise<ModelConfig> {
   const path = join(dir, 'config.json');
   const raw = await readJsonObject(path, `a model folder needs config.json (is "${dir}" the right folder?)`);
-  return parseLlamaConfig(raw, path);
+  return parseModelConfig(raw, path, options);
 }

@@ -4,7 +4,7 @@ import { copyCompanionFiles } from '../io/companion-files.js';
 import { fromParsedJson, pythonJsonDumps } from '../io/python-json.js';
 import type { SafetensorsEntry } from '../io/safetensors-writer.js';
 import { writeShardedCheckpoint } from '../io/sharded-writer.js';
-import type { LlamaForCausalLM } from '../models/llama.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import type { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { PeftError } from './errors.js';
@@ -25,7 +25,7 @@ export interface SaveModelOptions {
  * LoRA layers contribute their base layer's weights (merge first to export the adapted model); modules-to-save
  * wrappers contribute the copy in use.
  */
-export async function saveModelPretrained(model: LlamaForCausalLM, dir: string, options: SaveModelOptions = {}): Promise<void> {
+export async function saveModelPretrained(model: CausalLM, dir: string, options: SaveModelOptions = {}): Promise<void> {
   if (model.config.raw['quantization_config'] !== undefined) {
     throw new PeftError('This model is quantized; exporting a merged checkpoint needs the base model loaded unquantized, so load it with a float dtype and merge there.');
   }

@@ -1,5 +1,5 @@
 import { resolvePretrained } from '../io/hub.js';
-import type { CausalLMInput, CausalLMOutput, LlamaForCausalLM } from '../models/llama.js';
+import type { CausalLMInput, CausalLMOutput, CausalLM } from '../models/causal-lm.js';
 import { Module } from '../nn/module.js';
 import { to } from '../ops/index.js';
 import type { DType } from '../tensor/dtype.js';
@@ -54,7 +54,7 @@ export interface AddWeightedAdapterOptions {
 
 /** PEFT's LoraModel: holds the base model as `model`, so parameter names read base_model.model.<path>. */
 export class LoraModel extends Module {
-  constructor(readonly model: LlamaForCausalLM) {
+  constructor(readonly model: CausalLM) {
     super();
     this.registerModule('model', model);
   }
@@ -72,7 +72,7 @@ export class PeftModel extends Module {
   private readonly state: LoraRuntimeState;
   private unloaded = false;
 
-  private constructor(model: LlamaForCausalLM, seed: number) {
+  private constructor(model: CausalLM, seed: number) {
     super();
     if ([...walkModules(model)].some((s) => s.module instanceof LoraLinear || s.module instanceof ModulesToSaveWrapper)) {
       throw new PeftError('This model already carries LoRA layers (another PeftModel wraps it); add adapters through that PeftModel with addAdapter or loadAdapter.');
@@ -88,7 +88,7 @@ export class PeftModel extends Module {
   }
 
   /** PEFT's get_peft_model: a new trainable adapter, active. */
-  static create(model: LlamaForCausalLM, config: LoraConfig, adapterName = 'default'): PeftModel {
+  static create(model: CausalLM, config: LoraConfig, adapterName = 'default'): PeftModel {
     const resolved = resolveLoraConfig(config);
     const peft = new PeftModel(model, resolved.seed);
     peft.addResolvedAdapter(adapterName, resolved);
@@ -97,7 +97,7 @@ export class PeftModel extends Module {
   }
 
   /** PEFT's PeftModel.from_pretrained: loads an adapter folder (or Hub repo) onto the model and activates it. */
-  static async fromPretrained(model: LlamaForCausalLM, dirOrRepo: string, options: FromPretrainedOptions = {}): Promise<PeftModel> {
+  static async fromPretrained(model: CausalLM, dirOrRepo: string, options: FromPretrainedOptions = {}): Promise<PeftModel> {
     const peft = new PeftModel(model, 0);
     const name = options.adapterName ?? 'default';
     await peft.loadAdapter(dirOrRepo, name, options);
@@ -106,10 +106,10 @@ export class PeftModel extends Module {
   }
 
   /** The base model, with the LoRA layers inside it. */
-  get model(): LlamaForCausalLM {
+  get model(): CausalLM {
     return this.base_model.model;
   }
-  getBaseModel(): LlamaForCausalLM {
+  getBaseModel(): CausalLM {
     return this.model;
   }
 
@@ -289,7 +289,7 @@ export class PeftModel extends Module {
    * Merges adapters (default: the active ones) and returns the plain base model: LoRA layers replaced by their base
    * Linear, modules_to_save by the copy in use. This PeftModel cannot be used afterwards.
    */
-  async mergeAndUnload(options: { adapterNames?: readonly string[] } = {}): Promise<LlamaForCausalLM> {
+  async mergeAndUnload(options: { adapterNames?: readonly string[] } = {}): Promise<CausalLM> {
     this.assertUsable();
     this.mergeAdapter(options.adapterNames);
     for (const site of [...walkModules(this.model)]) {
@@ -397,6 +397,6 @@ export class PeftModel extends Module {
 }
 
 /** PEFT's get_peft_model: injects a new trainable adapter (active) into the model and returns the PeftModel. */
-export function getPeftModel(model: LlamaForCausalLM, config: LoraConfig, adapterName = 'default'): PeftModel {
+export function getPeftModel(model: CausalLM, config: LoraConfig, adapterName = 'default'): PeftModel {
   return PeftModel.create(model, config, adapterName);
 }

@@ -10,11 +10,17 @@ const ALL_LINEAR = 'all-linear';
 /** PEFT condenses target lists at least this long to the shortest distinguishing suffixes. */
 const MIN_TARGET_MODULES_FOR_OPTIMIZATION = 20;
 
-/** PEFT's target_modules when a config gives none (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING). */
+/**
+ * PEFT's target_modules when a config gives none (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING, PEFT 0.21);
+ * PEFT has none for phi3, smollm3 and olmo2, and refuses a config without target_modules there, as this does.
+ */
 const DEFAULT_TARGETS: Readonly<Record<string, readonly string[]>> = {
   llama: ['q_proj', 'v_proj'],
   mistral: ['q_proj', 'v_proj'],
   qwen2: ['q_proj', 'v_proj'],
+  qwen3: ['q_proj', 'v_proj'],
+  gemma2: ['q_proj', 'v_proj'],
+  gemma3_text: ['q_proj', 'v_proj'],
 };
 
 /** The base model as target matching sees it: its module tree, model_type and output head. */

@@ -1,9 +1,9 @@
 import { openCheckpoint } from '../io/checkpoint.js';
 import { resolvePretrained } from '../io/hub.js';
 import { AutoModelForCausalLM } from '../models/auto.js';
-import { buildLlama, type FromPretrainedOptions, type LinearLoader } from '../models/build.js';
+import { buildCausalLM, type FromPretrainedOptions, type LinearLoader } from '../models/build.js';
 import { loadConfig } from '../models/config.js';
-import type { LlamaForCausalLM } from '../models/llama.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import { loadTensor } from '../models/weights.js';
 import { Linear4bit } from './linear4bit.js';
 import { quantizeNf4Weight } from './nf4-weight.js';
@@ -12,7 +12,7 @@ import { hostFloatData, type QuantizeLinearsOptions } from './quantize-in-place.
 /**
  * Loads each decoder projection of a dense checkpoint on the host in the load dtype, quantizes it there and
  * uploads only the 4-bit form, so the device never holds the dense weights (peak host memory: one projection).
- * buildLlama routes exactly the decoder projections through this loader; lm_head and embeddings stay dense.
+ * buildCausalLM routes exactly the decoder projections through this loader; lm_head and embeddings stay dense.
  */
 export function quantizeOnLoadLinearLoader(options: QuantizeLinearsOptions = {}): LinearLoader {
   return async (ctx) => {
@@ -31,15 +31,15 @@ export function quantizeOnLoadLinearLoader(options: QuantizeLinearsOptions = {})
  * the compute dtype (bfloat16), so weights are rounded to it before quantization as transformers does. A
  * checkpoint that is already 4-bit loads as it is.
  */
-export async function loadIn4bit(idOrDir: string, options: FromPretrainedOptions & QuantizeLinearsOptions = {}): Promise<LlamaForCausalLM> {
+export async function loadIn4bit(idOrDir: string, options: FromPretrainedOptions & QuantizeLinearsOptions = {}): Promise<CausalLM> {
   const dir = await resolvePretrained(idOrDir, { revision: options.revision, token: options.token, cacheDir: options.cacheDir });
-  const config = await loadConfig(dir);
+  const config = await loadConfig(dir, { attnImplementation: options.attnImplementation });
   if (config.raw['quantization_config'] !== undefined) return AutoModelForCausalLM.fromPretrained(dir, options);
   const computeDtype = options.computeDtype ?? 'bfloat16';
   const dtype = !options.dtype || options.dtype === 'auto' ? computeDtype : options.dtype;
   const source = await openCheckpoint(dir);
   try {
-    return await buildLlama(config, source, dtype, options.device ?? 'cpu', quantizeOnLoadLinearLoader({ ...options, computeDtype }));
+    return await buildCausalLM(config, source, dtype, options.device ?? 'cpu', quantizeOnLoadLinearLoader({ ...options, computeDtype }));
   } finally {
     await source.close();
   }

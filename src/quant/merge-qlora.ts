@@ -1,5 +1,5 @@
-import { parseLlamaConfig } from '../models/config.js';
-import { LlamaForCausalLM } from '../models/llama.js';
+import { parseModelConfig } from '../models/config.js';
+import { CausalLM } from '../models/causal-lm.js';
 import { Linear } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
 import { to } from '../ops/index.js';
@@ -43,7 +43,7 @@ export interface QloraMergeReport {
 
 export interface QloraMergeResult {
   /** The merged model: dense projections, or NF4 ones when re-quantized; no LoRA layers. */
-  readonly model: LlamaForCausalLM;
+  readonly model: CausalLM;
   readonly report: QloraMergeReport;
 }
 
@@ -97,7 +97,7 @@ async function mergeLayer(path: string, layer: LoraLinear, options: MergeQloraOp
 }
 
 /** config.json of the merged model: no quantization_config, or transformers' 4-bit block when re-quantized. */
-function mergedConfig(model: LlamaForCausalLM, options: MergeQloraOptions): LlamaForCausalLM['config'] {
+function mergedConfig(model: CausalLM, options: MergeQloraOptions): CausalLM['config'] {
   const raw: Record<string, unknown> = { ...model.config.raw };
   delete raw['quantization_config'];
   if (options.requantize) {
@@ -105,7 +105,7 @@ function mergedConfig(model: LlamaForCausalLM, options: MergeQloraOptions): Llam
     const member = bnbQuantizationConfigMember({ doubleQuant: q.doubleQuant ?? true, computeDtype: q.computeDtype ?? 'bfloat16' });
     raw['quantization_config'] = (JSON.parse(`{${member}}`) as Record<string, unknown>)['quantization_config'];
   }
-  return parseLlamaConfig(raw);
+  return parseModelConfig(raw);
 }
 
 /**
@@ -116,7 +116,7 @@ function mergedConfig(model: LlamaForCausalLM, options: MergeQloraOptions): Llam
  * to NF4 again and the others keep their 4-bit weights. The input model is consumed: its layers move into the result
  * and the LoRA and 4-bit tensors are freed. Peak extra memory: one layer in float32.
  */
-export async function mergeQloraToDense(model: LlamaForCausalLM, options: MergeQloraOptions = {}): Promise<QloraMergeResult> {
+export async function mergeQloraToDense(model: CausalLM, options: MergeQloraOptions = {}): Promise<QloraMergeResult> {
   const dtype = options.dtype ?? 'bfloat16';
   const adapted = loraLayers(model);
   if (adapted.length === 0) throw new QuantError('The model has no LoRA layers to merge; attach or load an adapter first.');
@@ -141,6 +141,6 @@ export async function mergeQloraToDense(model: LlamaForCausalLM, options: MergeQ
     maxRelativeError: Math.max(...layers.map((l) => l.maxRelativeError)),
     requantMaxAbsError: requantErrors.length > 0 ? Math.max(...requantErrors) : null,
   };
-  const merged = new LlamaForCausalLM(mergedConfig(model, options), model.model, model.lm_head, model.dtype, model.device);
+  const merged = new CausalLM(mergedConfig(model, options), model.model, model.lm_head, model.dtype, model.device);
   return { model: merged, report };
 }

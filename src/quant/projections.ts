@@ -1,9 +1,9 @@
 /**
  * Module paths of the decoder projections that transformers + bitsandbytes replace with Linear4bit in a
- * Llama-family model (every nn.Linear except lm_head), relative to the causal LM ("model.layers.3.mlp.up_proj")
+ * decoder (every nn.Linear except lm_head, Phi-3's fused qkv_proj and gate_up_proj included), relative to the causal LM ("model.layers.3.mlp.up_proj")
  * or to its inner model ("layers.3.mlp.up_proj").
  */
-const DECODER_PROJECTION = /(^|\.)layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)$/;
+const DECODER_PROJECTION = /(^|\.)layers\.\d+\.(self_attn\.(q|k|v|o|qkv)_proj|mlp\.(gate|up|down|gate_up)_proj)$/;
 
 export function isDecoderProjection(modulePath: string): boolean {
   return DECODER_PROJECTION.test(modulePath);

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { writeAll, writeFileAtomically } from '../io/atomic-write.js';
 import type { SafetensorsEntry } from '../io/safetensors-writer.js';
 import { writeShardedCheckpoint } from '../io/sharded-writer.js';
-import type { LlamaForCausalLM } from '../models/llama.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import { loraLayers } from '../peft/module-walk.js';
 import { tensorBytes } from '../peft/tensor-copy.js';
 import { isFloatDType } from '../tensor/dtype.js';
@@ -42,7 +42,7 @@ class LayerReader {
  * `AutoModelForCausalLM.from_pretrained`; a model loaded from such a checkpoint saves back byte-identical weights.
  * LoRA layers are refused: merge them (mergeQloraToDense with requantize) or save the adapter on its own.
  */
-export async function saveQuantizedPretrained(model: LlamaForCausalLM, dir: string, options: SaveQuantizedOptions = {}): Promise<void> {
+export async function saveQuantizedPretrained(model: CausalLM, dir: string, options: SaveQuantizedOptions = {}): Promise<void> {
   if (loraLayers(model).length > 0) {
     throw new QuantError('The model still has LoRA layers; merge them first (mergeQloraToDense with requantize) or save the adapter on its own.');
   }

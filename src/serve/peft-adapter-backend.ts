@@ -1,4 +1,4 @@
-import type { LlamaForCausalLM } from '../models/llama.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import { LoraLinear, ModulesToSaveWrapper, PeftModel } from '../peft/index.js';
 import type { DType } from '../tensor/dtype.js';
 import type { AdapterBackend } from './adapter-backend.js';
@@ -10,7 +10,7 @@ import type { AdapterBackend } from './adapter-backend.js';
  * multiLoraLinearGroup); nothing is ever merged into the base weights. Adapters
  * are loaded in inference mode (frozen), their tensors in `adapterDtype`.
  */
-export function peftAdapterBackend(model: LlamaForCausalLM, options: { adapterDtype: DType }): AdapterBackend {
+export function peftAdapterBackend(model: CausalLM, options: { adapterDtype: DType }): AdapterBackend {
   let peft: PeftModel | null = null;
   const dtype = options.adapterDtype;
   return {
@@ -31,7 +31,7 @@ export function peftAdapterBackend(model: LlamaForCausalLM, options: { adapterDt
 }
 
 /** Puts the original layers back wherever PEFT wrapped one. */
-function removePeftLayers(model: LlamaForCausalLM): void {
+function removePeftLayers(model: CausalLM): void {
   for (const [path, module] of [...model.namedModules()]) {
     if (!(module instanceof LoraLinear) && !(module instanceof ModulesToSaveWrapper)) continue;
     const dot = path.lastIndexOf('.');

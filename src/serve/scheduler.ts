@@ -1,6 +1,6 @@
 import { setImmediate as yieldToIo } from 'node:timers/promises';
 import { getBackend } from '../backend/registry.js';
-import type { LlamaForCausalLM } from '../models/llama.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import { argmax } from '../ops/index.js';
 import { noGradAsync } from '../tensor/grad-mode.js';
 import { scopeAsync } from '../tensor/scope.js';
@@ -8,7 +8,7 @@ import { internalError, queueFull, requestTimedOut, serverShuttingDown } from '.
 import { Sequence, type SequenceOutcome, type SequenceRequest } from './sequence.js';
 
 /** The part of a causal LM the scheduler drives: a synchronous forward with one KV cache and one adapter per row. */
-export type DecoderModel = Pick<LlamaForCausalLM, 'run' | 'newCache' | 'config' | 'device'>;
+export type DecoderModel = Pick<CausalLM, 'run' | 'newCache' | 'config' | 'device'>;
 
 export interface SchedulerOptions {
   /** Sequences decoded together in one step at most. */

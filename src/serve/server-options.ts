@@ -1,5 +1,5 @@
 import type { DType } from '../tensor/dtype.js';
-import type { LlamaForCausalLM } from '../models/llama.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import type { AdapterBackend } from './adapter-backend.js';
 
 /** An adapter served from start-up (operator-given, so not confined to the adapter root). */
@@ -44,7 +44,7 @@ export interface ServerOptions {
   /** Log every request (pino JSON lines on stdout); errors are logged either way. Default false. */
   readonly logger?: boolean;
   /** Where adapters are attached; default: PEFT LoRA layers on the loaded model. */
-  readonly adapterBackend?: (model: LlamaForCausalLM, options: { adapterDtype: DType }) => AdapterBackend;
+  readonly adapterBackend?: (model: CausalLM, options: { adapterDtype: DType }) => AdapterBackend;
 }
 
 export const SERVER_DEFAULTS = {

@@ -152,3 +152,11 @@ export function f32ArrayToF16(src: Float32Array, dst: Uint16Array = new Uint16Ar
   for (let i = 0; i < src.length; i++) dst[i] = f32ToF16Bits(src[i]!);
   return dst;
 }
+
+/** `value` rounded to the nearest number `dtype` holds (float32, bfloat16 or float16; other dtypes: unchanged). */
+export function roundToDType(value: number, dtype: DType): number {
+  if (dtype === 'float32') return Math.fround(value);
+  if (dtype === 'bfloat16') return bf16BitsToF32(f32ToBf16Bits(value));
+  if (dtype === 'float16') return f16BitsToF32(f32ToF16Bits(value));
+  return value;
+}

@@ -1,6 +1,6 @@
 import { promptAndReference, type NormalizedExample } from '../data/index.js';
 import { generate } from '../generate/index.js';
-import type { LlamaForCausalLM } from '../models/llama.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import type { PreTrainedTokenizer } from '../tokenizer/index.js';
 
 export interface GeneratedAnswer {
@@ -21,7 +21,7 @@ export interface ExactMatchResult {
  * a prompt (plain text) are not scored. `model` must have its adapters active and dropout off.
  */
 export async function exactMatch(
-  model: LlamaForCausalLM,
+  model: CausalLM,
   tok: PreTrainedTokenizer,
   records: readonly NormalizedExample[],
   options: { maxNewTokens?: number; batchSize?: number } = {},

@@ -1,4 +1,4 @@
-import type { LlamaForCausalLM } from '../models/llama.js';
+import type { CausalLM } from '../models/causal-lm.js';
 import { enableGrad, isGradEnabled, noGrad } from '../tensor/grad-mode.js';
 import type { Rng } from '../tensor/random.js';
 import { scope } from '../tensor/scope.js';
@@ -48,7 +48,7 @@ function recomputeGradient(fn: (x: Tensor) => Tensor, x: Tensor, g: Tensor): Ten
 }
 
 /** Wraps every decoder layer of `model` in checkpoint(); `rng` is the dropout generator of its adapters, if any. */
-export function enableGradientCheckpointing(model: LlamaForCausalLM, rng?: Rng): void {
+export function enableGradientCheckpointing(model: CausalLM, rng?: Rng): void {
   for (const layer of model.model.layers.items) {
     const forward = layer.forward.bind(layer);
     layer.forward = (x, inputs) => checkpoint((h) => forward(h, inputs), x, rng);

@@ -1,4 +1,4 @@
-import type { CausalLMInput, CausalLMOutput } from '../models/llama.js';
+import type { CausalLMInput, CausalLMOutput } from '../models/causal-lm.js';
 import type { Rng } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
 

@@ -25,7 +25,7 @@ test('target_modules that match nothing are refused with the names of the linear
 
 test('a target that is not a linear layer is refused', async () => {
   const model = await loadBase('tiny-llama');
-  assert.throws(() => getPeftModel(model, { targetModules: ['mlp'] }), (err: Error) => err instanceof PeftError && /model\.layers\.0\.mlp \(LlamaMLP\)/.test(err.message));
+  assert.throws(() => getPeftModel(model, { targetModules: ['mlp'] }), (err: Error) => err instanceof PeftError && /model\.layers\.0\.mlp \(DecoderMLP\)/.test(err.message));
 });
 
 test('an unknown adapter name in adapterNames or setAdapter is refused with the loaded names', async () => {

@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { AdamW } from '../../src/optim/index.js';
 import { PeftModel } from '../../src/peft/index.js';
-import { adapterDir, assertClose, assertTensorClose, loadBase, refBatch, refInts, refValues, VARIANTS, type BaseName } from './helpers.js';
+import { scopeAsync } from '../../src/tensor/scope.js';
+import { adapterDir, assertClose, assertTensorClose, loadBase, refBatch, refInts, refNames, refValues, VARIANTS, type BaseName } from './helpers.js';
 
 /** PEFT names DoRA's magnitude parameter `...lora_magnitude_vector.weight`; its file key has no ".weight". */
 const gradName = (key: string) => (key.endsWith('.lora_magnitude_vector') ? `${key}.weight` : key);
@@ -30,14 +32,40 @@ for (const base of Object.keys(VARIANTS) as BaseName[]) {
     test(`${base} ${variant}: mergeAndUnload gives PEFT's merged weights and logits`, async () => {
       const peft = await PeftModel.fromPretrained(await loadBase(base), adapterDir(base, variant));
       const merged = await peft.mergeAndUnload();
-      for (const proj of ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj']) {
-        const name = `model.layers.0.${proj}.weight`;
-        const [, weight] = [...merged.namedParameters()].find(([n]) => n === name)!;
+      const names = (await refNames(base, `${variant}.merged.`)).map((n) => n.slice(`${variant}.merged.`.length));
+      assert.ok(names.length > 0, 'the reference holds merged weights');
+      const params = new Map(merged.namedParameters());
+      for (const name of names) {
+        const weight = params.get(name);
+        assert.ok(weight, `the merged model has ${name}`);
         await assertTensorClose(weight, await refValues(base, `${variant}.merged.${name}`), `${variant}.merged.${name}`);
       }
       const { logits } = await merged.forward({ inputIds: (await refBatch(base)).inputIds });
       await assertTensorClose(logits, await refValues(base, `${variant}.merged_logits`), `${variant}.merged_logits`);
     });
+
+    if (base !== 'tiny-llama' && base !== 'tiny-qwen2') {
+      // tiny-llama's AdamW runs are checked (at 1e-5) in test/optim/adamw5.test.ts.
+      test(`${base} ${variant}: five AdamW steps reproduce torch's losses and adapter tensors`, async () => {
+        const peft = await PeftModel.fromPretrained(await loadBase(base), adapterDir(base, variant), { isTrainable: true });
+        peft.train();
+        const batch = await refBatch(base);
+        const params = peft.trainableParameters();
+        const optimizer = new AdamW(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 });
+        const losses: number[] = [];
+        for (let step = 0; step < 5; step++) {
+          await scopeAsync(async () => {
+            const out = peft.run(batch);
+            await out.loss!.backward();
+            losses.push(await out.loss!.item());
+            optimizer.step();
+            optimizer.zeroGrad();
+          });
+        }
+        assertClose(losses, await refValues(base, `${variant}.adamw5.losses`), `${variant}.adamw5.losses`);
+        for (const [key, p] of params) await assertTensorClose(p, await refValues(base, `${variant}.adamw5.${key}`), `${variant}.adamw5.${key}`);
+      });
+    }
 
     test(`${base} ${variant}: greedy generation is token-identical to PEFT`, async () => {
       const peft = await PeftModel.fromPretrained(await loadBase(base), adapterDir(base, variant));

@@ -6,37 +6,44 @@ import { after } from 'node:test';
 import '../../src/ops/index.js';
 import '../../src/generate/index.js';
 import { openCheckpoint } from '../../src/io/checkpoint.js';
-import { buildLlama } from '../../src/models/build.js';
+import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { buildCausalLM } from '../../src/models/build.js';
 import { loadConfig } from '../../src/models/config.js';
-import type { LlamaForCausalLM } from '../../src/models/llama.js';
+import type { CausalLM } from '../../src/models/causal-lm.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 import { TEST_DEVICE, prepareTestDevice } from '../helpers/device.js';
 import { fixturePath, readFixtureMetadata, readFixtureTensor } from '../helpers/fixtures.js';
 
 await prepareTestDevice();
 
-export type BaseName = 'tiny-llama' | 'tiny-qwen2';
+export type BaseName = 'tiny-llama' | 'tiny-qwen2' | 'tiny-qwen3' | 'tiny-gemma2' | 'tiny-gemma3' | 'tiny-phi3' | 'tiny-smollm3' | 'tiny-olmo2';
 
 /** Every adapter variant of the reference files, by base model, in the order of their lora_variants metadata. */
 export const VARIANTS: Readonly<Record<BaseName, readonly string[]>> = {
   'tiny-llama': ['lora', 'lora_qv', 'rslora', 'dora'],
   'tiny-qwen2': ['lora', 'lora_mlp'],
+  'tiny-qwen3': ['lora', 'lora_qv'],
+  'tiny-gemma2': ['lora', 'lora_mlp'],
+  'tiny-gemma3': ['lora', 'lora_qv'],
+  'tiny-phi3': ['lora', 'lora_qkv'],
+  'tiny-smollm3': ['lora', 'lora_qv'],
+  'tiny-olmo2': ['lora', 'lora_att'],
 };
 
 /** Tolerance of the acceptance criteria: |a - e| <= 1e-4 * max(1, max|e|). */
 export const TOLERANCE = 1e-4;
 
 /** A float32 model from a Hugging Face folder (a fixture base model, or an exported one) on the test device. */
-export async function loadModel(dir: string): Promise<LlamaForCausalLM> {
+export async function loadModel(dir: string): Promise<CausalLM> {
   const source = await openCheckpoint(dir);
   try {
-    return await buildLlama(await loadConfig(dir), source, 'float32', TEST_DEVICE);
+    return await buildCausalLM(await loadConfig(dir), source, 'float32', TEST_DEVICE);
   } finally {
     await source.close();
   }
 }
 
-export function loadBase(name: BaseName): Promise<LlamaForCausalLM> {
+export function loadBase(name: BaseName): Promise<CausalLM> {
   return loadModel(fixturePath(name));
 }
 
@@ -62,6 +69,16 @@ export async function refBatch(base: BaseName): Promise<{ inputIds: number[][]; 
     return Array.from({ length: b }, (_, i) => flat.slice(i * s, (i + 1) * s));
   };
   return { inputIds: await rows('input_ids'), labels: await rows('labels') };
+}
+
+/** Names of the reference tensors that start with `prefix` (e.g. "lora.merged."), in file order. */
+export async function refNames(base: BaseName, prefix: string): Promise<string[]> {
+  const st = await SafetensorsFile.open(fixturePath(refFile(base)));
+  try {
+    return st.names().filter((n) => n.startsWith(prefix));
+  } finally {
+    await st.close();
+  }
 }
 
 export async function refInts(base: BaseName, name: string): Promise<number[]> {

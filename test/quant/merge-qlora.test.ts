@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { AutoModelForCausalLM } from '../../src/models/auto.js';
-import type { LlamaForCausalLM } from '../../src/models/llama.js';
+import type { CausalLM } from '../../src/models/causal-lm.js';
 import { Linear } from '../../src/nn/layers.js';
 import type { LinearLike } from '../../src/nn/module.js';
 import { fromHost } from '../../src/ops/index.js';
@@ -25,7 +25,7 @@ const inputIds = await referenceInputIds();
 const adapter = await readAllTensors(fixturePath('tiny-llama-lora_qv', 'adapter_model.safetensors'));
 
 /** tiny-llama-bnb-4bit with the tiny-llama-lora_qv adapter on its 4-bit q/v projections: a QLoRA model. */
-async function qloraModel(): Promise<LlamaForCausalLM> {
+async function qloraModel(): Promise<CausalLM> {
   const model = await AutoModelForCausalLM.fromPretrained(BNB_DIR);
   const state: LoraRuntimeState = { activeAdapters: ['default'], adaptersDisabled: false, training: false, rng: new Rng(0) };
   const paths = [...adapter.keys()].filter((k) => k.endsWith('.lora_A.weight')).map((k) => k.slice('base_model.model.'.length, -'.lora_A.weight'.length));
@@ -42,7 +42,7 @@ async function qloraModel(): Promise<LlamaForCausalLM> {
   return model;
 }
 
-function modulesOf(model: LlamaForCausalLM, type: abstract new (...args: never[]) => unknown): number {
+function modulesOf(model: CausalLM, type: abstract new (...args: never[]) => unknown): number {
   return [...model.namedModules()].filter(([, m]) => m instanceof type).length;
 }
 

@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { AutoModelForCausalLM } from '../../src/models/auto.js';
-import type { LlamaForCausalLM } from '../../src/models/llama.js';
+import type { CausalLM } from '../../src/models/causal-lm.js';
 import { createServer, type RunningServer, type ServerOptions } from '../../src/serve/index.js';
 import { AutoTokenizer, type PreTrainedTokenizer } from '../../src/tokenizer/index.js';
 import { prepareTestDevice, TEST_DEVICE } from '../helpers/device.js';
@@ -24,7 +24,7 @@ export interface TestServer {
 }
 
 /** The fixture model on the device the suites run on (LORAFORGE_TEST_DEVICE). */
-export async function loadFixtureModel(): Promise<LlamaForCausalLM> {
+export async function loadFixtureModel(): Promise<CausalLM> {
   await prepareTestDevice();
   return AutoModelForCausalLM.fromPretrained(MODEL_DIR, { device: TEST_DEVICE });
 }

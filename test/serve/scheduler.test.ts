@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { configureGemm, gemmInfo, type GemmImplementation } from '../../src/backend/cpu/gemm.js';
 import { getBackend } from '../../src/backend/registry.js';
 import type { KvCache } from '../../src/models/kv-cache.js';
-import type { CausalLMInput, CausalLMOutput, LlamaForCausalLM } from '../../src/models/llama.js';
+import type { CausalLMInput, CausalLMOutput, CausalLM } from '../../src/models/causal-lm.js';
 import { BASE_ADAPTER_NAME, PeftModel } from '../../src/peft/index.js';
 import type { SamplingParams } from '../../src/serve/generation-params.js';
 import { Scheduler, type DecoderModel } from '../../src/serve/scheduler.js';
@@ -35,7 +35,7 @@ function request(promptIds: number[], maxTokens: number, tokens: number[], extra
 }
 
 describe('Scheduler: continuous batching', () => {
-  let model: LlamaForCausalLM;
+  let model: CausalLM;
   before(async () => {
     model = await loadFixtureModel();
   });
@@ -183,9 +183,9 @@ class DecodeRecorder implements DecoderModel {
   private readonly caches: KvCache[] = [];
   private readonly steps: { sequences: number[]; logits: Tensor }[] = [];
 
-  constructor(private readonly model: LlamaForCausalLM) {}
+  constructor(private readonly model: CausalLM) {}
 
-  get config(): LlamaForCausalLM['config'] {
+  get config(): CausalLM['config'] {
     return this.model.config;
   }
   get device(): string {
@@ -221,7 +221,7 @@ class DecodeRecorder implements DecoderModel {
 }
 
 /** Decodes each request's first token after its prompt with a scheduler that takes `maxBatch` rows at a time. */
-async function firstDecodeLogits(model: LlamaForCausalLM, requests: readonly { prompt: number[]; adapter: string }[], maxBatch: number): Promise<Float32Array[]> {
+async function firstDecodeLogits(model: CausalLM, requests: readonly { prompt: number[]; adapter: string }[], maxBatch: number): Promise<Float32Array[]> {
   const recorder = new DecodeRecorder(model);
   const scheduler = new Scheduler(recorder, { maxBatch, maxQueue: requests.length });
   // Submitted in one tick: the loop prefills them in this order, then decodes up to maxBatch of them together.
@@ -239,7 +239,7 @@ for (const implementation of IMPLEMENTATIONS) {
     ? `the ${TEST_DEVICE} backend has no batch-invariant matmuls`
     : implementation === 'openblas' && !blasLoads() ? 'no CBLAS library on this machine' : false;
   describe(`Scheduler: a row's decode logits do not depend on the rest of the batch${implementation ? ` (GEMM: ${implementation})` : ''}`, { skip }, () => {
-    let model: LlamaForCausalLM;
+    let model: CausalLM;
     const requests: { prompt: number[]; adapter: string }[] = [];
     before(async () => {
       if (implementation) configureGemm({ implementation, parallelMinFlops: 0 });

@@ -14,7 +14,7 @@ async function refRows(ref: string, name: string): Promise<number[][]> {
   return Array.from({ length: B }, (_, b) => flat.slice(b * T, (b + 1) * T));
 }
 
-for (const name of ['tiny-llama', 'tiny-qwen2']) {
+for (const name of ['tiny-llama', 'tiny-qwen2', 'tiny-qwen3', 'tiny-gemma2', 'tiny-gemma3', 'tiny-phi3', 'tiny-smollm3', 'tiny-olmo2']) {
   const ref = `${name}-ref.safetensors`;
 
   test(`${name}: float32 logits and loss match transformers within 1e-4`, async () => {
