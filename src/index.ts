@@ -30,7 +30,17 @@ export { FormatError } from './io/errors.js';
 export { AutoModelForCausalLM } from './models/auto.js';
 export type { FromPretrainedOptions } from './models/build.js';
 export { CausalLM, type CausalLMInput, type CausalLMOutput } from './models/causal-lm.js';
-export { loadConfig, parseModelConfig, ConfigError, type ModelConfig } from './models/config.js';
+export {
+  loadConfig,
+  parseModelConfig,
+  ConfigError,
+  SUPPORTED_ARCHITECTURES,
+  type AttnImplementation,
+  type ConfigOptions,
+  type LayerType,
+  type ModelConfig,
+  type ModelFamily,
+} from './models/config.js';
 export { KvCache, KvPool, KV_BLOCK_SIZE } from './models/kv-cache.js';
 
 export { AutoTokenizer, PreTrainedTokenizer, TokenizerError, type ChatMessage } from './tokenizer/index.js';
