@@ -4,7 +4,7 @@
  * float32 agrees within 1e-5 of the result's scale; bfloat16 and float16 are compared with the float32
  * reference on the same rounded inputs, within a few roundings of the storage type. The sliding window and the
  * logit soft-cap (AttentionExtras) are covered the same way, alone and together, across the paths each backend
- * has (CUDA: tensor cores for bf16/f16 at head dim 64 and 128, SIMT otherwise).
+ * has (CUDA: tensor cores for bf16/f16 at head dim 64, 128 and 256, SIMT otherwise).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -44,7 +44,7 @@ const CASES: readonly Case[] = [
   { name: 'queries at the end of a KV-cache prefix (seqQ < seqK)', B: 1, H: 4, Hkv: 2, T: 5, S: 83, D: 64, transposed: true, capacity: 100 },
   { name: 'one decoding step against a cache, head dim 128', B: 1, H: 4, Hkv: 1, T: 1, S: 40, D: 128, capacity: 64 },
   { name: 'non-causal with seqQ != seqK', B: 1, H: 2, Hkv: 1, T: 33, S: 47, D: 16, causal: false },
-  { name: 'head dim 256 (generic path)', B: 1, H: 2, Hkv: 1, T: 40, S: 40, D: 256, transposed: true },
+  { name: 'head dim 256, one partial tile, model layout', B: 1, H: 2, Hkv: 1, T: 40, S: 40, D: 256, transposed: true },
   // Sliding window and soft-cap. Windows that are not multiples of any tile, over several query blocks and tiles.
   { name: 'window 37 smaller than the sequence, head dim 64, model layout', B: 1, H: 2, Hkv: 2, T: 203, S: 203, D: 64, transposed: true, window: 37 },
   { name: 'window 100 larger than the sequence', B: 2, H: 2, Hkv: 1, T: 45, S: 45, D: 16, window: 100 },
@@ -56,7 +56,13 @@ const CASES: readonly Case[] = [
   { name: 'window 30 with softcap 2, queries at the end of a KV-cache prefix (seqQ < seqK)', B: 1, H: 4, Hkv: 2, T: 5, S: 83, D: 64, transposed: true, capacity: 100, window: 30, softcap: 2 },
   { name: 'window 70, seqQ < seqK across several key tiles, head dim 128', B: 1, H: 2, Hkv: 1, T: 66, S: 260, D: 128, window: 70 },
   { name: 'window 12 with softcap 2, non-causal with seqQ != seqK', B: 1, H: 2, Hkv: 1, T: 33, S: 47, D: 16, causal: false, window: 12, softcap: 2 },
-  { name: 'window 25 with softcap 1, head dim 256 (generic path)', B: 1, H: 2, Hkv: 1, T: 60, S: 60, D: 256, transposed: true, window: 25, softcap: 1 },
+  { name: 'window 25 with softcap 1, head dim 256', B: 1, H: 2, Hkv: 1, T: 60, S: 60, D: 256, transposed: true, window: 25, softcap: 1 },
+  // Head dim 256 (Gemma 2/3): its own tensor-core tiling on CUDA (8-warp backward splitting the dimensions).
+  { name: 'grouped-query 4:1, head dim 256, three tiles with a partial last one, model layout', B: 1, H: 4, Hkv: 1, T: 150, S: 150, D: 256, transposed: true },
+  { name: 'left-padding key mask with fully hidden queries, head dim 256', B: 2, H: 2, Hkv: 1, T: 70, S: 70, D: 256, padding: [5, 0] },
+  { name: 'queries at the end of a KV-cache prefix (seqQ < seqK), head dim 256', B: 1, H: 4, Hkv: 2, T: 5, S: 83, D: 256, transposed: true, capacity: 100 },
+  { name: 'window 70 with softcap 2, seqQ < seqK across several key tiles, head dim 256', B: 1, H: 2, Hkv: 1, T: 66, S: 200, D: 256, window: 70, softcap: 2 },
+  { name: 'non-causal with seqQ != seqK, head dim 256', B: 1, H: 2, Hkv: 1, T: 33, S: 47, D: 256, causal: false },
 ];
 
 /** Values exactly representable in `dtype`, so both sides of a comparison see the same inputs. */
@@ -118,7 +124,7 @@ for (const c of CASES) {
   });
 }
 
-for (const c of [CASES[1]!, CASES[4]!, ...CASES.filter((x) => x.window !== undefined && x.softcap !== undefined && x.D !== 16 && x.D !== 256)]) {
+for (const c of [CASES[1]!, CASES[4]!, ...CASES.filter((x) => x.window !== undefined && x.softcap !== undefined && x.D !== 16)]) {
   test(`float16 ${c.name}: fused output and gradients match the float32 composition within f16 tolerance`, async () => {
     const fused = await run(c, 'float16', true);
     const ref = await run(c, 'float32', false);

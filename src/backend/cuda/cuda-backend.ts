@@ -8,6 +8,7 @@ import { DTYPE_CODES, type KernelFamily } from './kernels.js';
 import { contiguousStrides, numelOf as numel } from '../../tensor/shape.js';
 import { collapseDims, viewExtent } from './layout.js';
 import { CudaRuntime, type CudaDeviceInfo } from './runtime.js';
+import { CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES } from './driver.js';
 
 /** Must match U_* in kernels/elementwise.cu. */
 const UNARY_CODES: Readonly<Record<UnaryOp, number>> = {
@@ -56,6 +57,13 @@ const ATTENTION_THREADS = 128;
 const ATTENTION_MMA_TILE = 64;
 /** Shared memory a block may use without opting in to more. */
 const SHARED_LIMIT = 48 * 1024;
+/**
+ * The headDim-256 tensor-core kernels: dynamic shared memory of the forward and the backward (ATT_FWD_SMEM_256,
+ * ATT_BWD_SMEM_256 in attention.cu) and the backward's threads (8 warps, ATT_BWD_THREADS).
+ */
+const ATTENTION_MMA_256 = { forwardBytes: 101_376, backwardBytes: 139_520, backwardThreads: 256 } as const;
+/** CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: the most shared memory a block may opt in to. */
+const CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
 
 /**
  * Rows per warp and tile width of a SIMT attention kernel: the largest that fit SHARED_LIMIT. Its shared floats
@@ -882,13 +890,37 @@ export class CudaBackend implements Backend {
     return this.viewAddress(view, [a.batch, heads, rows, a.headDim], `attention ${what}`);
   }
 
+  /** The device's opt-in shared memory per block (bytes), read once. */
+  private attentionSharedOptin: number | null = null;
+  /** Kernels whose dynamic shared memory limit was raised (cuFuncSetAttribute), so that it is set once each. */
+  private readonly attentionSharedSet = new Set<number>();
+
   /**
-   * 'bf16' or 'f16' when the tensor-core kernels apply: that storage on sm_80 or newer, headDim 64 or 128, and
+   * Dynamic shared memory of a tensor-core attention kernel (0: static only) and the attribute that lets `fn` use
+   * more than 48 KiB, set on its first launch.
+   */
+  private attentionMmaShared(fn: number, D: number, pass: 'forward' | 'backward'): number {
+    if (D !== 256) return 0;
+    const bytes = pass === 'forward' ? ATTENTION_MMA_256.forwardBytes : ATTENTION_MMA_256.backwardBytes;
+    if (bytes > SHARED_LIMIT && !this.attentionSharedSet.has(fn)) {
+      this.runtime.driver.funcSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
+      this.attentionSharedSet.add(fn);
+    }
+    return bytes;
+  }
+
+  /**
+   * 'bf16' or 'f16' when the tensor-core kernels apply: that storage on sm_80 or newer, headDim 64, 128 or 256 (256
+   * where the device lets a block opt in to the kernel's shared memory: 99 KiB forward, 136.25 KiB backward), and
    * every row 16-byte aligned (cp.async and the vector stores move 16 bytes); null for the SIMT kernels.
    */
-  private attentionMma(dtype: DType, D: number, addresses: readonly number[], layouts: readonly AttentionLayout[]): 'bf16' | 'f16' | null {
-    if ((dtype !== 'bfloat16' && dtype !== 'float16') || (D !== 64 && D !== 128)) return null;
+  private attentionMma(dtype: DType, D: number, addresses: readonly number[], layouts: readonly AttentionLayout[], pass: 'forward' | 'backward'): 'bf16' | 'f16' | null {
+    if ((dtype !== 'bfloat16' && dtype !== 'float16') || (D !== 64 && D !== 128 && D !== 256)) return null;
     if (Number(this.info.computeCapability.split('.')[0]) < 8) return null;
+    if (D === 256) {
+      this.attentionSharedOptin ??= this.runtime.driver.attribute(this.runtime.driver.device(this.info.ordinal), CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
+      if (this.attentionSharedOptin < (pass === 'forward' ? ATTENTION_MMA_256.forwardBytes : ATTENTION_MMA_256.backwardBytes)) return null;
+    }
     if (addresses.some((p) => p % 16 !== 0)) return null;
     if (layouts.some((l) => l.batchStride % 8 !== 0 || l.headStride % 8 !== 0 || l.rowStride % 8 !== 0)) return null;
     return dtype === 'bfloat16' ? 'bf16' : 'f16';
@@ -918,14 +950,15 @@ export class CudaBackend implements Backend {
     const op = this.attentionAddress(out, a.out, a, H, T, 'out');
     const lp = this.span(lse, 0, B * H * T, 'attention lse');
     const mp = a.keyMask ? this.span(a.keyMask, 0, B * S, 'attention keyMask') : 0;
-    const mma = this.attentionMma(q.dtype, D, [qp, kp, vp, op], [a.q, a.k, a.v, a.out]);
+    const mma = this.attentionMma(q.dtype, D, [qp, kp, vp, op], [a.q, a.k, a.v, a.out], 'forward');
     const tiles = mma ? null : simtAttentionTiles(D, 1, 2, 0);
     const fn = this.fn('attention', mma ? `attention_forward_mma_${attentionMmaName(a, mma)}` : 'attention_forward_simt');
+    const shared = mma ? this.attentionMmaShared(fn, D, 'forward') : 0;
     this.args.ptr(qp).ptr(kp).ptr(vp).ptr(op).ptr(lp).ptr(mp).i32(this.code(q));
     for (const l of [a.q, a.k, a.v, a.out]) this.pushLayout(l);
     this.pushShape(a);
     if (!tiles) {
-      this.runtime.params.launch(fn, [Math.ceil(T / ATTENTION_MMA_TILE), H, B], [ATTENTION_THREADS, 1, 1]);
+      this.runtime.params.launch(fn, [Math.ceil(T / ATTENTION_MMA_TILE), H, B], [ATTENTION_THREADS, 1, 1], shared);
       return;
     }
     this.runtime.params.i32(tiles.rpw).i32(tiles.bc);
@@ -951,7 +984,7 @@ export class CudaBackend implements Backend {
     const mp = a.keyMask ? this.span(a.keyMask, 0, B * S, 'attentionBackward keyMask') : 0;
     const rows = B * H * T;
     const dvec = this.allocRaw('float32', rows);
-    const mma = this.attentionMma(q.dtype, D, [qp, kp, vp, op, gp, dkp, dvp], [a.q, a.k, a.v, a.out, a.dout, a.dk, a.dv]);
+    const mma = this.attentionMma(q.dtype, D, [qp, kp, vp, op, gp, dkp, dvp], [a.q, a.k, a.v, a.out, a.dout, a.dk, a.dv], 'backward');
     // The tensor-core kernel adds dq into float32 scratch with atomics; attention_dq_convert rounds it into dq.
     const scratch = mma ? this.buf(this.alloc('float32', rows * D), 'attention dq scratch') : null;
     const params = (fnName: string, dqTarget: number): number => {
@@ -965,7 +998,9 @@ export class CudaBackend implements Backend {
     this.runtime.params.launch(dot, [Math.ceil((rows * 32) / ATTENTION_THREADS), 1, 1], [ATTENTION_THREADS, 1, 1]);
     if (scratch && mma) {
       const fn = params(`attention_backward_mma_${attentionMmaName(a, mma)}`, scratch.at(0));
-      this.runtime.params.launch(fn, [Math.ceil(S / ATTENTION_MMA_TILE), Hkv, B], [ATTENTION_THREADS, 1, 1]);
+      const shared = this.attentionMmaShared(fn, D, 'backward');
+      const threads = D === 256 ? ATTENTION_MMA_256.backwardThreads : ATTENTION_THREADS;
+      this.runtime.params.launch(fn, [Math.ceil(S / ATTENTION_MMA_TILE), Hkv, B], [threads, 1, 1], shared);
       const convert = this.fn('attention', 'attention_dq_convert');
       this.args.ptr(scratch.at(0)).ptr(dqp).i32(this.code(dq)).i64(a.dq.batchStride).i64(a.dq.headStride).i64(a.dq.rowStride);
       this.runtime.params.i32(B).i32(H).i32(T).i32(D).f32(a.scale);

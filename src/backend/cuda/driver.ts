@@ -11,6 +11,8 @@ type NativeFn = (...args: unknown[]) => number;
 export const CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
 export const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
 export const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+/** cuFuncSetAttribute: the dynamic shared memory a kernel may be launched with (above 48 KiB only when set). */
+export const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 const CU_MEMHOSTALLOC_DEVICEMAP = 0x02;
 const CU_EVENT_DEFAULT = 0;
 const CU_EVENT_DISABLE_TIMING = 0x02;
@@ -108,6 +110,7 @@ export class Driver {
     this.bind(['cuEventElapsedTime_v2', 'cuEventElapsedTime'], [p, u64, u64]);
     this.bind('cuModuleLoadData', [p, p]);
     this.bind('cuModuleGetFunction', [p, u64, 'str']);
+    this.bind('cuFuncSetAttribute', [u64, 'int', 'int']);
     this.bind('cuLaunchKernel', [u64, 'uint32_t', 'uint32_t', 'uint32_t', 'uint32_t', 'uint32_t', 'uint32_t', 'uint32_t', u64, u64, u64]);
     this.cuLaunchKernel = this.f['cuLaunchKernel']!;
     this.cuMemcpyHtoDAsync = this.f['cuMemcpyHtoDAsync']!;
@@ -296,6 +299,11 @@ export class Driver {
 
   moduleGetFunction(module: number, name: string): number {
     return this.outU64('cuModuleGetFunction', module, name);
+  }
+
+  /** Sets a kernel's CU_FUNC_ATTRIBUTE_* `attribute` to `value`. */
+  funcSetAttribute(fn: number, attribute: number, value: number): void {
+    this.call('cuFuncSetAttribute', fn, attribute, value);
   }
 }
 

@@ -24,9 +24,12 @@
 // the window above), keeping dk and dv in registers (so no atomics for them), recomputing p from lse.
 //
 // Two implementations of each:
-// - tensor cores (mma.sync m16n8k16, bf16 or f16 storage, headDim 64 or 128, rows 16-byte aligned): tiles
+// - tensor cores (mma.sync m16n8k16, bf16 or f16 storage, headDim 64, 128 or 256, rows 16-byte aligned): tiles
 //   move global -> shared with cp.async, fragments shared -> registers with ldmatrix; scores, probabilities
-//   and the output stay in registers (the score accumulators are reused as the A operand of P.V). dq is
+//   and the output stay in registers (the score accumulators are reused as the A operand of P.V). At headDim
+//   256 the forward reads Q's fragments from shared memory per key tile instead of holding them, and the
+//   backward runs 8 warps, two per key group, each holding half of the dimensions of dK and dV (dynamic shared
+//   memory above 48 KiB; see att_forward_mma and att_backward_mma). dq is
 //   accumulated with float32 atomics into scratch [B, H, T, D] that attention_dq_convert scales and rounds.
 //   The soft-cap is compiled into kernels of its own (attention_{forward,backward}_mma_softcap_*), and tiles
 //   that no bound cuts through (most of them) run element loops without masking, so neither feature costs the
@@ -45,6 +48,13 @@
 #define ATT_LOG2E 1.4426950408889634f
 #define ATT_LN2 0.6931471805599453f
 #define ATT_FULL 0xffffffffu
+// Threads of a tensor-core backward CTA: 8 warps at headDim 256 (two per key group, see att_backward_mma).
+#define ATT_BWD_THREADS(DH) ((DH) > 128 ? 2 * ATT_THREADS : ATT_THREADS)
+// Dynamic shared memory of the headDim-256 tensor-core kernels (ATTENTION_MMA_256 in cuda-backend.ts):
+// forward sK, sV, sQ [64][264] 16-bit; backward sK, sV [64][264], sQ, sG [32][264], sS [64][40] 16-bit, then
+// sL, sD [32] and sX [8][32][32] float.
+#define ATT_FWD_SMEM_256 (3 * 64 * 264 * 2)
+#define ATT_BWD_SMEM_256 ((2 * 64 * 264 + 2 * 32 * 264 + 64 * 40) * 2 + (2 * 32 + 8 * 32 * 32) * 4)
 
 #define ATT_FWD_PARAMS                                                                                         \
   const void *q, const void *k, const void *v, void *o, float *lse, const float *mask, int dt, i64 qsb, i64 qsh, \
@@ -404,21 +414,21 @@ __device__ __forceinline__ void att_c_to_a(u32 (&a)[4], const float (&c0)[4], co
 }
 
 // Rows row0 .. row0+ROWS-1 (row stride st elements) into a shared tile with rows LDS elements apart; rows at or
-// past `limit` are zero-filled.
-template <int D, int ROWS>
+// past `limit` are zero-filled. NT: the CTA's threads, which share the 16-byte chunks.
+template <int D, int ROWS, int NT = ATT_THREADS>
 __device__ __forceinline__ void att_tile_load(u32 dst, const u16 *src, i64 st, int row0, int limit) {
   constexpr int CH = D / 8, LDS = D + 8;
-  for (int c = threadIdx.x; c < ROWS * CH; c += ATT_THREADS) {
+  for (int c = threadIdx.x; c < ROWS * CH; c += NT) {
     const int r = c / CH, ch = c - r * CH;
     const bool valid = row0 + r < limit;
     att_cp16(dst + (u32)((r * LDS + ch * 8) * 2), valid ? (const void *)(src + (i64)(row0 + r) * st + ch * 8) : (const void *)src, valid);
   }
 }
 
-template <int D, int ROWS>
+template <int D, int ROWS, int NT = ATT_THREADS>
 __device__ __forceinline__ void att_tile_store(u16 *dst, i64 st, const u16 *tile, int row0, int limit) {
   constexpr int CH = D / 8, LDS = D + 8;
-  for (int c = threadIdx.x; c < ROWS * CH; c += ATT_THREADS) {
+  for (int c = threadIdx.x; c < ROWS * CH; c += NT) {
     const int r = c / CH, ch = c - r * CH;
     if (row0 + r < limit) *(uint4 *)(dst + (i64)(row0 + r) * st + ch * 8) = *(const uint4 *)(tile + r * LDS + ch * 8);
   }
@@ -512,11 +522,30 @@ __device__ __forceinline__ u32 att_bk_addr(u32 tile, int row0, int col0, int lan
 // V tile of step t loads while S = Q K^T runs, the K tile of step t+1 while O += P V runs. With a window the walk
 // starts at the tile holding the first key the CTA's first query sees; tiles wholly before it are never loaded.
 // Grid: (ceil(T / 64), H, B).
+//
+// headDim 256 (QREG false): a thread's output is 16 x 256 / 32 = 128 float registers (acc[32][4]: n-tile n holds
+// columns n*8 + 2t, +1 of rows A and B) and its scores 32 more (s[8][4]), so Q's fragments (KD x 4 = 64 registers)
+// cannot stay beside them. Q keeps a shared tile of its own, sQ [64][264] after sK and sV [64][264] (dynamic shared
+// memory, 3 x 64 x 264 x 2 = 101376 bytes, ATT_FWD_SMEM_256), and each k-block's A fragment (rows 16*warp ..
+// +15, columns 16kk .. +15) is read with ldmatrix as the S = Q K^T loop reaches it, once per key tile.
 template <bool BF16, int DH, bool CAP>
 __device__ __forceinline__ void att_forward_mma(ATT_FWD_PARAMS) {
   constexpr int BR = 64, BC = 64, LDS = DH + 8, KD = DH / 16, NS = BC / 8, NO = DH / 8;
-  __shared__ __align__(16) u16 sK[BC * LDS];
-  __shared__ __align__(16) u16 sV[BC * LDS];
+  constexpr bool QREG = DH <= 128;
+  u16 *sK, *sV, *sQ;
+  if constexpr (QREG) {
+    __shared__ __align__(16) u16 sKs[BC * LDS];
+    __shared__ __align__(16) u16 sVs[BC * LDS];
+    sK = sKs;
+    sV = sVs;
+    sQ = sVs;
+  } else {
+    static_assert(3 * BC * LDS * 2 == ATT_FWD_SMEM_256, "the launcher's dynamic shared memory");
+    extern __shared__ __align__(16) u16 att_smem16[];
+    sK = att_smem16;
+    sV = sK + BC * LDS;
+    sQ = sV + BC * LDS;
+  }
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tg = lane & 3;
   const int b = blockIdx.z, h = blockIdx.y, hk = h / (H / Hkv), off = S - T;
   const int q0 = (gridDim.x - 1 - blockIdx.x) * BR;  // the longest causal tiles start first
@@ -524,19 +553,21 @@ __device__ __forceinline__ void att_forward_mma(ATT_FWD_PARAMS) {
   const u16 *Kp = (const u16 *)k + b * ksb + hk * ksh;
   const u16 *Vp = (const u16 *)v + b * vsb + hk * vsh;
   const float *maskRow = mask ? mask + (i64)b * S : nullptr;
-  const u32 sKa = att_smem_addr(sK), sVa = att_smem_addr(sV);
+  const u32 sKa = att_smem_addr(sK), sVa = att_smem_addr(sV), sQa = QREG ? sVa : att_smem_addr(sQ);
   const int kEnd = causal ? min(S, off + min(T, q0 + BR)) : S;
   const int tiles = (kEnd + BC - 1) / BC, tile0 = att_first_key(off + q0, window) / BC;
 
-  att_tile_load<DH, BR>(sVa, Qp, qst, q0, T);
+  att_tile_load<DH, BR>(sQa, Qp, qst, q0, T);
   if (tiles > tile0) att_tile_load<DH, BC>(sKa, Kp, kst, tile0 * BC, S);
   att_cp_commit();
   att_cp_wait_all();
   __syncthreads();
-  u32 qf[KD][4];
+  u32 qf[QREG ? KD : 1][4];
+  if constexpr (QREG) {
 #pragma unroll
-  for (int kk = 0; kk < KD; ++kk) att_ldsm4(qf[kk], att_a_addr<LDS>(sVa, warp * 16, kk * 16, lane));
-  __syncthreads();
+    for (int kk = 0; kk < KD; ++kk) att_ldsm4(qf[kk], att_a_addr<LDS>(sQa, warp * 16, kk * 16, lane));
+    __syncthreads();  // sQ is sV, which the first V tile overwrites
+  }
 
   float acc[NO][4];
 #pragma unroll
@@ -558,12 +589,14 @@ __device__ __forceinline__ void att_forward_mma(ATT_FWD_PARAMS) {
     for (int n = 0; n < NS; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < KD; ++kk) {
+      if constexpr (!QREG) att_ldsm4(qf[0], att_a_addr<LDS>(sQa, warp * 16, kk * 16, lane));
+      const u32(&qa)[4] = qf[QREG ? kk : 0];
 #pragma unroll
       for (int np = 0; np < BC / 16; ++np) {
         u32 bk[4];
         att_ldsm4(bk, att_bn_addr<LDS>(sKa, np * 16, kk * 16, lane));
-        att_mma<BF16>(s[2 * np], qf[kk], bk[0], bk[1]);
-        att_mma<BF16>(s[2 * np + 1], qf[kk], bk[2], bk[3]);
+        att_mma<BF16>(s[2 * np], qa, bk[0], bk[1]);
+        att_mma<BF16>(s[2 * np + 1], qa, bk[2], bk[3]);
       }
     }
     // Whether some key of the tile is hidden from some row of this warp: past S, after the row (causal), or at or
@@ -652,28 +685,68 @@ __device__ __forceinline__ void att_forward_mma(ATT_FWD_PARAMS) {
 // (queries x D) can be spread over the warps and added to the float32 scratch with atomics. Query tiles run from
 // the first query that sees the CTA's keys (causal) to the last whose window reaches them.
 // Grid: (ceil(S / 64), Hkv, B).
+//
+// headDim 256 (DS = 2, the dimensions split in two halves): 16 keys x 256 dims of dK and of dV would be 256 float
+// registers per thread, so 8 warps (ATT_BWD_THREADS = 256) share the 64 keys: warp w owns keys kw*16 .. +15
+// (kw = w % 4) and dimensions dh*128 .. +127 (dh = w / 4) of dK and dV, dkAcc[16][4] and dvAcc[16][4] (n-tile n:
+// columns dh*128 + n*8 + 2t, +1 of keys A = k0 + 16kw + g and B = A + 8). Each warp computes S^T and dP^T of its
+// 16 keys over its half of the dimensions only (k-blocks dh*8 .. dh*8+7); the two partial sums of a key group
+// meet in shared memory (sX: per warp 2*NQ*4 floats per lane, lane-contiguous) and each warp adds its partner's
+// (warp w ^ 4) to its own, so both hold the whole S^T and dP^T (a + b = b + a: the same bits) and derive the same
+// P^T and dS^T. The dh = 0 warp writes dS^T to sS. dQ (BR x 256): warp w takes m-tile w / (8 / (BR/16)) and
+// NO / (8 / (BR/16)) consecutive n-tiles, its dS A fragments loaded once for all of them. Dynamic shared memory,
+// ATT_BWD_SMEM_256 bytes: sK, sV [64][264], sQ, sG [BR][264], sS [64][BR + 8] (16-bit), then sL, sD [BR] and
+// sX [8][2*NQ*4][32] (float); at BR = 32: 67584 + 33792 + 5120 + 256 + 32768 = 139520 bytes.
 template <bool BF16, int DH, int BR, bool CAP>
 __device__ __forceinline__ void att_backward_mma(ATT_BWD_PARAMS) {
   constexpr int BC = 64, LDS = DH + 8, LDT = BR + 8, KD = DH / 16, NQ = BR / 8, NO = DH / 8;
-  __shared__ __align__(16) u16 sK[BC * LDS];
-  __shared__ __align__(16) u16 sV[BC * LDS];
-  __shared__ __align__(16) u16 sQ[BR * LDS];
-  __shared__ __align__(16) u16 sG[BR * LDS];
-  __shared__ __align__(16) u16 sS[BC * LDT];
-  __shared__ float sL[BR], sD[BR];
+  // DS: warps per key group (each owning DH / DS dimensions of dK and dV); NW warps, NT threads.
+  constexpr int DS = DH > 128 ? 2 : 1, NW = ATT_WARPS * DS, NT = NW * 32, HKD = KD / DS, NOH = NO / DS;
+  u16 *sK, *sV, *sQ, *sG, *sS;
+  float *sL, *sD, *sX;
+  if constexpr (DS == 1) {
+    __shared__ __align__(16) u16 sKs[BC * LDS];
+    __shared__ __align__(16) u16 sVs[BC * LDS];
+    __shared__ __align__(16) u16 sQs[BR * LDS];
+    __shared__ __align__(16) u16 sGs[BR * LDS];
+    __shared__ __align__(16) u16 sSs[BC * LDT];
+    __shared__ float sLs[BR], sDs[BR];
+    sK = sKs;
+    sV = sVs;
+    sQ = sQs;
+    sG = sGs;
+    sS = sSs;
+    sL = sLs;
+    sD = sDs;
+    sX = nullptr;
+  } else {
+    static_assert((2 * BC * LDS + 2 * BR * LDS + BC * LDT) * 2 + (2 * BR + NW * 2 * NQ * 4 * 32) * 4 == ATT_BWD_SMEM_256,
+                  "the launcher's dynamic shared memory");
+    extern __shared__ __align__(16) u16 att_smem16[];
+    sK = att_smem16;
+    sV = sK + BC * LDS;
+    sQ = sV + BC * LDS;
+    sG = sQ + BR * LDS;
+    sS = sG + BR * LDS;
+    sL = (float *)(sS + BC * LDT);
+    sD = sL + BR;
+    sX = sD + BR;
+  }
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tg = lane & 3;
+  // The warp's key group and dimension half.
+  const int kw = DS == 1 ? warp : warp % ATT_WARPS, dh = DS == 1 ? 0 : warp / ATT_WARPS;
   const int b = blockIdx.z, hk = blockIdx.y, k0 = blockIdx.x * BC, off = S - T, G = H / Hkv;
   const u32 sKa = att_smem_addr(sK), sVa = att_smem_addr(sV), sQa = att_smem_addr(sQ), sGa = att_smem_addr(sG), sSa = att_smem_addr(sS);
-  att_tile_load<DH, BC>(sKa, (const u16 *)k + b * ksb + hk * ksh, kst, k0, S);
-  att_tile_load<DH, BC>(sVa, (const u16 *)v + b * vsb + hk * vsh, vst, k0, S);
+  att_tile_load<DH, BC, NT>(sKa, (const u16 *)k + b * ksb + hk * ksh, kst, k0, S);
+  att_tile_load<DH, BC, NT>(sVa, (const u16 *)v + b * vsb + hk * vsh, vst, k0, S);
   att_cp_commit();
 
-  const int keyA = k0 + warp * 16 + g, keyB = keyA + 8;
+  const int keyA = k0 + kw * 16 + g, keyB = keyA + 8;
   const float mkA = keyA < S ? (mask ? mask[(i64)b * S + keyA] * ATT_LOG2E : 0.0f) : -F32_INF;
   const float mkB = keyB < S ? (mask ? mask[(i64)b * S + keyB] * ATT_LOG2E : 0.0f) : -F32_INF;
-  float dkAcc[NO][4], dvAcc[NO][4];
+  float dkAcc[NOH][4], dvAcc[NOH][4];
 #pragma unroll
-  for (int n = 0; n < NO; ++n) {
+  for (int n = 0; n < NOH; ++n) {
     dkAcc[n][0] = dkAcc[n][1] = dkAcc[n][2] = dkAcc[n][3] = 0.0f;
     dvAcc[n][0] = dvAcc[n][1] = dvAcc[n][2] = dvAcc[n][3] = 0.0f;
   }
@@ -687,11 +760,11 @@ __device__ __forceinline__ void att_backward_mma(ATT_BWD_PARAMS) {
     const i64 rowBase = ((i64)b * H + h) * T;
     float *dQ = (float *)dq + rowBase * DH;
     for (int i0 = iStart / BR * BR; i0 < iEnd; i0 += BR) {
-      att_tile_load<DH, BR>(sQa, Qp, qst, i0, T);
-      att_tile_load<DH, BR>(sGa, Gp, gst, i0, T);
+      att_tile_load<DH, BR, NT>(sQa, Qp, qst, i0, T);
+      att_tile_load<DH, BR, NT>(sGa, Gp, gst, i0, T);
       att_cp_commit();
       // lse in log2 units; +inf for rows past T and for queries that see no key, so their p is exp2(-inf) = 0.
-      for (int r = threadIdx.x; r < BR; r += ATT_THREADS) {
+      for (int r = threadIdx.x; r < BR; r += NT) {
         const float l = i0 + r < T ? lse[rowBase + i0 + r] : -F32_INF;
         sL[r] = l == -F32_INF ? F32_INF : l * ATT_LOG2E;
         sD[r] = i0 + r < T ? dvec[rowBase + i0 + r] : 0.0f;
@@ -703,10 +776,11 @@ __device__ __forceinline__ void att_backward_mma(ATT_BWD_PARAMS) {
 #pragma unroll
       for (int n = 0; n < NQ; ++n) st[n][0] = st[n][1] = st[n][2] = st[n][3] = dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.0f;
 #pragma unroll
-      for (int kk = 0; kk < KD; ++kk) {
+      for (int k = 0; k < HKD; ++k) {
+        const int kk = dh * HKD + k;  // this warp's half of the dimensions (all of them when DS = 1)
         u32 ka[4], va[4];
-        att_ldsm4(ka, att_a_addr<LDS>(sKa, warp * 16, kk * 16, lane));
-        att_ldsm4(va, att_a_addr<LDS>(sVa, warp * 16, kk * 16, lane));
+        att_ldsm4(ka, att_a_addr<LDS>(sKa, kw * 16, kk * 16, lane));
+        att_ldsm4(va, att_a_addr<LDS>(sVa, kw * 16, kk * 16, lane));
 #pragma unroll
         for (int np = 0; np < BR / 16; ++np) {
           u32 bq[4], bg[4];
@@ -718,9 +792,32 @@ __device__ __forceinline__ void att_backward_mma(ATT_BWD_PARAMS) {
           att_mma<BF16>(dpt[2 * np + 1], va, bg[2], bg[3]);
         }
       }
+      if constexpr (DS > 1) {
+        // Element (n, e) of st at sX[warp][n*4 + e][lane], of dpt at sX[warp][(NQ + n)*4 + e][lane].
+        constexpr int XW = 2 * NQ * 4 * 32;
+        float *mine = sX + warp * XW + lane;
+        const float *theirs = sX + (warp ^ ATT_WARPS) * XW + lane;
+#pragma unroll
+        for (int n = 0; n < NQ; ++n) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            mine[(n * 4 + e) * 32] = st[n][e];
+            mine[((NQ + n) * 4 + e) * 32] = dpt[n][e];
+          }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int n = 0; n < NQ; ++n) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            st[n][e] += theirs[(n * 4 + e) * 32];
+            dpt[n][e] += theirs[((NQ + n) * 4 + e) * 32];
+          }
+        }
+      }
       // Whether some query of the tile does not see some key of this warp: one before the key (causal), or one
       // whose window ends after it.
-      const bool edge = (causal && k0 + warp * 16 + 15 > off + i0) || (window > 0 && off + i0 + BR - 1 - (k0 + warp * 16) >= window);
+      const bool edge = (causal && k0 + kw * 16 + 15 > off + i0) || (window > 0 && off + i0 + BR - 1 - (k0 + kw * 16) >= window);
       // At 8 elements per thread (headDim 128) one instance testing `edge` per element measured faster than two.
       const int rel = keyA - off - i0;
       if (NQ <= 2) att_backward_probs<true, CAP, NQ, BR>(st, dpt, sL, sD, tg * 2, mkA, mkB, sl2, capL2, rawToCap, rel, causal, window, edge);
@@ -732,59 +829,99 @@ __device__ __forceinline__ void att_backward_mma(ATT_BWD_PARAMS) {
         att_c_to_a<BF16>(pa, st[2 * kk], st[2 * kk + 1]);
         att_c_to_a<BF16>(da, dpt[2 * kk], dpt[2 * kk + 1]);
 #pragma unroll
-        for (int dp = 0; dp < DH / 16; ++dp) {
+        for (int dp = 0; dp < DH / 16 / DS; ++dp) {
+          // Columns dh*DH/DS + 16dp .. +15 of dO and Q: n-tiles 2dp and 2dp + 1 of this warp's accumulators.
+          const int col = (dh * (DH / 16 / DS) + dp) * 16;
           u32 bg[4], bq[4];
-          att_ldsm4t(bg, att_bk_addr<LDS>(sGa, kk * 16, dp * 16, lane));
-          att_ldsm4t(bq, att_bk_addr<LDS>(sQa, kk * 16, dp * 16, lane));
+          att_ldsm4t(bg, att_bk_addr<LDS>(sGa, kk * 16, col, lane));
+          att_ldsm4t(bq, att_bk_addr<LDS>(sQa, kk * 16, col, lane));
           att_mma<BF16>(dvAcc[2 * dp], pa, bg[0], bg[1]);
           att_mma<BF16>(dvAcc[2 * dp + 1], pa, bg[2], bg[3]);
           att_mma<BF16>(dkAcc[2 * dp], da, bq[0], bq[1]);
           att_mma<BF16>(dkAcc[2 * dp + 1], da, bq[2], bq[3]);
         }
       }
+      if (DS == 1 || dh == 0) {
 #pragma unroll
-      for (int n = 0; n < NQ; ++n) {
-        *(u32 *)(sS + (warp * 16 + g) * LDT + n * 8 + tg * 2) = att_pack<BF16>(dpt[n][0], dpt[n][1]);
-        *(u32 *)(sS + (warp * 16 + g + 8) * LDT + n * 8 + tg * 2) = att_pack<BF16>(dpt[n][2], dpt[n][3]);
+        for (int n = 0; n < NQ; ++n) {
+          *(u32 *)(sS + (kw * 16 + g) * LDT + n * 8 + tg * 2) = att_pack<BF16>(dpt[n][0], dpt[n][1]);
+          *(u32 *)(sS + (kw * 16 + g + 8) * LDT + n * 8 + tg * 2) = att_pack<BF16>(dpt[n][2], dpt[n][3]);
+        }
       }
       __syncthreads();
-      // dQ tile (BR x DH) as (BR/16) x (DH/8) mma outputs. A = dS: att_bn_addr's lane order over dS^T (rows keys)
-      // with .trans yields a0..a3 of the transposed block. B = K read transposed.
-      for (int tile = warp; tile < (BR / 16) * NO; tile += ATT_WARPS) {
-        const int mt = tile / NO, nt = tile - mt * NO;
-        float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      if constexpr (DS == 1) {
+        // dQ tile (BR x DH) as (BR/16) x (DH/8) mma outputs. A = dS: att_bn_addr's lane order over dS^T (rows keys)
+        // with .trans yields a0..a3 of the transposed block. B = K read transposed.
+        for (int tile = warp; tile < (BR / 16) * NO; tile += ATT_WARPS) {
+          const int mt = tile / NO, nt = tile - mt * NO;
+          float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-        for (int kk = 0; kk < BC / 16; ++kk) {
-          u32 a[4], bk[2];
-          att_ldsm4t(a, att_bn_addr<LDT>(sSa, kk * 16, mt * 16, lane));
-          att_ldsm2t(bk, att_bk_addr<LDS>(sKa, kk * 16, nt * 8, lane));
-          att_mma<BF16>(c, a, bk[0], bk[1]);
+          for (int kk = 0; kk < BC / 16; ++kk) {
+            u32 a[4], bk[2];
+            att_ldsm4t(a, att_bn_addr<LDT>(sSa, kk * 16, mt * 16, lane));
+            att_ldsm2t(bk, att_bk_addr<LDS>(sKa, kk * 16, nt * 8, lane));
+            att_mma<BF16>(c, a, bk[0], bk[1]);
+          }
+          const int rA = i0 + mt * 16 + g, col = nt * 8 + tg * 2;
+          if (rA < T) {
+            atomicAdd(dQ + (i64)rA * DH + col, c[0]);
+            atomicAdd(dQ + (i64)rA * DH + col + 1, c[1]);
+          }
+          if (rA + 8 < T) {
+            atomicAdd(dQ + (i64)(rA + 8) * DH + col, c[2]);
+            atomicAdd(dQ + (i64)(rA + 8) * DH + col + 1, c[3]);
+          }
         }
-        const int rA = i0 + mt * 16 + g, col = nt * 8 + tg * 2;
-        if (rA < T) {
-          atomicAdd(dQ + (i64)rA * DH + col, c[0]);
-          atomicAdd(dQ + (i64)rA * DH + col + 1, c[1]);
-        }
-        if (rA + 8 < T) {
-          atomicAdd(dQ + (i64)(rA + 8) * DH + col, c[2]);
-          atomicAdd(dQ + (i64)(rA + 8) * DH + col + 1, c[3]);
+      } else {
+        // dQ: WPM warps per m-tile of 16 queries, NPW n-tiles (8 columns each) per warp, in pairs that one
+        // ldmatrix.x4.trans of K gives. a[kk]: the dS fragment of keys 16kk .. +15 (A operand, as above).
+        constexpr int WPM = NW / (BR / 16), NPW = NO / WPM;
+        static_assert(NW % (BR / 16) == 0 && NO % WPM == 0 && NPW % 2 == 0, "dQ tiles must split evenly over the warps");
+        const int mt = warp / WPM, nt0 = (warp % WPM) * NPW;
+        u32 a[BC / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; ++kk) att_ldsm4t(a[kk], att_bn_addr<LDT>(sSa, kk * 16, mt * 16, lane));
+        const int rA = i0 + mt * 16 + g;
+#pragma unroll
+        for (int np = 0; np < NPW / 2; ++np) {
+          float c[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+          for (int kk = 0; kk < BC / 16; ++kk) {
+            u32 bk[4];
+            att_ldsm4t(bk, att_bk_addr<LDS>(sKa, kk * 16, (nt0 + 2 * np) * 8, lane));
+            att_mma<BF16>(c[0], a[kk], bk[0], bk[1]);
+            att_mma<BF16>(c[1], a[kk], bk[2], bk[3]);
+          }
+#pragma unroll
+          for (int j = 0; j < 2; ++j) {
+            const int col = (nt0 + 2 * np + j) * 8 + tg * 2;
+            if (rA < T) {
+              atomicAdd(dQ + (i64)rA * DH + col, c[j][0]);
+              atomicAdd(dQ + (i64)rA * DH + col + 1, c[j][1]);
+            }
+            if (rA + 8 < T) {
+              atomicAdd(dQ + (i64)(rA + 8) * DH + col, c[j][2]);
+              atomicAdd(dQ + (i64)(rA + 8) * DH + col + 1, c[j][3]);
+            }
+          }
         }
       }
-      __syncthreads();  // sQ, sG, sS and sL are rewritten by the next tile
+      __syncthreads();  // sQ, sG, sS, sL (and sX) are rewritten by the next tile
     }
   }
   att_cp_wait_all();  // a CTA whose keys no query sees never waited for its K and V
   __syncthreads();
 #pragma unroll
-  for (int n = 0; n < NO; ++n) {
-    *(u32 *)(sK + (warp * 16 + g) * LDS + n * 8 + tg * 2) = att_pack<BF16>(dkAcc[n][0] * scale, dkAcc[n][1] * scale);
-    *(u32 *)(sK + (warp * 16 + g + 8) * LDS + n * 8 + tg * 2) = att_pack<BF16>(dkAcc[n][2] * scale, dkAcc[n][3] * scale);
-    *(u32 *)(sV + (warp * 16 + g) * LDS + n * 8 + tg * 2) = att_pack<BF16>(dvAcc[n][0], dvAcc[n][1]);
-    *(u32 *)(sV + (warp * 16 + g + 8) * LDS + n * 8 + tg * 2) = att_pack<BF16>(dvAcc[n][2], dvAcc[n][3]);
+  for (int n = 0; n < NOH; ++n) {
+    // Columns dh*DH/DS + n*8 + 2t, +1 (dh = 0 when DS = 1).
+    *(u32 *)(sK + (kw * 16 + g) * LDS + dh * (DH / DS) + n * 8 + tg * 2) = att_pack<BF16>(dkAcc[n][0] * scale, dkAcc[n][1] * scale);
+    *(u32 *)(sK + (kw * 16 + g + 8) * LDS + dh * (DH / DS) + n * 8 + tg * 2) = att_pack<BF16>(dkAcc[n][2] * scale, dkAcc[n][3] * scale);
+    *(u32 *)(sV + (kw * 16 + g) * LDS + dh * (DH / DS) + n * 8 + tg * 2) = att_pack<BF16>(dvAcc[n][0], dvAcc[n][1]);
+    *(u32 *)(sV + (kw * 16 + g + 8) * LDS + dh * (DH / DS) + n * 8 + tg * 2) = att_pack<BF16>(dvAcc[n][2], dvAcc[n][3]);
   }
   __syncthreads();
-  att_tile_store<DH, BC>((u16 *)dk + b * dksb + hk * dksh, dkst, sK, k0, S);
-  att_tile_store<DH, BC>((u16 *)dv + b * dvsb + hk * dvsh, dvst, sV, k0, S);
+  att_tile_store<DH, BC, NT>((u16 *)dk + b * dksb + hk * dksh, dkst, sK, k0, S);
+  att_tile_store<DH, BC, NT>((u16 *)dv + b * dvsb + hk * dvsh, dvst, sV, k0, S);
 }
 
 // A forward and a backward kernel; NAME gets a softcap_ prefix for the soft-capped pair (CAP), which the launcher
@@ -793,15 +930,18 @@ __device__ __forceinline__ void att_backward_mma(ATT_BWD_PARAMS) {
   extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_forward_mma_##NAME(ATT_FWD_PARAMS) {            \
     att_forward_mma<BF16, DH, CAP>(ATT_FWD_ARGS);                                                                      \
   }                                                                                                                   \
-  extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_backward_mma_##NAME(ATT_BWD_PARAMS) {           \
+  extern "C" __global__ void __launch_bounds__(ATT_BWD_THREADS(DH)) attention_backward_mma_##NAME(ATT_BWD_PARAMS) {   \
     att_backward_mma<BF16, DH, BR, CAP>(ATT_BWD_ARGS);                                                                 \
   }
 #define ATT_MMA_KERNELS(NAME, BF16, DH, BR)         \
   ATT_MMA_KERNEL_PAIR(NAME, BF16, DH, BR, false) \
   ATT_MMA_KERNEL_PAIR(softcap_##NAME, BF16, DH, BR, true)
 
-// Query tile of the backward: 64 rows at headDim 64, 16 at 128, so that the tiles fit in 48 KiB of shared memory.
+// Query tile of the backward: 64 rows at headDim 64, 16 at 128, so that the tiles fit in 48 KiB of static shared
+// memory; 32 at 256, in dynamic shared memory (ATT_BWD_SMEM_256; the launcher opts in to more than 48 KiB).
 ATT_MMA_KERNELS(bf16_d64, true, 64, 64)
 ATT_MMA_KERNELS(bf16_d128, true, 128, 16)
 ATT_MMA_KERNELS(f16_d64, false, 64, 64)
 ATT_MMA_KERNELS(f16_d128, false, 128, 16)
+ATT_MMA_KERNELS(bf16_d256, true, 256, 32)
+ATT_MMA_KERNELS(f16_d256, false, 256, 32)
