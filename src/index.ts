@@ -50,6 +50,7 @@ export { generate, generateDetailed, type GenerateOptions, type GenerationResult
 
 export {
   getPeftModel,
+  getPeftModelAsync,
   PeftModel,
   PeftError,
   LoraLinear,

@@ -1,5 +1,7 @@
 import { resolvePretrained } from '../io/hub.js';
 import { PeftModel } from '../peft/index.js';
+import { saveModelPretrained } from '../peft/export-checkpoint.js';
+import { Linear4bit, mergeQloraToDense, saveQuantizedPretrained, type ComputeDType } from '../quant/index.js';
 import type { DType } from '../tensor/dtype.js';
 import { BUILTIN } from './builtin-example.js';
 import { UsageError } from './errors.js';
@@ -13,6 +15,7 @@ const MERGE_OPTIONS: OptionSpecs = {
   output: { kind: 'string', help: 'folder for the merged Hugging Face checkpoint (required)' },
   dtype: { kind: 'enum', values: ['auto', 'float32', 'bfloat16', 'float16'], default: 'auto', help: 'dtype of the merged weights' },
   device: { kind: 'string', default: 'cpu', help: 'cpu, cuda or cuda:N' },
+  requantize: { kind: 'boolean', default: false, help: 'for a bnb-4bit base: write a bnb-4bit checkpoint (merged projections quantized to NF4 again) instead of a dense one' },
 };
 
 export const MERGE_HELP = `loraforge merge --adapter DIR --output DIR [options]: fold an adapter into its base model.\n\n${optionsHelp(MERGE_OPTIONS)}`;
@@ -28,7 +31,20 @@ export async function runMerge(argv: readonly string[]): Promise<number> {
   const folder = await baseModelFolder(v['model'] as string | undefined, adapter);
   const base = await loadModelFrom(folder, v['dtype'] as DType | 'auto', String(v['device']));
   const peft = await PeftModel.fromPretrained(base, adapter);
-  await peft.saveMergedPretrained(output, { copyFilesFrom: folder === 'builtin' ? BUILTIN.model : await resolvePretrained(folder) });
-  console.log(`merged ${adapter} into ${folder === 'builtin' ? 'the built-in example model' : folder}; Hugging Face checkpoint written to ${output}`);
+  const copyFilesFrom = folder === 'builtin' ? BUILTIN.model : await resolvePretrained(folder);
+  const requantize = v['requantize'] === true;
+  const quantized = [...peft.model.namedModules()].some(([, m]) => m instanceof Linear4bit);
+  if (quantized) {
+    // A bnb-4bit base: each adapted projection dequantized, merged in float32, rounded to --dtype (auto: the model's).
+    const dtype = (v['dtype'] === 'auto' ? peft.model.dtype : v['dtype']) as ComputeDType;
+    const { model, report } = await mergeQloraToDense(peft.model, { dtype, requantize });
+    if (requantize) await saveQuantizedPretrained(model, output, { copyFilesFrom });
+    else await saveModelPretrained(model, output, { copyFilesFrom });
+    console.log(`merge rounding error: max ${report.maxAbsError.toExponential(2)} abs, ${report.maxRelativeError.toExponential(2)} relative`);
+  } else {
+    if (requantize) throw new UsageError('--requantize applies to adapters of a bnb-4bit base, but this base model is not quantized.');
+    await peft.saveMergedPretrained(output, { copyFilesFrom });
+  }
+  console.log(`merged ${adapter} into ${folder === 'builtin' ? 'the built-in example model' : folder}; ${quantized && requantize ? 'bnb-4bit' : 'Hugging Face'} checkpoint written to ${output}`);
   return 0;
 }

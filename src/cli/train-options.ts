@@ -31,6 +31,15 @@ export const TRAIN_OPTIONS: OptionSpecs = {
   'lora-alpha': { kind: 'number', min: 0, default: 16, help: 'LoRA alpha (scaling alpha / r)' },
   'lora-dropout': { kind: 'number', min: 0, max: 1, exclusiveMax: true, default: 0.05, help: 'dropout on the adapter input' },
   'target-modules': { kind: 'string', default: 'all-linear', help: 'comma list of module names, a full-match regex, or all-linear' },
+  'exclude-modules': { kind: 'string', help: 'comma list of module names, or a full-match regex, that LoRA leaves out' },
+  'layers-to-transform': { kind: 'string', help: 'comma list of layer indices to adapt (e.g. 0,1,2); the others are left alone' },
+  'layers-pattern': { kind: 'string', help: 'name of the layer container that --layers-to-transform indexes (e.g. layers); comma list allowed' },
+  'rank-pattern': { kind: 'string', help: 'JSON object of rank per module regex, e.g. \'{"q_proj": 16}\'' },
+  'alpha-pattern': { kind: 'string', help: 'JSON object of alpha per module regex, e.g. \'{"q_proj": 32}\'' },
+  'init-lora-weights': { kind: 'string', default: 'true', help: 'adapter init: true, false, gaussian, pissa, pissa_niter_N, olora, orthogonal or loftq' },
+  'modules-to-save': { kind: 'string', help: 'comma list of modules trained in full and saved with the adapter (e.g. lm_head)' },
+  'trainable-token-indices': { kind: 'string', help: 'token ids whose embeddings train: a comma list, or a JSON object of module name to id list' },
+  'loraplus-lr-ratio': { kind: 'number', min: 0, help: 'LoRA+: lora_B matrices train at lr times this (PEFT loraplus_lr_ratio)' },
   'use-rslora': { kind: 'boolean', default: false, help: 'scale by alpha / sqrt(r)' },
   'use-dora': { kind: 'boolean', default: false, help: 'weight-decomposed LoRA (DoRA)' },
   qlora: { kind: 'boolean', default: false, help: 'quantize the base model to 4-bit NF4 on load (QLoRA)' },
@@ -74,6 +83,17 @@ export interface TrainCommandOptions {
   loraAlpha: number;
   loraDropout: number;
   targetModules: string | string[];
+  excludeModules: string | string[] | null;
+  layersToTransform: number[] | null;
+  layersPattern: string | string[] | null;
+  rankPattern: Record<string, number> | null;
+  alphaPattern: Record<string, number> | null;
+  /** Passed through to the LoRA config as PEFT spells it (true, false or a method name). */
+  initLoraWeights: boolean | string;
+  modulesToSave: string[] | null;
+  /** PEFT's trainable_token_indices: ids of the input embedding, or ids per embedding module. */
+  trainableTokenIndices: number[] | Record<string, number[]> | null;
+  loraplusLrRatio: number | null;
   useRslora: boolean;
   useDora: boolean;
   qlora: boolean;
@@ -138,6 +158,15 @@ export function toTrainCommandOptions(v: OptionValues, explicit: ReadonlySet<str
     loraAlpha: num('lora-alpha'),
     loraDropout: num('lora-dropout'),
     targetModules: parseTargetModules(String(v['target-modules'])),
+    excludeModules: v['exclude-modules'] === undefined ? null : parseModuleList(String(v['exclude-modules']), '--exclude-modules', true),
+    layersToTransform: parseLayers(v['layers-to-transform']),
+    layersPattern: v['layers-pattern'] === undefined ? null : parseLayersPattern(String(v['layers-pattern'])),
+    rankPattern: parsePattern(v['rank-pattern'], '--rank-pattern', true),
+    alphaPattern: parsePattern(v['alpha-pattern'], '--alpha-pattern', false),
+    initLoraWeights: parseInitLoraWeights(String(v['init-lora-weights'])),
+    modulesToSave: v['modules-to-save'] === undefined ? null : (parseModuleList(String(v['modules-to-save']), '--modules-to-save', false) as string[]),
+    trainableTokenIndices: parseTokenIndices(v['trainable-token-indices']),
+    loraplusLrRatio: parseLoraplusRatio(v['loraplus-lr-ratio']),
     useRslora: bool('use-rslora'),
     useDora: bool('use-dora'),
     qlora: bool('qlora'),
@@ -155,6 +184,82 @@ export function toTrainCommandOptions(v: OptionValues, explicit: ReadonlySet<str
     explicit,
     values: v,
   };
+}
+
+/** A comma list of module names; with `regexAllowed`, text with regex characters is kept whole (PEFT's str form). */
+function parseModuleList(text: string, flag: string, regexAllowed: boolean): string | string[] {
+  if (regexAllowed && /[\\^$*+?()[\]{}|]/.test(text)) return text;
+  const names = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (names.length === 0 || names.some((n) => !/^[\w.-]+$/.test(n))) throw new UsageError(`${flag} must be a comma list of module names (e.g. lm_head${regexAllowed ? ', or a regex' : ''}); got "${text}".`);
+  return names;
+}
+
+/** --layers-to-transform: layer indices, "0,1,2" (a config file may give a number or a list). */
+function parseLayers(v: unknown): number[] | null {
+  if (v === undefined || v === null) return null;
+  const parts = typeof v === 'number' ? [String(v)] : String(v).split(',').map((s) => s.trim());
+  if (parts.length === 0 || !parts.every((p) => /^\d+$/.test(p))) throw new UsageError(`--layers-to-transform must be a comma list of non-negative layer indices (e.g. 0,1,2); got "${String(v)}".`);
+  return parts.map(Number);
+}
+
+function parseLayersPattern(text: string): string | string[] {
+  const names = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (names.length === 0) throw new UsageError(`--layers-pattern must name the layer container (e.g. layers); got "${text}".`);
+  return names.length === 1 ? names[0]! : names;
+}
+
+/** --rank-pattern / --alpha-pattern: a JSON object of module regex to number (positive integers for ranks). */
+function parsePattern(v: unknown, flag: string, integers: boolean): Record<string, number> | null {
+  if (v === undefined || v === null) return null;
+  const example = integers ? '\'{"q_proj": 16}\'' : '\'{"q_proj": 32}\'';
+  let value: unknown = v;
+  if (typeof v === 'string') {
+    try {
+      value = JSON.parse(v);
+    } catch {
+      throw new UsageError(`${flag} must be a JSON object of module pattern to ${integers ? 'rank' : 'alpha'}, such as ${example}; got ${v}.`);
+    }
+  }
+  const ok = !!value && typeof value === 'object' && !Array.isArray(value) && Object.values(value).every((n) => typeof n === 'number' && Number.isFinite(n) && (!integers || (Number.isInteger(n) && n > 0)));
+  if (!ok) throw new UsageError(`${flag} must be a JSON object of module pattern to ${integers ? 'a positive integer rank' : 'a number'}, such as ${example}; got ${typeof v === 'string' ? v : JSON.stringify(v)}.`);
+  return value as Record<string, number>;
+}
+
+/** PEFT's init_lora_weights values this flag passes through (the methods themselves live in src/peft). */
+const INIT_LORA_WEIGHTS = /^(true|false|gaussian|pissa|pissa_niter_[1-9]\d*|olora|orthogonal|loftq)$/;
+
+function parseInitLoraWeights(text: string): boolean | string {
+  if (!INIT_LORA_WEIGHTS.test(text)) throw new UsageError(`--init-lora-weights must be true, false, gaussian, pissa, pissa_niter_N (N >= 1), olora, orthogonal or loftq; got "${text}".`);
+  return text === 'true' ? true : text === 'false' ? false : text;
+}
+
+/** --trainable-token-indices: "1,2,3" (ids of the input embedding) or a JSON object {"embed_tokens": [1, 2]}. */
+function parseTokenIndices(v: unknown): number[] | Record<string, number[]> | null {
+  if (v === undefined || v === null) return null;
+  const text = String(v).trim();
+  const fail = (): never => {
+    throw new UsageError(`--trainable-token-indices must be a comma list of token ids (e.g. 1,2,3) or a JSON object of module name to id list, such as '{"embed_tokens": [1, 2]}'; got ${text}.`);
+  };
+  const ids = (list: unknown): number[] => (Array.isArray(list) && list.length > 0 && list.every((n) => Number.isInteger(n) && n >= 0) ? (list as number[]) : fail());
+  if (text.startsWith('{') || text.startsWith('[')) {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return fail();
+    }
+    if (Array.isArray(value)) return ids(value);
+    if (!value || typeof value !== 'object' || Object.keys(value).length === 0) return fail();
+    return Object.fromEntries(Object.entries(value).map(([k, list]) => [k, ids(list)]));
+  }
+  const parts = text.split(',').map((s) => s.trim());
+  return parts.every((p) => /^\d+$/.test(p)) ? parts.map(Number) : fail();
+}
+
+function parseLoraplusRatio(v: unknown): number | null {
+  if (v === undefined || v === null) return null;
+  if (!(typeof v === 'number' && v > 0)) throw new UsageError(`--loraplus-lr-ratio must be a positive number (PEFT suggests >= 1, e.g. 16); got ${String(v)}.`);
+  return v;
 }
 
 /** --chat-template-kwargs: a JSON object (a config file may give the object itself). */

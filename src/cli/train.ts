@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { describeSummary, prepareDataset, type NormalizedExample } from '../data/index.js';
 import type { CausalLM } from '../models/causal-lm.js';
-import { getPeftModel, PeftModel } from '../peft/index.js';
+import { getPeftModel, PeftModel, resolveLoraConfig, type LoraConfig } from '../peft/index.js';
 import { AutoTokenizer, type PreTrainedTokenizer } from '../tokenizer/index.js';
 import { latestCheckpoint } from '../train/checkpoint-dir.js';
 import { exactMatch, type ExactMatchResult } from '../train/generation-eval.js';
@@ -114,7 +114,7 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
 
   const peft = checkpoint
     ? await PeftModel.fromPretrained(base, checkpoint, { isTrainable: true })
-    : getPeftModel(base, { r: o.r, loraAlpha: o.loraAlpha, loraDropout: o.loraDropout, targetModules: o.targetModules, useRslora: o.useRslora, useDora: o.useDora, seed: o.seed, baseModelNameOrPath: builtin ? null : o.model });
+    : getPeftModel(base, loraConfigOf(o, builtin));
   peft.printTrainableParameters();
   const dropout = peftDropoutControl(peft);
   if (o.gradientCheckpointing) enableGradientCheckpointing(peft.model, dropout.rng);
@@ -124,6 +124,7 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     weightDecay: o.weightDecay, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, lrScheduler: o.lrScheduler,
     warmupSteps: o.warmupSteps, maxGradNorm: o.maxGradNorm, seed: o.seed, loggingSteps: o.loggingSteps, evalSteps: o.evalSteps,
     saveSteps: o.saveSteps, saveTotalLimit: o.saveTotalLimit, gradientCheckpointing: o.gradientCheckpointing, shuffle: true,
+    loraplusLrRatio: o.loraplusLrRatio,
   };
   const progress = progressCallbacks({ every: o.loggingSteps });
   const trainer = new Trainer({
@@ -184,6 +185,27 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   for (const line of memory) console.log(line);
   console.log(`adapter written to ${output} (adapter_config.json, adapter_model.safetensors); report: ${report}`);
   return 0;
+}
+
+/** The LoRA config the train flags describe; combinations PEFT refuses are refused by resolveLoraConfig (src/peft/config.ts). */
+export function loraConfigOf(o: TrainCommandOptions, builtin: boolean): LoraConfig {
+  const config: LoraConfig & { trainableTokenIndices?: unknown } = {
+    r: o.r, loraAlpha: o.loraAlpha, loraDropout: o.loraDropout, targetModules: o.targetModules, useRslora: o.useRslora, useDora: o.useDora,
+    seed: o.seed, baseModelNameOrPath: builtin ? null : o.model,
+    ...(o.excludeModules !== null ? { excludeModules: o.excludeModules } : {}),
+    ...(o.layersToTransform !== null ? { layersToTransform: o.layersToTransform } : {}),
+    ...(o.layersPattern !== null ? { layersPattern: o.layersPattern } : {}),
+    ...(o.rankPattern !== null ? { rankPattern: o.rankPattern } : {}),
+    ...(o.alphaPattern !== null ? { alphaPattern: o.alphaPattern } : {}),
+    ...(o.initLoraWeights !== true ? { initLoraWeights: o.initLoraWeights as LoraConfig['initLoraWeights'] } : {}),
+    ...(o.modulesToSave !== null ? { modulesToSave: o.modulesToSave } : {}),
+    ...(o.trainableTokenIndices !== null ? { trainableTokenIndices: o.trainableTokenIndices } : {}),
+  };
+  // Until src/peft reads trainable_token_indices, refuse it rather than drop it.
+  if (o.trainableTokenIndices !== null && !('trainableTokenIndices' in resolveLoraConfig({}))) {
+    throw new UsageError('--trainable-token-indices is not supported by this build of loraforge; leave it out.');
+  }
+  return config;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;

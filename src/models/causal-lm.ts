@@ -349,7 +349,7 @@ export class CausalLM extends Module {
     const kv = caches ? { pool: caches[0]!.pool, step: pagedKvStep(caches, T, this.device), fresh: caches.every((c) => c.length === 0) } : null;
     const inp: LayerInputs = { rope: this.ropeTables(B, T, positions), mask, kv, ctx };
 
-    let h = this.model.embed_tokens.forward(ids);
+    let h = this.model.embed_tokens.forward(ids, ctx);
     // Gemma: embeddings times sqrt(hidden_size), the factor itself rounded to the model dtype as transformers does.
     if (this.config.scaleEmbeddings) h = mulScalar(h, roundToDType(Math.sqrt(this.config.hiddenSize), this.dtype));
     for (const layer of this.model.layers.items) h = layer.forward(h, inp);

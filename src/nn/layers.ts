@@ -31,7 +31,8 @@ export class Embedding extends Module {
     this.weight = weight;
     this.registerParameter('weight', weight);
   }
-  forward(ids: Tensor): Tensor {
+  /** ctx is unused here; embedding adapters (src/peft) read its per-row adapter names. */
+  forward(ids: Tensor, _ctx?: ForwardContext): Tensor {
     return embedding(ids, this.weight);
   }
 }

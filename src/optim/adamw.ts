@@ -18,6 +18,18 @@ export interface AdamWOptions {
    * the CPU, whose memory is host memory already. Results equal the non-paged optimizer's.
    */
   paged?: boolean | PagedStateOptions;
+  /**
+   * torch's parameter groups: each named parameter of a group uses the group's lr and weight decay (noDecay does not
+   * apply to them). A scheduler's `AdamW.lr` scales every group alike: a group steps at group.lr * lr / options.lr,
+   * as LambdaLR scales each group's initial lr.
+   */
+  groups?: readonly AdamWParamGroup[];
+}
+
+export interface AdamWParamGroup {
+  readonly names: readonly string[];
+  readonly lr: number;
+  readonly weightDecay: number;
 }
 
 /** Per-parameter state, named as torch's state_dict names it. */
@@ -43,6 +55,9 @@ export class AdamW {
   private readonly noDecay: (name: string) => boolean;
   private readonly state = new Map<string, AdamWParamState>();
   private readonly paged: PagedAdamWState | null;
+  /** The lr the options gave (the groups' lrs are relative to it), and each grouped parameter's group. */
+  private readonly baseLr: number;
+  private readonly groupOf = new Map<string, AdamWParamGroup>();
 
   constructor(params: ReadonlyMap<string, Tensor>, options: AdamWOptions = {}) {
     this.params = params;
@@ -51,6 +66,14 @@ export class AdamW {
     this.eps = options.eps ?? 1e-8;
     this.weightDecay = options.weightDecay ?? 0.01;
     this.noDecay = options.noDecay ?? (() => false);
+    this.baseLr = this.lr;
+    for (const group of options.groups ?? []) {
+      for (const name of group.names) {
+        if (!params.has(name)) throw new Error(`AdamW parameter group names "${name}", which is not among the parameters.`);
+        if (this.groupOf.has(name)) throw new Error(`AdamW parameter "${name}" is in two parameter groups; put it in one.`);
+        this.groupOf.set(name, group);
+      }
+    }
     for (const [name, p] of params) {
       if (!p.requiresGrad) throw new Error(`AdamW was given "${name}", which does not require grad; pass only trainable parameters.`);
     }
@@ -65,7 +88,7 @@ export class AdamW {
   step(): void {
     if (this.paged) {
       const hyper = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps };
-      this.paged.step(hyper, (name) => (this.noDecay(name) ? 0 : this.weightDecay));
+      this.paged.step(hyper, (name) => this.weightDecayOf(name), (name) => this.lrOf(name));
       return;
     }
     for (const [name, p] of this.params) {
@@ -77,14 +100,27 @@ export class AdamW {
       }
       s.step += 1;
       adamwUpdate(p, p.grad, s.expAvg, s.expAvgSq, {
-        lr: this.lr,
+        lr: this.lrOf(name),
         beta1: this.beta1,
         beta2: this.beta2,
         eps: this.eps,
-        weightDecay: this.noDecay(name) ? 0 : this.weightDecay,
+        weightDecay: this.weightDecayOf(name),
         step: s.step,
       });
     }
+  }
+
+  /** The rate parameter `name` steps at now: its group's lr scaled as the schedule scales `lr`. */
+  lrOf(name: string): number {
+    const group = this.groupOf.get(name);
+    if (!group) return this.lr;
+    return this.baseLr === 0 ? 0 : group.lr * (this.lr / this.baseLr);
+  }
+
+  private weightDecayOf(name: string): number {
+    const group = this.groupOf.get(name);
+    if (group) return group.weightDecay;
+    return this.noDecay(name) ? 0 : this.weightDecay;
   }
 
   /** Frees every gradient (torch's zero_grad(set_to_none=True)). */

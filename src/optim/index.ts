@@ -1,5 +1,6 @@
-export { AdamW, type AdamWOptions, type AdamWParamState } from './adamw.js';
+export { AdamW, type AdamWOptions, type AdamWParamGroup, type AdamWParamState } from './adamw.js';
 export { adamwUpdate, type AdamWArgs } from './adamw-update.js';
 export { clipGradNorm } from './clip-grad.js';
 export { LrScheduler, lrMultiplier, LR_SCHEDULER_TYPES, type LrScheduleOptions, type LrSchedulerType } from './lr-schedule.js';
 export { saveOptimizerState, loadOptimizerState } from './optimizer-state-file.js';
+export { loraplusParamGroups, type LoraPlusOptions } from './loraplus.js';

@@ -160,7 +160,7 @@ export class PagedAdamWState {
   }
 
   /** One AdamW update of every parameter that has a gradient; the others keep their state and step count. */
-  step(hyper: AdamWHyper, weightDecayOf: (name: string) => number): void {
+  step(hyper: AdamWHyper, weightDecayOf: (name: string) => number, lrOf?: (name: string) => number): void {
     this.prefetch();
     const n = this.batches.length;
     const k = this.slots.length;
@@ -171,7 +171,7 @@ export class PagedAdamWState {
         const grad = p.param.grad;
         if (!grad) continue;
         p.step += 1;
-        this.update(p, grad, slot, { ...hyper, weightDecay: weightDecayOf(p.name), step: p.step });
+        this.update(p, grad, slot, { ...hyper, lr: lrOf ? lrOf(p.name) : hyper.lr, weightDecay: weightDecayOf(p.name), step: p.step });
       }
       this.pager.mainReached(slot.updated);
       this.store(i);

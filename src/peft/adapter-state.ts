@@ -1,7 +1,9 @@
 import type { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ResolvedLoraConfig } from './config.js';
+import { LoraEmbedding } from './lora-embedding.js';
 import { LoraLinear } from './lora-linear.js';
+import { TrainableTokensWrapper } from './trainable-tokens.js';
 import { ModulesToSaveWrapper } from './modules-to-save.js';
 import { walkModules } from './module-walk.js';
 
@@ -18,6 +20,8 @@ export interface AdapterStateEntry {
   readonly param: string;
   /** Adapter tensors are replaced when loading; base-model tensors (biases under bias "all"/"lora_only") are overwritten in place. */
   readonly ownedByAdapter: boolean;
+  /** Saved with the adapter but never trained (an adapted embedding's base weight, PEFT's save_embedding_layers). */
+  readonly savedOnly?: boolean;
 }
 
 export function entryTensor(e: AdapterStateEntry): Tensor {
@@ -33,8 +37,8 @@ export function entryTensor(e: AdapterStateEntry): Tensor {
  */
 export function adapterStateEntries(model: Module, name: string, config: ResolvedLoraConfig): AdapterStateEntry[] {
   const entries: AdapterStateEntry[] = [];
-  const add = (modulePath: string, keyPath: string, owner: Module | undefined, param: string, ownedByAdapter: boolean) => {
-    if (owner?.getParameter(param)) entries.push({ key: `${ADAPTER_KEY_PREFIX}${keyPath}`, modulePath, owner, param, ownedByAdapter });
+  const add = (modulePath: string, keyPath: string, owner: Module | undefined, param: string, ownedByAdapter: boolean, savedOnly = false) => {
+    if (owner?.getParameter(param)) entries.push({ key: `${ADAPTER_KEY_PREFIX}${keyPath}`, modulePath, owner, param, ownedByAdapter, savedOnly });
   };
   for (const { path, module } of walkModules(model)) {
     if (module instanceof LoraLinear) {
@@ -45,6 +49,15 @@ export function adapterStateEntries(model: Module, name: string, config: Resolve
         add(path, `${path}.lora_magnitude_vector`, module.lora_magnitude_vector.get(name), 'weight', true);
       }
       if (config.bias !== 'none') add(path, `${path}.base_layer.bias`, module.base_layer, 'bias', false);
+      if (path === 'lm_head' && savesEmbeddingLayers(config)) add(path, `${path}.base_layer.weight`, module.base_layer, 'weight', false, true);
+    } else if (module instanceof LoraEmbedding) {
+      if (module.hasAdapter(name)) {
+        add(path, `${path}.lora_embedding_A`, module.lora_embedding_A.get(name), 'weight', true);
+        add(path, `${path}.lora_embedding_B`, module.lora_embedding_B.get(name), 'weight', true);
+      }
+      if (savesEmbeddingLayers(config)) add(path, `${path}.base_layer.weight`, module.base_layer, 'weight', false, true);
+    } else if (module instanceof TrainableTokensWrapper) {
+      add(path, `${path}.token_adapter.trainable_tokens_delta`, module.token_adapter.trainable_tokens_delta.get(name), 'weight', true);
     } else if (module instanceof ModulesToSaveWrapper) {
       const copy = module.modules_to_save.get(name);
       for (const param of copy?.ownParameterNames() ?? []) add(path, `${path}.${param}`, copy, param, true);
@@ -53,4 +66,15 @@ export function adapterStateEntries(model: Module, name: string, config: Resolve
     }
   }
   return entries;
+}
+
+/**
+ * PEFT's save_embedding_layers="auto": when target_modules names an embedding layer ("embed_tokens" or "lm_head";
+ * a regex string is tested as a substring, as Python's `in` does), the adapted embedding layers' base weights are
+ * saved with the adapter (`<path>.base_layer.weight`).
+ */
+function savesEmbeddingLayers(config: ResolvedLoraConfig): boolean {
+  const t = config.targetModules;
+  if (t === null) return false;
+  return ['embed_tokens', 'lm_head'].some((k) => (typeof t === 'string' ? t.includes(k) : t.includes(k)));
 }

@@ -10,6 +10,8 @@ export interface AdapterTarget {
   readonly inFeatures: number;
   readonly outFeatures: number;
   readonly settings: LoraAdapterSettings;
+  /** "embedding": PEFT's lora.Embedding (inFeatures is the vocabulary, outFeatures the embedding width). */
+  readonly kind?: 'linear' | 'embedding';
 }
 
 /** Makes an adapter's tensors for one layer. New adapters are float32 whatever the base dtype (PEFT's autocast_adapter_dtype). */
@@ -17,7 +19,7 @@ export type AdapterWeightsFactory = (target: AdapterTarget) => LoraAdapterWeight
 
 /** Fresh trainable weights drawn from `rng` in layer order (PEFT's init_lora_weights). */
 export function initialWeights(init: InitLoraWeights, rng: Rng, device: string): AdapterWeightsFactory {
-  return ({ inFeatures, outFeatures, settings: { r, loraBias } }) => ({
+  return ({ inFeatures, outFeatures, settings: { r, loraBias }, kind }) => kind === 'embedding' ? initialEmbeddingWeights(init, rng, device, r, inFeatures, outFeatures) : ({
     a: fromHost(initialLoraA(init, r, inFeatures, rng), [r, inFeatures], 'float32', device),
     b: fromHost(initialLoraB(init, r, outFeatures, rng), [outFeatures, r], 'float32', device),
     bBias: loraBias ? zeros([outFeatures], { device }) : null,
@@ -36,4 +38,14 @@ export function zeroWeights(device: string, options: { magnitude: boolean }): Ad
     bBias: loraBias ? zeros([outFeatures], { device }) : null,
     magnitude: useDora && options.magnitude ? zeros([outFeatures], { device }) : null,
   });
+}
+
+/**
+ * PEFT's lora.Embedding init: with init_lora_weights true or "gaussian", A zeros and B ~ N(0, 1) (loralib's choice);
+ * with false both keep their torch.randn draw.
+ */
+function initialEmbeddingWeights(init: InitLoraWeights, rng: Rng, device: string, r: number, vocab: number, dim: number): LoraAdapterWeights {
+  const normal = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
+  const a = init === false ? normal(r * vocab) : new Float32Array(r * vocab);
+  return { a: fromHost(a, [r, vocab], 'float32', device), b: fromHost(normal(dim * r), [dim, r], 'float32', device), bBias: null, magnitude: null };
 }

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fromParsedJson, PythonFloat, pythonJsonDumps, type PythonJsonValue } from '../io/python-json.js';
-import { resolveLoraConfig, type InitLoraWeights, type LoraBias, type ResolvedLoraConfig, type TargetModules } from './config.js';
+import { initKind, resolveLoraConfig, type InitLoraWeights, type LoftqConfig, type LoraBias, type ResolvedLoraConfig, type TargetModules, type TrainableTokenIndices } from './config.js';
 import { PeftError } from './errors.js';
 
 export const ADAPTER_CONFIG_NAME = 'adapter_config.json';
@@ -46,7 +46,6 @@ const UNSUPPORTED_WHEN_SET = [
   'layer_replication',
   'monteclora_config',
   'target_parameters',
-  'trainable_token_indices',
   'use_bdlora',
   'use_qalora',
   'velora_config',
@@ -72,9 +71,24 @@ const INTERPRETED_FIELDS = new Set([
   'revision',
   'target_modules',
   'task_type',
+  'trainable_token_indices',
   'use_dora',
   'use_rslora',
 ]);
+
+/** LoraConfig's runtime_config: accepted on load, never written (PEFT's to_dict pops it). */
+const RUNTIME_FIELD = 'runtime_config';
+
+/**
+ * PEFT's forward compatibility (PeftConfig.from_pretrained, _check_and_remove_unused_kwargs): keys LoraConfig does not
+ * know are dropped, with this warning, and so are not written back.
+ */
+function warnUnknownFields(keys: readonly string[]): void {
+  const names = `[${[...keys].sort().map((k) => `'${k}'`).join(', ')}]`;
+  console.warn(
+    `Unexpected keyword arguments ${names} for class LoraConfig, these are ignored. This probably means that you're loading a configuration file that was saved using a higher version of the library and additional parameters have been introduced since. It is highly recommended to upgrade the PEFT version before continuing (e.g. by running \`pip install -U peft\`).`,
+  );
+}
 
 /** adapter_config.json text exactly as PEFT writes it: json.dumps(indent=2, sort_keys=True), no trailing newline. */
 export function loraConfigToJson(c: ResolvedLoraConfig, options: { inferenceMode: boolean }): string {
@@ -99,9 +113,12 @@ export function loraConfigToJson(c: ResolvedLoraConfig, options: { inferenceMode
     revision: c.revision,
     target_modules: targetsJson(c.targetModules),
     task_type: c.taskType,
+    trainable_token_indices: tokenIndicesJson(c.trainableTokenIndices),
     use_dora: c.useDora,
     use_rslora: c.useRslora,
   } satisfies Record<string, PythonJsonValue>);
+  // PEFT stores vars(LoftQConfig) when init_lora_weights is "loftq"; otherwise loftq_config stays as loaded (or {}).
+  if (c.loftqConfig) fields['loftq_config'] = { loftq_bits: c.loftqConfig.loftqBits, loftq_iter: c.loftqConfig.loftqIter };
   return pythonJsonDumps(fields, 2);
 }
 
@@ -139,7 +156,14 @@ export function parseAdapterConfig(text: string, path: string): ResolvedLoraConf
   }
   const field = new FieldReader(raw, path);
   const passthrough: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(raw)) if (!INTERPRETED_FIELDS.has(key)) passthrough[key] = value;
+  const unknown: string[] = [];
+  for (const [key, value] of Object.entries(raw)) {
+    if (INTERPRETED_FIELDS.has(key) || key === RUNTIME_FIELD) continue;
+    if (key === 'loftq_config' && raw['init_lora_weights'] === 'loftq') continue; // read by field.loftq()
+    if (key in PASSTHROUGH_DEFAULTS) passthrough[key] = value;
+    else unknown.push(key);
+  }
+  if (unknown.length > 0) warnUnknownFields(unknown);
   return resolveLoraConfig(
     {
       r: field.number('r', 8),
@@ -152,11 +176,13 @@ export function parseAdapterConfig(text: string, path: string): ResolvedLoraConf
       useDora: field.boolean('use_dora'),
       loraBias: field.boolean('lora_bias'),
       initLoraWeights: field.initWeights(),
+      loftqConfig: field.loftq(),
       layersToTransform: field.layers(),
       layersPattern: field.targets('layers_pattern'),
       rankPattern: field.numberMap('rank_pattern'),
       alphaPattern: field.numberMap('alpha_pattern'),
       modulesToSave: field.stringList('modules_to_save'),
+      trainableTokenIndices: field.tokenIndices(),
       taskType: field.nullableString('task_type'),
       baseModelNameOrPath: field.nullableString('base_model_name_or_path'),
       revision: field.nullableString('revision'),
@@ -218,16 +244,40 @@ class FieldReader {
     if (v === null || typeof v === 'number') return v;
     return Array.isArray(v) && v.every((n) => typeof n === 'number') ? (v as number[]) : this.fail('layers_to_transform', 'a layer index, a list of them, or null');
   }
+  tokenIndices(): TrainableTokenIndices | null {
+    const key = 'trainable_token_indices';
+    const v = this.get(key);
+    const ids = (x: unknown) => Array.isArray(x) && x.every((n) => Number.isInteger(n));
+    if (v === null || ids(v)) return v as number[] | null;
+    if (typeof v === 'object' && !Array.isArray(v) && Object.values(v as object).every(ids)) return v as Record<string, number[]>;
+    return this.fail(key, 'a list of token ids, an object of such lists, or null');
+  }
+  /** loftq_config {loftq_bits, loftq_iter} when init_lora_weights is "loftq" (an empty one counts as missing, as PEFT's `not loftq_config`). */
+  loftq(): LoftqConfig | null {
+    const v = this.get('loftq_config');
+    if (this.raw['init_lora_weights'] !== 'loftq' || v === null) return null;
+    if (typeof v !== 'object' || Array.isArray(v)) return this.fail('loftq_config', 'an object such as {"loftq_bits": 4, "loftq_iter": 1}');
+    const o = v as Record<string, unknown>;
+    if (Object.keys(o).length === 0) return null;
+    const num = (k: string) => (o[k] === undefined || typeof o[k] === 'number' ? (o[k] as number | undefined) : this.fail('loftq_config', `an object whose "${k}" is a number`));
+    return { loftqBits: num('loftq_bits'), loftqIter: num('loftq_iter') };
+  }
   initWeights(): InitLoraWeights {
     const v = this.get('init_lora_weights');
     if (v === null) return true;
-    if (v === true || v === false || v === 'gaussian') return v;
-    throw new PeftError(`${this.path}: init_lora_weights ${JSON.stringify(v)} is not supported (it changes the base weights); use an adapter initialised with true, false or "gaussian".`);
+    if (initKind(v) !== null) return v as InitLoraWeights;
+    throw new PeftError(`${this.path}: init_lora_weights ${JSON.stringify(v)} is not supported; loraforge knows true, false, "gaussian", "pissa", "pissa_niter_<iterations>", "olora", "orthogonal" and "loftq".`);
   }
 }
 
 function targetsJson(t: TargetModules | null): PythonJsonValue {
   return t === null ? null : typeof t === 'string' ? t : [...t];
+}
+
+function tokenIndicesJson(t: TrainableTokenIndices | null): PythonJsonValue {
+  if (t === null) return null;
+  if (Array.isArray(t)) return [...(t as readonly number[])];
+  return Object.fromEntries(Object.entries(t as Readonly<Record<string, readonly number[]>>).map(([k, v]) => [k, [...v]]));
 }
 
 function numberMap(m: Readonly<Record<string, number>>): PythonJsonValue {

@@ -3,11 +3,24 @@ import { PeftError } from './errors.js';
 /** Module names (suffixes of module paths), a regex string that must match a whole path, or "all-linear". */
 export type TargetModules = string | readonly string[];
 export type LoraBias = 'none' | 'all' | 'lora_only';
+/** trainable_token_indices: ids on the input embedding, or ids per embedding layer name. */
+export type TrainableTokenIndices = readonly number[] | Readonly<Record<string, readonly number[]>>;
 /**
  * true: A kaiming-uniform (torch's nn.Linear init), B zero; "gaussian": A ~ N(0, std 1/r), B zero; false: A and B
  * both keep nn.Linear's init, so the adapter changes the output from the start (PEFT uses this for tests).
+ * Initialisations that rewrite the base weight (PEFT 0.21's; see base-init.ts), which need `getPeftModelAsync` /
+ * `addAdapterAsync` because they read the weight: "pissa" (top-r SVD, base becomes W - scaling B A), "pissa_niter_N"
+ * (the same from torch.svd_lowrank with N subspace iterations, its Gaussian sketch drawn from `seed`), "olora"
+ * (any case, as PEFT: A, B from the QR of W, base W - scaling B A), "loftq" (needs loftqConfig: the base becomes the
+ * NF4 quantization, A and B the SVD of the quantization error). "orthogonal" leaves the base alone (even r; A, B from
+ * one random orthogonal matrix, drawn from `seed`, so B A = 0).
  */
-export type InitLoraWeights = boolean | 'gaussian';
+export type InitLoraWeights = boolean | 'gaussian' | 'pissa' | `pissa_niter_${number}` | 'olora' | 'OLoRA' | 'orthogonal' | 'loftq';
+/** PEFT's LoftQConfig: loftq_bits (only 4 here: bitsandbytes' NF4) and loftq_iter alternating iterations (default 1). */
+export interface LoftqConfig {
+  loftqBits?: number;
+  loftqIter?: number;
+}
 
 /** LoRA options in TypeScript spelling; adapter_config.json carries the same fields in PEFT's snake_case. */
 export interface LoraConfig {
@@ -36,12 +49,19 @@ export interface LoraConfig {
   alphaPattern?: Readonly<Record<string, number>>;
   /** Modules trained in full next to the adapter and saved with it (e.g. "lm_head"). */
   modulesToSave?: readonly string[] | null;
+  /**
+   * Token ids whose rows of the input embedding train (PEFT's TrainableTokensLayer), or {layer name: ids} for other
+   * embedding layers; a tied output head follows them.
+   */
+  trainableTokenIndices?: TrainableTokenIndices | null;
   taskType?: string | null;
   baseModelNameOrPath?: string | null;
   revision?: string | null;
   inferenceMode?: boolean;
   /** Seed for initialising A and for dropout masks (loraforge only: not written to adapter_config.json). */
   seed?: number;
+  /** Required with initLoraWeights "loftq", ignored otherwise (as PEFT); adapter_config.json's loftq_config. */
+  loftqConfig?: LoftqConfig | null;
 }
 
 /** A LoraConfig with every field decided, plus the fields of a loaded adapter_config.json that loraforge passes through. */
@@ -56,11 +76,14 @@ export interface ResolvedLoraConfig {
   readonly useDora: boolean;
   readonly loraBias: boolean;
   readonly initLoraWeights: InitLoraWeights;
+  /** Set exactly when initLoraWeights is "loftq". */
+  readonly loftqConfig?: Readonly<Required<LoftqConfig>> | null;
   readonly layersToTransform: number | readonly number[] | null;
   readonly layersPattern: string | readonly string[] | null;
   readonly rankPattern: Readonly<Record<string, number>>;
   readonly alphaPattern: Readonly<Record<string, number>>;
   readonly modulesToSave: readonly string[] | null;
+  readonly trainableTokenIndices: TrainableTokenIndices | null;
   readonly taskType: string | null;
   readonly baseModelNameOrPath: string | null;
   readonly revision: string | null;
@@ -89,11 +112,13 @@ export function resolveLoraConfig(config: LoraConfig, passthrough: Readonly<Reco
     rankPattern: config.rankPattern ?? {},
     alphaPattern: config.alphaPattern ?? {},
     modulesToSave: config.modulesToSave ?? null,
+    trainableTokenIndices: config.trainableTokenIndices ?? null,
     taskType: config.taskType === undefined ? 'CAUSAL_LM' : config.taskType,
     baseModelNameOrPath: config.baseModelNameOrPath ?? null,
     revision: config.revision ?? null,
     inferenceMode: config.inferenceMode ?? false,
     seed: config.seed ?? 0,
+    loftqConfig: config.initLoraWeights === 'loftq' && config.loftqConfig ? { loftqBits: config.loftqConfig.loftqBits ?? 4, loftqIter: config.loftqConfig.loftqIter ?? 1 } : null,
     passthrough,
   };
   validate(resolved);
@@ -106,9 +131,12 @@ function validate(c: ResolvedLoraConfig): void {
   if (!Number.isFinite(c.loraAlpha)) throw new PeftError(`loraAlpha must be a finite number, got ${c.loraAlpha}.`);
   if (!(c.loraDropout >= 0 && c.loraDropout < 1)) throw new PeftError(`loraDropout must be in [0, 1), got ${c.loraDropout}.`);
   if (!BIAS_VALUES.includes(c.bias)) throw new PeftError(`bias must be one of ${BIAS_VALUES.join(', ')}, got ${JSON.stringify(c.bias)}.`);
-  if (c.initLoraWeights !== true && c.initLoraWeights !== false && c.initLoraWeights !== 'gaussian') {
-    throw new PeftError(`initLoraWeights ${JSON.stringify(c.initLoraWeights)} is not supported; use true, false or "gaussian".`);
+  if (initKind(c.initLoraWeights) === null) {
+    throw new PeftError(`initLoraWeights ${JSON.stringify(c.initLoraWeights)} is not supported; use true, false, "gaussian", "pissa", "pissa_niter_<iterations>", "olora", "orthogonal" or "loftq".`);
   }
+  const loftq = c.loftqConfig;
+  if (loftq && loftq.loftqBits !== 4) throw new PeftError(`loftqConfig.loftqBits ${loftq.loftqBits} is not supported; loraforge's LoftQ quantizes to bitsandbytes' NF4, so use 4.`);
+  if (loftq && !positiveInt(loftq.loftqIter)) throw new PeftError(`loftqConfig.loftqIter must be a positive integer (PEFT: the number of iterations must be greater than 0), got ${loftq.loftqIter}.`);
   for (const [key, rank] of Object.entries(c.rankPattern)) {
     if (!positiveInt(rank)) throw new PeftError(`rankPattern["${key}"] must be a positive integer, got ${rank}.`);
   }
@@ -122,9 +150,56 @@ function validate(c: ResolvedLoraConfig): void {
   if (Array.isArray(c.targetModules) && c.targetModules.length === 0) {
     throw new PeftError('targetModules is an empty list; name the modules to adapt (e.g. ["q_proj", "v_proj"]) or pass "all-linear".');
   }
+  const tokens = c.trainableTokenIndices;
+  if (tokens !== null && !(Array.isArray(tokens) ? [tokens] : Object.values(tokens)).every((ids) => Array.isArray(ids) && ids.every((i) => Number.isInteger(i) && i >= 0))) {
+    throw new PeftError(`trainableTokenIndices must hold non-negative token ids (a list, or lists per layer name), got ${JSON.stringify(tokens)}.`);
+  }
+  validateCombinations(c);
+}
+
+/** PEFT's TaskType values; loraforge builds causal LMs only, so CAUSAL_LM (or null) is the one it accepts. */
+const PEFT_TASK_TYPES = ['SEQ_CLS', 'SEQ_2_SEQ_LM', 'CAUSAL_LM', 'TOKEN_CLS', 'QUESTION_ANS', 'FEATURE_EXTRACTION'];
+
+/** The combinations PEFT 0.21's PeftConfig / LoraConfig.__post_init__ refuse, each refused here in one sentence. */
+function validateCombinations(c: ResolvedLoraConfig): void {
+  if (c.taskType !== null && c.taskType !== 'CAUSAL_LM') {
+    const known = PEFT_TASK_TYPES.includes(c.taskType) ? 'loraforge adapts causal language models only' : `PEFT's task types are ${PEFT_TASK_TYPES.join(', ')}`;
+    throw new PeftError(`taskType ${JSON.stringify(c.taskType)} is not supported (${known}); use "CAUSAL_LM" or null.`);
+  }
+  if (typeof c.targetModules === 'string' && c.layersToTransform !== null) {
+    throw new PeftError('layersToTransform cannot be used when targetModules is a string (a regex over whole module paths, or "all-linear"); pass targetModules as a list of names, or put the layer indices in the regex.');
+  }
+  if (typeof c.targetModules === 'string' && c.layersPattern !== null) {
+    throw new PeftError('layersPattern cannot be used when targetModules is a string (a regex over whole module paths, or "all-linear"); pass targetModules as a list of names, or put the layer container in the regex.');
+  }
+  if (c.layersPattern !== null && c.layersPattern.length > 0 && c.layersToTransform === null) {
+    throw new PeftError(`layersPattern ${JSON.stringify(c.layersPattern)} is given without layersToTransform; give the layer indices too (layersPattern only names the container they index).`);
+  }
+  if (c.loraBias && c.initLoraWeights !== true && c.initLoraWeights !== false) {
+    throw new PeftError(`loraBias is supported only with initLoraWeights true or false, got initLoraWeights ${JSON.stringify(c.initLoraWeights)}.`);
+  }
+  if (c.loraBias && c.useDora) throw new PeftError('loraBias is not supported with DoRA (useDora); turn one of them off.');
+  const loftq = (c as { loftqConfig?: unknown }).loftqConfig ?? c.passthrough['loftq_config'];
+  if (c.initLoraWeights === ('loftq' as unknown) && (loftq === undefined || loftq === null || (typeof loftq === 'object' && Object.keys(loftq).length === 0))) {
+    throw new PeftError('initLoraWeights "loftq" needs loftq_config (e.g. {"loftq_bits": 4, "loftq_iter": 1}); give it or choose another initLoraWeights.');
+  }
+  const megatron = c.passthrough['megatron_config'];
+  if (c.useDora && megatron !== undefined && megatron !== null && megatron !== false) {
+    throw new PeftError('useDora is not supported with megatron_config; set useDora false or drop megatron_config.');
+  }
 }
 
 /** PEFT's scaling of the update B A: alpha / r, or alpha / sqrt(r) with rsLoRA. */
 export function loraScaling(alpha: number, r: number, useRslora: boolean): number {
   return useRslora ? alpha / Math.sqrt(r) : alpha / r;
+}
+
+/** What an initLoraWeights value asks for, or null when it is not one loraforge knows. */
+export function initKind(init: unknown): 'kaiming' | 'none' | 'gaussian' | 'pissa' | 'pissa_niter' | 'olora' | 'orthogonal' | 'loftq' | null {
+  if (init === true) return 'kaiming';
+  if (init === false) return 'none';
+  if (init === 'gaussian' || init === 'pissa' || init === 'orthogonal' || init === 'loftq') return init;
+  if (typeof init === 'string' && init.toLowerCase() === 'olora') return 'olora';
+  if (typeof init === 'string' && /^pissa_niter_\d+$/.test(init)) return 'pissa_niter';
+  return null;
 }

@@ -1,6 +1,10 @@
 import { loraScaling, type ResolvedLoraConfig } from './config.js';
 import type { AdapterWeightsFactory } from './adapter-weights.js';
+import { Embedding } from '../nn/layers.js';
+import { PeftError } from './errors.js';
+import { LoraEmbedding } from './lora-embedding.js';
 import { LoraLinear } from './lora-linear.js';
+import { TrainableTokensWrapper } from './trainable-tokens.js';
 import { ModulesToSaveWrapper, type CopyableLayer } from './modules-to-save.js';
 import type { LoraRuntimeState } from './runtime-state.js';
 import { patternValue, planTargets, type TargetModel } from './targets.js';
@@ -27,6 +31,24 @@ export function injectAdapter(
     const settings = { r, alpha, scaling: loraScaling(alpha, r, c.useRslora), dropout: c.loraDropout, useDora: c.useDora, loraBias: c.loraBias };
     layer.addAdapter(name, settings, weights({ path: site.path, inFeatures: layer.inFeatures, outFeatures: layer.outFeatures, settings }));
     if (!existing) site.parent!.replaceChild(site.name, layer);
+  }
+  for (const site of plan.embeddingSites) {
+    const existing = site.module instanceof LoraEmbedding ? site.module : null;
+    const layer = existing ?? new LoraEmbedding(site.module as Embedding, site.path, state);
+    if (c.loraBias) throw new PeftError(`lora_bias=true is not supported for Embedding (${site.path}); turn loraBias off or leave the embedding out of target_modules.`);
+    if (c.useDora) throw new PeftError(`DoRA on an embedding (${site.path}) is not supported here; turn useDora off or leave the embedding out of target_modules.`);
+    const r = patternValue(c.rankPattern, site.path, c.r);
+    const alpha = patternValue(c.alphaPattern, site.path, c.loraAlpha);
+    const settings = { r, alpha, scaling: loraScaling(alpha, r, c.useRslora), dropout: 0, useDora: false, loraBias: false };
+    const w = weights({ path: site.path, inFeatures: layer.numEmbeddings, outFeatures: layer.embeddingDim, settings, kind: 'embedding' });
+    layer.addAdapter(name, { r, alpha, scaling: settings.scaling }, w.a, w.b);
+    if (!existing) site.parent!.replaceChild(site.name, layer);
+  }
+  for (const { site, indices } of plan.tokenSites) {
+    const existing = site.module instanceof TrainableTokensWrapper ? site.module : null;
+    const wrapper = existing ?? new TrainableTokensWrapper(site.module as Embedding, site.path, state);
+    wrapper.addAdapter(name, indices);
+    if (!existing) site.parent!.replaceChild(site.name, wrapper);
   }
   for (const site of plan.saveSites) {
     const existing = site.module instanceof ModulesToSaveWrapper ? site.module : null;

@@ -1,6 +1,8 @@
 import type { Module } from '../nn/module.js';
+import { LoraEmbedding } from './lora-embedding.js';
 import { LoraLinear } from './lora-linear.js';
 import { ModulesToSaveWrapper } from './modules-to-save.js';
+import { TrainableTokensWrapper } from './trainable-tokens.js';
 
 /** A module of the base model with where it hangs: its dotted path, its parent and its name in the parent. */
 export interface ModuleSite {
@@ -10,8 +12,8 @@ export interface ModuleSite {
   readonly name: string;
 }
 
-export function isPeftLayer(m: Module): m is LoraLinear | ModulesToSaveWrapper {
-  return m instanceof LoraLinear || m instanceof ModulesToSaveWrapper;
+export function isPeftLayer(m: Module): m is LoraLinear | ModulesToSaveWrapper | LoraEmbedding | TrainableTokensWrapper {
+  return m instanceof LoraLinear || m instanceof ModulesToSaveWrapper || m instanceof LoraEmbedding || m instanceof TrainableTokensWrapper;
 }
 
 /**
@@ -38,4 +40,9 @@ export function loraLayers(root: Module): { path: string; layer: LoraLinear }[] 
 
 export function modulesToSaveWrappers(root: Module): { path: string; wrapper: ModulesToSaveWrapper }[] {
   return [...walkModules(root)].flatMap((s) => (s.module instanceof ModulesToSaveWrapper ? [{ path: s.path, wrapper: s.module }] : []));
+}
+
+/** Embedding layers with adapters (LoRA on an embedding, trainable tokens): merged and unmerged with the LoRA layers. */
+export function embeddingAdapterLayers(root: Module): { path: string; layer: LoraEmbedding | TrainableTokensWrapper }[] {
+  return [...walkModules(root)].flatMap((s) => (s.module instanceof LoraEmbedding || s.module instanceof TrainableTokensWrapper ? [{ path: s.path, layer: s.module }] : []));
 }

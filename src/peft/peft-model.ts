@@ -1,6 +1,7 @@
+import { mkdir } from 'node:fs/promises';
 import { resolvePretrained } from '../io/hub.js';
 import type { CausalLMInput, CausalLMOutput, CausalLM } from '../models/causal-lm.js';
-import { Module } from '../nn/module.js';
+import { Module, type LinearLike } from '../nn/module.js';
 import { to } from '../ops/index.js';
 import type { DType } from '../tensor/dtype.js';
 import { noGrad } from '../tensor/grad-mode.js';
@@ -15,12 +16,18 @@ import { ADAPTER_CONFIG_NAME, readAdapterConfig } from './config-json.js';
 import { PeftError } from './errors.js';
 import { saveModelPretrained, type SaveModelOptions } from './export-checkpoint.js';
 import { injectAdapter } from './inject.js';
+import { initFromBase, initOrthogonal, rewritesBase } from './base-init.js';
+import { convertMutatedToLora } from './weight-conversion.js';
+import { assertFiniteMerge, isRequantizing, mergeIntoQuantized, unmergeFromQuantized } from './merge-layers.js';
 import { LoraLinear } from './lora-linear.js';
-import { loraLayers, modulesToSaveWrappers, walkModules } from './module-walk.js';
+import { embeddingAdapterLayers, isPeftLayer, loraLayers, modulesToSaveWrappers, walkModules } from './module-walk.js';
+import { LoraEmbedding } from './lora-embedding.js';
+import { TrainableTokensWrapper } from './trainable-tokens.js';
+import { writeModelCard } from './model-card.js';
 import { ModulesToSaveWrapper } from './modules-to-save.js';
 import { BASE_ADAPTER_NAME, type LoraRuntimeState } from './runtime-state.js';
 import { countParameters, formatTrainableParameters, type ParameterCounts } from './trainable.js';
-import { fillWeightedAdapter, weightedAdapterConfig, type CombinationType } from './weighted-adapter.js';
+import { COMBINATION_TYPES, fillWeightedAdapter, isCombinationType, isDare, needsDensity, SVD_DRIVERS, weightedAdapterConfig, type CombinationType, type MajoritySignMethod, type SvdDriver } from './weighted-adapter.js';
 
 export interface LoadAdapterOptions {
   /** Train the loaded adapter (default false: its tensors are frozen, PEFT's inference mode). */
@@ -45,11 +52,36 @@ export interface FromPretrainedOptions extends LoadAdapterOptions {
 export interface SavePretrainedOptions {
   /** Adapters to save; default all. "default" goes to `dir`, any other to `dir/<name>`. */
   selectedAdapters?: readonly string[];
+  /**
+   * PEFT's path_initial_model_for_weight_conversion: the folder this PiSSA / OLoRA adapter was saved to right after
+   * initialisation. The adapter is then saved as a plain LoRA adapter of rank 2r on the original base weights
+   * (weight-conversion.ts); the folder's adapter_config.json is rewritten with init_lora_weights true, as PEFT does.
+   */
+  pathInitialModelForWeightConversion?: string;
 }
 
 export interface AddWeightedAdapterOptions {
-  /** Rank of an svd combination; default the largest source rank. */
+  /** Rank of the *svd combinations; default (also for 0, as PEFT's `svd_rank or max`) the largest source rank. */
   svdRank?: number;
+  /** Quantile in [0, 1] of the SVD factors' values (torch.quantile) at which both factors are clamped; default none. */
+  svdClamp?: number;
+  /**
+   * PEFT's svd_full_matrices (default true) and svd_driver (null, "gesvd", "gesvdj", "gesvda": which LAPACK/cuSOLVER
+   * routine torch uses). Accepted for compatibility: after truncation to svdRank <= min(out, in) neither changes the
+   * result, and every driver computes the same decomposition (here one-sided Jacobi in float64).
+   */
+  svdFullMatrices?: boolean;
+  svdDriver?: SvdDriver | null;
+  /** Fraction of values kept, in [0, 1] (>= 1 keeps all); required for ties, dare_* and magnitude_prune*. */
+  density?: number;
+  /** Sign election of ties / dare_ties: "total" (sum of values, default) or "frequency" (count of signs). */
+  majoritySignMethod?: MajoritySignMethod;
+  /**
+   * DARE draws a Bernoulli(density) keep-mask per value (torch.bernoulli in PEFT, so PEFT's masks cannot be
+   * reproduced); the masks come from this generator, or from `new Rng(seed)`; default seed 0.
+   */
+  rng?: Rng;
+  seed?: number;
 }
 
 /** PEFT's LoraModel: holds the base model as `model`, so parameter names read base_model.model.<path>. */
@@ -70,11 +102,13 @@ export class PeftModel extends Module {
   /** Adapters in inference mode: frozen even while active. */
   private readonly frozen = new Set<string>();
   private readonly state: LoraRuntimeState;
+  /** The 4-bit base of each LoRA layer whose adapters are merged into a re-quantized copy (mergeAdapter). */
+  private readonly quantizedOriginals = new Map<LoraLinear, LinearLike>();
   private unloaded = false;
 
   private constructor(model: CausalLM, seed: number) {
     super();
-    if ([...walkModules(model)].some((s) => s.module instanceof LoraLinear || s.module instanceof ModulesToSaveWrapper)) {
+    if ([...walkModules(model)].some((s) => isPeftLayer(s.module))) {
       throw new PeftError('This model already carries LoRA layers (another PeftModel wraps it); add adapters through that PeftModel with addAdapter or loadAdapter.');
     }
     model.requiresGrad_(false);
@@ -90,8 +124,21 @@ export class PeftModel extends Module {
   /** PEFT's get_peft_model: a new trainable adapter, active. */
   static create(model: CausalLM, config: LoraConfig, adapterName = 'default'): PeftModel {
     const resolved = resolveLoraConfig(config);
+    assertSyncInit(resolved);
     const peft = new PeftModel(model, resolved.seed);
     peft.addResolvedAdapter(adapterName, resolved);
+    peft.setAdapter(adapterName, { inferenceMode: resolved.inferenceMode });
+    return peft;
+  }
+
+  /**
+   * create() for every initLoraWeights, including those that read and rewrite the base weights ("pissa",
+   * "pissa_niter_N", "olora", "loftq"; see base-init.ts), which need awaiting.
+   */
+  static async createAsync(model: CausalLM, config: LoraConfig, adapterName = 'default'): Promise<PeftModel> {
+    const resolved = resolveLoraConfig(config);
+    const peft = new PeftModel(model, resolved.seed);
+    await peft.addResolvedAdapterAsync(adapterName, resolved);
     peft.setAdapter(adapterName, { inferenceMode: resolved.inferenceMode });
     return peft;
   }
@@ -179,7 +226,15 @@ export class PeftModel extends Module {
   /** A new adapter, neither active nor trainable until setAdapter selects it (PEFT's add_adapter). */
   addAdapter(name: string, config: LoraConfig): void {
     this.assertUsable();
-    this.addResolvedAdapter(name, resolveLoraConfig(config));
+    const resolved = resolveLoraConfig(config);
+    assertSyncInit(resolved);
+    this.addResolvedAdapter(name, resolved);
+  }
+
+  /** addAdapter for every initLoraWeights, including those that rewrite the base weights (PEFT warns against mixing those with other adapters). */
+  async addAdapterAsync(name: string, config: LoraConfig): Promise<void> {
+    this.assertUsable();
+    await this.addResolvedAdapterAsync(name, resolveLoraConfig(config));
   }
 
   /** Loads a PEFT adapter folder (or Hub repo) under `name`; it is not activated (call setAdapter). */
@@ -192,6 +247,9 @@ export class PeftModel extends Module {
     try {
       this.inject(name, config, zeroWeights(this.model.device, { magnitude: true }));
       try {
+        // As PEFT's from_pretrained: the config's init runs first, so a PiSSA / OLoRA / LoftQ adapter rewrites the
+        // base weights it is loaded onto (the original ones), then its saved A and B replace the initial ones.
+        if (rewritesBase(config.initLoraWeights)) await initFromBase(loraLayers(this.model), name, config, new Rng(adapterSeed(config.seed, name)));
         await loadAdapterTensors(this.model, name, this.configs.get(name)!, file);
       } catch (err) {
         this.removeAdapter(name);
@@ -226,6 +284,12 @@ export class PeftModel extends Module {
     this.assertUsable();
     const list = typeof names === 'string' ? [names] : [...names];
     for (const name of list) this.assertKnown(name);
+    for (const { wrapper } of modulesToSaveWrappers(this.model)) {
+      const copies = list.filter((n) => wrapper.hasAdapter(n));
+      if (copies.length > 1) {
+        throw new PeftError(`Adapters ${copies.map((n) => `"${n}"`).join(', ')} each train their own copy of ${wrapper.path} (modules_to_save), so they cannot be active at once; activate one of them.`);
+      }
+    }
     this.unmergeAdapter();
     this.state.activeAdapters = list;
     for (const name of list) {
@@ -241,10 +305,13 @@ export class PeftModel extends Module {
     this.unmergeAdapter();
     const previous = this.state.adaptersDisabled;
     this.state.adaptersDisabled = true;
+    // As PEFT's disable_adapter_layers: no adapter tensor requires grad inside; enabling again restores them.
+    for (const [name, config] of this.configs) for (const e of adapterStateEntries(this.model, name, config)) entryTensor(e).requiresGrad = false;
     try {
       return await fn();
     } finally {
       this.state.adaptersDisabled = previous;
+      if (!this.unloaded) this.refreshTrainable();
     }
   }
 
@@ -265,35 +332,83 @@ export class PeftModel extends Module {
     this.assertUsable();
     const names = options.selectedAdapters ?? [...this.configs.keys()];
     for (const name of names) this.assertKnown(name);
+    await mkdir(dir, { recursive: true });
+    const cardConfig = this.configs.get(this.activeAdapter ?? names[0] ?? '');
+    await writeModelCard(dir, { baseModel: cardConfig?.baseModelNameOrPath ?? '' });
     for (const name of names) {
       const config = this.configs.get(name)!;
       const tensors = new Map(adapterStateEntries(this.model, name, config).map((e) => [e.key, entryTensor(e)]));
-      await writeAdapterFolder(adapterFolder(dir, name), tensors, config);
+      if (options.pathInitialModelForWeightConversion === undefined) {
+        await writeAdapterFolder(adapterFolder(dir, name), tensors, config);
+        continue;
+      }
+      const converted = await convertMutatedToLora(tensors, config, options.pathInitialModelForWeightConversion);
+      try {
+        await writeAdapterFolder(adapterFolder(dir, name), converted.tensors, converted.config);
+      } finally {
+        for (const t of converted.tensors.values()) t.dispose();
+      }
     }
   }
 
-  /** Folds adapters (default: the active ones) into the base weights in place; forward then costs what the base costs. */
-  mergeAdapter(adapterNames?: readonly string[]): void {
+  /**
+   * Folds adapters (default: the active ones) into the base weights in place; forward then costs what the base costs.
+   * Dense bases are merged before this returns (awaiting is needed only for the cases below). safeMerge (PEFT's
+   * safe_merge): every merged weight is computed and checked for NaN/inf first, and a failure throws naming the
+   * adapter and layer with no base weight changed. 4-bit bases (Linear4bit): per adapter, dequantized, the delta added
+   * in float32, quantized to NF4 again with the same blocksize and double quantization (PEFT's bnb merge); unmerging
+   * restores the original 4-bit weight.
+   */
+  mergeAdapter(adapterNames?: readonly string[], options: { safeMerge?: boolean } = {}): Promise<void> {
     this.assertUsable();
     const names = adapterNames ?? this.state.activeAdapters;
     for (const name of names) this.assertKnown(name);
-    for (const { layer } of loraLayers(this.model)) layer.merge(names);
+    const layers = loraLayers(this.model);
+    if (!options.safeMerge && !layers.some(({ layer }) => isRequantizing(layer.base_layer))) {
+      for (const { layer } of layers) layer.merge(names);
+      for (const { layer } of embeddingAdapterLayers(this.model)) layer.merge(names);
+      return Promise.resolve();
+    }
+    return (async () => {
+      if (options.safeMerge) for (const { layer } of layers) await assertFiniteMerge(layer, names);
+      for (const { layer } of layers) {
+        if (!isRequantizing(layer.base_layer)) layer.merge(names);
+        else if (!this.quantizedOriginals.has(layer)) this.quantizedOriginals.set(layer, await mergeIntoQuantized(layer, names));
+        else throw new PeftError(`${layer.path} already has adapters merged into its 4-bit weight; call unmergeAdapter() before merging again.`);
+      }
+      for (const { layer } of embeddingAdapterLayers(this.model)) layer.merge(names);
+    })();
   }
 
   /** Undoes every merge, restoring the base weights. */
   unmergeAdapter(): void {
+    for (const [layer, original] of this.quantizedOriginals) unmergeFromQuantized(layer, original);
+    this.quantizedOriginals.clear();
     for (const { layer } of loraLayers(this.model)) if (layer.merged) layer.unmerge();
+    for (const { layer } of embeddingAdapterLayers(this.model)) if (layer.merged) layer.unmerge();
   }
 
   /**
    * Merges adapters (default: the active ones) and returns the plain base model: LoRA layers replaced by their base
    * Linear, modules_to_save by the copy in use. This PeftModel cannot be used afterwards.
    */
-  async mergeAndUnload(options: { adapterNames?: readonly string[] } = {}): Promise<CausalLM> {
+  async mergeAndUnload(options: { adapterNames?: readonly string[]; safeMerge?: boolean } = {}): Promise<CausalLM> {
     this.assertUsable();
-    this.mergeAdapter(options.adapterNames);
+    await this.mergeAdapter(options.adapterNames, { safeMerge: options.safeMerge });
+    return this.unloadLayers();
+  }
+
+  /** PEFT's unload: removes the LoRA layers without merging and returns the base model (as merged so far). */
+  unload(): CausalLM {
+    this.assertUsable();
+    return this.unloadLayers();
+  }
+
+  private unloadLayers(): CausalLM {
+    for (const original of this.quantizedOriginals.values()) (original as { weight4bit?: { dispose(): void } }).weight4bit?.dispose();
+    this.quantizedOriginals.clear();
     for (const site of [...walkModules(this.model)]) {
-      if (site.module instanceof LoraLinear) site.parent!.replaceChild(site.name, site.module.unload());
+      if (site.module instanceof LoraLinear || site.module instanceof LoraEmbedding || site.module instanceof TrainableTokensWrapper) site.parent!.replaceChild(site.name, site.module.unload());
       else if (site.module instanceof ModulesToSaveWrapper) site.parent!.replaceChild(site.name, site.module.layerInUse());
     }
     this.unloaded = true;
@@ -306,8 +421,8 @@ export class PeftModel extends Module {
    */
   async saveMergedPretrained(dir: string, options: SaveModelOptions = {}): Promise<void> {
     this.assertUsable();
-    const alreadyMerged = loraLayers(this.model).some(({ layer }) => layer.merged);
-    if (!alreadyMerged) this.mergeAdapter();
+    const alreadyMerged = loraLayers(this.model).some(({ layer }) => layer.merged) || embeddingAdapterLayers(this.model).some(({ layer }) => layer.merged);
+    if (!alreadyMerged) await this.mergeAdapter();
     try {
       await saveModelPretrained(this.model, dir, options);
     } finally {
@@ -316,21 +431,68 @@ export class PeftModel extends Module {
   }
 
   /**
-   * PEFT's add_weighted_adapter: a new adapter combining existing ones (see CombinationType), added frozen and
-   * inactive. With one source adapter the combination is always linear, as in PEFT.
+   * PEFT's add_weighted_adapter: a new adapter combining existing ones (see CombinationType; default "svd" as in
+   * PEFT), added frozen and inactive. With one source adapter the combination is always linear, as in PEFT. Unlike
+   * PEFT, an existing name is refused rather than silently ignored.
    */
-  async addWeightedAdapter(adapters: readonly string[], weights: readonly number[], name: string, combinationType: CombinationType, options: AddWeightedAdapterOptions = {}): Promise<void> {
+  async addWeightedAdapter(adapters: readonly string[], weights: readonly number[], name: string, combinationType: CombinationType = 'svd', options: AddWeightedAdapterOptions = {}): Promise<void> {
     this.assertUsable();
     this.assertNewName(name);
     if (adapters.length === 0 || adapters.length !== weights.length) {
       throw new PeftError(`addWeightedAdapter needs one weight per adapter, got ${adapters.length} adapters and ${weights.length} weights.`);
     }
     for (const a of adapters) this.assertKnown(a);
-    const combination = adapters.length === 1 ? 'linear' : combinationType;
-    const config = weightedAdapterConfig(adapters.map((a) => this.configs.get(a)!), combination, options.svdRank);
+    if (!isCombinationType(combinationType)) throw new PeftError(`Invalid combinationType "${String(combinationType)}"; use one of ${COMBINATION_TYPES.join(', ')}.`);
+    const { density, svdClamp, svdRank, svdDriver } = options;
+    const majoritySignMethod = options.majoritySignMethod ?? 'total';
+    if (majoritySignMethod !== 'total' && majoritySignMethod !== 'frequency') throw new PeftError(`majoritySignMethod must be "total" or "frequency", got "${String(majoritySignMethod)}".`);
+    if (svdRank !== undefined && !(Number.isInteger(svdRank) && svdRank >= 0)) throw new PeftError(`svdRank must be a positive integer, got ${svdRank}.`);
+    if (svdClamp !== undefined && !(svdClamp >= 0 && svdClamp <= 1)) throw new PeftError(`svdClamp is a quantile and must be in the range [0, 1], but got ${svdClamp}.`);
+    if (svdDriver != null && !(SVD_DRIVERS as readonly string[]).includes(svdDriver)) throw new PeftError(`svdDriver must be null or one of ${SVD_DRIVERS.join(', ')}, got "${String(svdDriver)}".`);
+    const sources = adapters.map((a) => this.configs.get(a)!);
+    for (const [i, c] of sources.entries()) {
+      const mine = c.modulesToSave ?? [];
+      if (sources.some((o, j) => j !== i && (o.modulesToSave ?? []).some((m) => mine.includes(m)))) {
+        throw new PeftError('Cannot add weighted adapters if they target the same module with modules_to_save; combine adapters whose modules_to_save differ.');
+      }
+    }
+    const { config, type } = weightedAdapterConfig(sources, combinationType, svdRank);
+    if (needsDensity(type) && (density === undefined || Number.isNaN(density))) throw new PeftError(`combinationType "${type}" prunes values and needs a density in [0, 1].`);
+    if (density !== undefined && density < 0) throw new PeftError(`Density should be >= 0, got ${density}.`);
+    const rng = isDare(type) ? (options.rng ?? new Rng(options.seed ?? 0)) : undefined;
     this.inject(name, config, zeroWeights(this.model.device, { magnitude: false }));
     try {
-      for (const { layer } of loraLayers(this.model)) if (layer.hasAdapter(name)) await fillWeightedAdapter(layer, name, adapters, weights, combination);
+      for (const { layer } of loraLayers(this.model)) {
+        if (layer.hasAdapter(name)) await fillWeightedAdapter(layer, name, adapters, weights, { type, rank: config.r, density, majoritySignMethod, svdClamp, rng });
+      }
+    } catch (err) {
+      this.removeAdapter(name);
+      throw err;
+    }
+    this.frozen.add(name);
+    this.refreshTrainable();
+  }
+
+  private addResolvedAdapter(name: string, config: ResolvedLoraConfig): void {
+    this.assertNewName(name);
+    this.inject(name, config, initialWeights(config.initLoraWeights, new Rng(adapterSeed(config.seed, name)), this.model.device));
+    if (config.initLoraWeights === 'orthogonal') {
+      try {
+        initOrthogonal(loraLayers(this.model), name, new Rng(adapterSeed(config.seed, name)));
+      } catch (err) {
+        this.removeAdapter(name);
+        throw err;
+      }
+    }
+    this.refreshTrainable();
+  }
+
+  /** addResolvedAdapter, then the base-rewriting init (base-init.ts) where the config asks for one. */
+  private async addResolvedAdapterAsync(name: string, config: ResolvedLoraConfig): Promise<void> {
+    this.addResolvedAdapter(name, config);
+    if (!rewritesBase(config.initLoraWeights)) return;
+    try {
+      await initFromBase(loraLayers(this.model), name, config, new Rng(adapterSeed(config.seed, name)));
     } catch (err) {
       this.removeAdapter(name);
       throw err;
@@ -338,13 +500,12 @@ export class PeftModel extends Module {
     this.refreshTrainable();
   }
 
-  private addResolvedAdapter(name: string, config: ResolvedLoraConfig): void {
-    this.assertNewName(name);
-    this.inject(name, config, initialWeights(config.initLoraWeights, new Rng(config.seed), this.model.device));
-    this.refreshTrainable();
-  }
-
   private inject(name: string, config: ResolvedLoraConfig, weights: AdapterWeightsFactory): void {
+    // PEFT's BaseTuner._check_new_adapter_config: at most one adapter may train biases.
+    const withBias = [...this.configs].filter(([n, c]) => n !== name && c.bias !== 'none').map(([n]) => n);
+    if (config.bias !== 'none' && withBias.length > 0) {
+      throw new PeftError(`Adapter "${name}" sets bias "${config.bias}" but adapter "${withBias[0]}" already trains biases; LoRA supports only one adapter with bias, so set bias "none" for all but one.`);
+    }
     try {
       this.configs.set(name, injectAdapter(this.model, name, config, this.state, weights));
     } catch (err) {
@@ -356,6 +517,7 @@ export class PeftModel extends Module {
   private removeAdapter(name: string): void {
     for (const { layer } of loraLayers(this.model)) if (layer.hasAdapter(name)) layer.deleteAdapter(name);
     for (const { wrapper } of modulesToSaveWrappers(this.model)) wrapper.deleteAdapter(name);
+    for (const { layer } of embeddingAdapterLayers(this.model)) if (layer.hasAdapter(name)) layer.deleteAdapter(name);
     this.configs.delete(name);
     this.frozen.delete(name);
   }
@@ -366,7 +528,7 @@ export class PeftModel extends Module {
     for (const name of this.state.activeAdapters) {
       const config = this.configs.get(name);
       if (!config || this.frozen.has(name)) continue;
-      for (const e of adapterStateEntries(this.model, name, config)) entryTensor(e).requiresGrad = true;
+      for (const e of adapterStateEntries(this.model, name, config)) if (!e.savedOnly) entryTensor(e).requiresGrad = true;
     }
   }
 
@@ -394,6 +556,31 @@ export class PeftModel extends Module {
   private loadedNames(): string {
     return this.configs.size > 0 ? [...this.configs.keys()].map((n) => `"${n}"`).join(', ') : 'none';
   }
+}
+
+/**
+ * The seed an adapter's initial weights are drawn from: the config's seed for "default" (so a single adapter draws
+ * what it always drew), mixed with a hash of the name otherwise, so adapters made from one config differ.
+ */
+export function adapterSeed(seed: number, name: string): number {
+  if (name === 'default') return seed >>> 0;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
+  return (Math.imul(seed >>> 0, 0x9e3779b1) ^ h) >>> 0;
+}
+
+/** The initialisations that read the base weights cannot run synchronously; say which call to use instead. */
+function assertSyncInit(config: ResolvedLoraConfig): void {
+  if (rewritesBase(config.initLoraWeights)) {
+    throw new PeftError(
+      `initLoraWeights ${JSON.stringify(config.initLoraWeights)} reads and rewrites the base weights, which is asynchronous here; use \`await getPeftModelAsync(model, config)\` (or \`await peft.addAdapterAsync(name, config)\`).`,
+    );
+  }
+}
+
+/** getPeftModel for every initLoraWeights, including "pissa", "pissa_niter_N", "olora" and "loftq". */
+export function getPeftModelAsync(model: CausalLM, config: LoraConfig, adapterName = 'default'): Promise<PeftModel> {
+  return PeftModel.createAsync(model, config, adapterName);
 }
 
 /** PEFT's get_peft_model: injects a new trainable adapter (active) into the model and returns the PeftModel. */

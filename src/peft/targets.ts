@@ -4,6 +4,9 @@ import type { ResolvedLoraConfig } from './config.js';
 import { PeftError } from './errors.js';
 import { isCopyableLayer, ModulesToSaveWrapper } from './modules-to-save.js';
 import { walkModules, type ModuleSite } from './module-walk.js';
+import { Embedding } from '../nn/layers.js';
+import { LoraEmbedding } from './lora-embedding.js';
+import { TrainableTokensWrapper } from './trainable-tokens.js';
 
 const ALL_LINEAR = 'all-linear';
 
@@ -36,6 +39,10 @@ export interface TargetPlan {
   readonly loraSites: readonly ModuleSite[];
   /** Layers that get a trainable copy (modules_to_save). */
   readonly saveSites: readonly ModuleSite[];
+  /** Embedding layers (or LoRA embeddings) that get the adapter as PEFT's lora.Embedding. */
+  readonly embeddingSites: readonly ModuleSite[];
+  /** Embedding layers whose rows `indices` train (trainable_token_indices). */
+  readonly tokenSites: readonly { readonly site: ModuleSite; readonly indices: readonly number[] }[];
 }
 
 /** Linear layers, their 4-bit variants and LoRA layers wrapping either (anything mapping [..., in] to [..., out]). */
@@ -49,10 +56,18 @@ export function planTargets(model: TargetModel, config: ResolvedLoraConfig): Tar
   const sites = [...walkModules(model)].filter((s) => s.path !== '');
   const resolved = { ...config, targetModules: resolveTargetModules(model, config, sites) };
   const loraSites: ModuleSite[] = [];
+  const embeddingSites: ModuleSite[] = [];
   for (const site of sites) {
     if (!matchesTarget(resolved, site.path)) continue;
     if (site.module instanceof ModulesToSaveWrapper) {
       throw new PeftError(`target_modules matched ${site.path}, which another adapter trains in full (modules_to_save); LoRA cannot adapt it as well, so leave it out of target_modules.`);
+    }
+    if (site.module instanceof TrainableTokensWrapper) {
+      throw new PeftError(`target_modules matched ${site.path}, whose tokens another adapter trains (trainable_token_indices); LoRA cannot adapt it as well, so leave it out of target_modules.`);
+    }
+    if (site.module instanceof Embedding || site.module instanceof LoraEmbedding) {
+      embeddingSites.push(site);
+      continue;
     }
     if (!isLinearLike(site.module)) {
       throw new PeftError(
@@ -61,8 +76,9 @@ export function planTargets(model: TargetModel, config: ResolvedLoraConfig): Tar
     }
     loraSites.push(site);
   }
-  if (loraSites.length === 0) throw new PeftError(noMatchMessage(resolved, sites));
-  return { config: resolved, loraSites, saveSites: modulesToSaveSites(resolved, sites) };
+  if (loraSites.length === 0 && embeddingSites.length === 0) throw new PeftError(noMatchMessage(resolved, sites));
+  const tokenSites = trainableTokenSites(resolved, sites, embeddingSites);
+  return { config: resolved, loraSites, saveSites: modulesToSaveSites(resolved, sites), embeddingSites, tokenSites };
 }
 
 function resolveTargetModules(model: TargetModel, config: ResolvedLoraConfig, sites: readonly ModuleSite[]): ResolvedLoraConfig['targetModules'] {
@@ -72,13 +88,26 @@ function resolveTargetModules(model: TargetModel, config: ResolvedLoraConfig, si
     if (!defaults) throw new PeftError(`There is no default target_modules for model type "${model.config.modelType}"; pass targetModules (e.g. ["q_proj", "v_proj"]).`);
     return defaults;
   }
-  if (typeof targets !== 'string' || targets.toLowerCase() !== ALL_LINEAR) return targets;
+  if (typeof targets !== 'string') return condenseTargets(targets, sites);
+  if (targets.toLowerCase() !== ALL_LINEAR) return targets;
   // "all-linear": every linear layer except the output head, as full paths (PEFT excludes get_output_embeddings()).
   const linear = sites.filter((s) => isLinearLike(s.module) && s.module !== model.lm_head).map((s) => s.path);
   if (linear.length < MIN_TARGET_MODULES_FOR_OPTIMIZATION) return linear;
   const targetSet = new Set(linear);
   const others = sites.map((s) => s.path).filter((p) => !targetSet.has(p));
   return minimalSuffixes(linear, others);
+}
+
+/**
+ * PEFT's inject_adapter optimisation: a list of at least MIN_TARGET_MODULES_FOR_OPTIMIZATION names is replaced by its
+ * minimal suffixes when those are fewer, so the saved config carries the condensed list as PEFT's does.
+ */
+function condenseTargets(targets: readonly string[], sites: readonly ModuleSite[]): readonly string[] {
+  const unique = [...new Set(targets)];
+  if (unique.length < MIN_TARGET_MODULES_FOR_OPTIMIZATION) return targets;
+  const others = ['', ...sites.map((s) => s.path)].filter((p) => !unique.includes(p) && !unique.some((t) => p.endsWith(`.${t}`)));
+  const condensed = minimalSuffixes(unique, others);
+  return condensed.length < unique.length ? condensed : targets;
 }
 
 /** PEFT's _find_minimal_target_modules: the fewest path suffixes that pick out the targets and none of the others. */
@@ -185,7 +214,47 @@ function modulesToSaveSites(config: ResolvedLoraConfig, sites: readonly ModuleSi
   return found;
 }
 
+/**
+ * PEFT's set_additional_trainable_modules for trainable_token_indices: a list applies to the input embedding, an
+ * object to the layers it names (suffix match, strict: a name matching nothing is an error).
+ */
+function trainableTokenSites(config: ResolvedLoraConfig, sites: readonly ModuleSite[], embeddingSites: readonly ModuleSite[]): TargetPlan['tokenSites'] {
+  const spec = config.trainableTokenIndices;
+  if (spec === null) return [];
+  const isEmbedding = (m: Module) => m instanceof Embedding || m instanceof TrainableTokensWrapper || m instanceof LoraEmbedding;
+  let targets: [string, readonly number[]][];
+  if (Array.isArray(spec)) {
+    const input = sites.find((s) => s.name === 'embed_tokens' && isEmbedding(s.module)) ?? sites.find((s) => isEmbedding(s.module));
+    if (!input) throw new PeftError('trainable_token_indices needs an input embedding, but the base model has none; leave trainable_token_indices out.');
+    targets = [[input.path, spec as readonly number[]]];
+  } else {
+    targets = Object.entries(spec as Readonly<Record<string, readonly number[]>>);
+  }
+  const out: { site: ModuleSite; indices: readonly number[] }[] = [];
+  for (const [name, indices] of targets) {
+    if (config.modulesToSave?.includes(name) || (config.modulesToSave ?? []).some((m) => name.endsWith(m))) {
+      throw new PeftError(`The embedding layer is already marked to be trained fully, either specify \`modules_to_save=[..., "${name}", ...]\` or \`trainable_tokens={'${name}': x}\` but not both.`);
+    }
+    const matched = sites.filter((s) => s.path.endsWith(name));
+    if (matched.length === 0) throw new PeftError(`trainable_token_indices names "${name}", but the base model has no such module; name its input embedding (e.g. ${sites.find((s) => isEmbedding(s.module))?.path ?? 'embed_tokens'}).`);
+    for (const site of matched) {
+      if (embeddingSites.includes(site) || site.module instanceof LoraEmbedding) {
+        throw new PeftError(`trainable_token_indices cannot be applied to ${site.path}, which target_modules adapts with LoRA (lora.Embedding); train its tokens or adapt it with LoRA, not both.`);
+      }
+      if (!(site.module instanceof Embedding || site.module instanceof TrainableTokensWrapper)) {
+        throw new PeftError(`trainable_token_indices cannot be applied to ${site.path} (${site.module.constructor.name}), which is not an embedding layer; name an Embedding.`);
+      }
+      out.push({ site, indices });
+    }
+  }
+  return out;
+}
+
 function noMatchMessage(config: ResolvedLoraConfig, sites: readonly ModuleSite[]): string {
+  const saved = sites.filter((s) => !matchesTarget(config, s.path) && matchesTarget({ ...config, modulesToSave: null }, s.path));
+  if (saved.length > 0) {
+    return `No modules were targeted for adaptation: target_modules ${JSON.stringify(config.targetModules)} match only ${saved.map((s) => s.path).join(', ')}, which modules_to_save trains in full, so target other modules or drop those from modules_to_save.`;
+  }
   const layers = config.layersToTransform !== null ? ` in layers ${JSON.stringify(config.layersToTransform)}` : '';
   const regexHint = typeof config.targetModules === 'string' ? ', and a string is a regex that must match the whole path (pass a list to match name suffixes)' : '';
   return `target_modules ${JSON.stringify(config.targetModules)} match no module of the base model${layers}; its linear modules are ${leafNames(sites.filter((s) => isLinearLike(s.module)))} (e.g. ${exampleLinear(sites)})${regexHint}.`;

@@ -40,5 +40,7 @@ export { mergeQloraToDense, type MergedLayerError, type MergeQloraOptions, type 
 export { saveQuantizedPretrained, type SaveQuantizedOptions } from './save-quantized.js';
 
 import { registerBitsandbytesLoader } from './bnb-loader.js';
+import { registerLoftqNf4 } from './loftq-hook.js';
 
 registerBitsandbytesLoader();
+registerLoftqNf4();

@@ -4,7 +4,7 @@ import { formatShape } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { DeviceNf4Weight, type Nf4WeightBytes } from './device-nf4-weight.js';
 import { QuantError } from './errors.js';
-import type { Nf4SourceDType, Nf4Weight } from './nf4-weight.js';
+import { quantizeNf4Weight, type Nf4SourceDType, type Nf4Weight } from './nf4-weight.js';
 
 /** dtypes a 4-bit linear multiplies in (bitsandbytes' bnb_4bit_compute_dtype). */
 export type ComputeDType = Nf4SourceDType;
@@ -78,5 +78,16 @@ export class Linear4bit extends Module implements LinearLike {
 
   quantizedBytes(): Nf4WeightBytes {
     return this.weight4bit.bytes();
+  }
+
+  /**
+   * A Linear4bit quantized to NF4 from `weight` [out, in] with this layer's blocksize, double quantization, compute
+   * dtype and device, sharing its bias: how PEFT's bnb merge re-creates Params4bit from the merged float32 weight
+   * (whose quant_state dtype is then float32).
+   */
+  async requantized(weight: Tensor): Promise<Linear4bit> {
+    const data = await to(weight, { dtype: 'float32' }).data();
+    const nf4 = quantizeNf4Weight({ dtype: 'float32', data }, this.weight4bit.shape, { blocksize: this.weight4bit.blocksize, doubleQuant: this.weight4bit.doubleQuantized });
+    return new Linear4bit(nf4, { bias: this.bias, computeDtype: this.computeDtype, device: this.device });
   }
 }

@@ -2,7 +2,7 @@ import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { collate, epochBatches, type Batch, type TokenizedExample } from '../data/index.js';
 import { add, mulScalar } from '../ops/index.js';
-import { AdamW, clipGradNorm, loadOptimizerState, LrScheduler, saveOptimizerState } from '../optim/index.js';
+import { AdamW, clipGradNorm, loadOptimizerState, loraplusParamGroups, LrScheduler, saveOptimizerState } from '../optim/index.js';
 import { noGradAsync } from '../tensor/grad-mode.js';
 import { scopeAsync } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -86,6 +86,10 @@ export class Trainer {
       eps: a.adamEpsilon,
       weightDecay: a.weightDecay,
       noDecay: (name) => name.endsWith('.bias') || /norm\.weight$/.test(name),
+      // LoRA+: PEFT's create_loraplus_optimizer groups (lora_B at lr * ratio).
+      ...(a.loraplusLrRatio != null
+        ? { groups: loraplusParamGroups(this.params, { lr: a.lr, loraplusLrRatio: a.loraplusLrRatio, loraplusLrEmbedding: a.loraplusLrEmbedding, loraplusWeightDecay: a.weightDecay }) }
+        : {}),
     });
     this.batchesPerEpoch = Math.ceil(options.train.length / a.batchSize);
     const stepsPerEpoch = Math.ceil(this.batchesPerEpoch / a.gradAccum);

@@ -33,6 +33,10 @@ export interface TrainingArguments {
   gradientCheckpointing: boolean;
   /** Shuffle the training examples each epoch (seeded). */
   shuffle: boolean;
+  /** LoRA+ (PEFT's loraplus_lr_ratio): lora_B matrices step at lr * this; null or absent: one lr for all. */
+  loraplusLrRatio?: number | null;
+  /** LoRA+ rate of adapters on embedding layers (PEFT's loraplus_lr_embedding); default 1e-6. */
+  loraplusLrEmbedding?: number;
 }
 
 export const DEFAULT_TRAINING_ARGUMENTS: Omit<TrainingArguments, 'outputDir'> = {
@@ -83,6 +87,7 @@ export function trainingArgsJson(a: TrainingArguments, extra: Record<string, unk
     save_total_limit: a.saveTotalLimit > 0 ? a.saveTotalLimit : null,
     gradient_checkpointing: a.gradientCheckpointing,
     optim: 'adamw_torch',
+    ...(a.loraplusLrRatio != null ? { loraplus_lr_ratio: a.loraplusLrRatio, loraplus_lr_embedding: a.loraplusLrEmbedding ?? 1e-6 } : {}),
     ...extra,
   };
 }

@@ -1,9 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AdamW } from '../../src/optim/index.js';
 import { PeftModel } from '../../src/peft/index.js';
-import { scopeAsync } from '../../src/tensor/scope.js';
-import { adapterDir, assertClose, assertTensorClose, loadBase, refBatch, refInts, refNames, refValues, VARIANTS, type BaseName } from './helpers.js';
+import { adamwFiveSteps, adapterDir, assertClose, assertTensorClose, loadBase, refBatch, refInts, refNames, refValues, VARIANTS, type BaseName } from './helpers.js';
 
 /** PEFT names DoRA's magnitude parameter `...lora_magnitude_vector.weight`; its file key has no ".weight". */
 const gradName = (key: string) => (key.endsWith('.lora_magnitude_vector') ? `${key}.weight` : key);
@@ -48,20 +46,7 @@ for (const base of Object.keys(VARIANTS) as BaseName[]) {
       // tiny-llama's AdamW runs are checked (at 1e-5) in test/optim/adamw5.test.ts.
       test(`${base} ${variant}: five AdamW steps reproduce torch's losses and adapter tensors`, async () => {
         const peft = await PeftModel.fromPretrained(await loadBase(base), adapterDir(base, variant), { isTrainable: true });
-        peft.train();
-        const batch = await refBatch(base);
-        const params = peft.trainableParameters();
-        const optimizer = new AdamW(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 });
-        const losses: number[] = [];
-        for (let step = 0; step < 5; step++) {
-          await scopeAsync(async () => {
-            const out = peft.run(batch);
-            await out.loss!.backward();
-            losses.push(await out.loss!.item());
-            optimizer.step();
-            optimizer.zeroGrad();
-          });
-        }
+        const { losses, params } = await adamwFiveSteps(peft, await refBatch(base));
         assertClose(losses, await refValues(base, `${variant}.adamw5.losses`), `${variant}.adamw5.losses`);
         for (const [key, p] of params) await assertTensorClose(p, await refValues(base, `${variant}.adamw5.${key}`), `${variant}.adamw5.${key}`);
       });

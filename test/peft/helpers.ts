@@ -11,6 +11,9 @@ import { buildCausalLM } from '../../src/models/build.js';
 import { loadConfig } from '../../src/models/config.js';
 import type { CausalLM } from '../../src/models/causal-lm.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
+import { AdamW } from '../../src/optim/index.js';
+import type { PeftModel } from '../../src/peft/index.js';
+import { scopeAsync } from '../../src/tensor/scope.js';
 import { TEST_DEVICE, prepareTestDevice } from '../helpers/device.js';
 import { fixturePath, readFixtureMetadata, readFixtureTensor } from '../helpers/fixtures.js';
 
@@ -117,4 +120,22 @@ export async function tempDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'loraforge-peft-'));
   after(() => rm(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** Five torch.optim.AdamW steps (lr 1e-3, betas 0.9/0.999, eps 1e-8, weight decay 0.01) on one batch, as the references ran them. */
+export async function adamwFiveSteps(peft: PeftModel, batch: { inputIds: number[][]; labels: number[][] }): Promise<{ losses: number[]; params: Map<string, Tensor> }> {
+  peft.train();
+  const params = peft.trainableParameters();
+  const optimizer = new AdamW(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 });
+  const losses: number[] = [];
+  for (let step = 0; step < 5; step++) {
+    await scopeAsync(async () => {
+      const out = peft.run(batch);
+      await out.loss!.backward();
+      losses.push(await out.loss!.item());
+      optimizer.step();
+      optimizer.zeroGrad();
+    });
+  }
+  return { losses, params };
 }
