@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { describeSummary, prepareDataset, type NormalizedExample } from '../data/index.js';
 import type { CausalLM } from '../models/causal-lm.js';
-import { getPeftModel, PeftModel, resolveLoraConfig, type LoraConfig } from '../peft/index.js';
+import { getPeftModelAsync, PeftModel, resolveLoraConfig, type LoraConfig } from '../peft/index.js';
 import { AutoTokenizer, type PreTrainedTokenizer } from '../tokenizer/index.js';
 import { latestCheckpoint } from '../train/checkpoint-dir.js';
 import { exactMatch, type ExactMatchResult } from '../train/generation-eval.js';
@@ -114,7 +114,7 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
 
   const peft = checkpoint
     ? await PeftModel.fromPretrained(base, checkpoint, { isTrainable: true })
-    : getPeftModel(base, loraConfigOf(o, builtin));
+    : await getPeftModelAsync(base, loraConfigOf(o, builtin));
   peft.printTrainableParameters();
   const dropout = peftDropoutControl(peft);
   if (o.gradientCheckpointing) enableGradientCheckpointing(peft.model, dropout.rng);
