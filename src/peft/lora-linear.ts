@@ -1,14 +1,15 @@
 import { Linear } from '../nn/layers.js';
 import { bumpParameterEpoch, currentParameterEpoch, Module, type ForwardContext, type LinearLike } from '../nn/module.js';
-import { add, addScalar, div, linear, loraLinear, matmul, mul, mulScalar, multiLoraLinear, multiLoraLinearGroup, multiLoraNeedsGrad, prepareMultiLora, reshape, sub, to, type MultiLoraAdapter, type MultiLoraPlan } from '../ops/index.js';
+import { add, loraLinear, matmul, mulScalar, multiLoraLinear, multiLoraLinearGroup, multiLoraNeedsGrad, prepareMultiLora, sub, to, type MultiLoraAdapter, type MultiLoraPlan } from '../ops/index.js';
 import { noGrad } from '../tensor/grad-mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { AdapterDict } from './adapter-dict.js';
-import { baseBias, baseWeight, denseBase, isDequantizing } from './base-weight.js';
-import { DoraMagnitude, doraWeightNorm, rowNorm } from './dora.js';
+import { denseBase, isDequantizing } from './base-weight.js';
+import type { DoraMagnitude } from './dora.js';
 import { dropout } from './dropout.js';
 import { PeftError } from './errors.js';
+import { resolveLoraVariant, type LoraVariant, type MergedWeight } from './lora-variant.js';
 import { assembleRows, gatherRows, rowRuns, rowsOf } from './row-groups.js';
 import type { LoraRuntimeState } from './runtime-state.js';
 import { overwriteTensor } from './tensor-copy.js';
@@ -33,11 +34,6 @@ export interface LoraAdapterWeights {
   readonly magnitude: Tensor | null;
 }
 
-/**
- * A linear layer with LoRA adapters: y = base(x) + sum over active adapters of scaling * B A dropout(x), or DoRA's
- * rescaled form. The base layer is any LinearLike (dense or 4-bit); merging needs a dense one. Children follow
- * PEFT's names: base_layer, lora_A.<adapter>, lora_B.<adapter>, lora_magnitude_vector.<adapter>.
- */
 /** Gathered-call plans a layer keeps (one per recent batch composition). */
 const GATHER_PLANS = 4;
 
@@ -81,16 +77,24 @@ function compositionOf(rowAdapters: readonly string[]): Composition {
   return c;
 }
 
+/**
+ * A linear layer with LoRA adapters: y = base(x) + sum over active adapters of scaling * B A dropout(x), or the
+ * form of the adapter's variant (lora-variant.ts: DoRA). The base layer is any LinearLike (dense or 4-bit); merging
+ * needs a dense one. Children follow PEFT's names: base_layer, lora_A.<adapter>, lora_B.<adapter>,
+ * lora_magnitude_vector.<adapter>.
+ */
 export class LoraLinear extends Module implements LinearLike {
   readonly base_layer: LinearLike;
   readonly lora_A = new AdapterDict<Linear>();
   readonly lora_B = new AdapterDict<Linear>();
   readonly lora_magnitude_vector = new AdapterDict<DoraMagnitude>();
   private readonly settings = new Map<string, LoraAdapterSettings>();
+  /** Each adapter's variant, resolved from its settings when added; null for plain LoRA. */
+  private readonly variants = new Map<string, LoraVariant | null>();
   /** Adapters folded into the base weight, in merge order; unmerge undoes them last first. */
   private readonly mergedAdapters: string[] = [];
-  /** DoRA's row norms at merge time: unmerging divides by the same factor, not one recomputed from merged weights. */
-  private readonly mergeNorms = new Map<string, Tensor>();
+  /** Variants' MergedWeight.mergeState (DoRA: row norms at merge time), which unmerging undoes the merge with. */
+  private readonly mergeStates = new Map<string, Tensor>();
   /** Plans of recent gathered (multi-adapter) calls by their row-adapter names, oldest first. */
   private readonly gatherPlans = new Map<string, GatherPlan>();
   /** Each adapter's MultiLoraAdapter for gathered plans, by name (gatherAdapter). */
@@ -125,6 +129,9 @@ export class LoraLinear extends Module implements LinearLike {
   settingsOf(name: string): LoraAdapterSettings | undefined {
     return this.settings.get(name);
   }
+  variantOf(name: string): LoraVariant | null {
+    return this.variants.get(name) ?? null;
+  }
   get merged(): boolean {
     return this.mergedAdapters.length > 0;
   }
@@ -134,10 +141,9 @@ export class LoraLinear extends Module implements LinearLike {
     this.settings.set(name, settings);
     this.lora_A.set(name, new Linear(weights.a));
     this.lora_B.set(name, new Linear(weights.b, weights.bBias));
-    if (settings.useDora) {
-      const magnitude = weights.magnitude ?? doraWeightNorm(baseWeight(this.base_layer, this.path), weights.a, weights.b, settings.scaling);
-      this.lora_magnitude_vector.set(name, new DoraMagnitude(magnitude));
-    }
+    const variant = resolveLoraVariant(settings);
+    this.variants.set(name, variant);
+    variant?.init(this, name, weights);
   }
 
   /** Removes the adapter and frees its tensors; a merged adapter must be unmerged first. */
@@ -152,6 +158,7 @@ export class LoraLinear extends Module implements LinearLike {
       dict.delete(name);
     }
     this.settings.delete(name);
+    this.variants.delete(name);
     this.gatherAdapters.delete(name);
     bumpParameterEpoch();
   }
@@ -159,8 +166,8 @@ export class LoraLinear extends Module implements LinearLike {
   /** Drops every adapter (merged ones stay folded into the base weight) and returns the base layer: unloading. */
   unload(): LinearLike {
     this.mergedAdapters.length = 0;
-    for (const norm of this.mergeNorms.values()) norm.dispose();
-    this.mergeNorms.clear();
+    for (const state of this.mergeStates.values()) state.dispose();
+    this.mergeStates.clear();
     for (const name of this.adapterNames()) this.deleteAdapter(name);
     return this.base_layer;
   }
@@ -182,7 +189,7 @@ export class LoraLinear extends Module implements LinearLike {
 
   /**
    * The common training case as one op (ops.loraLinear: the adapter product accumulated into the base GEMM's
-   * output): exactly one active plain adapter (no DoRA, no LoRA bias, no dropout at work) over a dense Linear
+   * output): exactly one active adapter on the plain path (isPlainNow) over a dense Linear
    * in x's dtype or a dequantizing 4-bit layer. Returns null where that op does not compute the same function.
    */
   private fusedForward(x: Tensor): Tensor | null {
@@ -190,7 +197,7 @@ export class LoraLinear extends Module implements LinearLike {
     if (active.length !== 1) return null;
     const name = active[0]!;
     const s = this.settings.get(name)!;
-    if (s.useDora || s.loraBias || (this.state.training && s.dropout > 0)) return null;
+    if (!this.isPlainNow(name, s)) return null;
     const a = this.lora_A.get(name)!.weight;
     const b = this.lora_B.get(name)!.weight;
     const base = this.base_layer;
@@ -233,8 +240,8 @@ export class LoraLinear extends Module implements LinearLike {
   /**
    * The serving path: base (already computed once for the whole batch) plus every row's adapter product in one
    * multiLoraLinear call, reading the adapters' weights in place, so nothing goes stale when they are updated.
-   * Only where that op computes what withAdapter does: plain adapters (no DoRA, no LoRA bias, no dropout at work)
-   * and no gradient to record. Returns null otherwise.
+   * Only where that op computes what withAdapter does: adapters on the plain path (isPlainNow) and no gradient to
+   * record. Returns null otherwise.
    */
   private gatheredForward(x: Tensor, base: Tensor, rowAdapters: readonly string[]): Tensor | null {
     const cached = this.gatherPlanFor(rowAdapters);
@@ -305,7 +312,7 @@ export class LoraLinear extends Module implements LinearLike {
         slotOf[i] = -1;
         continue;
       }
-      if (s.useDora || s.loraBias || (this.state.training && s.dropout > 0)) return null;
+      if (!this.isPlainNow(names[i]!, s)) return null;
       slotOf[i] = adapters.length;
       adapters.push(this.gatherAdapter(names[i]!, s.scaling));
       dropout ||= s.dropout > 0;
@@ -336,6 +343,11 @@ export class LoraLinear extends Module implements LinearLike {
     return p.epoch === currentParameterEpoch() && !(this.state.training && p.dropout);
   }
 
+  /** Whether the adapter computes just scaling * B A x now: no variant, no LoRA bias, no dropout at work. */
+  private isPlainNow(name: string, s: LoraAdapterSettings): boolean {
+    return this.variantOf(name) === null && !s.loraBias && !(this.state.training && s.dropout > 0);
+  }
+
   /** result + this adapter's contribution for input x (result holds the base output and earlier adapters'). */
   private withAdapter(name: string, x: Tensor, result: Tensor): Tensor {
     const s = this.settings.get(name)!;
@@ -344,22 +356,9 @@ export class LoraLinear extends Module implements LinearLike {
     const input = to(x, { dtype: loraA.weight.dtype });
     const dropped = this.state.training && s.dropout > 0 ? dropout(input, s.dropout, this.state.rng) : null;
     const lora = loraB.forward(loraA.forward(dropped ?? input));
-    const term = s.useDora ? this.doraTerm(name, s, dropped ?? input, dropped !== null, lora, result) : mulScalar(lora, s.scaling);
+    const variant = this.variantOf(name);
+    const term = variant ? variant.forward(this, name, dropped ?? input, dropped !== null, lora, result) : mulScalar(lora, s.scaling);
     return add(result, to(term, { dtype: result.dtype }));
-  }
-
-  /**
-   * PEFT 0.21's DoRA output on top of `result`: with m the magnitude and n = ||W + scaling B A|| per output row
-   * (detached), (m/n - 1) * base + (m/n) * scaling * B A x, where base is W x without bias: `result` minus the
-   * bias, or W applied to the dropped-out input when dropout is active.
-   */
-  private doraTerm(name: string, s: LoraAdapterSettings, x: Tensor, droppedOut: boolean, lora: Tensor, result: Tensor): Tensor {
-    const weight = to(baseWeight(this.base_layer, this.path), { dtype: x.dtype });
-    const norm = doraWeightNorm(weight, this.lora_A.get(name)!.weight, this.lora_B.get(name)!.weight, s.scaling);
-    const factor = div(this.lora_magnitude_vector.get(name)!.weight, norm);
-    const bias = baseBias(this.base_layer);
-    const baseOut = droppedOut ? linear(x, weight) : bias ? sub(result, bias) : result;
-    return add(mul(addScalar(factor, -1), baseOut), mul(factor, mulScalar(lora, s.scaling)));
   }
 
   /** scaling * B A in float32 [out, in]: what merging adds to the base weight. */
@@ -371,6 +370,12 @@ export class LoraLinear extends Module implements LinearLike {
     return mulScalar(matmul(b, a), s.scaling);
   }
 
+  /** The float32 weight that merging `name` into float32 `weight` gives: W + scaling * B A, or its variant's. */
+  mergedWeight(name: string, weight: Tensor): MergedWeight {
+    const updated = add(weight, this.deltaWeight(name));
+    return this.variantOf(name)?.mergedWeight(this, name, updated) ?? { weight: updated, mergeState: null };
+  }
+
   /** Folds the named adapters into the base weight in place (PEFT's merge); already merged ones are skipped. */
   merge(names: readonly string[]): void {
     const base = denseBase(this.base_layer, this.path, 'merge adapters into');
@@ -379,14 +384,9 @@ export class LoraLinear extends Module implements LinearLike {
       if (!s || this.mergedAdapters.includes(name)) continue;
       noGrad(() =>
         scope(() => {
-          const updated = add(to(base.weight, { dtype: 'float32' }), this.deltaWeight(name));
-          if (s.useDora) {
-            const norm = rowNorm(updated).keep();
-            this.mergeNorms.set(name, norm);
-            overwriteTensor(base.weight, mul(this.doraFactor(name, norm), updated));
-          } else {
-            overwriteTensor(base.weight, updated);
-          }
+          const { weight, mergeState } = this.mergedWeight(name, to(base.weight, { dtype: 'float32' }));
+          if (mergeState) this.mergeStates.set(name, mergeState.keep());
+          overwriteTensor(base.weight, weight);
           if (s.loraBias) overwriteTensor(this.baseBiasForLoraBias(base), add(base.bias!, mulScalar(this.lora_B.get(name)!.bias!, s.scaling)));
         }),
       );
@@ -394,7 +394,7 @@ export class LoraLinear extends Module implements LinearLike {
     }
   }
 
-  /** Undoes every merge, last first, subtracting exactly the delta that was added (DoRA: dividing by the same factor). */
+  /** Undoes every merge, last first, subtracting exactly the delta that was added (after the variant's unmergedWeight). */
   unmerge(): void {
     const base = denseBase(this.base_layer, this.path, 'unmerge adapters from');
     while (this.mergedAdapters.length > 0) {
@@ -403,20 +403,15 @@ export class LoraLinear extends Module implements LinearLike {
       noGrad(() =>
         scope(() => {
           const weight = to(base.weight, { dtype: 'float32' });
-          const norm = this.mergeNorms.get(name);
-          const unscaled = norm ? div(weight, this.doraFactor(name, norm)) : weight;
+          const variant = this.variantOf(name);
+          const unscaled = variant ? variant.unmergedWeight(this, name, weight, this.mergeStates.get(name) ?? null) : weight;
           overwriteTensor(base.weight, sub(unscaled, this.deltaWeight(name)));
           if (s.loraBias) overwriteTensor(this.baseBiasForLoraBias(base), sub(base.bias!, mulScalar(this.lora_B.get(name)!.bias!, s.scaling)));
         }),
       );
-      this.mergeNorms.get(name)?.dispose();
-      this.mergeNorms.delete(name);
+      this.mergeStates.get(name)?.dispose();
+      this.mergeStates.delete(name);
     }
-  }
-
-  /** magnitude / norm as a column [out, 1] that scales each row of the weight. */
-  private doraFactor(name: string, norm: Tensor): Tensor {
-    return reshape(div(to(this.lora_magnitude_vector.get(name)!.weight, { dtype: 'float32' }), norm), [-1, 1]);
   }
 
   private baseBiasForLoraBias(base: Linear): Tensor {

@@ -1,12 +1,11 @@
 import { Linear } from '../nn/layers.js';
 import type { LinearLike } from '../nn/module.js';
-import { add, div, mul, mulScalar, reshape, to } from '../ops/index.js';
+import { add, mulScalar, to } from '../ops/index.js';
 import { noGrad } from '../tensor/grad-mode.js';
 import { scope } from '../tensor/scope.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { isDequantizing, type DequantizingLinear } from './base-weight.js';
-import { rowNorm } from './dora.js';
 import { PeftError } from './errors.js';
 import type { LoraLinear } from './lora-linear.js';
 
@@ -55,14 +54,7 @@ export async function assertFiniteMerge(layer: LoraLinear, names: readonly strin
     for (const name of names) {
       const s = layer.settingsOf(name);
       if (!s) continue;
-      const next = noGrad(() =>
-        scope(() => {
-          const updated = add(weight, layer.deltaWeight(name));
-          if (!s.useDora) return updated;
-          const magnitude = to(layer.lora_magnitude_vector.get(name)!.weight, { dtype: 'float32' });
-          return mul(reshape(div(magnitude, rowNorm(updated)), [-1, 1]), updated);
-        }),
-      ).keep();
+      const next = noGrad(() => scope(() => layer.mergedWeight(name, weight).weight)).keep();
       if (owned) weight.dispose();
       weight = next;
       owned = true;
