@@ -53,3 +53,35 @@ for (const type of TYPES) {
     assertClose(await logits.data(), await refF32(`${name}.logits`), `${name}.logits`);
   });
 }
+
+// PEFT's testing_common._test_weighted_combination_of_adapters_lora: three adapters, weights of both signs, every
+// combination type; each gives a new adapter of the expected rank on every targeted layer, and the exact types give
+// the weighted sum of the deltas.
+test('three adapters with negative weights: every combination type yields an adapter of the expected rank (_test_weighted_combination_of_adapters_lora)', async () => {
+  const peft = await withAdapters();
+  await peft.loadAdapter(fixturePath('tiny-llama-peftx-weighted', 'a'), 'c');
+  const weights = [2.0, -0.3, 0.7];
+  const sources = ['a', 'b', 'c'];
+  const layer = () => peft.model.getSubmodule('model.layers.0.self_attn.q_proj') as LoraLinear;
+  const sum = await noGrad(async () => {
+    const deltas = await Promise.all(sources.map((s) => layer().deltaWeight(s).data()));
+    return deltas[0]!.map((_, i) => deltas.reduce((acc, d, k) => acc + weights[k]! * d[i]!, 0));
+  });
+  const types: [CombinationType, number][] = [
+    ['cat', 24], ['svd', 8], ['ties', 8], ['ties_svd', 8], ['dare_linear', 8], ['dare_ties', 8], ['dare_linear_svd', 8], ['dare_ties_svd', 8], ['magnitude_prune', 8], ['magnitude_prune_svd', 8],
+  ];
+  for (const [type, rank] of types) {
+    const name = `neg_${type}`;
+    await peft.addWeightedAdapter(sources, weights, name, type, { svdRank: 8, density: 0.5, seed: 3 });
+    assert.equal(layer().lora_A.get(name)!.weight.shape[0], rank, `${type} rank`);
+    const delta = await noGrad(() => layer().deltaWeight(name)).data();
+    assert.ok(delta.every(Number.isFinite), `${type} delta is finite`);
+    if (type === 'cat') assertClose(delta, sum, 'cat is the exact weighted sum of the deltas', 1e-5);
+  }
+  // svd at the full combined rank (24 >= rank of the sum) reproduces the weighted sum too.
+  await peft.addWeightedAdapter(sources, weights, 'neg_svd_full', 'svd', { svdRank: 24 });
+  assertClose(await noGrad(() => layer().deltaWeight('neg_svd_full')).data(), sum, 'full-rank svd', 1e-5);
+  // linear needs equal ranks and combines A and B separately (sign on A), so it is not the sum of deltas.
+  await peft.addWeightedAdapter(sources, weights, 'neg_linear', 'linear');
+  assert.equal(layer().lora_A.get('neg_linear')!.weight.shape[0], 8);
+});
