@@ -43,7 +43,15 @@ export {
 } from './models/config.js';
 export { KvCache, KvPool, KV_BLOCK_SIZE } from './models/kv-cache.js';
 
-export { AutoTokenizer, PreTrainedTokenizer, TokenizerError, type ChatMessage } from './tokenizer/index.js';
+export {
+  AutoTokenizer,
+  PreTrainedTokenizer,
+  TokenizerError,
+  type ChatMessage,
+  type ChatTemplateOptions,
+  type EncodeOptions,
+  type DecodeOptions,
+} from './tokenizer/index.js';
 
 export * from './quant/index.js';
 export { generate, generateDetailed, type GenerateOptions, type GenerationResult } from './generate/index.js';
@@ -63,3 +71,72 @@ export {
   type SavePretrainedOptions,
   type SaveModelOptions,
 } from './peft/index.js';
+
+export {
+  AdamW,
+  clipGradNorm,
+  LrScheduler,
+  lrMultiplier,
+  resolveLrSchedule,
+  warmupStepsFor,
+  LR_SCHEDULER_TYPES,
+  loraplusParamGroups,
+  type AdamWOptions,
+  type AdamWParamGroup,
+  type AdamWParamState,
+  type LrScheduleOptions,
+  type LrSchedulerType,
+  type LrSchedulerKwargs,
+  type WsdShape,
+  type LoraPlusOptions,
+} from './optim/index.js';
+export type { PagedStateOptions } from './optim/paged-state.js';
+
+export {
+  DataError,
+  readJsonl,
+  DATA_FORMATS,
+  detectFormat,
+  normalizeRecord,
+  tokenizeExample,
+  IGNORE_INDEX,
+  packExamples,
+  collate,
+  prepareDataset,
+  describeSummary,
+  type JsonlContents,
+  type JsonlRecord,
+  type SkippedLine,
+  type DataFormat,
+  type NormalizedExample,
+  type DataTokenizer,
+  type TokenizedExample,
+  type TokenizeOptions,
+  type Batch,
+  type DatasetOptions,
+  type PreparedData,
+  type PreparedSplit,
+  type DataSummary,
+} from './data/index.js';
+
+export {
+  Trainer,
+  DEFAULT_TRAINING_ARGUMENTS,
+  peftDropoutControl,
+  enableGradientCheckpointing,
+  latestCheckpoint,
+  type StepInfo,
+  type TrainerCallbacks,
+  type TrainerOptions,
+  type TrainResult,
+  type TrainingArguments,
+  type TrainerState,
+  type LogEntry,
+  type DataPosition,
+  type TrainableModel,
+  type DropoutControl,
+} from './train/index.js';
+export type { IntervalStrategy } from './train/training-args.js';
+
+export { createServer, SERVER_DEFAULTS, type RunningServer, type AdapterSpec, type ServerOptions } from './serve/index.js';
+export type { AdapterBackend } from './serve/adapter-backend.js';

@@ -1,10 +1,12 @@
 import { generateDetailed } from '../generate/index.js';
+import { resolvePretrained } from '../io/hub.js';
+import { loadConfig } from '../models/config.js';
 import { PeftModel } from '../peft/index.js';
 import type { DType } from '../tensor/dtype.js';
 import { AutoTokenizer } from '../tokenizer/index.js';
 import { UsageError } from './errors.js';
 import { baseModelFolder, loadModelFrom, tokenizerFolder } from './model-source.js';
-import { optionsHelp, resolveOptions, splitArgs, type OptionSpecs } from './options.js';
+import { commandHelp, resolveOptions, splitArgs, type OptionSpecs } from './options.js';
 
 const GENERATE_OPTIONS: OptionSpecs = {
   model: { kind: 'string', help: 'model folder or Hub id (default: the adapter\'s base model, or the built-in example model)' },
@@ -21,7 +23,7 @@ const GENERATE_OPTIONS: OptionSpecs = {
   dtype: { kind: 'enum', values: ['auto', 'float32', 'bfloat16', 'float16'], default: 'auto', help: 'dtype of the weights' },
 };
 
-export const GENERATE_HELP = `loraforge generate --prompt TEXT [options]: continue a prompt with a model and optional adapter.\n\n${optionsHelp(GENERATE_OPTIONS)}`;
+export const GENERATE_HELP = commandHelp('generate --prompt TEXT [options]', 'Continue a prompt with a model and, optionally, a LoRA adapter.', GENERATE_OPTIONS);
 
 export async function runGenerate(argv: readonly string[]): Promise<number> {
   const { flags, positionals } = splitArgs(argv, GENERATE_OPTIONS);
@@ -31,12 +33,18 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   const adapter = v['adapter'] as string | undefined;
   const folder = await baseModelFolder(v['model'] as string | undefined, adapter);
   const tok = await AutoTokenizer.fromPretrained(tokenizerFolder(folder));
-  const base = await loadModelFrom(folder, v['dtype'] as DType | 'auto', String(v['device']));
-  const model = adapter ? (await PeftModel.fromPretrained(base, adapter)).model : base;
   const prompt = String(v['prompt']);
   const promptIds = v['chat']
     ? tok.applyChatTemplate([...(v['system'] ? [{ role: 'system', content: String(v['system']) }] : []), { role: 'user', content: prompt }], { addGenerationPrompt: true })
     : tok.encode(prompt, { addSpecialTokens: true });
+  // Positions past the model's context have no RoPE table entry and were never trained: refused before loading weights.
+  const context = (await loadConfig(await resolvePretrained(tokenizerFolder(folder)))).maxPositionEmbeddings;
+  const total = promptIds.length + (v['max-new-tokens'] as number);
+  if (total > context) {
+    throw new UsageError(`The prompt (${promptIds.length} tokens) plus --max-new-tokens ${v['max-new-tokens']} is ${total} tokens, more than the model's context of ${context} tokens (max_position_embeddings); shorten the prompt or lower --max-new-tokens.`);
+  }
+  const base = await loadModelFrom(folder, v['dtype'] as DType | 'auto', String(v['device']));
+  const model = adapter ? (await PeftModel.fromPretrained(base, adapter)).model : base;
   const temperature = v['temperature'] as number;
   const result = await generateDetailed(model, [promptIds], {
     maxNewTokens: v['max-new-tokens'] as number,

@@ -10,14 +10,13 @@ import { isDecoderProjectionWeight } from '../quant/index.js';
 import { BUILTIN } from './builtin-example.js';
 import { UsageError } from './errors.js';
 import { baseModelFolder } from './model-source.js';
-import { optionsHelp, resolveOptions, splitArgs, type OptionSpecs } from './options.js';
+import { commandHelp, resolveOptions, splitArgs, type OptionSpecs } from './options.js';
 
 const INSPECT_OPTIONS: OptionSpecs = {
   r: { kind: 'number', integer: true, min: 1, default: 8, help: 'LoRA rank for the estimate of a model folder' },
 };
 
-export const INSPECT_HELP = `loraforge inspect DIR [options]: parameters, trainable share and memory of a model or adapter folder
-("builtin" names the built-in example model).\n\n${optionsHelp(INSPECT_OPTIONS)}`;
+export const INSPECT_HELP = commandHelp('inspect DIR [options]', 'Parameters, trainable share and memory estimate of a model or adapter folder ("builtin": the built-in example model).', INSPECT_OPTIONS);
 
 /** Parameter counts of a checkpoint from its headers alone (packed 4-bit weights count two per byte). */
 interface CheckpointCounts {

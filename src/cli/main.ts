@@ -1,21 +1,22 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import '../index.js';
 import { UsageError } from './errors.js';
 import { GENERATE_HELP, runGenerate } from './generate.js';
 import { INSPECT_HELP, runInspect } from './inspect.js';
 import { MERGE_HELP, runMerge } from './merge.js';
-import { quantizeCommand } from './quantize.js';
-import { serveCommand } from './serve.js';
+import { QUANTIZE_HELP, quantizeCommand } from './quantize.js';
+import { SERVE_HELP, serveCommand } from './serve.js';
 import { TRAIN_HELP, runTrain } from './train.js';
 
-/** `help` is printed for --help; commands without one answer --help themselves. */
-const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<number>; help?: string }> = {
+/** `help` is printed for --help (or -h) anywhere among a command's arguments. */
+const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<number>; help: string }> = {
   train: { run: runTrain, help: TRAIN_HELP },
   generate: { run: runGenerate, help: GENERATE_HELP },
   merge: { run: runMerge, help: MERGE_HELP },
   inspect: { run: runInspect, help: INSPECT_HELP },
-  quantize: { run: (argv) => quantizeCommand([...argv]) },
-  serve: { run: (argv) => serveCommand([...argv]) },
+  quantize: { run: (argv) => quantizeCommand([...argv]), help: QUANTIZE_HELP },
+  serve: { run: (argv) => serveCommand([...argv]), help: SERVE_HELP },
 };
 
 const USAGE = `usage: loraforge <command> [options]
@@ -28,7 +29,12 @@ commands:
   quantize  write a 4-bit NF4 (bitsandbytes layout) copy of a model
   serve     OpenAI-compatible HTTP server over a base model and its adapters
 
-loraforge <command> --help lists a command's options. LORAFORGE_DEBUG=1 shows stack traces.`;
+loraforge <command> --help lists a command's options; loraforge --version prints the version. LORAFORGE_DEBUG=1 shows stack traces.`;
+
+/** The version in the package's package.json (dist/src/cli/main.js and src/cli/main.ts are both three folders down). */
+function version(): string {
+  return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
 
 /** One sentence for the user; the stack trace only with LORAFORGE_DEBUG=1. */
 function report(err: unknown): number {
@@ -45,9 +51,13 @@ async function main(argv: readonly string[]): Promise<number> {
     console.log(USAGE);
     return name === undefined ? 2 : 0;
   }
+  if (name === '--version' || name === '-v') {
+    console.log(`loraforge ${version()}`);
+    return 0;
+  }
   const command = COMMANDS[name];
   if (!command) throw new UsageError(`Unknown command "${name}"; the commands are ${Object.keys(COMMANDS).join(', ')}.`);
-  if (command.help !== undefined && (rest.includes('--help') || rest.includes('-h'))) {
+  if (rest.includes('--help') || rest.includes('-h')) {
     console.log(command.help);
     return 0;
   }

@@ -6,7 +6,7 @@ import type { DType } from '../tensor/dtype.js';
 import { BUILTIN } from './builtin-example.js';
 import { UsageError } from './errors.js';
 import { baseModelFolder, loadModelFrom } from './model-source.js';
-import { optionsHelp, resolveOptions, splitArgs, type OptionSpecs } from './options.js';
+import { commandHelp, resolveOptions, splitArgs, type OptionSpecs } from './options.js';
 import { runArtifacts } from './run-folder.js';
 
 const MERGE_OPTIONS: OptionSpecs = {
@@ -18,7 +18,7 @@ const MERGE_OPTIONS: OptionSpecs = {
   requantize: { kind: 'boolean', default: false, help: 'for a bnb-4bit base: write a bnb-4bit checkpoint (merged projections quantized to NF4 again) instead of a dense one' },
 };
 
-export const MERGE_HELP = `loraforge merge --adapter DIR --output DIR [options]: fold an adapter into its base model.\n\n${optionsHelp(MERGE_OPTIONS)}`;
+export const MERGE_HELP = commandHelp('merge --adapter DIR --output DIR [options]', 'Fold a LoRA adapter into its base model and write a Hugging Face checkpoint.', MERGE_OPTIONS);
 
 export async function runMerge(argv: readonly string[]): Promise<number> {
   const { flags, positionals } = splitArgs(argv, MERGE_OPTIONS);

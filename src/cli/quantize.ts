@@ -1,53 +1,38 @@
-import { parseArgs } from 'node:util';
 import { FormatError, HubError } from '../io/errors.js';
 import { ConfigError } from '../models/config.js';
 import { QuantError } from '../quant/errors.js';
 import { quantizeModel, type QuantizeModelOptions } from '../quant/quantize-model.js';
+import { UsageError } from './errors.js';
+import { commandHelp, resolveOptions, splitArgs, type OptionSpecs } from './options.js';
 
-const USAGE = `Usage: loraforge quantize --model DIR --output DIR [--blocksize 64] [--no-double-quant] [--dtype bfloat16]
+const QUANTIZE_OPTIONS: OptionSpecs = {
+  model: { kind: 'string', help: 'dense model folder or Hugging Face repo id (required)' },
+  output: { kind: 'string', help: 'new folder for the 4-bit model, which must not hold a model already (required)' },
+  blocksize: { kind: 'number', integer: true, min: 1, default: 64, help: 'elements per NF4 scale block, as transformers' },
+  'no-double-quant': { kind: 'boolean', default: false, help: 'keep the per-block scales in float32 instead of double quantization' },
+  dtype: { kind: 'enum', values: ['bfloat16', 'float16', 'float32'], default: 'bfloat16', help: 'weights are rounded to this before quantizing' },
+  help: { kind: 'boolean', help: 'show this help' },
+};
 
-Writes a transformers + bitsandbytes 4-bit (NF4) checkpoint of a dense model, loadable by
-from_pretrained in Python and by loraforge (train --qlora, serve, generate).
-  --model DIR          dense model folder or Hugging Face repo id
-  --output DIR         new folder for the 4-bit model (must not hold a model already)
-  --blocksize N        elements per NF4 scale block (default 64, as transformers)
-  --no-double-quant    keep the per-block scales in float32 (default: double quantization)
-  --dtype D            bfloat16 (default), float16 or float32: weights are rounded to it before quantizing
-`;
-
-const DTYPES = ['bfloat16', 'float16', 'float32'] as const;
-
-class UsageError extends Error {}
+export const QUANTIZE_HELP = commandHelp(
+  'quantize --model DIR --output DIR [options]',
+  'Write a transformers + bitsandbytes 4-bit (NF4) checkpoint of a dense model, loadable by from_pretrained in Python and by loraforge (train --qlora, serve, generate).',
+  QUANTIZE_OPTIONS,
+);
 
 function parseOptions(argv: string[]): { model: string; output: string; options: QuantizeModelOptions } | null {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      model: { type: 'string' },
-      output: { type: 'string' },
-      blocksize: { type: 'string' },
-      'no-double-quant': { type: 'boolean' },
-      dtype: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-    allowPositionals: false,
-  });
-  if (values.help) return null;
-  if (!values.model) throw new UsageError('--model is required: the folder (or Hub id) of the dense model to quantize.');
-  if (!values.output) throw new UsageError('--output is required: a new folder for the 4-bit model.');
-  const options: QuantizeModelOptions = { doubleQuant: !values['no-double-quant'] };
-  if (values.blocksize !== undefined) {
-    const blocksize = Number(values.blocksize);
-    if (!Number.isInteger(blocksize)) throw new UsageError(`--blocksize must be an integer, got "${values.blocksize}".`);
-    options.blocksize = blocksize;
-  }
-  if (values.dtype !== undefined) {
-    const dtype = DTYPES.find((d) => d === values.dtype);
-    if (!dtype) throw new UsageError(`--dtype must be one of ${DTYPES.join(', ')}, got "${values.dtype}".`);
-    options.dtype = dtype;
-  }
-  return { model: values.model, output: values.output, options };
+  const { flags, positionals } = splitArgs(argv, QUANTIZE_OPTIONS);
+  if (positionals.length) throw new UsageError(`quantize takes no positional arguments (got "${positionals[0]}"); give the model with --model.`);
+  const values = resolveOptions(QUANTIZE_OPTIONS, flags, null);
+  if (values['help']) return null;
+  if (values['model'] === undefined) throw new UsageError('--model is required: the folder (or Hub id) of the dense model to quantize.');
+  if (values['output'] === undefined) throw new UsageError('--output is required: a new folder for the 4-bit model.');
+  const options: QuantizeModelOptions = {
+    doubleQuant: values['no-double-quant'] !== true,
+    blocksize: values['blocksize'] as number,
+    dtype: values['dtype'] as NonNullable<QuantizeModelOptions['dtype']>,
+  };
+  return { model: String(values['model']), output: String(values['output']), options };
 }
 
 /** `loraforge quantize ...`; argv holds the arguments after the command name. Returns the exit code. */
@@ -56,11 +41,13 @@ export async function quantizeCommand(argv: string[]): Promise<number> {
   try {
     parsed = parseOptions(argv);
   } catch (err) {
-    process.stderr.write(`loraforge quantize: ${(err as Error).message}\n\n${USAGE}`);
+    if (!(err instanceof UsageError)) throw err;
+    // One sentence and exit code 2; the help only on --help.
+    process.stderr.write(`loraforge quantize: ${err.message}\n`);
     return 2;
   }
   if (parsed === null) {
-    process.stdout.write(USAGE);
+    process.stdout.write(`${QUANTIZE_HELP}\n`);
     return 0;
   }
   try {

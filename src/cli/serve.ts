@@ -6,11 +6,12 @@ import { ApiError, createServer, SERVER_DEFAULTS, type AdapterSpec, type ServerO
 import type { DType } from '../tensor/dtype.js';
 import { TokenizerError } from '../tokenizer/index.js';
 import { UsageError } from './errors.js';
-import { optionsHelp, resolveOptions, splitArgs, type OptionSpecs } from './options.js';
+import { commandHelp, resolveOptions, splitArgs, type OptionSpecs } from './options.js';
 
-/** Every option of `loraforge serve` but --adapter, which may repeat and is read separately. */
+/** Every option of `loraforge serve`; --adapter may repeat and is taken out of argv first (takeAdapters). */
 const SERVE_OPTIONS: OptionSpecs = {
   model: { kind: 'string', help: 'base model folder or Hub id (required)' },
+  adapter: { kind: 'string', help: 'NAME=DIR: serve the PEFT adapter in DIR as model NAME (repeatable)' },
   'served-model-name': { kind: 'string', help: 'name clients use for the base model (default: the folder name)' },
   host: { kind: 'string', default: SERVER_DEFAULTS.host, help: 'address to listen on; 0.0.0.0 exposes the server to the network' },
   port: { kind: 'number', integer: true, min: 0, max: 65535, default: SERVER_DEFAULTS.port, help: 'TCP port (0: any free port)' },
@@ -29,14 +30,11 @@ const SERVE_OPTIONS: OptionSpecs = {
   help: { kind: 'boolean', help: 'show this help' },
 };
 
-const USAGE = `Usage: loraforge serve --model DIR [--adapter NAME=DIR ...] [options]
-
-An OpenAI-compatible server (/v1/models, /v1/completions, /v1/chat/completions, /v1/adapters, /health,
-/metrics) for the base model and LoRA adapters over it, batched together.
-  --adapter NAME=DIR
-      serve the PEFT adapter in DIR as model NAME (repeatable)
-${optionsHelp(SERVE_OPTIONS)}
-`;
+export const SERVE_HELP = commandHelp(
+  'serve --model DIR [--adapter NAME=DIR ...] [options]',
+  'OpenAI-compatible HTTP server (/v1/models, /v1/completions, /v1/chat/completions, /v1/adapters, /health, /metrics) over a base model and its LoRA adapters, batched together.',
+  SERVE_OPTIONS,
+);
 
 /** --adapter NAME=DIR words, taken out of argv before the other flags are parsed. */
 function takeAdapters(argv: readonly string[]): { adapters: AdapterSpec[]; rest: string[] } {
@@ -88,16 +86,10 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
 
 /** `loraforge serve ...`; argv holds the arguments after the command name. Resolves with the exit code after SIGINT/SIGTERM. */
 export async function serveCommand(argv: string[]): Promise<number> {
-  let options: ServerOptions | null;
-  try {
-    options = parseServeArgs(argv);
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`loraforge serve: ${err.message}\n\n${USAGE}`);
-    return 2;
-  }
+  // A usage mistake is one sentence on stderr and exit code 2 (main's report); the help only on --help.
+  const options = parseServeArgs(argv);
   if (options === null) {
-    process.stdout.write(USAGE);
+    process.stdout.write(`${SERVE_HELP}\n`);
     return 0;
   }
   if (options.device?.startsWith('cuda')) registerCudaBackend();

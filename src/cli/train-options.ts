@@ -1,5 +1,5 @@
 import { DATA_FORMATS } from '../data/index.js';
-import { LR_SCHEDULER_TYPES, type LrSchedulerType } from '../optim/index.js';
+import { LR_SCHEDULER_TYPES, OPTIM_NAMES, type LrSchedulerKwargs, type LrSchedulerType, type OptimName } from '../optim/index.js';
 import { DEFAULT_TRAINING_ARGUMENTS as D } from '../train/training-args.js';
 import { UsageError } from './errors.js';
 import type { OptionSpecs, OptionValues } from './options.js';
@@ -27,6 +27,9 @@ export const TRAIN_OPTIONS: OptionSpecs = {
   'warmup-steps': { kind: 'number', integer: true, min: 0, default: D.warmupSteps, help: 'linear warmup steps' },
   'weight-decay': { kind: 'number', min: 0, default: D.weightDecay, help: 'AdamW decoupled weight decay' },
   'max-grad-norm': { kind: 'number', min: 0, default: D.maxGradNorm, help: 'clip the gradient norm to this (0: off)' },
+  'warmup-ratio': { kind: 'number', min: 0, max: 1, default: 0, help: 'warmup as a fraction of the steps, ceil(ratio * steps); used when --warmup-steps is 0' },
+  'lr-scheduler-kwargs': { kind: 'string', help: 'JSON object of schedule settings, transformers\' lr_scheduler_kwargs, e.g. \'{"min_lr": 1e-5}\' or \'{"num_decay_steps": 20}\'' },
+  optim: { kind: 'enum', values: OPTIM_NAMES, default: 'adamw_torch', help: 'optimizer, by Hugging Face\'s name' },
   r: { kind: 'number', integer: true, min: 1, default: 8, help: 'LoRA rank' },
   'lora-alpha': { kind: 'number', min: 0, default: 16, help: 'LoRA alpha (scaling alpha / r)' },
   'lora-dropout': { kind: 'number', min: 0, max: 1, exclusiveMax: true, default: 0.05, help: 'dropout on the adapter input' },
@@ -51,6 +54,14 @@ export const TRAIN_OPTIONS: OptionSpecs = {
   'eval-steps': { kind: 'number', integer: true, min: 0, default: 0, help: 'evaluate every this many steps (0: at the end only)' },
   'save-steps': { kind: 'number', integer: true, min: 0, default: 100, help: 'checkpoint every this many steps (0: never)' },
   'save-total-limit': { kind: 'number', integer: true, min: 0, default: 2, help: 'keep this many checkpoints (0: all)' },
+  'eval-strategy': { kind: 'enum', values: ['no', 'steps', 'epoch'], help: 'when to evaluate (default: steps with --eval-steps, else at the end only)' },
+  'save-strategy': { kind: 'enum', values: ['no', 'steps', 'epoch'], help: 'when to checkpoint (default: steps with --save-steps, else no)' },
+  'metric-for-best-model': { kind: 'string', help: 'evaluation metric that picks the best checkpoint (default loss with --load-best-model-at-end or early stopping)' },
+  'greater-is-better': { kind: 'boolean', help: 'a larger metric is better (default: false for metrics ending in loss)' },
+  'load-best-model-at-end': { kind: 'boolean', default: false, help: 'the final adapter is the best checkpoint\'s' },
+  'early-stopping-patience': { kind: 'number', integer: true, min: 1, help: 'stop after this many evaluations without improvement' },
+  'early-stopping-threshold': { kind: 'number', min: 0, default: 0, help: 'an improvement must exceed this to count' },
+  'report-to': { kind: 'enum', values: ['none', 'tensorboard'], default: 'none', help: 'also log to TensorBoard event files under <output>/runs/' },
   samples: { kind: 'number', integer: true, min: 0, default: 3, help: 'held-out prompts shown before and after training' },
   resume: { kind: 'flag-or-string', help: 'continue from the latest checkpoint in --output, or from the checkpoint folder given' },
   overwrite: { kind: 'boolean', default: false, help: 'replace a run already in --output' },
@@ -79,6 +90,9 @@ export interface TrainCommandOptions {
   warmupSteps: number;
   weightDecay: number;
   maxGradNorm: number;
+  warmupRatio: number;
+  lrSchedulerKwargs: LrSchedulerKwargs | null;
+  optim: OptimName;
   r: number;
   loraAlpha: number;
   loraDropout: number;
@@ -105,6 +119,14 @@ export interface TrainCommandOptions {
   evalSteps: number;
   saveSteps: number;
   saveTotalLimit: number;
+  evalStrategy: 'no' | 'steps' | 'epoch' | null;
+  saveStrategy: 'no' | 'steps' | 'epoch' | null;
+  metricForBestModel: string | null;
+  greaterIsBetter: boolean | null;
+  loadBestModelAtEnd: boolean;
+  earlyStoppingPatience: number | null;
+  earlyStoppingThreshold: number;
+  reportTo: 'none' | 'tensorboard';
   samples: number;
   /** true: the latest checkpoint of the output folder; a string: that checkpoint folder. */
   resume: string | true | null;
@@ -154,6 +176,9 @@ export function toTrainCommandOptions(v: OptionValues, explicit: ReadonlySet<str
     warmupSteps: num('warmup-steps'),
     weightDecay: num('weight-decay'),
     maxGradNorm: num('max-grad-norm'),
+    warmupRatio: num('warmup-ratio'),
+    lrSchedulerKwargs: parseSchedulerKwargs(v['lr-scheduler-kwargs']),
+    optim: v['optim'] as OptimName,
     r: num('r'),
     loraAlpha: num('lora-alpha'),
     loraDropout: num('lora-dropout'),
@@ -178,6 +203,14 @@ export function toTrainCommandOptions(v: OptionValues, explicit: ReadonlySet<str
     evalSteps: num('eval-steps'),
     saveSteps: num('save-steps'),
     saveTotalLimit: num('save-total-limit'),
+    evalStrategy: (v['eval-strategy'] as TrainCommandOptions['evalStrategy'] | undefined) ?? null,
+    saveStrategy: (v['save-strategy'] as TrainCommandOptions['saveStrategy'] | undefined) ?? null,
+    metricForBestModel: str('metric-for-best-model'),
+    greaterIsBetter: v['greater-is-better'] === undefined ? null : bool('greater-is-better'),
+    loadBestModelAtEnd: bool('load-best-model-at-end'),
+    earlyStoppingPatience: v['early-stopping-patience'] === undefined ? null : num('early-stopping-patience'),
+    earlyStoppingThreshold: num('early-stopping-threshold'),
+    reportTo: v['report-to'] as TrainCommandOptions['reportTo'],
     samples: num('samples'),
     resume: v['resume'] === undefined ? null : v['resume'] === true ? true : String(v['resume']),
     overwrite: bool('overwrite'),
@@ -262,17 +295,30 @@ function parseLoraplusRatio(v: unknown): number | null {
   return v;
 }
 
-/** --chat-template-kwargs: a JSON object (a config file may give the object itself). */
-function parseTemplateKwargs(v: unknown): Record<string, unknown> | null {
+/**
+ * A flag whose value is a JSON object (a config file may give the object itself), or null when absent; anything
+ * else is refused naming the flag and an example.
+ */
+function parseJsonObjectFlag(v: unknown, flag: string, example: string): Record<string, unknown> | null {
   if (v === undefined || v === null) return null;
   let value: unknown = v;
   if (typeof v === 'string') {
     try {
       value = JSON.parse(v);
     } catch {
-      throw new UsageError(`--chat-template-kwargs must be a JSON object such as '{"enable_thinking": false}'; got ${v}.`);
+      value = undefined;
     }
   }
-  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new UsageError(`--chat-template-kwargs must be a JSON object such as '{"enable_thinking": false}'.`);
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new UsageError(`--${flag} must be a JSON object such as '${example}'; got ${typeof v === 'string' ? v : JSON.stringify(v)}.`);
   return value as Record<string, unknown>;
+}
+
+/** --chat-template-kwargs: the chat template's extra variables. */
+function parseTemplateKwargs(v: unknown): Record<string, unknown> | null {
+  return parseJsonObjectFlag(v, 'chat-template-kwargs', '{"enable_thinking": false}');
+}
+
+/** --lr-scheduler-kwargs: the schedule checks the keys. */
+function parseSchedulerKwargs(v: unknown): LrSchedulerKwargs | null {
+  return parseJsonObjectFlag(v, 'lr-scheduler-kwargs', '{"min_lr": 1e-5}') as LrSchedulerKwargs | null;
 }

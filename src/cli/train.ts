@@ -4,6 +4,9 @@ import { basename, dirname, join } from 'node:path';
 import { describeSummary, prepareDataset, type NormalizedExample } from '../data/index.js';
 import type { CausalLM } from '../models/causal-lm.js';
 import { getPeftModelAsync, PeftModel, resolveLoraConfig, type LoraConfig } from '../peft/index.js';
+import { unmatchedTargetNames } from '../peft/targets.js';
+import { resolvePretrained } from '../io/hub.js';
+import { loadConfig } from '../models/config.js';
 import { AutoTokenizer, type PreTrainedTokenizer } from '../tokenizer/index.js';
 import { latestCheckpoint } from '../train/checkpoint-dir.js';
 import { exactMatch, type ExactMatchResult } from '../train/generation-eval.js';
@@ -15,19 +18,16 @@ import { quantMemoryReport } from '../quant/memory-report.js';
 import { getBackend } from '../backend/registry.js';
 import { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import { Trainer } from '../train/trainer.js';
-import type { TrainingArguments } from '../train/training-args.js';
+import { checkTrainingArguments, type TrainingArguments } from '../train/training-args.js';
 import { BUILTIN } from './builtin-example.js';
 import { readConfigFile } from './config-file.js';
 import { UsageError } from './errors.js';
 import { loadModelFrom, tokenizerFolder } from './model-source.js';
-import { optionsHelp, resolveOptions, splitArgs, type OptionValues } from './options.js';
+import { closest, commandHelp, normalizeConfig, resolveOptions, splitArgs, type OptionValues } from './options.js';
 import { prepareRunFolder } from './run-folder.js';
 import { TRAIN_OPTIONS, toTrainCommandOptions, type TrainCommandOptions } from './train-options.js';
 
-export const TRAIN_HELP = `loraforge train [options]: fine-tune a LoRA adapter on a JSONL file.
-Without --model and --data it runs the built-in example (a small model learns to reverse strings, ~2 minutes on 2 cores).
-
-${optionsHelp(TRAIN_OPTIONS)}`;
+export const TRAIN_HELP = commandHelp('train [options]', 'Fine-tune a LoRA adapter on a JSONL file; without --model and --data, the built-in example (a small model learns to reverse strings, ~2 minutes on 2 cores).', TRAIN_OPTIONS);
 
 /** Options left out of training_args.json's loraforge_options (the rest is remembered, so that --resume needs no other flag). */
 const NOT_REMEMBERED = new Set(['config', 'resume', 'overwrite']);
@@ -39,7 +39,8 @@ async function resolveTrainOptions(argv: readonly string[]): Promise<TrainComman
   const { flags, positionals } = splitArgs(argv, TRAIN_OPTIONS);
   if (positionals.length) throw new UsageError(`train takes no positional arguments (got "${positionals[0]}"); data and model are given with --data and --model.`);
   const configPath = flags.get('config');
-  const userConfig = typeof configPath === 'string' ? await readConfigFile(configPath) : {};
+  // Keys as the options they set (learning_rate is lr), so that they override the preset's or the remembered run's.
+  const userConfig = typeof configPath === 'string' ? normalizeConfig(TRAIN_OPTIONS, await readConfigFile(configPath), configPath) : {};
   const peek = resolveOptions(TRAIN_OPTIONS, flags, userConfig, typeof configPath === 'string' ? configPath : undefined);
   let base: Record<string, unknown> = {};
   if (peek['resume'] !== undefined) {
@@ -87,6 +88,14 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   }
 
   const modelFolder = builtin ? 'builtin' : o.model!;
+  // Rows longer than the model's positions are refused before any data is read (RoPE tables end there).
+  const context = (await loadConfig(await resolvePretrained(tokenizerFolder(modelFolder)))).maxPositionEmbeddings;
+  if (o.seqLen > context) {
+    if (o.explicit.has('seq-len')) throw new UsageError(`--seq-len ${o.seqLen} is longer than the model's context of ${context} tokens (max_position_embeddings); give --seq-len ${context} or less.`);
+    // The default (512) on a shorter model: its context, as TRL caps max_seq_length at the model's.
+    o.seqLen = context;
+    o.values['seq-len'] = context;
+  }
   const tok = await AutoTokenizer.fromPretrained(tokenizerFolder(modelFolder));
   const data = await prepareDataset(
     {
@@ -112,6 +121,7 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   const scored = data.eval?.records.slice(0, SCORED_EXAMPLES) ?? [];
   const before = scored.length ? await scoreAndReport('before training', base, tok, scored) : null;
 
+  if (!checkpoint) warnUnmatchedTargets(base, o.targetModules);
   const peft = checkpoint
     ? await PeftModel.fromPretrained(base, checkpoint, { isTrainable: true })
     : await getPeftModelAsync(base, loraConfigOf(o, builtin));
@@ -125,7 +135,20 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     warmupSteps: o.warmupSteps, maxGradNorm: o.maxGradNorm, seed: o.seed, loggingSteps: o.loggingSteps, evalSteps: o.evalSteps,
     saveSteps: o.saveSteps, saveTotalLimit: o.saveTotalLimit, gradientCheckpointing: o.gradientCheckpointing, shuffle: true,
     loraplusLrRatio: o.loraplusLrRatio,
+    warmupRatio: o.warmupRatio, optim: o.optim, earlyStoppingThreshold: o.earlyStoppingThreshold, loadBestModelAtEnd: o.loadBestModelAtEnd,
+    ...(o.lrSchedulerKwargs ? { lrSchedulerKwargs: o.lrSchedulerKwargs } : {}),
+    ...(o.evalStrategy ? { evalStrategy: o.evalStrategy } : {}),
+    ...(o.saveStrategy ? { saveStrategy: o.saveStrategy } : {}),
+    ...(o.metricForBestModel !== null ? { metricForBestModel: o.metricForBestModel } : {}),
+    ...(o.greaterIsBetter !== null ? { greaterIsBetter: o.greaterIsBetter } : {}),
+    ...(o.earlyStoppingPatience !== null ? { earlyStoppingPatience: o.earlyStoppingPatience } : {}),
+    ...(o.reportTo === 'tensorboard' ? { reportTo: ['tensorboard' as const] } : {}),
   };
+  try {
+    checkTrainingArguments(args);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const progress = progressCallbacks({ every: o.loggingSteps });
   const trainer = new Trainer({
     model: peft,
@@ -178,6 +201,7 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
       ...memory,
     ],
     logHistory: result.state.logHistory,
+    epochs: result.state.epoch,
     scores: before && after ? [{ name: `held-out exact match (${scored.length} examples)`, before: before.accuracy, after: after.accuracy }] : [],
     samples,
   });
@@ -206,6 +230,19 @@ export function loraConfigOf(o: TrainCommandOptions, builtin: boolean): LoraConf
     throw new UsageError('--trainable-token-indices is not supported by this build of loraforge; leave it out.');
   }
   return config;
+}
+
+/** One line on stderr when some --target-modules names match no module while others do (PEFT trains the others silently). */
+function warnUnmatchedTargets(model: CausalLM, targets: string | string[]): void {
+  const paths = [...model.namedModules()].map(([path]) => path);
+  const unmatched = unmatchedTargetNames(paths, targets);
+  if (unmatched.length === 0 || typeof targets === 'string' || unmatched.length === targets.length) return;
+  const names = [...new Set(paths.map((p) => p.split('.').at(-1)!).filter((n) => !/^\d+$/.test(n) && n !== ''))];
+  const guesses = unmatched.map((t) => closest(t, names)).filter((g): g is string => g !== null);
+  const matched = targets.filter((t) => !unmatched.includes(t));
+  console.error(
+    `loraforge: warning: --target-modules ${unmatched.join(', ')} ${unmatched.length === 1 ? 'matches' : 'match'} no module of the model, so only ${matched.join(', ')} ${matched.length === 1 ? 'is' : 'are'} adapted${guesses.length ? `; did you mean ${guesses.join(', ')}?` : '.'}`,
+  );
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;

@@ -43,6 +43,14 @@ export interface TargetPlan {
   readonly embeddingSites: readonly ModuleSite[];
   /** Embedding layers whose rows `indices` train (trainable_token_indices). */
   readonly tokenSites: readonly { readonly site: ModuleSite; readonly indices: readonly number[] }[];
+  /** Names of a target_modules list that match no module (PEFT adapts the others without a word). */
+  readonly unmatchedTargets: readonly string[];
+}
+
+/** The names of a target_modules list that match no module path (as the whole path or its last components). */
+export function unmatchedTargetNames(paths: readonly string[], targets: ResolvedLoraConfig['targetModules']): string[] {
+  if (targets === null || typeof targets === 'string') return [];
+  return [...new Set(targets)].filter((t) => !paths.some((p) => p === t || p.endsWith(`.${t}`)));
 }
 
 /** Linear layers, their 4-bit variants and LoRA layers wrapping either (anything mapping [..., in] to [..., out]). */
@@ -78,7 +86,8 @@ export function planTargets(model: TargetModel, config: ResolvedLoraConfig): Tar
   }
   if (loraSites.length === 0 && embeddingSites.length === 0) throw new PeftError(noMatchMessage(resolved, sites));
   const tokenSites = trainableTokenSites(resolved, sites, embeddingSites);
-  return { config: resolved, loraSites, saveSites: modulesToSaveSites(resolved, sites), embeddingSites, tokenSites };
+  const unmatchedTargets = unmatchedTargetNames(sites.map((s) => s.path), config.targetModules);
+  return { config: resolved, loraSites, saveSites: modulesToSaveSites(resolved, sites), embeddingSites, tokenSites, unmatchedTargets };
 }
 
 function resolveTargetModules(model: TargetModel, config: ResolvedLoraConfig, sites: readonly ModuleSite[]): ResolvedLoraConfig['targetModules'] {

@@ -48,10 +48,19 @@ export async function latestCheckpoint(outputDir: string): Promise<string | null
   return steps.length ? join(outputDir, `${CHECKPOINT_PREFIX}${steps[steps.length - 1]}`) : null;
 }
 
-/** Removes the oldest checkpoints so that at most `keep` remain (transformers' save_total_limit). */
-export async function pruneCheckpoints(outputDir: string, keep: number): Promise<void> {
+/**
+ * Removes the oldest checkpoints so that at most `keep` remain (transformers' save_total_limit). The checkpoint of
+ * step `bestStep` is kept as transformers' _sorted_checkpoints keeps best_model_checkpoint (moved next to the
+ * newest), and with `keep` 1 and a best checkpoint that is not the newest, two are kept.
+ */
+export async function pruneCheckpoints(outputDir: string, keep: number, bestStep: number | null = null): Promise<void> {
   if (keep <= 0) return;
   const steps = await checkpointSteps(outputDir);
+  const bestIndex = bestStep === null ? -1 : steps.indexOf(bestStep);
+  if (bestIndex >= 0) {
+    for (let i = bestIndex; i < steps.length - 2; i++) [steps[i], steps[i + 1]] = [steps[i + 1]!, steps[i]!];
+    if (keep === 1 && steps[steps.length - 1] !== bestStep) keep = 2;
+  }
   for (const s of steps.slice(0, Math.max(0, steps.length - keep))) await rm(join(outputDir, `${CHECKPOINT_PREFIX}${s}`), { recursive: true, force: true });
 }
 

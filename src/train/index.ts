@@ -1,5 +1,6 @@
 export { Trainer, type StepInfo, type TrainerCallbacks, type TrainerOptions, type TrainResult } from './trainer.js';
-export { DEFAULT_TRAINING_ARGUMENTS, trainingArgsJson, type TrainingArguments } from './training-args.js';
+export { checkTrainingArguments, DEFAULT_TRAINING_ARGUMENTS, trainingArgsJson, type IntervalStrategy, type TrainingArguments } from './training-args.js';
+export { crc32c, TensorBoardWriter } from './tensorboard.js';
 export { parseTrainerState, trainerStateJson, type DataPosition, type LogEntry, type TrainerState } from './trainer-state.js';
 export type { DropoutControl, TrainableModel } from './trainable-model.js';
 export { peftDropoutControl } from './peft-dropout.js';

@@ -1,32 +1,41 @@
-import * as vega from 'vega';
-import * as vegaLite from 'vega-lite';
+import { lineChartSvg, type ChartSeries } from './svg-chart.js';
 import type { LogEntry } from './trainer-state.js';
 
-/** The train and eval loss curves of a log_history as a vega-lite line chart, rendered to SVG without a browser. */
-export async function lossChartSvg(history: readonly LogEntry[]): Promise<string> {
-  const values: { step: number; loss: number; split: string }[] = [];
+/** [step, value] pairs of one log_history key, from the entries that have both. */
+function curve(history: readonly LogEntry[], key: string): [number, number][] {
+  const out: [number, number][] = [];
   for (const e of history) {
-    if (typeof e['step'] !== 'number') continue;
-    if (typeof e['loss'] === 'number') values.push({ step: e['step'], loss: e['loss'], split: 'train' });
-    if (typeof e['eval_loss'] === 'number') values.push({ step: e['step'], loss: e['eval_loss'], split: 'eval' });
+    const step = e['step'];
+    const v = e[key];
+    if (typeof step === 'number' && typeof v === 'number') out.push([step, v]);
   }
-  const spec: vegaLite.TopLevelSpec = {
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    width: 640,
-    height: 280,
-    title: 'Loss',
-    data: { values },
-    mark: { type: 'line', point: { size: 12 } },
-    encoding: {
-      x: { field: 'step', type: 'quantitative', title: 'optimizer step' },
-      y: { field: 'loss', type: 'quantitative', title: 'cross-entropy (nats/token)', scale: { zero: false } },
-      color: { field: 'split', type: 'nominal', title: null, scale: { domain: ['train', 'eval'] } },
-    },
-  };
-  const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
-  try {
-    return await view.toSVG();
-  } finally {
-    view.finalize();
-  }
+  return out;
+}
+
+/** The train and eval loss curves of a log_history as an SVG line chart over optimizer steps, log-scale y. */
+export async function lossChartSvg(history: readonly LogEntry[]): Promise<string> {
+  const series: ChartSeries[] = [
+    { name: 'train loss', points: curve(history, 'loss'), color: '#4c78a8' },
+    { name: 'eval loss', points: curve(history, 'eval_loss'), color: '#f58518' },
+  ];
+  return lineChartSvg(series.filter((s) => s.points.length > 0), { id: 'loss', title: 'Loss', xLabel: 'optimizer step', yLabel: 'cross-entropy (nats/token)', logY: true });
+}
+
+/** Eval keys that time the evaluation rather than measure the model. */
+const EVAL_TIMINGS = new Set(['eval_runtime', 'eval_samples_per_second', 'eval_steps_per_second']);
+
+/** Small charts over optimizer steps: learning rate, gradient norm, then each eval metric of the log_history (eval_loss first). */
+export function metricChartsSvg(history: readonly LogEntry[]): string[] {
+  const evalKeys = [...new Set(history.flatMap((e) => Object.keys(e)))].filter((k) => k.startsWith('eval_') && !EVAL_TIMINGS.has(k));
+  evalKeys.sort((a, b) => (a === 'eval_loss' ? -1 : b === 'eval_loss' ? 1 : a < b ? -1 : a > b ? 1 : 0));
+  const charts: { id: string; title: string; key: string; color: string }[] = [
+    { id: 'learning_rate', title: 'Learning rate', key: 'learning_rate', color: '#54a24b' },
+    { id: 'grad_norm', title: 'Gradient norm', key: 'grad_norm', color: '#e45756' },
+    ...evalKeys.map((k) => ({ id: k, title: k, key: k, color: '#f58518' })),
+  ];
+  const size = { width: 320, height: 200, xLabel: 'optimizer step' };
+  return charts
+    .map((c) => ({ c, points: curve(history, c.key) }))
+    .filter(({ points }) => points.length > 0)
+    .map(({ c, points }) => lineChartSvg([{ name: c.title, points, color: c.color }], { ...size, id: c.id, title: c.title }));
 }

@@ -31,7 +31,8 @@ export function progressCallbacks(options: ProgressOptions = {}): TrainerCallbac
   const fields = (info: StepInfo) => {
     const rate = tokens / Math.max(seconds, 1e-9);
     const eta = ((info.maxSteps - info.step) * seconds) / Math.max(1, info.step - startStep);
-    return { loss: info.loss.toFixed(4), lr: info.lr.toExponential(2), tps: Math.round(rate), etaText: formatSeconds(eta) };
+    // The logging window's mean, as metrics.jsonl and the report give it, not one step's loss.
+    return { loss: (info.windowLoss ?? info.loss).toFixed(4), lr: info.lr.toExponential(2), tps: Math.round(rate), etaText: formatSeconds(eta) };
   };
   return {
     onTrainBegin(state: TrainerState) {

@@ -18,13 +18,19 @@ export interface TrainerState {
   logHistory: LogEntry[];
   numInputTokensSeen: number;
   data: DataPosition;
+  /** Best-model tracking (metric_for_best_model): transformers' best_metric, best_model_checkpoint, best_global_step. */
+  bestMetric?: number | null;
+  bestModelCheckpoint?: string | null;
+  bestGlobalStep?: number | null;
+  /** EarlyStoppingCallback's early_stopping_patience_counter (kept in stateful_callbacks, as transformers does). */
+  earlyStoppingPatienceCounter?: number;
 }
 
 export function trainerStateJson(s: TrainerState, a: TrainingArguments): Record<string, unknown> {
   return {
-    best_global_step: null,
-    best_metric: null,
-    best_model_checkpoint: null,
+    best_global_step: s.bestGlobalStep ?? null,
+    best_metric: s.bestMetric ?? null,
+    best_model_checkpoint: s.bestModelCheckpoint ?? null,
     epoch: s.epoch,
     eval_steps: a.evalSteps > 0 ? a.evalSteps : null,
     global_step: s.globalStep,
@@ -37,7 +43,14 @@ export function trainerStateJson(s: TrainerState, a: TrainingArguments): Record<
     num_input_tokens_seen: s.numInputTokensSeen,
     num_train_epochs: a.epochs,
     save_steps: a.saveSteps,
-    stateful_callbacks: {},
+    stateful_callbacks: a.earlyStoppingPatience != null
+      ? {
+          EarlyStoppingCallback: {
+            args: { early_stopping_patience: a.earlyStoppingPatience, early_stopping_threshold: a.earlyStoppingThreshold ?? 0 },
+            attributes: { early_stopping_patience_counter: s.earlyStoppingPatienceCounter ?? 0 },
+          },
+        }
+      : {},
     total_flos: 0,
     train_batch_size: a.batchSize,
     trial_name: null,
@@ -60,5 +73,11 @@ export function parseTrainerState(json: Record<string, unknown>, path: string): 
     logHistory: (json['log_history'] as LogEntry[] | undefined) ?? [],
     numInputTokensSeen: num(json['num_input_tokens_seen'] ?? 0, 'num_input_tokens_seen'),
     data: { epoch: num(pos?.epoch, 'data_position.epoch'), batchInEpoch: num(pos?.batch_in_epoch, 'data_position.batch_in_epoch') },
+    bestMetric: typeof json['best_metric'] === 'number' ? json['best_metric'] : null,
+    bestModelCheckpoint: typeof json['best_model_checkpoint'] === 'string' ? json['best_model_checkpoint'] : null,
+    bestGlobalStep: typeof json['best_global_step'] === 'number' ? json['best_global_step'] : null,
+    earlyStoppingPatienceCounter: Number(
+      (json['stateful_callbacks'] as { EarlyStoppingCallback?: { attributes?: { early_stopping_patience_counter?: unknown } } } | undefined)?.EarlyStoppingCallback?.attributes?.early_stopping_patience_counter ?? 0,
+    ),
   };
 }

@@ -2,21 +2,24 @@ import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { collate, epochBatches, type Batch, type TokenizedExample } from '../data/index.js';
 import { add, mulScalar } from '../ops/index.js';
-import { AdamW, clipGradNorm, loadOptimizerState, loraplusParamGroups, LrScheduler, saveOptimizerState } from '../optim/index.js';
+import { AdamW, clipGradNorm, loadOptimizerState, loraplusParamGroups, LrScheduler, optimizerSettings, resolveLrSchedule, saveOptimizerState, warmupStepsFor } from '../optim/index.js';
 import { noGradAsync } from '../tensor/grad-mode.js';
 import { scopeAsync } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { assignParametersFromFile } from './assign-parameters.js';
 import { pruneCheckpoints, removeTemporaryCheckpoints, writeCheckpointDir, writeJsonFile } from './checkpoint-dir.js';
 import type { DropoutControl, TrainableModel } from './trainable-model.js';
+import { defaultLogDir, TensorBoardWriter } from './tensorboard.js';
 import { parseTrainerState, trainerStateJson, type LogEntry, type TrainerState } from './trainer-state.js';
-import { trainingArgsJson, type TrainingArguments } from './training-args.js';
+import { checkTrainingArguments, evalStrategyOf, greaterIsBetterOf, metricForBestModelOf, saveStrategyOf, trainingArgsJson, type TrainingArguments } from './training-args.js';
 
 /** What one optimizer step did; progress displays read it. */
 export interface StepInfo {
   step: number;
   maxSteps: number;
   loss: number;
+  /** Mean loss over the logging window so far, this step included: what the next log entry's `loss` reads. */
+  windowLoss?: number;
   gradNorm: number | null;
   /** The rate this step used. */
   lr: number;
@@ -73,10 +76,14 @@ export class Trainer {
   /** Losses of the steps since the last training log entry (a checkpoint keeps them, for exact resumes). */
   private pendingLosses: number[] = [];
   private readonly batchesPerEpoch: number;
+  /** The TensorBoard event file of this process (report_to tensorboard). */
+  private tensorboard: TensorBoardWriter | null = null;
 
   constructor(private readonly options: TrainerOptions) {
     const a = options.args;
     this.args = a;
+    checkTrainingArguments(a);
+    const { paged } = optimizerSettings(a.optim ?? 'adamw_torch');
     if (options.train.length === 0) throw new Error('The training set is empty.');
     this.params = options.model.trainableParameters();
     if (this.params.size === 0) throw new Error('The model has no trainable parameters; add an adapter (getPeftModel) or load one with isTrainable.');
@@ -85,6 +92,7 @@ export class Trainer {
       betas: [a.adamBeta1, a.adamBeta2],
       eps: a.adamEpsilon,
       weightDecay: a.weightDecay,
+      paged,
       noDecay: (name) => name.endsWith('.bias') || /norm\.weight$/.test(name),
       // LoRA+: PEFT's create_loraplus_optimizer groups (lora_B at lr * ratio).
       ...(a.loraplusLrRatio != null
@@ -94,7 +102,7 @@ export class Trainer {
     this.batchesPerEpoch = Math.ceil(options.train.length / a.batchSize);
     const stepsPerEpoch = Math.ceil(this.batchesPerEpoch / a.gradAccum);
     const maxSteps = a.maxSteps ?? stepsPerEpoch * a.epochs;
-    this.scheduler = new LrScheduler(a.lr, { type: a.lrScheduler, warmupSteps: a.warmupSteps, totalSteps: maxSteps });
+    this.scheduler = new LrScheduler(a.lr, resolveLrSchedule(a.lrScheduler, a.lr, warmupStepsFor(maxSteps, a.warmupSteps, a.warmupRatio), maxSteps, a.lrSchedulerKwargs));
     this.state = { globalStep: 0, maxSteps, epoch: 0, logHistory: [], numInputTokensSeen: 0, data: { epoch: 0, batchInEpoch: 0 } };
   }
 
@@ -107,7 +115,10 @@ export class Trainer {
     if (options.resumeFrom) await this.loadCheckpoint(options.resumeFrom);
     await writeJsonFile(join(out, 'training_args.json'), trainingArgsJson(a, this.options.argsJsonExtra));
     await writeFile(join(out, METRICS_FILE), this.state.logHistory.map((e) => `${JSON.stringify(e)}\n`).join(''));
+    if (a.reportTo?.includes('tensorboard')) this.tensorboard = await TensorBoardWriter.create(defaultLogDir(out));
     this.options.callbacks?.onTrainBegin?.(this.state);
+    const evalStrategy = evalStrategyOf(a);
+    const saveStrategy = saveStrategyOf(a);
 
     const started = performance.now();
     const firstStep = this.state.globalStep;
@@ -116,6 +127,8 @@ export class Trainer {
     let order: number[][] | null = null;
     let orderEpoch = -1;
     let lastEvalStep = -1;
+    let lastSaveStep = -1;
+    let stoppedEarly = false;
     while (this.state.globalStep < this.state.maxSteps) {
       if (options.signal?.aborted) {
         interrupted = true;
@@ -130,24 +143,32 @@ export class Trainer {
       const info = await this.step(window.map((idx) => collate(idx.map((i) => this.options.train[i]!), this.options.padId)));
       lossTotal += info.loss;
       pos.batchInEpoch += window.length;
+      let epochEnded = false;
       if (pos.batchInEpoch >= order!.length) {
         pos.epoch += 1;
         pos.batchInEpoch = 0;
+        epochEnded = true;
       }
       this.state.epoch = pos.epoch + pos.batchInEpoch / this.batchesPerEpoch;
-      this.options.callbacks?.onStep?.(info);
       this.pendingLosses.push(info.loss);
+      this.options.callbacks?.onStep?.({ ...info, windowLoss: this.pendingLosses.reduce((s, l) => s + l, 0) / this.pendingLosses.length });
       const step = this.state.globalStep;
       if (step % a.loggingSteps === 0 || step === this.state.maxSteps) {
         const loss = this.pendingLosses.reduce((s, l) => s + l, 0) / this.pendingLosses.length;
         this.pendingLosses = [];
         await this.log({ loss, grad_norm: info.gradNorm, learning_rate: info.lr, epoch: this.state.epoch, step });
       }
-      if (a.evalSteps > 0 && step % a.evalSteps === 0 && this.options.eval?.length) {
-        await this.logEvaluation();
+      const evalNow = evalStrategy === 'steps' ? step % a.evalSteps === 0 : evalStrategy === 'epoch' && epochEnded;
+      if (evalNow && this.options.eval?.length) {
+        stoppedEarly = await this.logEvaluation();
         lastEvalStep = step;
       }
-      if (a.saveSteps > 0 && step % a.saveSteps === 0 && step < this.state.maxSteps) await this.saveCheckpoint();
+      const saveNow = saveStrategy === 'steps' ? step % a.saveSteps === 0 && step < this.state.maxSteps : saveStrategy === 'epoch' && epochEnded;
+      if (saveNow) {
+        await this.saveCheckpoint();
+        lastSaveStep = step;
+      }
+      if (stoppedEarly) break;
     }
     const ranSteps = this.state.globalStep - firstStep;
     const runtimeSeconds = (performance.now() - started) / 1000;
@@ -155,6 +176,12 @@ export class Trainer {
       await this.saveCheckpoint();
     } else {
       if (this.options.eval?.length && lastEvalStep !== this.state.globalStep) await this.logEvaluation();
+      // With best-model tracking the last step gets a checkpoint too, so that best_model_checkpoint always exists.
+      if (metricForBestModelOf(a) !== null && saveStrategy !== 'no' && lastSaveStep !== this.state.globalStep) await this.saveCheckpoint();
+      const best = this.state.bestGlobalStep;
+      if (a.loadBestModelAtEnd && best != null && best !== this.state.globalStep) {
+        await assignParametersFromFile(this.params, join(out, `checkpoint-${best}`, 'adapter_model.safetensors'));
+      }
       await this.log({
         train_runtime: runtimeSeconds,
         train_steps_per_second: ranSteps / runtimeSeconds,
@@ -174,6 +201,7 @@ export class Trainer {
     const targets = batches.reduce((s, b) => s + b.targetTokens, 0);
     const lr = this.scheduler.lr;
     this.options.dropout?.setTraining(true);
+    this.optimizer.prefetchState();
     const { loss, gradNorm } = await scopeAsync(async () => {
       let loss = 0;
       for (const b of batches) {
@@ -236,15 +264,44 @@ export class Trainer {
     return targets > 0 ? total / targets : null;
   }
 
-  private async logEvaluation(): Promise<void> {
+  /** Evaluates, logs, then applies early stopping and best-model selection; true when training should stop. */
+  private async logEvaluation(): Promise<boolean> {
     const t0 = performance.now();
     const evalLoss = await this.evaluate();
-    await this.log({ eval_loss: evalLoss, eval_runtime: (performance.now() - t0) / 1000, epoch: this.state.epoch, step: this.state.globalStep });
+    const entry: LogEntry = { eval_loss: evalLoss, eval_runtime: (performance.now() - t0) / 1000, epoch: this.state.epoch, step: this.state.globalStep };
+    await this.log(entry);
+    const metric = metricForBestModelOf(this.args);
+    if (metric === null) return false;
+    const key = metric.startsWith('eval_') ? metric : `eval_${metric}`;
+    if (!(key in entry)) throw new Error(`metric_for_best_model "${metric}" is not among the evaluation metrics (${Object.keys(entry).filter((k) => k.startsWith('eval_')).join(', ')}).`);
+    const value = entry[key];
+    if (typeof value !== 'number') return false;
+    const greater = greaterIsBetterOf(this.args);
+    const better = (x: number, y: number) => (greater ? x > y : x < y);
+    const s = this.state;
+    let stop = false;
+    // EarlyStoppingCallback.on_evaluate runs first, against the best metric before this evaluation.
+    const patience = this.args.earlyStoppingPatience;
+    if (patience != null) {
+      const threshold = this.args.earlyStoppingThreshold ?? 0;
+      if (s.bestMetric == null || (better(value, s.bestMetric) && Math.abs(value - s.bestMetric) > threshold)) s.earlyStoppingPatienceCounter = 0;
+      else s.earlyStoppingPatienceCounter = (s.earlyStoppingPatienceCounter ?? 0) + 1;
+      stop = s.earlyStoppingPatienceCounter >= patience;
+    }
+    // Trainer._determine_best_metric.
+    if (better(value, s.bestMetric ?? (greater ? -Infinity : Infinity))) {
+      s.bestMetric = value;
+      s.bestGlobalStep = s.globalStep;
+      const out = this.args.outputDir;
+      s.bestModelCheckpoint = `${out}${out.endsWith('/') ? '' : '/'}checkpoint-${s.globalStep}`;
+    }
+    return stop;
   }
 
   private async log(entry: LogEntry): Promise<void> {
     this.state.logHistory.push(entry);
     await appendFile(join(this.args.outputDir, METRICS_FILE), `${JSON.stringify(entry)}\n`);
+    await this.tensorboard?.log(entry, this.state.globalStep);
     this.options.callbacks?.onLog?.(entry);
   }
 
@@ -263,7 +320,7 @@ export class Trainer {
       },
       this.options.beforeCheckpointRename,
     );
-    await pruneCheckpoints(this.args.outputDir, this.args.saveTotalLimit);
+    await pruneCheckpoints(this.args.outputDir, this.args.saveTotalLimit, this.state.bestGlobalStep ?? null);
     this.options.callbacks?.onSave?.(dir);
     return dir;
   }

@@ -22,16 +22,16 @@ test('a malformed data file: the file and line are named', async () => {
 test('an unknown config field is named, with the fields that exist', async () => {
   const dir = await tempDir();
   const config = join(dir, 'train.yaml');
-  await writeFile(config, 'lr: 0.001\nlearning_rate: 0.001\n');
+  await writeFile(config, 'lr: 0.001\ncolour: red\n');
   const r = cli(['train', '--config', config]);
   assert.equal(r.code, 2);
-  assert.match(oneSentence(r), new RegExp(`^loraforge: ${config}: unknown field "learning_rate"; the fields are model, data, output, .*lora-alpha`));
+  assert.match(oneSentence(r), new RegExp(`^loraforge: ${config}: unknown field "colour"; the fields are model, data, output, .*lora-alpha`));
 });
 
 test('an option of the wrong type names the option and what it accepts', () => {
   assert.equal(oneSentence(cli(['train', '--lr', 'fast'])), 'loraforge: --lr must be a number >= 0; got "fast".');
   assert.equal(oneSentence(cli(['train', '--batch-size', '2.5'])), 'loraforge: --batch-size must be an integer >= 1; got "2.5".');
-  assert.equal(oneSentence(cli(['train', '--lr-scheduler', 'step'])), 'loraforge: --lr-scheduler must be one of constant, constant_with_warmup, linear, cosine; got "step".');
+  assert.equal(oneSentence(cli(['train', '--lr-scheduler', 'step'])), 'loraforge: --lr-scheduler must be one of constant, constant_with_warmup, linear, cosine, cosine_with_min_lr, polynomial, warmup_stable_decay; got "step".');
   assert.match(oneSentence(cli(['train', '--epochs'])), /^loraforge: Option --epochs needs a value/);
   assert.match(oneSentence(cli(['train', '--lora-rank', '8'])), /^loraforge: Unknown option --lora-rank; the options are/);
 });

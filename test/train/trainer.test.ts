@@ -84,6 +84,6 @@ test('the run folder holds the adapter, training_args.json and trainer_state.jso
   assert.ok(readdirSync(dir).includes('adapter_model.safetensors'));
   const report = await writeReport(dir, { title: 'test run', config: { lr: 0.01 }, notes: ['n'], logHistory: state.log_history, scores: [{ name: 'exact match', before: 0, after: 0.5 }], samples: [{ prompt: 'ab>', reference: 'ba', before: 'x', after: 'ba' }] });
   const html = await readFile(report, 'utf8');
-  assert.match(html, /<svg[^>]*class="marks"/);
+  assert.match(html, /<svg[^>]*data-chart="loss"/);
   assert.match(html, /exact match<\/th><td>0<\/td><td>0\.500/);
 });
