@@ -15,6 +15,7 @@ import { peftDropoutControl } from '../train/peft-dropout.js';
 import { formatSeconds, progressCallbacks } from '../train/progress.js';
 import { writeReport, type ReportSample } from '../train/report.js';
 import { quantMemoryReport } from '../quant/memory-report.js';
+import { gemmInfo, type GemmInfo } from '../backend/cpu/gemm.js';
 import { getBackend } from '../backend/registry.js';
 import { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import { Trainer } from '../train/trainer.js';
@@ -118,6 +119,7 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   // QLoRA loads in the compute dtype unless --dtype says otherwise, as transformers does with load_in_4bit.
   const dtype = o.qlora && !o.explicit.has('dtype') ? 'auto' : o.dtype;
   const base = await loadModelFrom(modelFolder, dtype, o.device, o.qlora);
+  if (o.device === 'cpu') console.log(describeCpuGemm(gemmInfo()));
   const scored = data.eval?.records.slice(0, SCORED_EXAMPLES) ?? [];
   const before = scored.length ? await scoreAndReport('before training', base, tok, scored) : null;
 
@@ -265,4 +267,13 @@ async function scoreAndReport(when: string, model: CausalLM, tok: PreTrainedToke
   const result = await exactMatch(model, tok, records);
   console.log(`held-out exact match ${when}: ${pct(result.accuracy)} of ${result.answers.length}`);
   return result;
+}
+
+/** One line on which GEMM the CPU backend runs, and how to get a faster one when it is the built-in. */
+export function describeCpuGemm(info: GemmInfo): string {
+  if (info.implementation === 'openblas') return `CPU GEMM: ${info.library ?? 'a CBLAS library'} (${info.threads} threads).`;
+  return (
+    `CPU GEMM: loraforge's built-in TypeScript GEMM (${info.threads} thread${info.threads === 1 ? '' : 's'}), whose products run about 25x slower than OpenBLAS's; ` +
+    'install it (`apt-get install libopenblas0-pthread`, `brew install openblas`) or point LORAFORGE_BLAS at a CBLAS library.'
+  );
 }
