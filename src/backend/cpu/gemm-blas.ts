@@ -84,6 +84,8 @@ function candidateLibraries(): string[] {
     }
   }
   names.push(
+    // Intel MKL's single dynamic library and BLIS (both export the CBLAS interface), then the generic BLAS names.
+    'libmkl_rt.so.2', 'libmkl_rt.so', 'libblis-mt.so.4', 'libblis.so.4', 'libblis.so',
     'libblas.so.3', 'libcblas.so.3',
     'libopenblas.dylib', '/opt/homebrew/opt/openblas/lib/libopenblas.dylib', '/usr/local/opt/openblas/lib/libopenblas.dylib',
     '/System/Library/Frameworks/Accelerate.framework/Accelerate',
@@ -141,8 +143,12 @@ function openCblas(koffi: Koffi, path: string, threads: number): CblasLibrary | 
       return undefined;
     }
   };
-  const setThreads = optional<(n: number) => void>('void openblas_set_num_threads(int n)');
-  const getThreads = optional<() => number>('int openblas_get_num_threads()');
+  // Each library's own thread control: OpenBLAS's, MKL's, or BLIS's (which takes a dim_t, 64-bit on LP64).
+  const setThreads =
+    optional<(n: number) => void>('void openblas_set_num_threads(int n)') ??
+    optional<(n: number) => void>('void MKL_Set_Num_Threads(int n)') ??
+    optional<(n: number) => void>('void bli_thread_set_num_threads(int64_t n)');
+  const getThreads = optional<() => number>('int openblas_get_num_threads()') ?? optional<() => number>('int MKL_Get_Max_Threads()');
   setThreads?.(threads);
   const batchStrided = optional<CblasSgemmBatchStrided>(SGEMM_BATCH_STRIDED_SIGNATURE);
   return new KoffiCblas(koffi, path, getThreads?.() ?? threads, sgemm, sgemv, batchStrided && agreesWithLoop(sgemm, batchStrided) ? batchStrided : undefined, setThreads);
