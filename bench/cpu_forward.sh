@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the PyTorch CPU baseline (Debian's python3-torch with OpenBLAS) and runs loraforge and PyTorch
-# side by side on this machine. Output: JSON lines; redirect into bench/results/.
+# side by side on this machine, then loraforge again with no system BLAS (its built-in TypeScript GEMM).
+# Output: JSON lines (each loraforge line names its gemm); redirect into bench/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! /usr/bin/python3 -c 'import torch' 2>/dev/null || ! ldconfig -p | grep -q libopenblas; then
@@ -8,3 +9,4 @@ if ! /usr/bin/python3 -c 'import torch' 2>/dev/null || ! ldconfig -p | grep -q l
 fi
 npm run build >/dev/null
 node dist/bench/cpu_forward.js
+LORAFORGE_BLAS=none node dist/bench/cpu_forward.js --no-torch

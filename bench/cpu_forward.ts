@@ -4,6 +4,7 @@
  * memory of loading that checkpoint. Prints one JSON line per case.
  *
  *   npm run build && node dist/bench/cpu_forward.js            (installs nothing; bench/cpu_forward.sh does)
+ *   LORAFORGE_BLAS=none node dist/bench/cpu_forward.js --no-torch   (the built-in GEMM alone)
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -110,6 +111,7 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 
+if (process.argv.includes('--no-torch')) process.exit(0);
 const torch = spawnSync(process.env['PYTHON'] ?? '/usr/bin/python3', [join(self, '..', '..', '..', 'bench', 'cpu_forward_torch.py'), JSON.stringify(cfg)], { encoding: 'utf8' });
 if (torch.status === 0) process.stdout.write(torch.stdout);
 else console.log(JSON.stringify({ case: 'pytorch', error: (torch.stderr || 'python3 with torch not found; run bench/cpu_forward.sh').trim().split('\n').pop() }));
