@@ -1,5 +1,5 @@
 import type { TensorSource } from '../io/tensor-source.js';
-import { Linear, Embedding } from '../nn/layers.js';
+import { Embedding, Linear, RMSNorm } from '../nn/layers.js';
 import { ModuleList, type LinearLike } from '../nn/module.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -10,7 +10,6 @@ import {
   DecoderLayer,
   DecoderMLP,
   DecoderModel,
-  DecoderNorm,
   LAYER_NORM_NAMES,
   type AttentionProjections,
   type LayerNorms,
@@ -100,7 +99,7 @@ export async function buildCausalLM(
   const { prefix: root, lmHead: lmHeadName } = decoderPrefix(c, source);
   const proj = (p: LayerProjection, layer: string) =>
     loadLinear({ source, prefix: `${layer}.${p.path}`, inFeatures: p.inFeatures, outFeatures: p.outFeatures, bias: p.bias, dtype, device, config: c });
-  const norm = async (name: string, width = c.hiddenSize) => new DecoderNorm(await loadWeight(`${name}.weight`, [width], 'norm'), c.rmsNormEps, c.normPlusOne);
+  const norm = async (name: string, width = c.hiddenSize) => new RMSNorm(await loadWeight(`${name}.weight`, [width], 'norm'), c.rmsNormEps, c.normPlusOne);
   const embed = new Embedding(await loadWeight(`${root}.embed_tokens.weight`, [c.vocabSize, c.hiddenSize], 'embedding'));
   const qk = qkNormWidths(c);
   const layers: DecoderLayer[] = [];
@@ -118,7 +117,7 @@ export async function buildCausalLM(
       ? { gateUp: get('mlp.gate_up_proj'), down: get('mlp.down_proj') }
       : { gate: get('mlp.gate_proj'), up: get('mlp.up_proj'), down: get('mlp.down_proj') };
     const mlp = new DecoderMLP(mlpProjections, c.hiddenAct);
-    const norms: Partial<Record<keyof LayerNorms, DecoderNorm>> = {};
+    const norms: Partial<Record<keyof LayerNorms, RMSNorm>> = {};
     for (const n of LAYER_NORM_NAMES[c.normPlacement]) norms[n] = await norm(`${p}.${n}`);
     layers.push(new DecoderLayer(attn, mlp, norms as LayerNorms));
   }

@@ -15,7 +15,6 @@
 import {
   activation,
   add,
-  addScalar,
   attention,
   crossEntropy,
   div,
@@ -28,11 +27,9 @@ import {
   pagedAttention,
   pagedKvWrite,
   reshape,
-  rmsNorm,
   rope,
   tanh,
   tensor,
-  to,
   transpose,
   type AttentionExtras,
   type PagedKvStep,
@@ -62,21 +59,6 @@ interface LayerInputs {
   ctx: ForwardContext;
 }
 
-/** RMSNorm in the family's flavour: Gemma scales by (1 + w), computed in float32 as transformers does. */
-export class DecoderNorm extends RMSNorm {
-  constructor(
-    weight: Tensor,
-    eps: number,
-    readonly plusOne: boolean,
-  ) {
-    super(weight, eps);
-  }
-  override forward(x: Tensor): Tensor {
-    if (!this.plusOne) return super.forward(x);
-    return rmsNorm(x, addScalar(to(this.weight, { dtype: 'float32' }), 1), this.eps);
-  }
-}
-
 /** The projections of one attention block: separate q/k/v, or Phi-3's fused qkv_proj. */
 export type AttentionProjections = { q: LinearLike; k: LinearLike; v: LinearLike; o: LinearLike } | { qkv: LinearLike; o: LinearLike };
 
@@ -86,8 +68,8 @@ export class DecoderAttention extends Module {
   v_proj: LinearLike | null = null;
   qkv_proj: LinearLike | null = null;
   o_proj: LinearLike;
-  q_norm: DecoderNorm | null = null;
-  k_norm: DecoderNorm | null = null;
+  q_norm: RMSNorm | null = null;
+  k_norm: RMSNorm | null = null;
   readonly layerType: LayerType;
   private readonly extras: AttentionExtras;
 
@@ -95,7 +77,7 @@ export class DecoderAttention extends Module {
     readonly config: ModelConfig,
     readonly layerIndex: number,
     projections: AttentionProjections,
-    norms: { q: DecoderNorm; k: DecoderNorm } | null = null,
+    norms: { q: RMSNorm; k: RMSNorm } | null = null,
   ) {
     super();
     if ('qkv' in projections) {
@@ -207,10 +189,10 @@ export class DecoderMLP extends Module {
 
 /** A layer's norms by placement: pre (input, post_attention), sandwich (+ pre/post_feedforward), post (post_attention, post_feedforward). */
 export interface LayerNorms {
-  input_layernorm?: DecoderNorm;
-  post_attention_layernorm: DecoderNorm;
-  pre_feedforward_layernorm?: DecoderNorm;
-  post_feedforward_layernorm?: DecoderNorm;
+  input_layernorm?: RMSNorm;
+  post_attention_layernorm: RMSNorm;
+  pre_feedforward_layernorm?: RMSNorm;
+  post_feedforward_layernorm?: RMSNorm;
 }
 
 /** The norm names each placement registers, in transformers' order. */
@@ -221,10 +203,10 @@ export const LAYER_NORM_NAMES: Readonly<Record<ModelConfig['normPlacement'], rea
 };
 
 export class DecoderLayer extends Module {
-  readonly input_layernorm: DecoderNorm | null;
-  readonly post_attention_layernorm: DecoderNorm;
-  readonly pre_feedforward_layernorm: DecoderNorm | null;
-  readonly post_feedforward_layernorm: DecoderNorm | null;
+  readonly input_layernorm: RMSNorm | null;
+  readonly post_attention_layernorm: RMSNorm;
+  readonly pre_feedforward_layernorm: RMSNorm | null;
+  readonly post_feedforward_layernorm: RMSNorm | null;
   constructor(
     readonly self_attn: DecoderAttention,
     readonly mlp: DecoderMLP,
@@ -261,7 +243,7 @@ export class DecoderModel extends Module {
   constructor(
     readonly embed_tokens: Embedding,
     readonly layers: ModuleList<DecoderLayer>,
-    readonly norm: DecoderNorm,
+    readonly norm: RMSNorm,
   ) {
     super();
     this.registerModule('embed_tokens', embed_tokens);

@@ -1,4 +1,4 @@
-import { embedding, linear, rmsNorm } from '../ops/index.js';
+import { addScalar, embedding, linear, rmsNorm, to } from '../ops/index.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { Module, type ForwardContext, type LinearLike } from './module.js';
 
@@ -39,15 +39,21 @@ export class Embedding extends Module {
 
 export class RMSNorm extends Module {
   weight: Tensor;
+  /**
+   * @param plusOne Gemma's flavour: scale by (1 + weight), computed in float32 as transformers does (the weight
+   * as stored is what the checkpoint holds).
+   */
   constructor(
     weight: Tensor,
     readonly eps: number,
+    readonly plusOne = false,
   ) {
     super();
     this.weight = weight;
     this.registerParameter('weight', weight);
   }
   forward(x: Tensor): Tensor {
-    return rmsNorm(x, this.weight, this.eps);
+    const scale = this.plusOne ? addScalar(to(this.weight, { dtype: 'float32' }), 1) : this.weight;
+    return rmsNorm(x, scale, this.eps);
   }
 }

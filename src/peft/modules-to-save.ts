@@ -17,7 +17,7 @@ export function isCopyableLayer(m: Module): m is CopyableLayer {
 function copyLayer(m: CopyableLayer): CopyableLayer {
   if (m instanceof Linear) return new Linear(cloneTensor(m.weight), m.bias ? cloneTensor(m.bias) : null);
   if (m instanceof Embedding) return new Embedding(cloneTensor(m.weight));
-  return new RMSNorm(cloneTensor(m.weight), m.eps);
+  return new RMSNorm(cloneTensor(m.weight), m.eps, m.plusOne);
 }
 
 /**
