@@ -6,7 +6,7 @@ import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { AdapterDict } from './adapter-dict.js';
 import { PeftError } from './errors.js';
-import { assembleRows, gatherRows, rowRuns, rowsOf } from './row-groups.js';
+import { routeRowsByAdapter } from './row-groups.js';
 import type { LoraRuntimeState } from './runtime-state.js';
 import { overwriteTensor } from './tensor-copy.js';
 
@@ -96,16 +96,7 @@ export class LoraEmbedding extends Module {
     if (rows) {
       if (this.merged) throw new PeftError(`Per-row adapter names cannot be used while adapters are merged into ${this.path}; call unmergeAdapter() first.`);
       if (rows.length !== ids.shape[0]) throw new PeftError(`${rows.length} adapter names were given for a batch of ${ids.shape[0]} rows; pass one name per row.`);
-      const { runs, byAdapter } = rowRuns(rows);
-      const outputs = new Map<string, Tensor>();
-      for (const [name, adapterRuns] of byAdapter) {
-        if (this.settings.has(name)) outputs.set(name, this.withAdapter(name, gatherRows(ids, adapterRuns), gatherRows(base, adapterRuns)));
-      }
-      if (outputs.size === 0) return base;
-      return assembleRows(runs, (run) => {
-        const out = outputs.get(run.name);
-        return out ? rowsOf(out, run.offset, run.length) : rowsOf(base, run.start, run.length);
-      });
+      return routeRowsByAdapter(rows, ids, base, (name) => this.settings.has(name), (name, idRows, baseRows) => this.withAdapter(name, idRows, baseRows));
     }
     if (this.merged) return base;
     let result = base;

@@ -10,7 +10,7 @@ import type { DoraMagnitude } from './dora.js';
 import { dropout } from './dropout.js';
 import { PeftError } from './errors.js';
 import { resolveLoraVariant, type LoraVariant, type MergedWeight } from './lora-variant.js';
-import { assembleRows, gatherRows, rowRuns, rowsOf } from './row-groups.js';
+import { routeRowsByAdapter } from './row-groups.js';
 import type { LoraRuntimeState } from './runtime-state.js';
 import { overwriteTensor } from './tensor-copy.js';
 
@@ -225,16 +225,7 @@ export class LoraLinear extends Module implements LinearLike {
     }
     const gathered = this.gatheredForward(x, base, rowAdapters);
     if (gathered) return gathered;
-    const { runs, byAdapter } = rowRuns(rowAdapters);
-    const outputs = new Map<string, Tensor>();
-    for (const [name, adapterRuns] of byAdapter) {
-      if (this.settings.has(name)) outputs.set(name, this.withAdapter(name, gatherRows(x, adapterRuns), gatherRows(base, adapterRuns)));
-    }
-    if (outputs.size === 0) return base;
-    return assembleRows(runs, (run) => {
-      const out = outputs.get(run.name);
-      return out ? rowsOf(out, run.offset, run.length) : rowsOf(base, run.start, run.length);
-    });
+    return routeRowsByAdapter(rowAdapters, x, base, (name) => this.settings.has(name), (name, xs, bs) => this.withAdapter(name, xs, bs));
   }
 
   /**

@@ -3,7 +3,7 @@ import { Module, type ForwardContext, type LinearLike } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { AdapterDict } from './adapter-dict.js';
 import { PeftError } from './errors.js';
-import { assembleRows, gatherRows, rowRuns, rowsOf } from './row-groups.js';
+import { mapRowsByAdapter } from './row-groups.js';
 import type { LoraRuntimeState } from './runtime-state.js';
 import { cloneTensor } from './tensor-copy.js';
 
@@ -81,13 +81,7 @@ export class ModulesToSaveWrapper extends Module implements LinearLike {
     if (rows.length !== x.shape[0]) {
       throw new PeftError(`${rows.length} adapter names were given for a batch of ${x.shape[0]} rows; pass one name per row.`);
     }
-    const { runs, byAdapter } = rowRuns(rows);
-    const outputs = new Map<string, Tensor>();
-    for (const [name, adapterRuns] of byAdapter) {
-      const layer = this.modules_to_save.get(name) ?? this.original_module;
-      outputs.set(name, layer.forward(gatherRows(x, adapterRuns)));
-    }
-    return assembleRows(runs, (run) => rowsOf(outputs.get(run.name)!, run.offset, run.length));
+    return mapRowsByAdapter(rows, x, (name, xs) => (this.modules_to_save.get(name) ?? this.original_module).forward(xs));
   }
 
   private linearOriginal(): Linear {

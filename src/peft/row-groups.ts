@@ -45,3 +45,35 @@ export function assembleRows(runs: readonly RowRun[], pieceOf: (run: RowRun) => 
   const parts = runs.map(pieceOf);
   return parts.length === 1 ? parts[0]! : cat(parts, 0);
 }
+
+/**
+ * `base` with each batch row replaced by its adapter's output: rows are grouped by adapter, `compute(name, input,
+ * base)` runs once per adapter over its rows (gathered), and the pieces come back in row order. Rows whose adapter
+ * `has` does not know (the base model's) keep base; when no row has a known adapter, base itself is returned.
+ */
+export function routeRowsByAdapter(
+  rowAdapters: readonly string[],
+  input: Tensor,
+  base: Tensor,
+  has: (name: string) => boolean,
+  compute: (name: string, input: Tensor, base: Tensor) => Tensor,
+): Tensor {
+  const { runs, byAdapter } = rowRuns(rowAdapters);
+  const outputs = new Map<string, Tensor>();
+  for (const [name, adapterRuns] of byAdapter) {
+    if (has(name)) outputs.set(name, compute(name, gatherRows(input, adapterRuns), gatherRows(base, adapterRuns)));
+  }
+  if (outputs.size === 0) return base;
+  return assembleRows(runs, (run) => {
+    const out = outputs.get(run.name);
+    return out ? rowsOf(out, run.offset, run.length) : rowsOf(base, run.start, run.length);
+  });
+}
+
+/** A batch whose rows of each adapter come from `compute(name, thoseRows)`, run once per adapter, in row order. */
+export function mapRowsByAdapter(rowAdapters: readonly string[], input: Tensor, compute: (name: string, input: Tensor) => Tensor): Tensor {
+  const { runs, byAdapter } = rowRuns(rowAdapters);
+  const outputs = new Map<string, Tensor>();
+  for (const [name, adapterRuns] of byAdapter) outputs.set(name, compute(name, gatherRows(input, adapterRuns)));
+  return assembleRows(runs, (run) => rowsOf(outputs.get(run.name)!, run.offset, run.length));
+}

@@ -6,7 +6,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { AdapterDict } from './adapter-dict.js';
 import { PeftError } from './errors.js';
 import { AdapterParameter } from './lora-embedding.js';
-import { assembleRows, gatherRows, rowRuns, rowsOf } from './row-groups.js';
+import { mapRowsByAdapter } from './row-groups.js';
 import type { LoraRuntimeState } from './runtime-state.js';
 import { cloneTensor } from './tensor-copy.js';
 
@@ -88,10 +88,7 @@ export class TrainableTokensWrapper extends Module {
     if (!rows || this.state.adaptersDisabled) return embedding(ids, this.weight);
     if (this.merged) throw new PeftError(`Per-row adapter names cannot be used while adapters are merged into ${this.path}; call unmergeAdapter() first.`);
     if (rows.length !== ids.shape[0]) throw new PeftError(`${rows.length} adapter names were given for a batch of ${ids.shape[0]} rows; pass one name per row.`);
-    const { runs, byAdapter } = rowRuns(rows);
-    const outputs = new Map<string, Tensor>();
-    for (const [name, adapterRuns] of byAdapter) outputs.set(name, embedding(gatherRows(ids, adapterRuns), this.weightWith(this.hasAdapter(name) ? [name] : [])));
-    return assembleRows(runs, (run) => rowsOf(outputs.get(run.name)!, run.offset, run.length));
+    return mapRowsByAdapter(rows, ids, (name, idRows) => embedding(idRows, this.weightWith(this.hasAdapter(name) ? [name] : [])));
   }
 
   /** PEFT's get_merged_weights: the table with each named adapter's rows replaced by its delta (index_copy). */
