@@ -1,3 +1,5 @@
+import { thinSvd } from './dense-linalg.js';
+
 /**
  * Truncated SVD of M = B A with B [m, R] and A [R, n] (row-major, float64), without forming M: thin QR of B and
  * of A^T, then the SVD of the small core Rb Ra^T by one-sided Jacobi. Exact up to rounding for any R, cheap while
@@ -129,84 +131,13 @@ export interface DenseSvd {
 }
 
 /**
- * SVD of x [m, n] (row-major) by one-sided Jacobi on the columns of x (or of x^T when m < n), in float64: what
- * torch.linalg.svd computes, up to the sign of each singular pair (and rotations within repeated singular values),
- * which no product U diag(S) Vh depends on.
+ * SVD of x [m, n] (row-major) in float64: what torch.linalg.svd computes, up to the sign of each singular pair
+ * (and rotations within repeated singular values), which no product U diag(S) Vh depends on (dense-linalg's
+ * one-sided Jacobi).
  */
 export function denseSvd(x: Float64Array, m: number, n: number): DenseSvd {
-  const tall = m >= n;
-  const rows = tall ? m : n;
-  const cols = tall ? n : m;
-  // w holds the columns of the (tall) matrix contiguously: w[j * rows + i].
-  const w = new Float64Array(rows * cols);
-  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) w[tall ? j * m + i : i * n + j] = x[i * n + j]!;
-  const v = new Float64Array(cols * cols);
-  for (let j = 0; j < cols; j++) v[j * cols + j] = 1;
-  let frob = 0;
-  for (let i = 0; i < w.length; i++) frob += w[i]! * w[i]!;
-  for (let sweep = 0; sweep < 80; sweep++) {
-    let rotated = false;
-    for (let p = 0; p < cols - 1; p++) {
-      for (let q = p + 1; q < cols; q++) {
-        let alpha = 0;
-        let beta = 0;
-        let gamma = 0;
-        const op = p * rows;
-        const oq = q * rows;
-        for (let i = 0; i < rows; i++) {
-          const xp = w[op + i]!;
-          const xq = w[oq + i]!;
-          alpha += xp * xp;
-          beta += xq * xq;
-          gamma += xp * xq;
-        }
-        if (gamma === 0 || Math.abs(gamma) <= 1e-15 * Math.sqrt(alpha * beta) || alpha * beta <= 1e-300 * frob) continue;
-        rotated = true;
-        const zeta = (beta - alpha) / (2 * gamma);
-        const t = (zeta >= 0 ? 1 : -1) / (Math.abs(zeta) + Math.sqrt(1 + zeta * zeta));
-        const cos = 1 / Math.sqrt(1 + t * t);
-        const sin = cos * t;
-        for (let i = 0; i < rows; i++) {
-          const xp = w[op + i]!;
-          const xq = w[oq + i]!;
-          w[op + i] = cos * xp - sin * xq;
-          w[oq + i] = sin * xp + cos * xq;
-        }
-        const vp = p * cols;
-        const vq = q * cols;
-        for (let i = 0; i < cols; i++) {
-          const xp = v[vp + i]!;
-          const xq = v[vq + i]!;
-          v[vp + i] = cos * xp - sin * xq;
-          v[vq + i] = sin * xp + cos * xq;
-        }
-      }
-    }
-    if (!rotated) break;
-  }
-  const norms = new Float64Array(cols);
-  for (let j = 0; j < cols; j++) {
-    let s = 0;
-    for (let i = 0; i < rows; i++) s += w[j * rows + i]! ** 2;
-    norms[j] = Math.sqrt(s);
-  }
-  const order = Array.from(norms.keys()).sort((a, b) => norms[b]! - norms[a]!);
-  const k = cols;
-  const sigma = new Float64Array(k);
-  // left: [rows, k] columns of w normalised; right: [cols, k] columns of v (v's column j is stored at v[j * cols + i]).
-  const left = new Float64Array(rows * k);
-  const right = new Float64Array(cols * k);
-  order.forEach((j, c) => {
-    sigma[c] = norms[j]!;
-    for (let i = 0; i < rows; i++) left[i * k + c] = norms[j]! > 0 ? w[j * rows + i]! / norms[j]! : 0;
-    for (let i = 0; i < cols; i++) right[i * k + c] = v[j * cols + i]!;
-  });
-  // tall: x = left diag(sigma) right^T; wide: x^T = left diag(sigma) right^T, so x = right diag(sigma) left^T.
-  const u = tall ? left : right;
-  const vtSource = tall ? right : left;
-  const vt = new Float64Array(k * n);
-  for (let i = 0; i < n; i++) for (let c = 0; c < k; c++) vt[c * n + i] = vtSource[i * k + c]!;
-  return { m, n, u, sigma, vt };
+  const { u, s, vt } = thinSvd(x, m, n);
+  return { m, n, u, sigma: s, vt };
 }
 
 /** PEFT's truncation: loraB = U[:, :r] diag(S[:r]) [m, r], loraA = Vh[:r] [r, n] (r <= min(m, n)). */
