@@ -5,6 +5,9 @@
 // FLOPs are counted as FlashAttention reports them: causal forward 2 * B * H * T^2 * D (two GEMMs, half the
 // square), backward 2.5x the forward.
 // Usage: node dist/bench/cuda_attention.js [iterations=10]
+//        node dist/bench/cuda_attention.js <iterations> --fused B,H,Hkv,T,D [...]: the fused op alone at those shapes
+//        (no reference: it would hold [B, H, T, T] scores), one JSON line per shape. LORAFORGE_CUDA_SHARED_OPTIN
+//        picks the kernel variants of a device with less shared memory, so variants compare in one command.
 import { registerBackend } from '../src/backend/registry.js';
 import { CudaBackend } from '../src/backend/cuda/index.js';
 import * as ops from '../src/ops/index.js';
@@ -139,7 +142,42 @@ async function benchShape(shape: Shape): Promise<string[]> {
   return rows;
 }
 
-console.log(`cuda_attention: ${be.info.name}, ${iterations} timed runs per row (median)`);
-for (const shape of [{ B: 4, H: 32, Hkv: 8, T: 2048, D: 64 }, { B: 1, H: 32, Hkv: 8, T: 2048, D: 128 }]) {
-  for (const row of await benchShape(shape)) console.log(row);
+/** Fused forward and forward+backward alone at one shape: a JSON line. */
+async function benchFused(shape: Shape): Promise<string> {
+  const { B, H, Hkv, T, D } = shape;
+  const leaf = (heads: number, seed: number): Tensor =>
+    ops.tensor(randomValues(B * T * heads * D, seed, 1), [B, T, heads, D], { device: 'cuda', dtype: 'bfloat16', requiresGrad: true }).keep();
+  const leaves = [leaf(H, 1), leaf(Hkv, 2), leaf(Hkv, 3)] as const;
+  const gradOut = ops.tensor(randomValues(B * H * T * D, 4, 0.1), [B, H, T, D], { device: 'cuda', dtype: 'bfloat16' }).keep();
+  const views = (): [Tensor, Tensor, Tensor] => [ops.transpose(leaves[0], 1, 2), ops.transpose(leaves[1], 1, 2), ops.transpose(leaves[2], 1, 2)];
+  const fwdMs = await medianMs(() => scope(() => void noGrad(() => ops.attention(...views(), 1 / Math.sqrt(D)))));
+  const trainMs = await medianMs(() => {
+    scope(() => void ops.attention(...views(), 1 / Math.sqrt(D)).backward(gradOut));
+    for (const t of leaves) {
+      t.grad?.dispose();
+      t.grad = null;
+    }
+  });
+  for (const t of [...leaves, gradOut]) t.dispose();
+  const flops = 2 * B * H * T * T * D;
+  const tflops = (f: number, ms: number): number => Math.round((f / (ms * 1e-3) / 1e12) * 10) / 10;
+  const sharedOptin = process.env['LORAFORGE_CUDA_SHARED_OPTIN'] ?? null;
+  return JSON.stringify({
+    bench: 'cuda_attention', device: be.info.name, ...shape, dtype: 'bfloat16', causal: true, sharedOptin,
+    forward_ms: Math.round(fwdMs * 1000) / 1000, backward_ms: Math.round((trainMs - fwdMs) * 1000) / 1000,
+    forward_tflops: tflops(flops, fwdMs), backward_tflops: tflops(2.5 * flops, trainMs - fwdMs),
+  });
+}
+
+const fusedAt = process.argv.indexOf('--fused');
+if (fusedAt > 0) {
+  for (const spec of process.argv.slice(fusedAt + 1)) {
+    const [B, H, Hkv, T, D] = spec.split(',').map(Number) as [number, number, number, number, number];
+    console.log(await benchFused({ B, H, Hkv, T, D }));
+  }
+} else {
+  console.log(`cuda_attention: ${be.info.name}, ${iterations} timed runs per row (median)`);
+  for (const shape of [{ B: 4, H: 32, Hkv: 8, T: 2048, D: 64 }, { B: 1, H: 32, Hkv: 8, T: 2048, D: 128 }]) {
+    for (const row of await benchShape(shape)) console.log(row);
+  }
 }

@@ -53,15 +53,39 @@ function rowThreads(cols: number): number {
 
 /** Threads of every attention CTA (4 warps); ATT_THREADS in kernels/attention.cu. */
 const ATTENTION_THREADS = 128;
-/** Query rows of a forward CTA and keys of a backward CTA in the tensor-core kernels (BR, BC in attention.cu). */
+/** Query rows of a tensor-core forward CTA (BR in att_forward_mma). */
 const ATTENTION_MMA_TILE = 64;
 /** Shared memory a block may use without opting in to more. */
 const SHARED_LIMIT = 48 * 1024;
-/**
- * The headDim-256 tensor-core kernels: dynamic shared memory of the forward and the backward (ATT_FWD_SMEM_256,
- * ATT_BWD_SMEM_256 in attention.cu) and the backward's threads (8 warps, ATT_BWD_THREADS).
- */
-const ATTENTION_MMA_256 = { forwardBytes: 101_376, backwardBytes: 139_520, backwardThreads: 256 } as const;
+/** Dynamic shared memory of the headDim-256 tensor-core forward (ATT_FWD_SMEM_256 in attention.cu). */
+const ATTENTION_MMA_256_FORWARD_BYTES = 101_376;
+
+/** A tensor-core backward kernel: query rows per tile, warps, query-tile buffers (att_backward_mma's BR, NW, NB). */
+interface AttentionBackwardVariant {
+  readonly rows: number;
+  readonly warps: number;
+  readonly buffers: number;
+}
+
+/** The backward variants of each head dimension, fastest first (ATT_MMA_BACKWARDS in attention.cu). */
+const ATTENTION_MMA_BACKWARD: Readonly<Record<number, readonly AttentionBackwardVariant[]>> = {
+  64: [{ rows: 64, warps: 4, buffers: 2 }],
+  128: [{ rows: 32, warps: 8, buffers: 2 }, { rows: 16, warps: 4, buffers: 1 }],
+  256: [{ rows: 32, warps: 8, buffers: 1 }],
+};
+
+/** Keys of a backward CTA: 16 per warp, two warps per key group at headDim 256 (KG in att_backward_mma). */
+function attentionBackwardKeys(D: number, v: AttentionBackwardVariant): number {
+  return (16 * v.warps) / (D > 128 ? 2 : 1);
+}
+
+/** Dynamic shared memory of a backward variant in bytes: att_bwd_smem in attention.cu. */
+function attentionBackwardBytes(D: number, v: AttentionBackwardVariant): number {
+  const keys = attentionBackwardKeys(D, v);
+  const halves = D > 128 ? v.warps * 2 * (v.rows / 8) * 4 * 32 : 0;
+  return (2 * keys * (D + 8) + v.buffers * 2 * v.rows * (D + 8) + keys * (v.rows + 8)) * 2 + (v.buffers * 2 * v.rows + halves) * 4;
+}
+
 /** CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: the most shared memory a block may opt in to. */
 const CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
 
@@ -896,12 +920,20 @@ export class CudaBackend implements Backend {
   private readonly attentionSharedSet = new Set<number>();
 
   /**
-   * Dynamic shared memory of a tensor-core attention kernel (0: static only) and the attribute that lets `fn` use
-   * more than 48 KiB, set on its first launch.
+   * The device's opt-in shared memory per block, or less where LORAFORGE_CUDA_SHARED_OPTIN (bytes) says so: the
+   * kernel choice of a smaller part (99 KiB on sm_86/89, 163 KiB on A100) can then be tested on a larger one.
    */
-  private attentionMmaShared(fn: number, D: number, pass: 'forward' | 'backward'): number {
-    if (D !== 256) return 0;
-    const bytes = pass === 'forward' ? ATTENTION_MMA_256.forwardBytes : ATTENTION_MMA_256.backwardBytes;
+  private sharedOptin(): number {
+    if (this.attentionSharedOptin === null) {
+      const device = this.runtime.driver.attribute(this.runtime.driver.device(this.info.ordinal), CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
+      const cap = Number(process.env['LORAFORGE_CUDA_SHARED_OPTIN'] ?? Infinity);
+      this.attentionSharedOptin = Math.min(device, Number.isFinite(cap) && cap > 0 ? cap : Infinity);
+    }
+    return this.attentionSharedOptin;
+  }
+
+  /** Lets `fn` launch with `bytes` of dynamic shared memory: above 48 KiB only once the attribute is set. */
+  private allowShared(fn: number, bytes: number): number {
     if (bytes > SHARED_LIMIT && !this.attentionSharedSet.has(fn)) {
       this.runtime.driver.funcSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
       this.attentionSharedSet.add(fn);
@@ -910,20 +942,22 @@ export class CudaBackend implements Backend {
   }
 
   /**
-   * 'bf16' or 'f16' when the tensor-core kernels apply: that storage on sm_80 or newer, headDim 64, 128 or 256 (256
-   * where the device lets a block opt in to the kernel's shared memory: 99 KiB forward, 136.25 KiB backward), and
-   * every row 16-byte aligned (cp.async and the vector stores move 16 bytes); null for the SIMT kernels.
+   * 'bf16' or 'f16' when the tensor-core kernels apply: that storage on sm_80 or newer, headDim 64, 128 or 256, and
+   * every row 16-byte aligned (cp.async and the vector stores move 16 bytes); null for the SIMT kernels. Each pass
+   * also needs a kernel whose shared memory the device lets a block opt in to (attentionBackwardVariant; the
+   * headDim-256 forward: 99 KiB).
    */
-  private attentionMma(dtype: DType, D: number, addresses: readonly number[], layouts: readonly AttentionLayout[], pass: 'forward' | 'backward'): 'bf16' | 'f16' | null {
+  private attentionMma(dtype: DType, D: number, addresses: readonly number[], layouts: readonly AttentionLayout[]): 'bf16' | 'f16' | null {
     if ((dtype !== 'bfloat16' && dtype !== 'float16') || (D !== 64 && D !== 128 && D !== 256)) return null;
     if (Number(this.info.computeCapability.split('.')[0]) < 8) return null;
-    if (D === 256) {
-      this.attentionSharedOptin ??= this.runtime.driver.attribute(this.runtime.driver.device(this.info.ordinal), CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
-      if (this.attentionSharedOptin < (pass === 'forward' ? ATTENTION_MMA_256.forwardBytes : ATTENTION_MMA_256.backwardBytes)) return null;
-    }
     if (addresses.some((p) => p % 16 !== 0)) return null;
     if (layouts.some((l) => l.batchStride % 8 !== 0 || l.headStride % 8 !== 0 || l.rowStride % 8 !== 0)) return null;
     return dtype === 'bfloat16' ? 'bf16' : 'f16';
+  }
+
+  /** The fastest backward variant of head dimension D that fits the device's opt-in shared memory, or null. */
+  private attentionBackwardVariant(D: number): AttentionBackwardVariant | null {
+    return (ATTENTION_MMA_BACKWARD[D] ?? []).find((v) => attentionBackwardBytes(D, v) <= this.sharedOptin()) ?? null;
   }
 
   /** Strides in the order the kernels take them: batch, head, row. */
@@ -950,10 +984,11 @@ export class CudaBackend implements Backend {
     const op = this.attentionAddress(out, a.out, a, H, T, 'out');
     const lp = this.span(lse, 0, B * H * T, 'attention lse');
     const mp = a.keyMask ? this.span(a.keyMask, 0, B * S, 'attention keyMask') : 0;
-    const mma = this.attentionMma(q.dtype, D, [qp, kp, vp, op], [a.q, a.k, a.v, a.out], 'forward');
+    const storage = this.attentionMma(q.dtype, D, [qp, kp, vp, op], [a.q, a.k, a.v, a.out]);
+    const mma = storage && (D !== 256 || this.sharedOptin() >= ATTENTION_MMA_256_FORWARD_BYTES) ? storage : null;
     const tiles = mma ? null : simtAttentionTiles(D, 1, 2, 0);
     const fn = this.fn('attention', mma ? `attention_forward_mma_${attentionMmaName(a, mma)}` : 'attention_forward_simt');
-    const shared = mma ? this.attentionMmaShared(fn, D, 'forward') : 0;
+    const shared = mma && D === 256 ? this.allowShared(fn, ATTENTION_MMA_256_FORWARD_BYTES) : 0;
     this.args.ptr(qp).ptr(kp).ptr(vp).ptr(op).ptr(lp).ptr(mp).i32(this.code(q));
     for (const l of [a.q, a.k, a.v, a.out]) this.pushLayout(l);
     this.pushShape(a);
@@ -984,7 +1019,9 @@ export class CudaBackend implements Backend {
     const mp = a.keyMask ? this.span(a.keyMask, 0, B * S, 'attentionBackward keyMask') : 0;
     const rows = B * H * T;
     const dvec = this.allocRaw('float32', rows);
-    const mma = this.attentionMma(q.dtype, D, [qp, kp, vp, op, gp, dkp, dvp], [a.q, a.k, a.v, a.out, a.dout, a.dk, a.dv], 'backward');
+    const storage = this.attentionMma(q.dtype, D, [qp, kp, vp, op, gp, dkp, dvp], [a.q, a.k, a.v, a.out, a.dout, a.dk, a.dv]);
+    const variant = storage ? this.attentionBackwardVariant(D) : null;
+    const mma = variant ? storage : null;
     // The tensor-core kernel adds dq into float32 scratch with atomics; attention_dq_convert rounds it into dq.
     const scratch = mma ? this.buf(this.alloc('float32', rows * D), 'attention dq scratch') : null;
     const params = (fnName: string, dqTarget: number): number => {
@@ -996,11 +1033,11 @@ export class CudaBackend implements Backend {
     };
     const dot = params('attention_backward_dot', dqp);
     this.runtime.params.launch(dot, [Math.ceil((rows * 32) / ATTENTION_THREADS), 1, 1], [ATTENTION_THREADS, 1, 1]);
-    if (scratch && mma) {
-      const fn = params(`attention_backward_mma_${attentionMmaName(a, mma)}`, scratch.at(0));
-      const shared = this.attentionMmaShared(fn, D, 'backward');
-      const threads = D === 256 ? ATTENTION_MMA_256.backwardThreads : ATTENTION_THREADS;
-      this.runtime.params.launch(fn, [Math.ceil(S / ATTENTION_MMA_TILE), Hkv, B], [threads, 1, 1], shared);
+    if (scratch && mma && variant) {
+      const name = `${attentionMmaName(a, mma)}_r${variant.rows}_w${variant.warps}_b${variant.buffers}`;
+      const fn = params(`attention_backward_mma_${name}`, scratch.at(0));
+      const shared = this.allowShared(fn, attentionBackwardBytes(D, variant));
+      this.runtime.params.launch(fn, [Math.ceil(S / attentionBackwardKeys(D, variant)), Hkv, B], [32 * variant.warps, 1, 1], shared);
       const convert = this.fn('attention', 'attention_dq_convert');
       this.args.ptr(scratch.at(0)).ptr(dqp).i32(this.code(dq)).i64(a.dq.batchStride).i64(a.dq.headStride).i64(a.dq.rowStride);
       this.runtime.params.i32(B).i32(H).i32(T).i32(D).f32(a.scale);

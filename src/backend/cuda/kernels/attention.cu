@@ -27,10 +27,11 @@
 // - tensor cores (mma.sync m16n8k16, bf16 or f16 storage, headDim 64, 128 or 256, rows 16-byte aligned): tiles
 //   move global -> shared with cp.async, fragments shared -> registers with ldmatrix; scores, probabilities
 //   and the output stay in registers (the score accumulators are reused as the A operand of P.V). At headDim
-//   256 the forward reads Q's fragments from shared memory per key tile instead of holding them, and the
-//   backward runs 8 warps, two per key group, each holding half of the dimensions of dK and dV (dynamic shared
-//   memory above 48 KiB; see att_forward_mma and att_backward_mma). dq is
-//   accumulated with float32 atomics into scratch [B, H, T, D] that attention_dq_convert scales and rounds.
+//   256 the forward reads Q's fragments from shared memory per key tile instead of holding them. The backward
+//   comes in variants (query rows per tile, warps, one or two query-tile buffers; at headDim 256 two warps per
+//   key group, each holding half of the dimensions of dK and dV), all in dynamic shared memory; the launcher
+//   takes the fastest one the device's opt-in shared memory holds (see att_backward_mma). dq is accumulated
+//   with float32 atomics into scratch [B, H, T, D] that attention_dq_convert scales and rounds.
 //   The soft-cap is compiled into kernels of its own (attention_{forward,backward}_mma_softcap_*), and tiles
 //   that no bound cuts through (most of them) run element loops without masking, so neither feature costs the
 //   plain kernels a per-element test.
@@ -48,13 +49,9 @@
 #define ATT_LOG2E 1.4426950408889634f
 #define ATT_LN2 0.6931471805599453f
 #define ATT_FULL 0xffffffffu
-// Threads of a tensor-core backward CTA: 8 warps at headDim 256 (two per key group, see att_backward_mma).
-#define ATT_BWD_THREADS(DH) ((DH) > 128 ? 2 * ATT_THREADS : ATT_THREADS)
-// Dynamic shared memory of the headDim-256 tensor-core kernels (ATTENTION_MMA_256 in cuda-backend.ts):
-// forward sK, sV, sQ [64][264] 16-bit; backward sK, sV [64][264], sQ, sG [32][264], sS [64][40] 16-bit, then
-// sL, sD [32] and sX [8][32][32] float.
+// Dynamic shared memory of the headDim-256 tensor-core forward (ATTENTION_MMA_256 in cuda-backend.ts): sK, sV, sQ
+// [64][264] 16-bit.
 #define ATT_FWD_SMEM_256 (3 * 64 * 264 * 2)
-#define ATT_BWD_SMEM_256 ((2 * 64 * 264 + 2 * 32 * 264 + 64 * 40) * 2 + (2 * 32 + 8 * 32 * 32) * 4)
 
 #define ATT_FWD_PARAMS                                                                                         \
   const void *q, const void *k, const void *v, void *o, float *lse, const float *mask, int dt, i64 qsb, i64 qsh, \
@@ -471,12 +468,12 @@ __device__ __forceinline__ void att_forward_scores(float (&s)[NS][4], int c0, co
 
 // The backward's P^T and dS^T (dR^T under a cap) of one query tile in place: st[n][e] holds the raw product of key
 // A (e < 2) or B = A + 8 with query qi = q0 + n*8 + (e & 1) of the tile (q0 = 2 * (lane % 4)), dpt[n][e] their
-// dO . v. Where `edge` (the tile holds pairs that causality or the window hide), key A sits rel positions after the
+// dO . v; rowL[n][j] and rowD[n][j] are p's exponent offset (lse in log2 units) and D of query q0 + n*8 + j. Where `edge` (the tile holds pairs that causality or the window hide), key A sits rel positions after the
 // tile's first query (rel = A - off - i0), so queries rel .. (causal) and .. rel + window - 1 (window) see it and the
 // others get p = 0. MASK: the instance carries that test at all; the caller runs one without it on tiles that need
 // none where there are many elements per thread.
 template <bool MASK, bool CAP, int NQ, int BR>
-__device__ __forceinline__ void att_backward_probs(float (&st)[NQ][4], float (&dpt)[NQ][4], const float *sL, const float *sD, int q0,
+__device__ __forceinline__ void att_backward_probs(float (&st)[NQ][4], float (&dpt)[NQ][4], const float (&rowL)[NQ][2], const float (&rowD)[NQ][2], int q0,
                                                    float mkA, float mkB, float sl2, float capL2, float rawToCap, int rel, int causal,
                                                    int window, bool edge) {
   // loA <= qi <= hiA is tested as (unsigned)(qi - loA) <= hiA - loA: one subtraction and one comparison, what
@@ -492,10 +489,10 @@ __device__ __forceinline__ void att_backward_probs(float (&st)[NQ][4], float (&d
     for (int e = 0; e < 4; ++e) {
       const int qi = q0 + n * 8 + (e & 1);
       float tc;
-      float x = att_score_l2<CAP>(st[n][e], sl2, capL2, rawToCap, tc) + (e < 2 ? mkA : mkB) - sL[qi];
+      float x = att_score_l2<CAP>(st[n][e], sl2, capL2, rawToCap, tc) + (e < 2 ? mkA : mkB) - rowL[n][e & 1];
       if (MASK && edge && (unsigned)(qi - (e < 2 ? loA : loB)) > (e < 2 ? spanA : spanB)) x = -F32_INF;
       st[n][e] = exp2f(x);
-      dpt[n][e] = st[n][e] * (dpt[n][e] - sD[qi]);
+      dpt[n][e] = st[n][e] * (dpt[n][e] - rowD[n][e & 1]);
       if (CAP) dpt[n][e] *= 1.0f - tc * tc;
     }
   }
@@ -679,67 +676,84 @@ __device__ __forceinline__ void att_forward_mma(ATT_FWD_PARAMS) {
   att_tile_store<DH, BR>((u16 *)o + b * osb + h * osh, ost, sK, q0, T);
 }
 
-// Backward: 4 warps, each owning 16 of the CTA's 64 keys (its rows of dK and dV stay in registers). Per tile of
-// BR queries: S^T = K Q^T and dP^T = V dO^T (keys x queries), P^T from lse, dV += P^T dO, dS^T = P^T (dP^T - D)
-// (times 1 - t^2 under a soft-cap: dR^T), dK += dS^T Q; dS^T goes through shared memory so that dQ += dS K
-// (queries x D) can be spread over the warps and added to the float32 scratch with atomics. Query tiles run from
-// the first query that sees the CTA's keys (causal) to the last whose window reaches them.
-// Grid: (ceil(S / 64), Hkv, B).
+// Backward: one CTA per (key tile, key/value head, batch); its warps own the CTA's keys in groups of 16 (a warp's
+// rows of dK and dV stay in registers). Per tile of BR queries: S^T = K Q^T and dP^T = V dO^T (keys x queries),
+// P^T from lse, dV += P^T dO, dS^T = P^T (dP^T - D) (times 1 - t^2 under a soft-cap: dR^T), dK += dS^T Q; dS^T
+// goes through shared memory so that dQ += dS K (queries x D) can be spread over the warps and added to the
+// float32 scratch with atomics. The tiles run over every query head of the group and, per head, from the first
+// query that sees the CTA's keys (causal) to the last whose window reaches them, as one sequence of steps.
+// Grid: (ceil(S / BC), Hkv, B).
 //
-// headDim 256 (DS = 2, the dimensions split in two halves): 16 keys x 256 dims of dK and of dV would be 256 float
-// registers per thread, so 8 warps (ATT_BWD_THREADS = 256) share the 64 keys: warp w owns keys kw*16 .. +15
-// (kw = w % 4) and dimensions dh*128 .. +127 (dh = w / 4) of dK and dV, dkAcc[16][4] and dvAcc[16][4] (n-tile n:
-// columns dh*128 + n*8 + 2t, +1 of keys A = k0 + 16kw + g and B = A + 8). Each warp computes S^T and dP^T of its
-// 16 keys over its half of the dimensions only (k-blocks dh*8 .. dh*8+7); the two partial sums of a key group
-// meet in shared memory (sX: per warp 2*NQ*4 floats per lane, lane-contiguous) and each warp adds its partner's
-// (warp w ^ 4) to its own, so both hold the whole S^T and dP^T (a + b = b + a: the same bits) and derive the same
-// P^T and dS^T. The dh = 0 warp writes dS^T to sS. dQ (BR x 256): warp w takes m-tile w / (8 / (BR/16)) and
-// NO / (8 / (BR/16)) consecutive n-tiles, its dS A fragments loaded once for all of them. Dynamic shared memory,
-// ATT_BWD_SMEM_256 bytes: sK, sV [64][264], sQ, sG [BR][264], sS [64][BR + 8] (16-bit), then sL, sD [BR] and
-// sX [8][2*NQ*4][32] (float); at BR = 32: 67584 + 33792 + 5120 + 256 + 32768 = 139520 bytes.
-template <bool BF16, int DH, int BR, bool CAP>
+// Variants (template parameters): BR query rows per tile, NW warps, NB query-tile buffers. With NB = 2 the next
+// step's Q, dO, lse and D load (cp.async) while this step computes; with NB = 1 they load during this step's dQ,
+// after the last read of the buffer. DS = 2 at headDim 256: 16 keys x 256 dims of dK and of dV would be 256 float
+// registers per thread, so two warps share a key group: warp w owns keys kw*16 .. +15 (kw = w % KG) and
+// dimensions dh*128 .. +127 (dh = w / KG) of dK and dV, computes S^T and dP^T of its 16 keys over its half of the
+// dimensions only (k-blocks dh*8 .. dh*8+7), and the two partial sums meet in shared memory (sX: per warp
+// 2*NQ*4 floats per lane, lane-contiguous), each warp adding its partner's to its own, so that both hold the whole
+// S^T and dP^T (a + b = b + a: the same bits) and derive the same P^T and dS^T; the dh = 0 warp writes dS^T to sS.
+// A CTA holds BC = 16 * NW / DS keys. dQ (BR x DH): WPM = NW / (BR/16) warps per m-tile of 16 queries, NPW n-tiles
+// (8 columns) each, the m-tile's dS A fragments loaded once for all of them.
+//
+// Dynamic shared memory (att_bwd_smem; attentionBackwardVariants in cuda-backend.ts mirrors it): sK, sV
+// [BC][DH + 8], NB x (sQ, sG [BR][DH + 8]), sS [BC][BR + 8] (16-bit), then NB x (sL, sD [BR]) and, when DS = 2,
+// sX [NW][2 * BR / 8 * 4][32] (float). sL and sD hold lse and D as stored (rows past T zero); p's exponent uses
+// +inf for rows past T and for queries that see no key (lse -inf), so that their p is exp2(-inf) = 0.
+__host__ __device__ constexpr int att_bwd_smem(int DH, int BR, int NW, int NB) {
+  return (2 * (16 * NW / (DH > 128 ? 2 : 1)) * (DH + 8) + NB * 2 * BR * (DH + 8) + (16 * NW / (DH > 128 ? 2 : 1)) * (BR + 8)) * 2 +
+         (NB * 2 * BR + (DH > 128 ? NW * 2 * (BR / 8) * 4 * 32 : 0)) * 4;
+}
+
+// 4 bytes global -> shared; an invalid element is zero-filled (nothing is read).
+__device__ __forceinline__ void att_cp4(u32 dst, const void *src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
+}
+
+// dst[0..1] += (a, b) in global memory: one vector reduction on sm_90, two scalar ones before it.
+__device__ __forceinline__ void att_red2(float *dst, float a, float b) {
+#if __CUDA_ARCH__ >= 900
+  atomicAdd((float2 *)dst, make_float2(a, b));
+#else
+  atomicAdd(dst, a);
+  atomicAdd(dst + 1, b);
+#endif
+}
+
+template <bool BF16, int DH, int BR, int NW, int NB, bool CAP>
 __device__ __forceinline__ void att_backward_mma(ATT_BWD_PARAMS) {
-  constexpr int BC = 64, LDS = DH + 8, LDT = BR + 8, KD = DH / 16, NQ = BR / 8, NO = DH / 8;
-  // DS: warps per key group (each owning DH / DS dimensions of dK and dV); NW warps, NT threads.
-  constexpr int DS = DH > 128 ? 2 : 1, NW = ATT_WARPS * DS, NT = NW * 32, HKD = KD / DS, NOH = NO / DS;
-  u16 *sK, *sV, *sQ, *sG, *sS;
-  float *sL, *sD, *sX;
-  if constexpr (DS == 1) {
-    __shared__ __align__(16) u16 sKs[BC * LDS];
-    __shared__ __align__(16) u16 sVs[BC * LDS];
-    __shared__ __align__(16) u16 sQs[BR * LDS];
-    __shared__ __align__(16) u16 sGs[BR * LDS];
-    __shared__ __align__(16) u16 sSs[BC * LDT];
-    __shared__ float sLs[BR], sDs[BR];
-    sK = sKs;
-    sV = sVs;
-    sQ = sQs;
-    sG = sGs;
-    sS = sSs;
-    sL = sLs;
-    sD = sDs;
-    sX = nullptr;
-  } else {
-    static_assert((2 * BC * LDS + 2 * BR * LDS + BC * LDT) * 2 + (2 * BR + NW * 2 * NQ * 4 * 32) * 4 == ATT_BWD_SMEM_256,
-                  "the launcher's dynamic shared memory");
-    extern __shared__ __align__(16) u16 att_smem16[];
-    sK = att_smem16;
-    sV = sK + BC * LDS;
-    sQ = sV + BC * LDS;
-    sG = sQ + BR * LDS;
-    sS = sG + BR * LDS;
-    sL = (float *)(sS + BC * LDT);
-    sD = sL + BR;
-    sX = sD + BR;
-  }
+  constexpr int DS = DH > 128 ? 2 : 1, KG = NW / DS, BC = 16 * KG, NT = NW * 32;
+  constexpr int LDS = DH + 8, LDT = BR + 8, KD = DH / 16, NQ = BR / 8, NO = DH / 8, HKD = KD / DS, NOH = NO / DS;
+  constexpr int XW = 2 * NQ * 4 * 32, QBUF = 2 * BR * LDS;
+  static_assert(NW % DS == 0 && (NB == 1 || NB == 2), "backward variant");
+  extern __shared__ __align__(16) u16 att_smem16[];
+  u16 *const sK = att_smem16, *const sV = sK + BC * LDS, *const sQ0 = sV + BC * LDS, *const sS = sQ0 + NB * QBUF;
+  float *const sL0 = (float *)(sS + BC * LDT), *const sX = sL0 + NB * 2 * BR;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tg = lane & 3;
-  // The warp's key group and dimension half.
-  const int kw = DS == 1 ? warp : warp % ATT_WARPS, dh = DS == 1 ? 0 : warp / ATT_WARPS;
+  const int kw = warp % KG, dh = warp / KG;  // the warp's key group and dimension half
   const int b = blockIdx.z, hk = blockIdx.y, k0 = blockIdx.x * BC, off = S - T, G = H / Hkv;
-  const u32 sKa = att_smem_addr(sK), sVa = att_smem_addr(sV), sQa = att_smem_addr(sQ), sGa = att_smem_addr(sG), sSa = att_smem_addr(sS);
+  const u32 sKa = att_smem_addr(sK), sVa = att_smem_addr(sV), sSa = att_smem_addr(sS);
   att_tile_load<DH, BC, NT>(sKa, (const u16 *)k + b * ksb + hk * ksh, kst, k0, S);
   att_tile_load<DH, BC, NT>(sVa, (const u16 *)v + b * vsb + hk * vsh, vst, k0, S);
-  att_cp_commit();
+
+  const int iStart = causal ? max(0, k0 - off) : 0;
+  const int iEnd = window > 0 ? min(T, k0 + BC - 1 - off + window) : T;
+  const int first = iStart / BR * BR, perHead = iEnd > first ? (iEnd - first + BR - 1) / BR : 0, steps = G * perHead;
+  // Q, dO, lse and D of step `step` into buffer `buf`, as one cp.async group.
+  auto loadStep = [&](int step, int buf) {
+    const int gi = step / perHead, i0 = first + (step - gi * perHead) * BR, h = hk * G + gi;
+    const u32 qa = att_smem_addr(sQ0 + buf * QBUF);
+    att_tile_load<DH, BR, NT>(qa, (const u16 *)q + b * qsb + h * qsh, qst, i0, T);
+    att_tile_load<DH, BR, NT>(qa + BR * LDS * 2, (const u16 *)dout + b * gsb + h * gsh, gst, i0, T);
+    const i64 rowBase = ((i64)b * H + h) * T;
+    for (int r = threadIdx.x; r < 2 * BR; r += NT) {
+      const int row = i0 + r % BR;
+      const bool valid = row < T;
+      att_cp4(att_smem_addr(sL0 + buf * 2 * BR + r), (r < BR ? lse : (const float *)dvec) + rowBase + (valid ? row : 0), valid);
+    }
+    att_cp_commit();
+  };
+  if (steps > 0) loadStep(0, 0);  // K and V complete with the first step's group
+  else att_cp_commit();
 
   const int keyA = k0 + kw * 16 + g, keyB = keyA + 8;
   const float mkA = keyA < S ? (mask ? mask[(i64)b * S + keyA] * ATT_LOG2E : 0.0f) : -F32_INF;
@@ -751,166 +765,135 @@ __device__ __forceinline__ void att_backward_mma(ATT_BWD_PARAMS) {
     dvAcc[n][0] = dvAcc[n][1] = dvAcc[n][2] = dvAcc[n][3] = 0.0f;
   }
   const float sl2 = scale * ATT_LOG2E, capL2 = softcap * ATT_LOG2E, rawToCap = softcap > 0.0f ? scale / softcap : 0.0f;
-  const int iStart = causal ? max(0, k0 - off) : 0;
-  const int iEnd = window > 0 ? min(T, k0 + BC - 1 - off + window) : T;
-  for (int gi = 0; gi < G; ++gi) {
-    const int h = hk * G + gi;
-    const u16 *Qp = (const u16 *)q + b * qsb + h * qsh;
-    const u16 *Gp = (const u16 *)dout + b * gsb + h * gsh;
-    const i64 rowBase = ((i64)b * H + h) * T;
-    float *dQ = (float *)dq + rowBase * DH;
-    for (int i0 = iStart / BR * BR; i0 < iEnd; i0 += BR) {
-      att_tile_load<DH, BR, NT>(sQa, Qp, qst, i0, T);
-      att_tile_load<DH, BR, NT>(sGa, Gp, gst, i0, T);
-      att_cp_commit();
-      // lse in log2 units; +inf for rows past T and for queries that see no key, so their p is exp2(-inf) = 0.
-      for (int r = threadIdx.x; r < BR; r += NT) {
-        const float l = i0 + r < T ? lse[rowBase + i0 + r] : -F32_INF;
-        sL[r] = l == -F32_INF ? F32_INF : l * ATT_LOG2E;
-        sD[r] = i0 + r < T ? dvec[rowBase + i0 + r] : 0.0f;
-      }
-      att_cp_wait_all();
-      __syncthreads();
+  for (int step = 0; step < steps; ++step) {
+    const int buf = NB == 2 ? step & 1 : 0;
+    const int gi = step / perHead, i0 = first + (step - gi * perHead) * BR, h = hk * G + gi;
+    att_cp_wait_all();
+    __syncthreads();  // this step's tiles have landed, and every warp is done with the previous step
+    if (NB == 2 && step + 1 < steps) loadStep(step + 1, buf ^ 1);
+    const u32 sQa = att_smem_addr(sQ0 + buf * QBUF), sGa = sQa + BR * LDS * 2;
+    const float *const sL = sL0 + buf * 2 * BR, *const sD = sL + BR;
 
-      float st[NQ][4], dpt[NQ][4];
+    float st[NQ][4], dpt[NQ][4];
 #pragma unroll
-      for (int n = 0; n < NQ; ++n) st[n][0] = st[n][1] = st[n][2] = st[n][3] = dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.0f;
+    for (int n = 0; n < NQ; ++n) st[n][0] = st[n][1] = st[n][2] = st[n][3] = dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.0f;
 #pragma unroll
-      for (int k = 0; k < HKD; ++k) {
-        const int kk = dh * HKD + k;  // this warp's half of the dimensions (all of them when DS = 1)
-        u32 ka[4], va[4];
-        att_ldsm4(ka, att_a_addr<LDS>(sKa, kw * 16, kk * 16, lane));
-        att_ldsm4(va, att_a_addr<LDS>(sVa, kw * 16, kk * 16, lane));
+    for (int kx = 0; kx < HKD; ++kx) {
+      const int kk = dh * HKD + kx;  // this warp's half of the dimensions (all of them when DS = 1)
+      u32 ka[4], va[4];
+      att_ldsm4(ka, att_a_addr<LDS>(sKa, kw * 16, kk * 16, lane));
+      att_ldsm4(va, att_a_addr<LDS>(sVa, kw * 16, kk * 16, lane));
 #pragma unroll
-        for (int np = 0; np < BR / 16; ++np) {
-          u32 bq[4], bg[4];
-          att_ldsm4(bq, att_bn_addr<LDS>(sQa, np * 16, kk * 16, lane));
-          att_ldsm4(bg, att_bn_addr<LDS>(sGa, np * 16, kk * 16, lane));
-          att_mma<BF16>(st[2 * np], ka, bq[0], bq[1]);
-          att_mma<BF16>(st[2 * np + 1], ka, bq[2], bq[3]);
-          att_mma<BF16>(dpt[2 * np], va, bg[0], bg[1]);
-          att_mma<BF16>(dpt[2 * np + 1], va, bg[2], bg[3]);
-        }
+      for (int np = 0; np < BR / 16; ++np) {
+        u32 bq[4], bg[4];
+        att_ldsm4(bq, att_bn_addr<LDS>(sQa, np * 16, kk * 16, lane));
+        att_ldsm4(bg, att_bn_addr<LDS>(sGa, np * 16, kk * 16, lane));
+        att_mma<BF16>(st[2 * np], ka, bq[0], bq[1]);
+        att_mma<BF16>(st[2 * np + 1], ka, bq[2], bq[3]);
+        att_mma<BF16>(dpt[2 * np], va, bg[0], bg[1]);
+        att_mma<BF16>(dpt[2 * np + 1], va, bg[2], bg[3]);
       }
-      if constexpr (DS > 1) {
-        // Element (n, e) of st at sX[warp][n*4 + e][lane], of dpt at sX[warp][(NQ + n)*4 + e][lane].
-        constexpr int XW = 2 * NQ * 4 * 32;
-        float *mine = sX + warp * XW + lane;
-        const float *theirs = sX + (warp ^ ATT_WARPS) * XW + lane;
+    }
+    if constexpr (DS > 1) {
+      // Element (n, e) of st at sX[warp][n*4 + e][lane], of dpt at sX[warp][(NQ + n)*4 + e][lane].
+      float *mine = sX + warp * XW + lane;
+      const float *theirs = sX + (warp < KG ? warp + KG : warp - KG) * XW + lane;
 #pragma unroll
-        for (int n = 0; n < NQ; ++n) {
+      for (int n = 0; n < NQ; ++n) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            mine[(n * 4 + e) * 32] = st[n][e];
-            mine[((NQ + n) * 4 + e) * 32] = dpt[n][e];
-          }
-        }
-        __syncthreads();
-#pragma unroll
-        for (int n = 0; n < NQ; ++n) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            st[n][e] += theirs[(n * 4 + e) * 32];
-            dpt[n][e] += theirs[((NQ + n) * 4 + e) * 32];
-          }
-        }
-      }
-      // Whether some query of the tile does not see some key of this warp: one before the key (causal), or one
-      // whose window ends after it.
-      const bool edge = (causal && k0 + kw * 16 + 15 > off + i0) || (window > 0 && off + i0 + BR - 1 - (k0 + kw * 16) >= window);
-      // At 8 elements per thread (headDim 128) one instance testing `edge` per element measured faster than two.
-      const int rel = keyA - off - i0;
-      if (NQ <= 2) att_backward_probs<true, CAP, NQ, BR>(st, dpt, sL, sD, tg * 2, mkA, mkB, sl2, capL2, rawToCap, rel, causal, window, edge);
-      else if (edge) att_backward_probs<true, CAP, NQ, BR>(st, dpt, sL, sD, tg * 2, mkA, mkB, sl2, capL2, rawToCap, rel, causal, window, true);
-      else att_backward_probs<false, CAP, NQ, BR>(st, dpt, sL, sD, tg * 2, mkA, mkB, sl2, capL2, rawToCap, rel, causal, window, false);
-#pragma unroll
-      for (int kk = 0; kk < BR / 16; ++kk) {
-        u32 pa[4], da[4];
-        att_c_to_a<BF16>(pa, st[2 * kk], st[2 * kk + 1]);
-        att_c_to_a<BF16>(da, dpt[2 * kk], dpt[2 * kk + 1]);
-#pragma unroll
-        for (int dp = 0; dp < DH / 16 / DS; ++dp) {
-          // Columns dh*DH/DS + 16dp .. +15 of dO and Q: n-tiles 2dp and 2dp + 1 of this warp's accumulators.
-          const int col = (dh * (DH / 16 / DS) + dp) * 16;
-          u32 bg[4], bq[4];
-          att_ldsm4t(bg, att_bk_addr<LDS>(sGa, kk * 16, col, lane));
-          att_ldsm4t(bq, att_bk_addr<LDS>(sQa, kk * 16, col, lane));
-          att_mma<BF16>(dvAcc[2 * dp], pa, bg[0], bg[1]);
-          att_mma<BF16>(dvAcc[2 * dp + 1], pa, bg[2], bg[3]);
-          att_mma<BF16>(dkAcc[2 * dp], da, bq[0], bq[1]);
-          att_mma<BF16>(dkAcc[2 * dp + 1], da, bq[2], bq[3]);
-        }
-      }
-      if (DS == 1 || dh == 0) {
-#pragma unroll
-        for (int n = 0; n < NQ; ++n) {
-          *(u32 *)(sS + (kw * 16 + g) * LDT + n * 8 + tg * 2) = att_pack<BF16>(dpt[n][0], dpt[n][1]);
-          *(u32 *)(sS + (kw * 16 + g + 8) * LDT + n * 8 + tg * 2) = att_pack<BF16>(dpt[n][2], dpt[n][3]);
+        for (int e = 0; e < 4; ++e) {
+          mine[(n * 4 + e) * 32] = st[n][e];
+          mine[((NQ + n) * 4 + e) * 32] = dpt[n][e];
         }
       }
       __syncthreads();
-      if constexpr (DS == 1) {
-        // dQ tile (BR x DH) as (BR/16) x (DH/8) mma outputs. A = dS: att_bn_addr's lane order over dS^T (rows keys)
-        // with .trans yields a0..a3 of the transposed block. B = K read transposed.
-        for (int tile = warp; tile < (BR / 16) * NO; tile += ATT_WARPS) {
-          const int mt = tile / NO, nt = tile - mt * NO;
-          float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-          for (int kk = 0; kk < BC / 16; ++kk) {
-            u32 a[4], bk[2];
-            att_ldsm4t(a, att_bn_addr<LDT>(sSa, kk * 16, mt * 16, lane));
-            att_ldsm2t(bk, att_bk_addr<LDS>(sKa, kk * 16, nt * 8, lane));
-            att_mma<BF16>(c, a, bk[0], bk[1]);
-          }
-          const int rA = i0 + mt * 16 + g, col = nt * 8 + tg * 2;
-          if (rA < T) {
-            atomicAdd(dQ + (i64)rA * DH + col, c[0]);
-            atomicAdd(dQ + (i64)rA * DH + col + 1, c[1]);
-          }
-          if (rA + 8 < T) {
-            atomicAdd(dQ + (i64)(rA + 8) * DH + col, c[2]);
-            atomicAdd(dQ + (i64)(rA + 8) * DH + col + 1, c[3]);
-          }
-        }
-      } else {
-        // dQ: WPM warps per m-tile of 16 queries, NPW n-tiles (8 columns each) per warp, in pairs that one
-        // ldmatrix.x4.trans of K gives. a[kk]: the dS fragment of keys 16kk .. +15 (A operand, as above).
-        constexpr int WPM = NW / (BR / 16), NPW = NO / WPM;
-        static_assert(NW % (BR / 16) == 0 && NO % WPM == 0 && NPW % 2 == 0, "dQ tiles must split evenly over the warps");
-        const int mt = warp / WPM, nt0 = (warp % WPM) * NPW;
-        u32 a[BC / 16][4];
+      for (int n = 0; n < NQ; ++n) {
 #pragma unroll
-        for (int kk = 0; kk < BC / 16; ++kk) att_ldsm4t(a[kk], att_bn_addr<LDT>(sSa, kk * 16, mt * 16, lane));
-        const int rA = i0 + mt * 16 + g;
-#pragma unroll
-        for (int np = 0; np < NPW / 2; ++np) {
-          float c[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
-#pragma unroll
-          for (int kk = 0; kk < BC / 16; ++kk) {
-            u32 bk[4];
-            att_ldsm4t(bk, att_bk_addr<LDS>(sKa, kk * 16, (nt0 + 2 * np) * 8, lane));
-            att_mma<BF16>(c[0], a[kk], bk[0], bk[1]);
-            att_mma<BF16>(c[1], a[kk], bk[2], bk[3]);
-          }
-#pragma unroll
-          for (int j = 0; j < 2; ++j) {
-            const int col = (nt0 + 2 * np + j) * 8 + tg * 2;
-            if (rA < T) {
-              atomicAdd(dQ + (i64)rA * DH + col, c[j][0]);
-              atomicAdd(dQ + (i64)rA * DH + col + 1, c[j][1]);
-            }
-            if (rA + 8 < T) {
-              atomicAdd(dQ + (i64)(rA + 8) * DH + col, c[j][2]);
-              atomicAdd(dQ + (i64)(rA + 8) * DH + col + 1, c[j][3]);
-            }
-          }
+        for (int e = 0; e < 4; ++e) {
+          st[n][e] += theirs[(n * 4 + e) * 32];
+          dpt[n][e] += theirs[((NQ + n) * 4 + e) * 32];
         }
       }
-      __syncthreads();  // sQ, sG, sS, sL (and sX) are rewritten by the next tile
+    }
+    // p's exponent offset (lse in log2 units) and D of this thread's queries q0 + n*8 + j.
+    float rowL[NQ][2], rowD[NQ][2];
+#pragma unroll
+    for (int n = 0; n < NQ; ++n) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const int qi = tg * 2 + n * 8 + j;
+        const float l = sL[qi];
+        rowL[n][j] = i0 + qi < T && l != -F32_INF ? l * ATT_LOG2E : F32_INF;
+        rowD[n][j] = sD[qi];
+      }
+    }
+    // Whether some query of the tile does not see some key of this warp: one before the key (causal), or one
+    // whose window ends after it.
+    const bool edge = (causal && k0 + kw * 16 + 15 > off + i0) || (window > 0 && off + i0 + BR - 1 - (k0 + kw * 16) >= window);
+    // At 8 elements per thread (headDim 128) one instance testing `edge` per element measured faster than two.
+    const int rel = keyA - off - i0;
+    if (NQ <= 2) att_backward_probs<true, CAP, NQ, BR>(st, dpt, rowL, rowD, tg * 2, mkA, mkB, sl2, capL2, rawToCap, rel, causal, window, edge);
+    else if (edge) att_backward_probs<true, CAP, NQ, BR>(st, dpt, rowL, rowD, tg * 2, mkA, mkB, sl2, capL2, rawToCap, rel, causal, window, true);
+    else att_backward_probs<false, CAP, NQ, BR>(st, dpt, rowL, rowD, tg * 2, mkA, mkB, sl2, capL2, rawToCap, rel, causal, window, false);
+#pragma unroll
+    for (int kk = 0; kk < BR / 16; ++kk) {
+      u32 pa[4], da[4];
+      att_c_to_a<BF16>(pa, st[2 * kk], st[2 * kk + 1]);
+      att_c_to_a<BF16>(da, dpt[2 * kk], dpt[2 * kk + 1]);
+#pragma unroll
+      for (int dp = 0; dp < DH / 16 / DS; ++dp) {
+        // Columns dh*DH/DS + 16dp .. +15 of dO and Q: n-tiles 2dp and 2dp + 1 of this warp's accumulators.
+        const int col = (dh * (DH / 16 / DS) + dp) * 16;
+        u32 bg[4], bq[4];
+        att_ldsm4t(bg, att_bk_addr<LDS>(sGa, kk * 16, col, lane));
+        att_ldsm4t(bq, att_bk_addr<LDS>(sQa, kk * 16, col, lane));
+        att_mma<BF16>(dvAcc[2 * dp], pa, bg[0], bg[1]);
+        att_mma<BF16>(dvAcc[2 * dp + 1], pa, bg[2], bg[3]);
+        att_mma<BF16>(dkAcc[2 * dp], da, bq[0], bq[1]);
+        att_mma<BF16>(dkAcc[2 * dp + 1], da, bq[2], bq[3]);
+      }
+    }
+    if (DS == 1 || dh == 0) {
+#pragma unroll
+      for (int n = 0; n < NQ; ++n) {
+        *(u32 *)(sS + (kw * 16 + g) * LDT + n * 8 + tg * 2) = att_pack<BF16>(dpt[n][0], dpt[n][1]);
+        *(u32 *)(sS + (kw * 16 + g + 8) * LDT + n * 8 + tg * 2) = att_pack<BF16>(dpt[n][2], dpt[n][3]);
+      }
+    }
+    __syncthreads();  // sS is whole; nothing reads this step's sQ, sG, sL or sD any more
+    if (NB == 1 && step + 1 < steps) loadStep(step + 1, 0);
+
+    // dQ: a[kk] is the dS fragment of keys 16kk .. +15 (A operand: att_bn_addr's lane order over dS^T, whose rows
+    // are keys, with .trans yields a0..a3 of the transposed block); B = K read transposed, two n-tiles per load.
+    constexpr int WPM = NW / (BR / 16), NPW = NO / WPM;
+    static_assert(NW % (BR / 16) == 0 && NO % WPM == 0 && NPW % 2 == 0, "dQ tiles must split evenly over the warps");
+    const int mt = warp / WPM, nt0 = (warp % WPM) * NPW;
+    u32 a[BC / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; ++kk) att_ldsm4t(a[kk], att_bn_addr<LDT>(sSa, kk * 16, mt * 16, lane));
+    const int rA = i0 + mt * 16 + g;
+    float *dQ = (float *)dq + (((i64)b * H + h) * T) * DH;
+#pragma unroll
+    for (int np = 0; np < NPW / 2; ++np) {
+      float c[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+      for (int kk = 0; kk < BC / 16; ++kk) {
+        u32 bk[4];
+        att_ldsm4t(bk, att_bk_addr<LDS>(sKa, kk * 16, (nt0 + 2 * np) * 8, lane));
+        att_mma<BF16>(c[0], a[kk], bk[0], bk[1]);
+        att_mma<BF16>(c[1], a[kk], bk[2], bk[3]);
+      }
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const int col = (nt0 + 2 * np + j) * 8 + tg * 2;
+        if (rA < T) att_red2(dQ + (i64)rA * DH + col, c[j][0], c[j][1]);
+        if (rA + 8 < T) att_red2(dQ + (i64)(rA + 8) * DH + col, c[j][2], c[j][3]);
+      }
     }
   }
   att_cp_wait_all();  // a CTA whose keys no query sees never waited for its K and V
-  __syncthreads();
+  __syncthreads();    // and every warp is done reading sK and sV
 #pragma unroll
   for (int n = 0; n < NOH; ++n) {
     // Columns dh*DH/DS + n*8 + 2t, +1 (dh = 0 when DS = 1).
@@ -924,24 +907,35 @@ __device__ __forceinline__ void att_backward_mma(ATT_BWD_PARAMS) {
   att_tile_store<DH, BC, NT>((u16 *)dv + b * dvsb + hk * dvsh, dvst, sV, k0, S);
 }
 
-// A forward and a backward kernel; NAME gets a softcap_ prefix for the soft-capped pair (CAP), which the launcher
-// picks when softcap > 0.
-#define ATT_MMA_KERNEL_PAIR(NAME, BF16, DH, BR, CAP)                                                                   \
-  extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_forward_mma_##NAME(ATT_FWD_PARAMS) {            \
-    att_forward_mma<BF16, DH, CAP>(ATT_FWD_ARGS);                                                                      \
-  }                                                                                                                   \
-  extern "C" __global__ void __launch_bounds__(ATT_BWD_THREADS(DH)) attention_backward_mma_##NAME(ATT_BWD_PARAMS) {   \
-    att_backward_mma<BF16, DH, BR, CAP>(ATT_BWD_ARGS);                                                                 \
+// The forward kernels; NAME gets a softcap_ prefix for the soft-capped one (CAP), which the launcher picks when
+// softcap > 0.
+#define ATT_MMA_FORWARD(NAME, BF16, DH)                                                                        \
+  extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_forward_mma_##NAME(ATT_FWD_PARAMS) {   \
+    att_forward_mma<BF16, DH, false>(ATT_FWD_ARGS);                                                          \
+  }                                                                                                          \
+  extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_forward_mma_softcap_##NAME(ATT_FWD_PARAMS) { \
+    att_forward_mma<BF16, DH, true>(ATT_FWD_ARGS);                                                           \
   }
-#define ATT_MMA_KERNELS(NAME, BF16, DH, BR)         \
-  ATT_MMA_KERNEL_PAIR(NAME, BF16, DH, BR, false) \
-  ATT_MMA_KERNEL_PAIR(softcap_##NAME, BF16, DH, BR, true)
+ATT_MMA_FORWARD(bf16_d64, true, 64)
+ATT_MMA_FORWARD(bf16_d128, true, 128)
+ATT_MMA_FORWARD(bf16_d256, true, 256)
+ATT_MMA_FORWARD(f16_d64, false, 64)
+ATT_MMA_FORWARD(f16_d128, false, 128)
+ATT_MMA_FORWARD(f16_d256, false, 256)
 
-// Query tile of the backward: 64 rows at headDim 64, 16 at 128, so that the tiles fit in 48 KiB of static shared
-// memory; 32 at 256, in dynamic shared memory (ATT_BWD_SMEM_256; the launcher opts in to more than 48 KiB).
-ATT_MMA_KERNELS(bf16_d64, true, 64, 64)
-ATT_MMA_KERNELS(bf16_d128, true, 128, 16)
-ATT_MMA_KERNELS(f16_d64, false, 64, 64)
-ATT_MMA_KERNELS(f16_d128, false, 128, 16)
-ATT_MMA_KERNELS(bf16_d256, true, 256, 32)
-ATT_MMA_KERNELS(f16_d256, false, 256, 32)
+// The backward kernels, named attention_backward_mma_[softcap_]{bf16,f16}_d<DH>_r<BR>_w<NW>_b<NB>. The launcher
+// takes, per head dimension, the first variant whose shared memory the device lets a block opt in to.
+#define ATT_MMA_BACKWARD_CAP(NAME, BF16, DH, BR, NW, NB, CAP)                                                      \
+  extern "C" __global__ void __launch_bounds__(NW * 32, 1) attention_backward_mma_##NAME(ATT_BWD_PARAMS) {     \
+    att_backward_mma<BF16, DH, BR, NW, NB, CAP>(ATT_BWD_ARGS);                                                 \
+  }
+#define ATT_MMA_BACKWARD(TYPE, BF16, DH, BR, NW, NB)                                                            \
+  ATT_MMA_BACKWARD_CAP(TYPE##_d##DH##_r##BR##_w##NW##_b##NB, BF16, DH, BR, NW, NB, false)                     \
+  ATT_MMA_BACKWARD_CAP(softcap_##TYPE##_d##DH##_r##BR##_w##NW##_b##NB, BF16, DH, BR, NW, NB, true)
+#define ATT_MMA_BACKWARDS(TYPE, BF16)          \
+  ATT_MMA_BACKWARD(TYPE, BF16, 64, 64, 4, 2)   \
+  ATT_MMA_BACKWARD(TYPE, BF16, 128, 32, 8, 2)  \
+  ATT_MMA_BACKWARD(TYPE, BF16, 128, 16, 4, 1)  \
+  ATT_MMA_BACKWARD(TYPE, BF16, 256, 32, 8, 1)
+ATT_MMA_BACKWARDS(bf16, true)
+ATT_MMA_BACKWARDS(f16, false)
