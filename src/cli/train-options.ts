@@ -18,6 +18,7 @@ export const TRAIN_OPTIONS: OptionSpecs = {
   'train-on-inputs': { kind: 'boolean', default: false, help: 'take the loss on prompts and user turns too' },
   'chat-template-kwargs': { kind: 'string', help: 'JSON object of chat template variables, e.g. \'{"enable_thinking": false}\' for Qwen3' },
   'skip-malformed': { kind: 'boolean', default: false, help: 'skip malformed JSONL lines (counted) instead of stopping' },
+  'max-line-mib': { kind: 'number', min: 0.001, max: 1024, default: 16, help: 'longest JSONL line read, in MiB; a longer line is malformed' },
   epochs: { kind: 'number', min: 0, default: D.epochs, help: 'passes over the data (ignored with --max-steps)' },
   'max-steps': { kind: 'number', integer: true, min: 1, help: 'optimizer steps to run' },
   'batch-size': { kind: 'number', integer: true, min: 1, default: D.batchSize, help: 'examples per micro-batch' },
@@ -81,6 +82,8 @@ export interface TrainCommandOptions {
   /** Variables the chat template sees besides the messages (transformers' apply_chat_template kwargs). */
   chatTemplateKwargs: Record<string, unknown> | null;
   skipMalformed: boolean;
+  /** Longest JSONL line, in bytes. */
+  maxLineBytes: number;
   epochs: number;
   maxSteps: number | null;
   batchSize: number;
@@ -167,6 +170,7 @@ export function toTrainCommandOptions(v: OptionValues, explicit: ReadonlySet<str
     trainOnInputs: bool('train-on-inputs'),
     chatTemplateKwargs: parseTemplateKwargs(v['chat-template-kwargs']),
     skipMalformed: bool('skip-malformed'),
+    maxLineBytes: Math.round(num('max-line-mib') * 2 ** 20),
     epochs: num('epochs'),
     maxSteps: v['max-steps'] === undefined ? null : num('max-steps'),
     batchSize: num('batch-size'),

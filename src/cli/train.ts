@@ -109,6 +109,7 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
       trainOnInputs: o.trainOnInputs,
       ...(o.chatTemplateKwargs ? { chatTemplate: { templateKwargs: o.chatTemplateKwargs } } : {}),
       skipMalformed: o.skipMalformed,
+      maxLineBytes: o.maxLineBytes,
       seed: o.seed,
     },
     tok,

@@ -1,7 +1,7 @@
 import { Rng } from '../tensor/random.js';
 import { DataError } from './errors.js';
 import { detectFormat, normalizeRecord, type DataFormat, type NormalizedExample } from './formats.js';
-import { readJsonl, type SkippedLine } from './jsonl.js';
+import { readJsonl, type ReadJsonlOptions, type SkippedLine } from './jsonl.js';
 import { packExamples } from './packing.js';
 import { IGNORE_INDEX, tokenizeExample, type DataTokenizer, type TokenizedExample, type TokenizeOptions } from './tokenize.js';
 
@@ -20,6 +20,8 @@ export interface DatasetOptions {
   packing?: boolean;
   /** Skip malformed lines and records instead of stopping; the summary counts them. */
   skipMalformed?: boolean;
+  /** Longest JSONL line, in bytes (default 16 MiB); a longer one is malformed. */
+  maxLineBytes?: number;
   /** A separate JSONL file of held-out examples (same format). */
   validationPath?: string;
   /** Fraction of the training file held out (seeded), used when there is no validation file. */
@@ -59,8 +61,9 @@ interface ReadRecords {
   format: DataFormat;
 }
 
-async function readRecords(path: string, declared: DataFormat | 'auto', skipMalformed: boolean, skipped: DataSummary['skipped']): Promise<ReadRecords> {
-  const contents = await readJsonl(path, { skipMalformed });
+async function readRecords(path: string, declared: DataFormat | 'auto', lines: ReadJsonlOptions, skipped: DataSummary['skipped']): Promise<ReadRecords> {
+  const skipMalformed = lines.skipMalformed ?? false;
+  const contents = await readJsonl(path, lines);
   skipped.push(...contents.skipped.map((s: SkippedLine) => ({ where: `${path}:${s.line}`, reason: `the line ${s.reason}` })));
   const first = contents.records[0]!;
   const format = declared === 'auto' ? detectFormat(first.value, `${path}:${first.line}`) : declared;
@@ -84,11 +87,11 @@ async function readRecords(path: string, declared: DataFormat | 'auto', skipMalf
 export async function prepareDataset(options: DatasetOptions, tok: DataTokenizer): Promise<PreparedData> {
   if (!(options.seqLen >= 2)) throw new DataError(`seq-len must be at least 2 tokens, got ${options.seqLen}.`);
   const skipped: DataSummary['skipped'] = [];
-  const skipMalformed = options.skipMalformed ?? false;
-  const train = await readRecords(options.path, options.format ?? 'auto', skipMalformed, skipped);
+  const lines: ReadJsonlOptions = { skipMalformed: options.skipMalformed ?? false, ...(options.maxLineBytes !== undefined ? { maxLineBytes: options.maxLineBytes } : {}) };
+  const train = await readRecords(options.path, options.format ?? 'auto', lines, skipped);
   let evalRead: ReadRecords | null = null;
   if (options.validationPath) {
-    evalRead = await readRecords(options.validationPath, train.format, skipMalformed, skipped);
+    evalRead = await readRecords(options.validationPath, train.format, lines, skipped);
   } else if (options.validationSplit && options.validationSplit > 0) {
     if (options.validationSplit >= 1) throw new DataError(`validation-split must be a fraction below 1, got ${options.validationSplit}.`);
     const n = train.records.length;
@@ -109,7 +112,8 @@ export async function prepareDataset(options: DatasetOptions, tok: DataTokenizer
     const examples: TokenizedExample[] = [];
     const records: NormalizedExample[] = [];
     read.records.forEach((rec, i) => {
-      const ex = tokenizeExample(rec, tok, { trainOnInputs: options.trainOnInputs, where: read.wheres[i], ...(options.chatTemplate ? { chatTemplate: options.chatTemplate } : {}) });
+      // One token past seq-len, so that a cut is seen (and counted) without encoding the rest.
+      const ex = tokenizeExample(rec, tok, { trainOnInputs: options.trainOnInputs, where: read.wheres[i], maxTokens: options.seqLen + 1, ...(options.chatTemplate ? { chatTemplate: options.chatTemplate } : {}) });
       if (ex.inputIds.length > options.seqLen) {
         summary.truncated++;
         ex.inputIds.length = options.seqLen;

@@ -12,6 +12,12 @@ export type NormalizedExample =
   | { kind: 'completion'; prompt: string; completion: string }
   | { kind: 'chat'; messages: ChatMessage[] };
 
+/**
+ * The roles a chat example may use: the ones chat templates of the supported families read (ipython is Llama 3's
+ * tool output, developer OpenAI's system turn). Any other role is a typo a template would render as it pleases.
+ */
+export const CHAT_ROLES = ['system', 'developer', 'user', 'assistant', 'tool', 'ipython'] as const;
+
 const SHAPES = '{"text"}, {"prompt","completion"}, {"messages":[{"role","content"}]} or alpaca {"instruction","input","output"}';
 
 /** The format a record's keys announce; `where` is "path:line". */
@@ -55,6 +61,9 @@ function parseMessages(v: unknown, where: string): ChatMessage[] {
     const msg = m as Record<string, unknown> | null;
     if (typeof msg !== 'object' || msg === null || typeof msg['role'] !== 'string' || typeof msg['content'] !== 'string') {
       throw new DataError(`${where}: messages[${i}] must be an object with string "role" and "content".`);
+    }
+    if (!(CHAT_ROLES as readonly string[]).includes(msg['role'])) {
+      throw new DataError(`${where}: messages[${i}] has the role ${JSON.stringify(msg['role'])}; the roles are ${CHAT_ROLES.join(', ')}.`);
     }
     return { ...msg, role: msg['role'], content: msg['content'] } as ChatMessage;
   });

@@ -1,5 +1,5 @@
 export { DataError } from './errors.js';
-export { readJsonl, type JsonlContents, type JsonlRecord, type SkippedLine } from './jsonl.js';
+export { DEFAULT_MAX_LINE_BYTES, readJsonl, type JsonlContents, type JsonlRecord, type ReadJsonlOptions, type SkippedLine } from './jsonl.js';
 export { DATA_FORMATS, detectFormat, normalizeRecord, type DataFormat, type NormalizedExample } from './formats.js';
 export { alpacaPrompt } from './alpaca.js';
 export { chatSegments, type TextSegment } from './chat-segments.js';

@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { DataError } from './errors.js';
+import { readLines } from './line-reader.js';
 
 export interface JsonlRecord {
   /** 1-based line number in the file. */
@@ -17,42 +17,55 @@ export interface JsonlContents {
   skipped: SkippedLine[];
 }
 
+export interface ReadJsonlOptions {
+  skipMalformed?: boolean;
+  /** Longest line read, in bytes; a longer one is malformed (it is never held in memory whole). Default 16 MiB. */
+  maxLineBytes?: number;
+}
+
+export const DEFAULT_MAX_LINE_BYTES = 16 * 2 ** 20;
+
 /**
- * Reads a JSON Lines file: one JSON object per line, blank lines ignored. A line that is not a JSON object
- * throws a DataError naming path:line, unless `skipMalformed` is set, in which case it is listed in `skipped`.
+ * Reads a JSON Lines file line by line: one JSON object per line, blank lines ignored, white space around it
+ * (a byte order mark included: String.prototype.trim removes U+FEFF) allowed. A line that is too long, not UTF-8 or not a JSON object throws a DataError naming path:line,
+ * unless `skipMalformed` is set, in which case it is listed in `skipped`. Memory: one line at a time on top of the
+ * records returned.
  */
-export async function readJsonl(path: string, options: { skipMalformed?: boolean } = {}): Promise<JsonlContents> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new DataError(`${path} does not exist; pass a JSONL file with one training example per line.`);
-    if (code === 'EISDIR') throw new DataError(`${path} is a folder; pass a JSONL file with one training example per line.`);
-    throw new DataError(`${path} cannot be read (${(err as Error).message}).`);
-  }
+export async function readJsonl(path: string, options: ReadJsonlOptions = {}): Promise<JsonlContents> {
+  const maxLineBytes = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
   const records: JsonlRecord[] = [];
   const skipped: SkippedLine[] = [];
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const raw = lines[i]!.trim();
-    if (raw === '') continue;
-    let reason: string | null = null;
+  for await (const line of readLines(path, maxLineBytes)) {
+    let reason: string | null;
+    let fix = 'fix it';
     let value: unknown;
-    try {
-      value = JSON.parse(raw);
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) reason = 'is not a JSON object';
-    } catch (err) {
-      reason = `is not valid JSON (${(err as Error).message})`;
+    if (line.text === null) {
+      [reason, fix] = line.tooLong
+        ? [`is longer than the line limit of ${describeBytes(maxLineBytes)}`, 'split the example, raise --max-line-mib']
+        : ['is not valid UTF-8', 'save the file as UTF-8'];
+    } else {
+      const raw = line.text.trim();
+      if (raw === '') continue;
+      reason = null;
+      try {
+        value = JSON.parse(raw);
+        if (typeof value !== 'object' || value === null || Array.isArray(value)) reason = 'is not a JSON object';
+      } catch (err) {
+        reason = `is not valid JSON (${(err as Error).message})`;
+      }
     }
     if (reason === null) {
-      records.push({ line: i + 1, value: value as Record<string, unknown> });
+      records.push({ line: line.number, value: value as Record<string, unknown> });
     } else if (options.skipMalformed) {
-      skipped.push({ line: i + 1, reason });
+      skipped.push({ line: line.number, reason });
     } else {
-      throw new DataError(`${path}:${i + 1}: the line ${reason}; fix it, or pass --skip-malformed to skip such lines.`);
+      throw new DataError(`${path}:${line.number}: the line ${reason}; ${fix}, or pass --skip-malformed to skip such lines.`);
     }
   }
   if (records.length === 0) throw new DataError(`${path} holds no examples${skipped.length ? ` (all ${skipped.length} lines were malformed)` : ''}; it needs one JSON object per line.`);
   return { records, skipped };
+}
+
+function describeBytes(bytes: number): string {
+  return bytes % 2 ** 20 === 0 ? `${bytes / 2 ** 20} MiB` : `${bytes} bytes`;
 }

@@ -1,4 +1,5 @@
 import type { ChatMessage, ChatTemplateOptions, EncodeOptions } from '../tokenizer/index.js';
+import { encodeAtMost } from './bounded-encode.js';
 import { chatSegments, type TextSegment } from './chat-segments.js';
 import type { NormalizedExample } from './formats.js';
 
@@ -19,6 +20,8 @@ export interface TokenizeOptions {
   where?: string;
   /** How chat examples are rendered: template kwargs such as enableThinking, tools, another template. */
   chatTemplate?: Omit<ChatTemplateOptions, 'addGenerationPrompt'>;
+  /** Stop after this many tokens (the first ones of the whole example); text past them is not encoded. */
+  maxTokens?: number;
 }
 
 /** Token ids and per-position labels (the token itself where the loss is taken, -100 elsewhere; unshifted). */
@@ -38,20 +41,24 @@ export const IGNORE_INDEX = -100;
 export function tokenizeExample(ex: NormalizedExample, tok: DataTokenizer, options: TokenizeOptions = {}): TokenizedExample {
   const inputIds: number[] = [];
   const labels: number[] = [];
+  const maxTokens = options.maxTokens ?? Infinity;
   const push = (ids: readonly number[], train: boolean) => {
     for (const id of ids) {
+      if (inputIds.length >= maxTokens) return;
       inputIds.push(id);
       labels.push(train || options.trainOnInputs ? id : IGNORE_INDEX);
     }
   };
+  const encode = (text: string, addSpecialTokens: boolean) =>
+    maxTokens === Infinity ? tok.encode(text, { addSpecialTokens }) : encodeAtMost(tok, text, addSpecialTokens, maxTokens - inputIds.length);
   const eos = tok.eosTokenId === null ? [] : [tok.eosTokenId];
   switch (ex.kind) {
     case 'text':
-      push([...tok.encode(ex.text, { addSpecialTokens: true }), ...eos], true);
+      push([...encode(ex.text, true), ...eos], true);
       break;
     case 'completion':
-      push(tok.encode(ex.prompt, { addSpecialTokens: true }), false);
-      push([...tok.encode(ex.completion, { addSpecialTokens: false }), ...eos], true);
+      push(encode(ex.prompt, true), false);
+      push([...encode(ex.completion, false), ...eos], true);
       break;
     case 'chat': {
       const chat = options.chatTemplate ?? {};
@@ -59,7 +66,7 @@ export function tokenizeExample(ex: NormalizedExample, tok: DataTokenizer, optio
       const segments: TextSegment[] = options.trainOnInputs
         ? [{ text: render(ex.messages, false), train: true }]
         : chatSegments(ex.messages, render, options.where ?? 'chat example', tok.chatTemplateOrigin?.(chat));
-      for (const s of segments) push(tok.encode(s.text, { addSpecialTokens: false }), s.train);
+      for (const s of segments) push(encode(s.text, false), s.train);
       break;
     }
   }
