@@ -2,7 +2,7 @@ import { ChatTemplate } from './chat-template.js';
 import { readChatTemplates, selectChatTemplate } from './chat-template-selection.js';
 import type { ChatTemplateSource } from './chat-template-selection.js';
 import { TokenizerError } from './errors.js';
-import { generationEosTokenIds, readSpecialTokenStrings, templateSpecialTokens } from './special-tokens.js';
+import { checkSpecialTokens, generationEosTokenIds, readSpecialTokenStrings, templateSpecialTokens } from './special-tokens.js';
 import { createTokenizerEngine } from './tokenizer-engine.js';
 import type { TokenizerEngine } from './tokenizer-engine.js';
 import type { TokenizerFiles } from './tokenizer-files.js';
@@ -79,6 +79,7 @@ export class PreTrainedTokenizer {
     // transformers defaults this to false; the library would default to true, which turns " ." into ".".
     this.cleanUpTokenizationSpaces = files.tokenizerConfig['clean_up_tokenization_spaces'] === true;
 
+    checkSpecialTokens(files);
     const special = readSpecialTokenStrings(files);
     this.bosToken = special.bos;
     this.eosToken = special.eos;

@@ -35,6 +35,21 @@ function specialToken(files: TokenizerFiles, key: string): string | null {
   return tokenContent(files.specialTokensMap[key]) ?? tokenContent(files.tokenizerConfig[key]);
 }
 
+/**
+ * Every named special token that special_tokens_map.json or tokenizer_config.json sets is text or an AddedToken
+ * (null: none); anything else would silently read as no token.
+ */
+export function checkSpecialTokens(files: TokenizerFiles): void {
+  for (const [name, config] of [['special_tokens_map.json', files.specialTokensMap], ['tokenizer_config.json', files.tokenizerConfig]] as const) {
+    for (const key of NAMED_SPECIAL_TOKENS) {
+      const value = config[key];
+      if (value === undefined || value === null || tokenContent(value) !== null) continue;
+      const path = join(files.dir, name);
+      throw new TokenizerError(path, `${path}: ${key} must be a token's text or an object with a string "content", not ${JSON.stringify(value).slice(0, 60)}; fix or delete that field.`);
+    }
+  }
+}
+
 /** Config files write a special token either as its text or as a serialized AddedToken `{ content, ... }`. */
 export function tokenContent(value: unknown): string | null {
   if (typeof value === 'string') return value;

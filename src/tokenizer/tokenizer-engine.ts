@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { TokenizerError } from './errors.js';
 import { additionalSpecialTokens } from './special-tokens.js';
+import { checkTokenizerJson } from './tokenizer-json-check.js';
 import type { TokenizerFiles } from './tokenizer-files.js';
 
 /**
@@ -19,6 +20,7 @@ export interface TokenizerEngine {
 }
 
 export function createTokenizerEngine(files: TokenizerFiles): TokenizerEngine {
+  checkTokenizerJson(files.tokenizerJson, join(files.dir, 'tokenizer.json'));
   // The library skips on decode only tokens listed as strings; config files may list serialized AddedTokens.
   const config = { ...files.tokenizerConfig, additional_special_tokens: additionalSpecialTokens(files) };
   try {

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fixturePath } from '../helpers/fixtures.js';
 import { AutoTokenizer, readTokenizerFiles, TokenizerError } from '../../src/tokenizer/index.js';
 import { tokenizerFolder } from './tokenizer-folder.js';
 
@@ -37,8 +39,9 @@ test('tokenizer.json that holds no JSON object is reported', async () => {
 });
 
 test('tokenizer.json that the tokenizers library rejects is reported with its reason', async () => {
-  const dir = await tokenizerFolder({ 'tokenizer.json': { version: '1.0' } });
-  await assertLoadFails(dir, 'tokenizer.json', /was rejected by @huggingface\/tokenizers \(Tokenizer must contain a "model" property\)/);
+  const json = JSON.parse(await readFile(fixturePath('tiny-llama', 'tokenizer.json'), 'utf8'));
+  const dir = await tokenizerFolder({ 'tokenizer.json': { ...json, normalizer: { type: 'Bogus' } } });
+  await assertLoadFails(dir, 'tokenizer.json', /was rejected by @huggingface\/tokenizers \(Unknown Normalizer type: Bogus\)/);
 });
 
 test('tokenizer_config.json that is not JSON is reported by path', async () => {
