@@ -1,5 +1,7 @@
-import { readdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { folderEntries } from '../train/checkpoint-dir.js';
+import { removeInterruptedWrites } from '../train/interrupted-writes.js';
 import { UsageError } from './errors.js';
 
 /** What a training run leaves in its folder; --overwrite removes exactly these. */
@@ -8,15 +10,20 @@ const isRunEntry = (name: string) => RUN_FILES.includes(name) || name.startsWith
 
 /** The run artifacts in `dir` (empty when the folder does not exist). */
 export async function runArtifacts(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir)).filter(isRunEntry).sort();
-  } catch {
-    return [];
-  }
+  return (await folderEntries(dir)).filter(isRunEntry).sort();
 }
 
-/** Refuses to train into a folder that holds another run unless the user chose --overwrite (which clears it) or --resume. */
+/** Removes every run artifact of `dir`. */
+export async function clearRunFolder(dir: string): Promise<void> {
+  for (const name of await runArtifacts(dir)) await rm(join(dir, name), { recursive: true, force: true });
+}
+
+/**
+ * Removes what interrupted writes of an earlier run left, then refuses to train into a folder that holds another
+ * run unless the user chose --overwrite (which clears it) or --resume.
+ */
 export async function prepareRunFolder(dir: string, mode: { overwrite: boolean; resume: boolean }): Promise<void> {
+  await removeInterruptedWrites(dir);
   const found = await runArtifacts(dir);
   if (mode.resume) {
     if (!found.includes('training_args.json')) throw new UsageError(`${dir} holds no training run to resume (no training_args.json); start one without --resume.`);
@@ -26,5 +33,5 @@ export async function prepareRunFolder(dir: string, mode: { overwrite: boolean; 
   if (!mode.overwrite) {
     throw new UsageError(`${dir} already holds a training run (${found.slice(0, 3).join(', ')}${found.length > 3 ? ', ...' : ''}); pass --resume to continue it or --overwrite to replace it.`);
   }
-  for (const name of found) await rm(join(dir, name), { recursive: true, force: true });
+  await clearRunFolder(dir);
 }

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { describeSummary, prepareDataset, type NormalizedExample } from '../data/index.js';
 import type { CausalLM } from '../models/causal-lm.js';
@@ -8,7 +8,9 @@ import { unmatchedTargetNames } from '../peft/targets.js';
 import { resolvePretrained } from '../io/hub.js';
 import { loadConfig } from '../models/config.js';
 import { AutoTokenizer, type PreTrainedTokenizer } from '../tokenizer/index.js';
-import { latestCheckpoint } from '../train/checkpoint-dir.js';
+import { checkpointSteps, latestCheckpoint } from '../train/checkpoint-dir.js';
+import { TrainingError } from '../train/errors.js';
+import { JsonFields, readJsonObject } from '../train/json-fields.js';
 import { exactMatch, type ExactMatchResult } from '../train/generation-eval.js';
 import { enableGradientCheckpointing } from '../train/gradient-checkpointing.js';
 import { peftDropoutControl } from '../train/peft-dropout.js';
@@ -25,7 +27,7 @@ import { readConfigFile } from './config-file.js';
 import { UsageError } from './errors.js';
 import { loadModelFrom, tokenizerFolder } from './model-source.js';
 import { closest, commandHelp, normalizeConfig, resolveOptions, splitArgs, type OptionValues } from './options.js';
-import { prepareRunFolder } from './run-folder.js';
+import { clearRunFolder, prepareRunFolder } from './run-folder.js';
 import { TRAIN_OPTIONS, toTrainCommandOptions, type TrainCommandOptions } from './train-options.js';
 
 export const TRAIN_HELP = commandHelp('train [options]', 'Fine-tune a LoRA adapter on a JSONL file; without --model and --data, the built-in example (a small model learns to reverse strings, ~2 minutes on 2 cores).', TRAIN_OPTIONS);
@@ -55,11 +57,17 @@ async function resolveTrainOptions(argv: readonly string[]): Promise<TrainComman
   return toTrainCommandOptions(values, new Set([...flags.keys(), ...Object.keys(userConfig)]));
 }
 
+/** training_args.json's loraforge_options, each checked as a config field of that file. */
 async function rememberedOptions(output: string): Promise<Record<string, unknown>> {
   const path = join(output, 'training_args.json');
   if (!existsSync(path)) throw new UsageError(`${output} holds no training run to resume (no training_args.json); start one without --resume.`);
-  const saved = JSON.parse(await readFile(path, 'utf8')) as { loraforge_options?: Record<string, unknown> };
-  return saved.loraforge_options ?? {};
+  const fix = 'the run folder is damaged, so start again with --overwrite';
+  const saved = new JsonFields(path, await readJsonObject(path, fix), fix);
+  const remembered = saved.get('loraforge_options') ?? {};
+  if (typeof remembered !== 'object' || remembered === null || Array.isArray(remembered)) saved.fail('loraforge_options', 'must be an object of option names to values');
+  const options = normalizeConfig(TRAIN_OPTIONS, remembered as Record<string, unknown>, `${path} loraforge_options`);
+  resolveOptions(TRAIN_OPTIONS, new Map(), options, `${path} loraforge_options`);
+  return options;
 }
 
 function rememberable(values: OptionValues): Record<string, unknown> {
@@ -82,10 +90,12 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     console.log(`Using the built-in example (${BUILTIN.dir}): a LoRA learns to reverse 3-6 letter strings on a small random Llama. Pass --model and --data to train on your own.`);
   }
   const output = o.output ?? defaultOutput();
+  const outputExisted = existsSync(output);
   await prepareRunFolder(output, { overwrite: o.overwrite, resume: o.resume !== null });
   const checkpoint = o.resume === null ? null : o.resume === true ? await latestCheckpoint(output) : o.resume;
-  if (o.resume !== null && (!checkpoint || !existsSync(join(checkpoint, 'trainer_state.json')))) {
-    throw new UsageError(o.resume === true ? `${output} has no checkpoint yet, so there is nothing to resume; start again with --overwrite.` : `${o.resume} is not a checkpoint folder (no trainer_state.json).`);
+  if (o.resume !== null && !checkpoint) throw new UsageError(`${output} has no checkpoint yet, so there is nothing to resume; start again with --overwrite.`);
+  if (checkpoint && !existsSync(join(checkpoint, 'trainer_state.json'))) {
+    throw new UsageError(`${checkpoint} is not a checkpoint folder (no trainer_state.json); resume from another checkpoint with --resume <folder>, or start again with --overwrite.`);
   }
 
   const modelFolder = builtin ? 'builtin' : o.model!;
@@ -174,6 +184,13 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   let result;
   try {
     result = await trainer.train({ resumeFrom: checkpoint, signal: controller.signal });
+  } catch (err) {
+    // A fresh run that stopped before its first checkpoint leaves nothing to resume: the folder goes back to how it was.
+    if (err instanceof TrainingError && checkpoint === null && (await checkpointSteps(output)).length === 0) {
+      await clearRunFolder(output);
+      if (!outputExisted) await rm(output, { recursive: true, force: true });
+    }
+    throw err;
   } finally {
     progress.stop();
     process.removeListener('SIGINT', onSigint);

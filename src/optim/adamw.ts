@@ -137,6 +137,11 @@ export class AdamW {
     return this.state.get(name);
   }
 
+  /** Elements of trainable parameter `name`, or null when the optimizer has no such parameter. */
+  parameterSize(name: string): number | null {
+    return this.params.get(name)?.numel ?? null;
+  }
+
   /** Installs saved state (checkpoint resume); tensors are adopted, not copied. */
   setState(name: string, s: AdamWParamState): void {
     const p = this.params.get(name);

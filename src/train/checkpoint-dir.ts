@@ -8,7 +8,7 @@ const TEMP_PREFIX = `.${CHECKPOINT_PREFIX}`;
 /**
  * Writes `<outputDir>/checkpoint-<step>` all at once: `fill` writes into a hidden temporary folder, which is
  * renamed into place only when complete. A crash or kill before the rename leaves the temporary folder (removed
- * at the next start) and every earlier checkpoint intact; a checkpoint-N folder is therefore always complete.
+ * at the next start by removeInterruptedWrites) and every earlier checkpoint intact; a checkpoint-N folder is therefore always complete.
  * `beforeRename` runs between the two (tests use it to kill the process there).
  */
 export async function writeCheckpointDir(outputDir: string, step: number, fill: (dir: string) => Promise<void>, beforeRename?: () => Promise<void> | void): Promise<string> {
@@ -29,15 +29,18 @@ export async function writeCheckpointDir(outputDir: string, step: number, fill: 
   return final;
 }
 
-/** Steps of the complete checkpoints in `outputDir`, ascending. */
-export async function checkpointSteps(outputDir: string): Promise<number[]> {
-  let names: string[];
+/** The names in `dir`; none when it does not exist or is not a folder. */
+export async function folderEntries(dir: string): Promise<string[]> {
   try {
-    names = await readdir(outputDir);
+    return await readdir(dir);
   } catch {
     return [];
   }
-  return names
+}
+
+/** Steps of the complete checkpoints in `outputDir`, ascending. */
+export async function checkpointSteps(outputDir: string): Promise<number[]> {
+  return (await folderEntries(outputDir))
     .map((n) => (n.startsWith(CHECKPOINT_PREFIX) ? Number(n.slice(CHECKPOINT_PREFIX.length)) : NaN))
     .filter((s) => Number.isInteger(s) && s >= 0)
     .sort((a, b) => a - b);
@@ -62,17 +65,6 @@ export async function pruneCheckpoints(outputDir: string, keep: number, bestStep
     if (keep === 1 && steps[steps.length - 1] !== bestStep) keep = 2;
   }
   for (const s of steps.slice(0, Math.max(0, steps.length - keep))) await rm(join(outputDir, `${CHECKPOINT_PREFIX}${s}`), { recursive: true, force: true });
-}
-
-/** Leftovers of checkpoint writes that a crash interrupted. */
-export async function removeTemporaryCheckpoints(outputDir: string): Promise<void> {
-  let names: string[];
-  try {
-    names = await readdir(outputDir);
-  } catch {
-    return;
-  }
-  for (const n of names) if (n.startsWith(TEMP_PREFIX) && n.endsWith('.tmp')) await rm(join(outputDir, n), { recursive: true, force: true });
 }
 
 /** JSON with two-space indent and a final newline, written atomically. */

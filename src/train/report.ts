@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { writeAll, writeFileAtomically } from '../io/atomic-write.js';
+import { writingTo } from './write-errors.js';
 import { lossChartSvg, metricChartsSvg } from './loss-chart.js';
 import type { LogEntry } from './trainer-state.js';
 
@@ -65,7 +66,7 @@ ${samples ? `<h2>Samples</h2><table><tr><th>prompt</th><th>reference</th><th>bef
 </body></html>
 `;
   const path = join(dir, 'report.html');
-  await writeFileAtomically(path, (h) => writeAll(h, new TextEncoder().encode(html)));
+  await writingTo(path, () => writeFileAtomically(path, (h) => writeAll(h, new TextEncoder().encode(html))));
   return path;
 }
 

@@ -1,3 +1,4 @@
+import { JsonFields } from './json-fields.js';
 import type { TrainingArguments } from './training-args.js';
 
 /** One entry of log_history, with transformers' keys (loss, learning_rate, grad_norm, eval_loss, epoch, step). */
@@ -60,24 +61,32 @@ export function trainerStateJson(s: TrainerState, a: TrainingArguments): Record<
   };
 }
 
+/** What every damaged checkpoint file's message ends with. */
+export const DAMAGED_CHECKPOINT = 'the checkpoint is damaged or from another run, so resume from an earlier checkpoint or start again with --overwrite';
+
+const EARLY_STOPPING_COUNTER = 'stateful_callbacks.EarlyStoppingCallback.attributes.early_stopping_patience_counter';
+
+/** trainer_state.json as trainerStateJson writes it; every field checked, each failure one sentence naming it. */
 export function parseTrainerState(json: Record<string, unknown>, path: string): TrainerState {
-  const pos = json['data_position'] as { epoch?: unknown; batch_in_epoch?: unknown } | undefined;
-  const num = (v: unknown, what: string): number => {
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${path}: "${what}" is missing or not a number; the checkpoint is damaged, resume from an earlier one.`);
-    return v;
-  };
+  const f = new JsonFields(path, json, DAMAGED_CHECKPOINT);
+  const history = f.get('log_history') ?? [];
+  if (!Array.isArray(history)) f.fail('log_history', 'must be a list of log entries');
+  (history as unknown[]).forEach((entry, i) => {
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) f.fail(`log_history[${i}]`, 'must be an object of numbers');
+    for (const [k, v] of Object.entries(entry as object)) if (v !== null && typeof v !== 'number') f.fail(`log_history[${i}].${k}`, `must be a number or null, not ${JSON.stringify(v).slice(0, 40)}`);
+  });
+  const epoch = f.finite('epoch');
+  if (epoch < 0) f.fail('epoch', `must be >= 0, not ${epoch}`);
   return {
-    globalStep: num(json['global_step'], 'global_step'),
-    maxSteps: num(json['max_steps'], 'max_steps'),
-    epoch: num(json['epoch'], 'epoch'),
-    logHistory: (json['log_history'] as LogEntry[] | undefined) ?? [],
-    numInputTokensSeen: num(json['num_input_tokens_seen'] ?? 0, 'num_input_tokens_seen'),
-    data: { epoch: num(pos?.epoch, 'data_position.epoch'), batchInEpoch: num(pos?.batch_in_epoch, 'data_position.batch_in_epoch') },
-    bestMetric: typeof json['best_metric'] === 'number' ? json['best_metric'] : null,
-    bestModelCheckpoint: typeof json['best_model_checkpoint'] === 'string' ? json['best_model_checkpoint'] : null,
-    bestGlobalStep: typeof json['best_global_step'] === 'number' ? json['best_global_step'] : null,
-    earlyStoppingPatienceCounter: Number(
-      (json['stateful_callbacks'] as { EarlyStoppingCallback?: { attributes?: { early_stopping_patience_counter?: unknown } } } | undefined)?.EarlyStoppingCallback?.attributes?.early_stopping_patience_counter ?? 0,
-    ),
+    globalStep: f.integer('global_step'),
+    maxSteps: f.integer('max_steps'),
+    epoch,
+    logHistory: history as LogEntry[],
+    numInputTokensSeen: f.integer('num_input_tokens_seen', 0, 0),
+    data: { epoch: f.integer('data_position.epoch'), batchInEpoch: f.integer('data_position.batch_in_epoch') },
+    bestMetric: f.nullable('best_metric', 'number'),
+    bestModelCheckpoint: f.nullable('best_model_checkpoint', 'string'),
+    bestGlobalStep: f.get('best_global_step') == null ? null : f.integer('best_global_step'),
+    earlyStoppingPatienceCounter: f.integer(EARLY_STOPPING_COUNTER, 0, 0),
   };
 }

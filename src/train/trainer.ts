@@ -1,4 +1,4 @@
-import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { collate, epochBatches, type Batch, type TokenizedExample } from '../data/index.js';
 import { add, mulScalar } from '../ops/index.js';
@@ -7,11 +7,15 @@ import { noGradAsync } from '../tensor/grad-mode.js';
 import { scopeAsync } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { assignParametersFromFile } from './assign-parameters.js';
-import { pruneCheckpoints, removeTemporaryCheckpoints, writeCheckpointDir, writeJsonFile } from './checkpoint-dir.js';
+import { checkpointSteps, CHECKPOINT_PREFIX, pruneCheckpoints, writeCheckpointDir, writeJsonFile } from './checkpoint-dir.js';
+import { TrainingError } from './errors.js';
+import { removeInterruptedWrites } from './interrupted-writes.js';
+import { JsonFields, readJsonObject } from './json-fields.js';
 import type { DropoutControl, TrainableModel } from './trainable-model.js';
 import { defaultLogDir, TensorBoardWriter } from './tensorboard.js';
-import { parseTrainerState, trainerStateJson, type LogEntry, type TrainerState } from './trainer-state.js';
+import { DAMAGED_CHECKPOINT, parseTrainerState, trainerStateJson, type LogEntry, type TrainerState } from './trainer-state.js';
 import { checkTrainingArguments, evalStrategyOf, greaterIsBetterOf, metricForBestModelOf, saveStrategyOf, trainingArgsJson, type TrainingArguments } from './training-args.js';
+import { writingTo } from './write-errors.js';
 
 /** What one optimizer step did; progress displays read it. */
 export interface StepInfo {
@@ -110,11 +114,12 @@ export class Trainer {
   async train(options: { resumeFrom?: string | null; signal?: AbortSignal } = {}): Promise<TrainResult> {
     const a = this.args;
     const out = a.outputDir;
-    await mkdir(out, { recursive: true });
-    await removeTemporaryCheckpoints(out);
+    await writingTo(out, () => mkdir(out, { recursive: true }));
+    await removeInterruptedWrites(out);
     if (options.resumeFrom) await this.loadCheckpoint(options.resumeFrom);
-    await writeJsonFile(join(out, 'training_args.json'), trainingArgsJson(a, this.options.argsJsonExtra));
-    await writeFile(join(out, METRICS_FILE), this.state.logHistory.map((e) => `${JSON.stringify(e)}\n`).join(''));
+    await this.writeJson('training_args.json', trainingArgsJson(a, this.options.argsJsonExtra));
+    const metrics = join(out, METRICS_FILE);
+    await writingTo(metrics, () => writeFile(metrics, this.state.logHistory.map((e) => `${JSON.stringify(e)}\n`).join('')));
     if (a.reportTo?.includes('tensorboard')) this.tensorboard = await TensorBoardWriter.create(defaultLogDir(out));
     this.options.callbacks?.onTrainBegin?.(this.state);
     const evalStrategy = evalStrategyOf(a);
@@ -189,8 +194,8 @@ export class Trainer {
         epoch: this.state.epoch,
         step: this.state.globalStep,
       });
-      await this.options.model.savePretrained(out);
-      await writeJsonFile(join(out, 'trainer_state.json'), trainerStateJson(this.state, a));
+      await writingTo(out, () => this.options.model.savePretrained(out));
+      await this.writeJson('trainer_state.json', trainerStateJson(this.state, a));
     }
     return { state: this.state, interrupted, trainLoss: ranSteps > 0 ? lossTotal / ranSteps : NaN, runtimeSeconds };
   }
@@ -207,12 +212,15 @@ export class Trainer {
       for (const b of batches) {
         if (b.targetTokens === 0) continue;
         const out = this.options.model.run({ inputIds: b.inputIds, labels: b.labels, attentionMask: b.attentionMask });
+        const value = await out.loss!.item();
+        if (!Number.isFinite(value)) throw await this.nonFinite(`the loss is ${value}`);
         // Each micro-batch's mean loss weighted by its share of the window's targets: the window's token mean.
         const weight = b.targetTokens / targets;
         await this.backwardAccumulating(weight === 1 ? out.loss! : mulScalar(out.loss!, weight));
-        loss += (await out.loss!.item()) * weight;
+        loss += value * weight;
       }
       const gradNorm = this.args.maxGradNorm > 0 ? await clipGradNorm(this.params.values(), this.args.maxGradNorm) : null;
+      if (gradNorm !== null && !Number.isFinite(gradNorm)) throw await this.nonFinite(`the gradient norm is ${gradNorm}`);
       this.optimizer.lr = lr;
       this.optimizer.step();
       this.optimizer.zeroGrad();
@@ -223,6 +231,23 @@ export class Trainer {
     const tokens = batches.reduce((s, b) => s + b.tokens, 0);
     this.state.numInputTokensSeen += tokens;
     return { step: this.state.globalStep, maxSteps: this.state.maxSteps, loss, gradNorm, lr, tokens, seconds: (performance.now() - t0) / 1000 };
+  }
+
+  /**
+   * The error that stops training before a step whose loss or gradient is not finite would change the adapter, so
+   * nothing of it is saved; the message names the step and the last checkpoint before it.
+   */
+  private async nonFinite(what: string): Promise<TrainingError> {
+    const step = this.state.globalStep + 1;
+    const earlier = (await checkpointSteps(this.args.outputDir)).filter((s) => s < step);
+    const resume = earlier.length ? `, or resume from ${join(this.args.outputDir, `${CHECKPOINT_PREFIX}${earlier.at(-1)}`)}` : '';
+    return new TrainingError(`Training stopped at step ${step}: ${what}, so this step was not applied and nothing of it was saved; lower the learning rate, check the data and the model's weights for extreme or NaN values${resume}.`);
+  }
+
+  /** A JSON file of the run folder, written atomically; a full disk is reported by path. */
+  private async writeJson(name: string, value: unknown): Promise<void> {
+    const path = join(this.args.outputDir, name);
+    await writingTo(path, () => writeJsonFile(path, value));
   }
 
   /** backward() that adds to gradients already held, disposing the partial sums it replaces. */
@@ -300,14 +325,16 @@ export class Trainer {
 
   private async log(entry: LogEntry): Promise<void> {
     this.state.logHistory.push(entry);
-    await appendFile(join(this.args.outputDir, METRICS_FILE), `${JSON.stringify(entry)}\n`);
+    const metrics = join(this.args.outputDir, METRICS_FILE);
+    await writingTo(metrics, () => appendFile(metrics, `${JSON.stringify(entry)}\n`));
     await this.tensorboard?.log(entry, this.state.globalStep);
     this.options.callbacks?.onLog?.(entry);
   }
 
   /** Writes checkpoint-<step> atomically: adapter, optimizer, scheduler, RNG and data position. */
   async saveCheckpoint(): Promise<string> {
-    const dir = await writeCheckpointDir(
+    const final = join(this.args.outputDir, `${CHECKPOINT_PREFIX}${this.state.globalStep}`);
+    const dir = await writingTo(final, () => writeCheckpointDir(
       this.args.outputDir,
       this.state.globalStep,
       async (tmp) => {
@@ -319,22 +346,46 @@ export class Trainer {
         await writeJsonFile(join(tmp, 'training_args.json'), trainingArgsJson(this.args, this.options.argsJsonExtra));
       },
       this.options.beforeCheckpointRename,
-    );
+    ));
     await pruneCheckpoints(this.args.outputDir, this.args.saveTotalLimit, this.state.bestGlobalStep ?? null);
     this.options.callbacks?.onSave?.(dir);
     return dir;
   }
 
+  /**
+   * Restores a checkpoint's adapter, optimizer, scheduler, generator and position, after checking that each file
+   * belongs to this run: every field valid, the scheduler at the checkpoint's step, the data position inside an
+   * epoch of this data. Each failure is one sentence naming the file and field.
+   */
   private async loadCheckpoint(dir: string): Promise<void> {
-    const readJson = async (name: string) => JSON.parse(await readFile(join(dir, name), 'utf8')) as Record<string, unknown>;
-    const saved = parseTrainerState(await readJson('trainer_state.json'), join(dir, 'trainer_state.json'));
-    await assignParametersFromFile(this.params, join(dir, 'adapter_model.safetensors'));
+    const file = (name: string) => join(dir, name);
+    const saved = parseTrainerState(await readJsonObject(file('trainer_state.json'), DAMAGED_CHECKPOINT), file('trainer_state.json'));
+    if (saved.data.batchInEpoch >= this.batchesPerEpoch) {
+      throw new TrainingError(
+        `${file('trainer_state.json')}: "data_position.batch_in_epoch" is ${saved.data.batchInEpoch}, but an epoch of this data has ${this.batchesPerEpoch} micro-batches; resume with the data and --batch-size it was trained with.`,
+      );
+    }
+    const scheduler = new JsonFields(file('scheduler.json'), await readJsonObject(file('scheduler.json'), DAMAGED_CHECKPOINT), DAMAGED_CHECKPOINT);
+    const stepCount = scheduler.integer('step_count');
+    if (stepCount !== saved.globalStep) scheduler.fail('step_count', `is ${stepCount}, but trainer_state.json's global_step is ${saved.globalStep}`);
+    const rng = new JsonFields(file('rng_state.json'), await readJsonObject(file('rng_state.json'), DAMAGED_CHECKPOINT), DAMAGED_CHECKPOINT);
+    const pendingLosses = rng.numbers('pending_losses', []);
+    const dropoutState = this.options.dropout ? generatorState(rng) : null;
+    await assignParametersFromFile(this.params, file('adapter_model.safetensors'));
     const device = this.params.values().next().value!.device;
-    await loadOptimizerState(join(dir, 'optimizer.safetensors'), this.optimizer, device);
-    this.scheduler.loadStateDict((await readJson('scheduler.json')) as { step_count: number });
-    const rng = await readJson('rng_state.json');
-    if (this.options.dropout && Array.isArray(rng['dropout'])) this.options.dropout.rng.setState(rng['dropout'] as number[]);
-    this.pendingLosses = (rng['pending_losses'] as number[] | undefined) ?? [];
+    await loadOptimizerState(file('optimizer.safetensors'), this.optimizer, device);
+    this.scheduler.loadStateDict({ step_count: stepCount });
+    if (dropoutState) this.options.dropout!.rng.setState(dropoutState);
+    this.pendingLosses = pendingLosses;
     Object.assign(this.state, { ...saved, maxSteps: this.state.maxSteps });
   }
+}
+
+/** rng_state.json's "dropout": the four 32-bit words of the dropout generator (xoshiro128**, never all zero). */
+function generatorState(rng: JsonFields): number[] {
+  const words = rng.get('dropout');
+  if (!Array.isArray(words) || words.length !== 4 || !words.every((w) => Number.isInteger(w) && w >= 0 && w < 2 ** 32) || words.every((w) => w === 0)) {
+    rng.fail('dropout', `must be the dropout generator's four 32-bit words, not ${JSON.stringify(words ?? null).slice(0, 60)}`);
+  }
+  return words as number[];
 }
