@@ -366,6 +366,8 @@ export class Trainer {
       );
     }
     const scheduler = new JsonFields(file('scheduler.json'), await readJsonObject(file('scheduler.json'), DAMAGED_CHECKPOINT), DAMAGED_CHECKPOINT);
+    // Only the position is restored: the schedule is rebuilt from the run's arguments, which flags given with
+    // --resume may change (--max-steps extends a run); scheduler.json's other fields record it for readers.
     const stepCount = scheduler.integer('step_count');
     if (stepCount !== saved.globalStep) scheduler.fail('step_count', `is ${stepCount}, but trainer_state.json's global_step is ${saved.globalStep}`);
     const rng = new JsonFields(file('rng_state.json'), await readJsonObject(file('rng_state.json'), DAMAGED_CHECKPOINT), DAMAGED_CHECKPOINT);
