@@ -1,14 +1,22 @@
-import { copyFile, mkdir, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
+import { getRepoFolderName } from '@huggingface/hub';
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { writeAll, writeFileAtomically } from './atomic-write.js';
 
+/** A repo on the Hub: models and datasets live in separate namespaces (and cache folders). */
+export interface HubRepo {
+  type: 'model' | 'dataset';
+  /** org/name */
+  name: string;
+}
+
 /**
  * The Hugging Face cache, laid out as huggingface_hub lays it out so both share downloads:
- *   <cache>/models--<org>--<name>/blobs/<etag>                 file contents, named by ETag (sha256 for LFS files)
- *   <cache>/models--<org>--<name>/refs/<revision>               the commit hash a branch or tag pointed to
- *   <cache>/models--<org>--<name>/snapshots/<commit>/<file>     relative symlinks into blobs/
- *   <cache>/models--<org>--<name>/.no_exist/<commit>/<file>     empty markers for files the Hub answered 404 for
+ *   <cache>/<type>s--<org>--<name>/blobs/<etag>                 file contents, named by ETag (sha256 for LFS files)
+ *   <cache>/<type>s--<org>--<name>/refs/<revision>               the commit hash a branch or tag pointed to
+ *   <cache>/<type>s--<org>--<name>/snapshots/<commit>/<file>     relative symlinks into blobs/
+ *   <cache>/<type>s--<org>--<name>/.no_exist/<commit>/<file>     empty markers for files the Hub does not have
  */
 export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
@@ -20,8 +28,8 @@ export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
 export class RepoCache {
   readonly root: string;
 
-  constructor(cacheDir: string, repoId: string) {
-    this.root = join(cacheDir, `models--${repoId.split('/').join('--')}`);
+  constructor(cacheDir: string, repo: HubRepo) {
+    this.root = join(cacheDir, getRepoFolderName(repo));
   }
 
   snapshotDir(commit: string): string {
@@ -49,6 +57,22 @@ export class RepoCache {
 
   async hasFile(commit: string, file: string): Promise<boolean> {
     return isFile(join(this.snapshotDir(commit), file));
+  }
+
+  /** Every file of a cached snapshot, as repo paths ("data/train-00000-of-00001.parquet"), sorted. */
+  async snapshotFiles(commit: string): Promise<string[]> {
+    try {
+      const entries = await readdir(this.snapshotDir(commit), { recursive: true, withFileTypes: true });
+      const files: string[] = [];
+      for (const e of entries) {
+        const path = join(e.parentPath ?? e.path, e.name);
+        if (await isFile(path)) files.push(relative(this.snapshotDir(commit), path).split('\\').join('/'));
+      }
+      return files.sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
   }
 
   async hasBlob(etag: string): Promise<boolean> {

@@ -67,10 +67,11 @@ test('a repo id downloads into the Hugging Face cache layout, then a second call
   assert.ok((await lstat(join(dir, 'model.safetensors'))).isSymbolicLink());
   assert.equal(await readlink(join(dir, 'model.safetensors')), join('..', '..', 'blobs', sha256));
   assert.equal(await readFile(join(repoRoot, 'refs', 'main'), 'utf8'), COMMIT);
-  // The first request resolves "main"; every later one is pinned to the commit it returned.
-  const resolves = hub.log.filter((r) => r.path.includes('/resolve/'));
-  assert.equal(resolves[0]!.path, '/loraforge/tiny-llama/resolve/main/config.json');
-  assert.ok(resolves.slice(1).every((r) => r.path.startsWith(`/loraforge/tiny-llama/resolve/${COMMIT}/`)));
+  // The first request resolves "main" to its commit; every later one is pinned to that commit.
+  assert.equal(hub.log[0]!.path, '/api/models/loraforge/tiny-llama/revision/main');
+  const later = hub.log.slice(1).filter((r) => !r.path.startsWith('/cdn/'));
+  assert.ok(later.length > 0);
+  assert.ok(later.every((r) => r.path.startsWith(`/loraforge/tiny-llama/resolve/${COMMIT}/`) || r.path === `/api/models/loraforge/tiny-llama/paths-info/${COMMIT}`), JSON.stringify(later));
   assert.ok(hub.log.some((r) => r.path === `/cdn/${sha256}`));
 
   const again = await resolvePretrained('loraforge/tiny-llama', { cacheDir, endpoint: NOWHERE });
@@ -120,7 +121,7 @@ test('a private repo without a token fails with a message that says to set HF_TO
     await assert.rejects(resolvePretrained('loraforge/private', { cacheDir: await tempDir(), endpoint: hub.endpoint, files }), (err: unknown) => {
       assert.ok(err instanceof HubError);
       assert.equal(err.status, 401);
-      assert.match(err.message, /refused adapter_config\.json of loraforge\/private \(revision main\) without a token \(401\).*set HF_TOKEN/);
+      assert.match(err.message, /^The Hub refused the revision info of loraforge\/private \(revision main\) without a token \(401\): the repo is private, gated or does not exist; set HF_TOKEN to an access token that can read it, and check the id\.$/);
       return true;
     });
     await assert.rejects(resolvePretrained('loraforge/private', { cacheDir: await tempDir(), endpoint: hub.endpoint, files, token: 'hf_wrong' }), /refused the token .*set HF_TOKEN to a valid access token/);
@@ -176,7 +177,7 @@ test('a connection dropped mid-file is reported as an interrupted download and l
   const cacheDir = await tempDir();
   await assert.rejects(
     resolvePretrained('loraforge/cut', { cacheDir, endpoint: hub.endpoint, files: ['tokenizer.json'] }),
-    (err: unknown) => err instanceof HubError && /Download of .*tokenizer\.json was interrupted after \d+ bytes .*; run again to retry\./.test(err.message),
+    (err: unknown) => err instanceof HubError && /^Download of tokenizer\.json of loraforge\/cut \(revision main\) was interrupted after 1000 bytes \(.+\); run again to retry\.$/.test(err.message),
   );
   assert.deepEqual(await readdir(join(cacheDir, 'models--loraforge--cut', 'blobs')), []);
 });
@@ -184,7 +185,7 @@ test('a connection dropped mid-file is reported as an interrupted download and l
 test('an unreachable Hub gives a message about the network and HF_HUB_OFFLINE', async () => {
   await assert.rejects(
     resolvePretrained('loraforge/tiny-llama', { cacheDir: await tempDir(), endpoint: NOWHERE }),
-    /Could not reach http:\/\/127\.0\.0\.1:9 to download config\.json of loraforge\/tiny-llama .*HF_HUB_OFFLINE=1/,
+    /Could not reach http:\/\/127\.0\.0\.1:9 for the revision info of loraforge\/tiny-llama \(revision main\) \(.+\); check the network or HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use only the cache\.$/,
   );
 });
 
@@ -197,4 +198,40 @@ test('HF_HUB_OFFLINE=1 refuses to download what the cache lacks', async () => {
     if (saved === undefined) delete process.env.HF_HUB_OFFLINE;
     else process.env.HF_HUB_OFFLINE = saved;
   }
+});
+
+test('a token that is not a Hugging Face access token is refused before any request, naming HF_TOKEN', async () => {
+  const hub = await startFakeHub({ 'loraforge/tiny-llama': { folder: fixturePath('tiny-llama'), commit: COMMIT } });
+  await assert.rejects(
+    resolvePretrained('loraforge/tiny-llama', { cacheDir: await tempDir(), endpoint: hub.endpoint, token: 'secret' }),
+    (err: unknown) => {
+      assert.ok(err instanceof HubError);
+      assert.equal(err.message, 'The Hub token (HF_TOKEN or the token option) does not start with hf_; set it to a Hugging Face access token from https://huggingface.co/settings/tokens.');
+      return true;
+    },
+  );
+  assert.deepEqual(hub.log, []);
+});
+
+test('a gated repo (403) says to accept its terms and set HF_TOKEN', async () => {
+  const hub = await startFakeHub({ 'loraforge/gated': { folder: fixturePath('tiny-llama'), commit: COMMIT, gated: true } });
+  await assert.rejects(resolvePretrained('loraforge/gated', { cacheDir: await tempDir(), endpoint: hub.endpoint, token: 'hf_reader' }), (err: unknown) => {
+    assert.ok(err instanceof HubError);
+    assert.equal(err.status, 403);
+    assert.equal(err.message, 'The Hub denied access to config.json of loraforge/gated (revision main) (403): the repo is gated; accept its terms on the model page, then set HF_TOKEN to a token of that account.');
+    return true;
+  });
+});
+
+test('a small (non-LFS) file whose bytes do not match its git blob sha1 is rejected and leaves nothing in the cache', async () => {
+  const config = new Uint8Array(await readFile(fixturePath('tiny-llama', 'config.json')));
+  const corrupted = config.slice();
+  corrupted[10] ^= 0x01;
+  const hub = await startFakeHub({ 'loraforge/flaky': { folder: fixturePath('tiny-llama'), commit: COMMIT, corrupt: { 'config.json': corrupted } } });
+  const cacheDir = await tempDir();
+  await assert.rejects(
+    resolvePretrained('loraforge/flaky', { cacheDir, endpoint: hub.endpoint, files: ['config.json'] }),
+    /^HubError: Download of config\.json of loraforge\/flaky \(revision main\) does not match its git blob sha1 [0-9a-f]{40}; run again to retry\.$/,
+  );
+  assert.deepEqual(await readdir(join(cacheDir, 'models--loraforge--flaky', 'blobs')), []);
 });
