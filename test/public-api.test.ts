@@ -13,7 +13,7 @@ test('the root exports the Trainer, AdamW, schedules, dataset loading/tokenizati
     'createServer',
   ] as const;
   for (const name of functions) assert.equal(typeof root[name], 'function', name);
-  assert.deepEqual(root.DATA_FORMATS, ['text', 'prompt_completion', 'messages', 'alpaca']);
+  assert.deepEqual(root.DATA_FORMATS, ['text', 'prompt_completion', 'messages', 'sharegpt', 'alpaca']);
   assert.ok(root.LR_SCHEDULER_TYPES.includes('cosine'));
   assert.equal(root.IGNORE_INDEX, -100);
   assert.equal(root.SERVER_DEFAULTS.port, 8000);

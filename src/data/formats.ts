@@ -1,9 +1,10 @@
 import type { ChatMessage } from '../tokenizer/index.js';
 import { alpacaPrompt } from './alpaca.js';
 import { DataError } from './errors.js';
+import { sharegptMessages } from './sharegpt.js';
 
-/** The JSONL shapes loraforge reads, by the names users declare them with (--data-format). */
-export const DATA_FORMATS = ['text', 'prompt_completion', 'messages', 'alpaca'] as const;
+/** The record shapes loraforge reads, by the names users declare them with (--data-format). */
+export const DATA_FORMATS = ['text', 'prompt_completion', 'messages', 'sharegpt', 'alpaca'] as const;
 export type DataFormat = (typeof DATA_FORMATS)[number];
 
 /** One example reduced to what tokenization needs; alpaca becomes a completion with its prompt template. */
@@ -18,16 +19,17 @@ export type NormalizedExample =
  */
 export const CHAT_ROLES = ['system', 'developer', 'user', 'assistant', 'tool', 'ipython'] as const;
 
-const SHAPES = '{"text"}, {"prompt","completion"}, {"messages":[{"role","content"}]} or alpaca {"instruction","input","output"}';
+const SHAPES = '{"text"}, {"prompt","completion"}, {"messages":[{"role","content"}]}, ShareGPT {"conversations":[{"from","value"}]} or alpaca {"instruction","input","output"}';
 
 /** The format a record's keys announce; `where` is "path:line". */
 export function detectFormat(value: Record<string, unknown>, where: string): DataFormat {
   if ('messages' in value) return 'messages';
+  if ('conversations' in value) return 'sharegpt';
   if ('instruction' in value && 'output' in value) return 'alpaca';
   if ('prompt' in value && 'completion' in value) return 'prompt_completion';
   if ('text' in value) return 'text';
   const keys = Object.keys(value).map((k) => JSON.stringify(k)).join(', ') || 'none';
-  throw new DataError(`${where}: cannot tell the data format from the keys ${keys}; use one of ${SHAPES}, or declare it with --data-format.`);
+  throw new DataError(`${where}: cannot tell the data format from the keys ${keys}; use one of ${SHAPES}, map your columns onto them with --data-columns, or declare it with --data-format.`);
 }
 
 function stringField(value: Record<string, unknown>, key: string, where: string, format: DataFormat, optional = false): string {
@@ -52,6 +54,8 @@ export function normalizeRecord(value: Record<string, unknown>, format: DataForm
       };
     case 'messages':
       return { kind: 'chat', messages: parseMessages(value['messages'], where) };
+    case 'sharegpt':
+      return { kind: 'chat', messages: sharegptMessages(value['conversations'], where) };
   }
 }
 
