@@ -24,7 +24,7 @@ export { Linear, Embedding, RMSNorm } from './nn/layers.js';
 export { SafetensorsFile } from './io/safetensors.js';
 export { openCheckpoint } from './io/checkpoint.js';
 export { writeSafetensors } from './io/safetensors-writer.js';
-export { resolvePretrained } from './io/hub.js';
+export { resolvePretrained, resolveHubDataset } from './io/hub.js';
 export { FormatError } from './io/errors.js';
 
 export { AutoModelForCausalLM } from './models/auto.js';
@@ -104,6 +104,10 @@ export {
   collate,
   prepareDataset,
   describeSummary,
+  parseColumnMapping,
+  readParquetRows,
+  type ColumnMapping,
+  type HubDatasetOptions,
   type JsonlContents,
   type JsonlRecord,
   type SkippedLine,

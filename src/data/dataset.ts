@@ -1,13 +1,23 @@
 import { Rng } from '../tensor/random.js';
+import { mapColumns, type ColumnMapping } from './columns.js';
+import { readSource, type DataSource, type HubDatasetOptions } from './data-source.js';
 import { DataError } from './errors.js';
 import { detectFormat, normalizeRecord, type DataFormat, type NormalizedExample } from './formats.js';
-import { readJsonl, type ReadJsonlOptions, type SkippedLine } from './jsonl.js';
+import { type ReadJsonlOptions } from './jsonl.js';
 import { packExamples } from './packing.js';
 import { IGNORE_INDEX, tokenizeExample, type DataTokenizer, type TokenizedExample, type TokenizeOptions } from './tokenize.js';
 
 export interface DatasetOptions {
-  /** JSONL file of training examples. */
+  /** Training examples: a JSONL or parquet file, a folder of them in the Hub's layout, or a Hub dataset id (org/name). */
   path: string;
+  /** The split a folder or Hub dataset is read for (default "train"). */
+  split?: string;
+  /** A glob over the folder's or Hub dataset's paths choosing the training files, in place of the split conventions. */
+  dataFiles?: string;
+  /** Columns that fill the fields the formats read, e.g. { prompt: 'question', completion: 'answer' }. */
+  columns?: ColumnMapping;
+  /** Revision, token, cache folder and endpoint for Hub datasets. */
+  hub?: HubDatasetOptions;
   /** Declared format; 'auto' (default) detects it from the first example's keys. */
   format?: DataFormat | 'auto';
   /** Examples longer than this many tokens are truncated (their end is cut). */
@@ -22,8 +32,10 @@ export interface DatasetOptions {
   skipMalformed?: boolean;
   /** Longest JSONL line, in bytes (default 16 MiB); a longer one is malformed. */
   maxLineBytes?: number;
-  /** A separate JSONL file of held-out examples (same format). */
+  /** Held-out examples (same format and columns): a file, a folder or a Hub dataset id. */
   validationPath?: string;
+  /** The split a validation folder or Hub dataset is read for (default "validation"). */
+  validationDataSplit?: string;
   /** Fraction of the training file held out (seeded), used when there is no validation file. */
   validationSplit?: number;
   seed: number;
@@ -61,37 +73,54 @@ interface ReadRecords {
   format: DataFormat;
 }
 
-async function readRecords(path: string, declared: DataFormat | 'auto', lines: ReadJsonlOptions, skipped: DataSummary['skipped']): Promise<ReadRecords> {
+async function readRecords(source: DataSource, declared: DataFormat | 'auto', columns: ColumnMapping, lines: ReadJsonlOptions, skipped: DataSummary['skipped']): Promise<ReadRecords> {
   const skipMalformed = lines.skipMalformed ?? false;
-  const contents = await readJsonl(path, lines);
-  skipped.push(...contents.skipped.map((s: SkippedLine) => ({ where: `${path}:${s.line}`, reason: `the line ${s.reason}` })));
+  const contents = await readSource(source, lines);
+  skipped.push(...contents.skipped);
   const first = contents.records[0]!;
-  const format = declared === 'auto' ? detectFormat(first.value, `${path}:${first.line}`) : declared;
+  const format = declared === 'auto' ? detectFormat(mapColumns(first.value, columns, first.where), first.where) : declared;
   const records: NormalizedExample[] = [];
   const wheres: string[] = [];
   for (const r of contents.records) {
-    const where = `${path}:${r.line}`;
+    const where = r.where;
     try {
-      records.push(normalizeRecord(r.value, format, where));
+      records.push(normalizeRecord(mapColumns(r.value, columns, where), format, where));
       wheres.push(where);
     } catch (err) {
       if (!(err instanceof DataError) || !skipMalformed) throw err;
       skipped.push({ where, reason: err.message.slice(where.length + 2) });
     }
   }
-  if (records.length === 0) throw new DataError(`${path} holds no usable ${format} examples; every record was skipped as malformed.`);
+  if (records.length === 0) throw new DataError(`${source.spec} holds no usable ${format} examples; every record was skipped as malformed.`);
   return { records, wheres, format };
 }
 
-/** Reads, validates, splits, tokenizes, truncates and (optionally) packs a JSONL dataset. */
+/** Reads, validates, splits, tokenizes, truncates and (optionally) packs a dataset (JSONL, parquet, a folder or a Hub dataset). */
 export async function prepareDataset(options: DatasetOptions, tok: DataTokenizer): Promise<PreparedData> {
   if (!(options.seqLen >= 2)) throw new DataError(`seq-len must be at least 2 tokens, got ${options.seqLen}.`);
   const skipped: DataSummary['skipped'] = [];
   const lines: ReadJsonlOptions = { skipMalformed: options.skipMalformed ?? false, ...(options.maxLineBytes !== undefined ? { maxLineBytes: options.maxLineBytes } : {}) };
-  const train = await readRecords(options.path, options.format ?? 'auto', lines, skipped);
+  const columns = options.columns ?? {};
+  const hub = options.hub ? { hub: options.hub } : {};
+  const trainSource: DataSource = {
+    spec: options.path,
+    ...(options.split !== undefined ? { split: options.split } : {}),
+    defaultSplit: 'train',
+    ...(options.dataFiles !== undefined ? { dataFiles: options.dataFiles } : {}),
+    flags: { split: '--data-split', dataFiles: '--data-files' },
+    ...hub,
+  };
+  const train = await readRecords(trainSource, options.format ?? 'auto', columns, lines, skipped);
   let evalRead: ReadRecords | null = null;
   if (options.validationPath) {
-    evalRead = await readRecords(options.validationPath, train.format, lines, skipped);
+    const evalSource: DataSource = {
+      spec: options.validationPath,
+      ...(options.validationDataSplit !== undefined ? { split: options.validationDataSplit } : {}),
+      defaultSplit: 'validation',
+      flags: { split: '--validation-data-split' },
+      ...hub,
+    };
+    evalRead = await readRecords(evalSource, train.format, columns, lines, skipped);
   } else if (options.validationSplit && options.validationSplit > 0) {
     if (options.validationSplit >= 1) throw new DataError(`validation-split must be a fraction below 1, got ${options.validationSplit}.`);
     const n = train.records.length;

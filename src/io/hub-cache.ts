@@ -1,8 +1,9 @@
 import { getRepoFolderName } from '@huggingface/hub';
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { writeAll, writeFileAtomically } from './atomic-write.js';
+import { folderFiles } from './folder-files.js';
 
 /** A repo on the Hub: models and datasets live in separate namespaces (and cache folders). */
 export interface HubRepo {
@@ -61,18 +62,7 @@ export class RepoCache {
 
   /** Every file of a cached snapshot, as repo paths ("data/train-00000-of-00001.parquet"), sorted. */
   async snapshotFiles(commit: string): Promise<string[]> {
-    try {
-      const entries = await readdir(this.snapshotDir(commit), { recursive: true, withFileTypes: true });
-      const files: string[] = [];
-      for (const e of entries) {
-        const path = join(e.parentPath ?? e.path, e.name);
-        if (await isFile(path)) files.push(relative(this.snapshotDir(commit), path).split('\\').join('/'));
-      }
-      return files.sort();
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
+    return folderFiles(this.snapshotDir(commit));
   }
 
   async hasBlob(etag: string): Promise<boolean> {

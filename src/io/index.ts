@@ -6,6 +6,6 @@ export { decodeTensor, type TensorData, type TypedArrayFor } from './decode.js';
 export { writeSafetensors, type SafetensorsEntry } from './safetensors-writer.js';
 export { planSafetensors, type SafetensorsLayout, type TensorSpec } from './safetensors-layout.js';
 export { planShards, writeShardedCheckpoint, type ShardedWriteOptions, type ShardedWriteResult } from './sharded-writer.js';
-export { resolvePretrained, DEFAULT_MODEL_FILES, type ResolvePretrainedOptions } from './hub.js';
+export { resolvePretrained, resolveHubDataset, isRepoId, DEFAULT_MODEL_FILES, type HubDatasetSnapshot, type ResolvePretrainedOptions } from './hub.js';
 export { hubCacheDir } from './hub-cache.js';
 export { writeFileAtomically } from './atomic-write.js';

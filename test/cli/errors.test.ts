@@ -8,7 +8,7 @@ test('a missing data file: one sentence naming it, non-zero exit', async () => {
   const dir = await tempDir();
   const r = cli(['train', '--model', MODEL, '--data', join(dir, 'nope.jsonl'), '--output', join(dir, 'run')]);
   assert.equal(r.code, 1);
-  assert.equal(oneSentence(r), `loraforge: ${join(dir, 'nope.jsonl')} does not exist; pass a JSONL file with one training example per line.`);
+  assert.equal(oneSentence(r), `loraforge: ${join(dir, 'nope.jsonl')} does not exist; pass a JSONL or parquet file, a folder of them, or a Hub dataset id of the form org/name.`);
 });
 
 test('a malformed data file: the file and line are named', async () => {
