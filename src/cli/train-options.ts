@@ -1,4 +1,4 @@
-import { DATA_FORMATS } from '../data/index.js';
+import { DATA_FORMATS, DataError, parseColumnMapping, type ColumnMapping } from '../data/index.js';
 import { LR_SCHEDULER_TYPES, OPTIM_NAMES, type LrSchedulerKwargs, type LrSchedulerType, type OptimName } from '../optim/index.js';
 import { DEFAULT_TRAINING_ARGUMENTS as D } from '../train/training-args.js';
 import { UsageError } from './errors.js';
@@ -8,11 +8,15 @@ import type { OptionSpecs, OptionValues } from './options.js';
 export const TRAIN_OPTIONS: OptionSpecs = {
   config: { kind: 'string', help: 'YAML or JSON file of these options (flags override it)' },
   model: { kind: 'string', help: 'base model folder or Hub id (default: the built-in example model)' },
-  data: { kind: 'string', help: 'training data, JSONL (default: the built-in example task)' },
+  data: { kind: 'string', help: 'training data: a JSONL or parquet file, a folder of them, or a Hub dataset id org/name (default: the built-in example task)' },
   output: { kind: 'string', help: 'run folder: adapter, checkpoints, metrics, report (default: runs/run-<time>)' },
-  'validation-data': { kind: 'string', help: 'held-out JSONL file for evaluation' },
+  'data-split': { kind: 'string', help: 'split of a --data folder or Hub dataset (files named as on the Hub: data/train-*.parquet, train.jsonl, *-train-*.jsonl; default train)' },
+  'data-files': { kind: 'string', help: 'glob over the --data folder or Hub dataset choosing its files, in place of --data-split (e.g. data/en-*.parquet)' },
+  'data-columns': { kind: 'string', help: 'columns that fill the fields the formats read, e.g. prompt=question,completion=answer' },
+  'validation-data': { kind: 'string', help: 'held-out data for evaluation: a file, a folder or a Hub dataset id (its --validation-data-split)' },
+  'validation-data-split': { kind: 'string', help: 'split of a --validation-data folder or Hub dataset (default validation)' },
   'validation-split': { kind: 'number', min: 0, max: 1, exclusiveMax: true, default: 0, help: 'fraction of --data held out when there is no --validation-data' },
-  'data-format': { kind: 'enum', values: ['auto', ...DATA_FORMATS], default: 'auto', help: 'shape of the JSONL records' },
+  'data-format': { kind: 'enum', values: ['auto', ...DATA_FORMATS], default: 'auto', help: 'shape of the records (sharegpt: {"conversations": [{"from", "value"}]})' },
   'seq-len': { kind: 'number', integer: true, min: 2, default: 512, help: 'tokens per example; longer ones are truncated' },
   packing: { kind: 'boolean', default: false, help: 'join short examples into rows of seq-len tokens' },
   'train-on-inputs': { kind: 'boolean', default: false, help: 'take the loss on prompts and user turns too' },
@@ -73,7 +77,14 @@ export interface TrainCommandOptions {
   model: string | null;
   data: string | null;
   output: string | null;
+  /** Split of a --data folder or Hub dataset; null: train. */
+  dataSplit: string | null;
+  /** Glob choosing the --data folder's or Hub dataset's files; null: by --data-split. */
+  dataFiles: string | null;
+  dataColumns: ColumnMapping | null;
   validationData: string | null;
+  /** Split of a --validation-data folder or Hub dataset; null: validation. */
+  validationDataSplit: string | null;
   validationSplit: number;
   dataFormat: 'auto' | (typeof DATA_FORMATS)[number];
   seqLen: number;
@@ -155,6 +166,9 @@ export function toTrainCommandOptions(v: OptionValues, explicit: ReadonlySet<str
   if (v['validation-data'] !== undefined && num('validation-split') > 0) {
     throw new UsageError('--validation-data and --validation-split are alternatives; give one of them.');
   }
+  if (v['validation-data-split'] !== undefined && v['validation-data'] === undefined) {
+    throw new UsageError('--validation-data-split names a split of --validation-data, which is not given; add --validation-data (a folder or Hub dataset) or drop --validation-data-split.');
+  }
   if (v['resume'] !== undefined && bool('overwrite')) throw new UsageError('--resume continues the run in --output and --overwrite replaces it; give one of them.');
   const device = String(v['device']);
   if (!/^(cpu|cuda(:\d+)?)$/.test(device)) throw new UsageError(`--device must be cpu, cuda or cuda:N; got "${device}".`);
@@ -162,7 +176,11 @@ export function toTrainCommandOptions(v: OptionValues, explicit: ReadonlySet<str
     model: str('model'),
     data: str('data'),
     output: str('output'),
+    dataSplit: str('data-split'),
+    dataFiles: str('data-files'),
+    dataColumns: v['data-columns'] === undefined ? null : parseDataColumns(String(v['data-columns'])),
     validationData: str('validation-data'),
+    validationDataSplit: str('validation-data-split'),
     validationSplit: num('validation-split'),
     dataFormat: v['data-format'] as TrainCommandOptions['dataFormat'],
     seqLen: num('seq-len'),
@@ -221,6 +239,16 @@ export function toTrainCommandOptions(v: OptionValues, explicit: ReadonlySet<str
     explicit,
     values: v,
   };
+}
+
+/** --data-columns: field=column pairs; a bad pair is a usage error. */
+function parseDataColumns(text: string): ColumnMapping {
+  try {
+    return parseColumnMapping(text);
+  } catch (err) {
+    if (err instanceof DataError) throw new UsageError(err.message);
+    throw err;
+  }
 }
 
 /** A comma list of module names; with `regexAllowed`, text with regex characters is kept whole (PEFT's str form). */

@@ -30,7 +30,7 @@ import { closest, commandHelp, normalizeConfig, resolveOptions, splitArgs, type 
 import { clearRunFolder, prepareRunFolder } from './run-folder.js';
 import { TRAIN_OPTIONS, toTrainCommandOptions, type TrainCommandOptions } from './train-options.js';
 
-export const TRAIN_HELP = commandHelp('train [options]', 'Fine-tune a LoRA adapter on a JSONL file; without --model and --data, the built-in example (a small model learns to reverse strings, ~2 minutes on 2 cores).', TRAIN_OPTIONS);
+export const TRAIN_HELP = commandHelp('train [options]', 'Fine-tune a LoRA adapter on a dataset (JSONL, parquet or a Hub dataset); without --model and --data, the built-in example (a small model learns to reverse strings, ~2 minutes on 2 cores).', TRAIN_OPTIONS);
 
 /** Options left out of training_args.json's loraforge_options (the rest is remembered, so that --resume needs no other flag). */
 const NOT_REMEMBERED = new Set(['config', 'resume', 'overwrite']);
@@ -111,7 +111,11 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   const data = await prepareDataset(
     {
       path: builtin ? BUILTIN.train : o.data!,
+      ...(o.dataSplit !== null ? { split: o.dataSplit } : {}),
+      ...(o.dataFiles !== null ? { dataFiles: o.dataFiles } : {}),
+      ...(o.dataColumns !== null ? { columns: o.dataColumns } : {}),
       validationPath: builtin ? BUILTIN.validation : (o.validationData ?? undefined),
+      ...(o.validationDataSplit !== null ? { validationDataSplit: o.validationDataSplit } : {}),
       validationSplit: o.validationSplit,
       format: o.dataFormat,
       seqLen: o.seqLen,
