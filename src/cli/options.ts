@@ -7,7 +7,9 @@ export type OptionSpec =
   | { kind: 'number'; help: string; default?: number; integer?: boolean; min?: number; max?: number; exclusiveMax?: boolean }
   | { kind: 'enum'; help: string; values: readonly string[]; default?: string }
   /** A flag that may stand alone (true) or take a value (a path). */
-  | { kind: 'flag-or-string'; help: string };
+  | { kind: 'flag-or-string'; help: string }
+  /** JSON text of an object; a config file may give the mapping itself. The command's parser checks the object's contents. */
+  | { kind: 'json-object'; help: string };
 
 export type OptionSpecs = Readonly<Record<string, OptionSpec>>;
 export type OptionValue = string | number | boolean;
@@ -61,6 +63,8 @@ function describe(spec: OptionSpec): string {
       return `${spec.integer ? 'an integer' : 'a number'}${spec.min !== undefined ? ` >= ${spec.min}` : ''}${spec.max !== undefined ? ` ${spec.exclusiveMax ? '<' : '<='} ${spec.max}` : ''}`;
     case 'boolean':
       return 'true or false';
+    case 'json-object':
+      return 'a JSON object (in a config file, a mapping)';
     default:
       return 'a string';
   }
@@ -80,6 +84,11 @@ function checkValue(spec: OptionSpec, raw: unknown, label: string, fromText: boo
       return fail();
     case 'flag-or-string':
       if (raw === true || (typeof raw === 'string' && raw !== '')) return raw;
+      return fail();
+    case 'json-object':
+      if (typeof raw === 'string' && raw !== '') return raw;
+      // A config mapping goes on as the JSON text a flag gives, so both meet the same checks (and are remembered alike).
+      if (!fromText && typeof raw === 'object' && raw !== null && !Array.isArray(raw)) return JSON.stringify(raw);
       return fail();
     case 'boolean':
       if (typeof raw === 'boolean') return raw;
@@ -193,7 +202,7 @@ export function optionsHelp(specs: OptionSpecs): string {
   return Object.entries(specs)
     .map(([name, spec]) => {
       const def = 'default' in spec && spec.default !== undefined ? ` (default ${spec.default})` : '';
-      const type = spec.kind === 'enum' ? spec.values.join('|') : spec.kind === 'number' && spec.integer ? 'integer' : spec.kind === 'flag-or-string' ? 'path' : spec.kind;
+      const type = spec.kind === 'enum' ? spec.values.join('|') : spec.kind === 'number' && spec.integer ? 'integer' : spec.kind === 'flag-or-string' ? 'path' : spec.kind === 'json-object' ? 'json' : spec.kind;
       const kind = spec.kind === 'boolean' ? '' : spec.kind === 'flag-or-string' ? ` [<${type}>]` : ` <${type}>`;
       return `  --${name}${kind}\n      ${spec.help}${def}`;
     })

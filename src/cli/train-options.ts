@@ -2,7 +2,7 @@ import { DATA_FORMATS, DataError, parseColumnMapping, type ColumnMapping } from 
 import { LR_SCHEDULER_TYPES, OPTIM_NAMES, type LrSchedulerKwargs, type LrSchedulerType, type OptimName } from '../optim/index.js';
 import { DEFAULT_TRAINING_ARGUMENTS as D } from '../train/training-args.js';
 import { UsageError } from './errors.js';
-import type { OptionSpecs, OptionValues } from './options.js';
+import type { OptionSpecs, OptionValue, OptionValues } from './options.js';
 
 /** Every option of `loraforge train`: flag names, config-file fields, types, allowed values and defaults. */
 export const TRAIN_OPTIONS: OptionSpecs = {
@@ -20,7 +20,7 @@ export const TRAIN_OPTIONS: OptionSpecs = {
   'seq-len': { kind: 'number', integer: true, min: 2, default: 512, help: 'tokens per example; longer ones are truncated' },
   packing: { kind: 'boolean', default: false, help: 'join short examples into rows of seq-len tokens' },
   'train-on-inputs': { kind: 'boolean', default: false, help: 'take the loss on prompts and user turns too' },
-  'chat-template-kwargs': { kind: 'string', help: 'JSON object of chat template variables, e.g. \'{"enable_thinking": false}\' for Qwen3' },
+  'chat-template-kwargs': { kind: 'json-object', help: 'JSON object of chat template variables, e.g. \'{"enable_thinking": false}\' for Qwen3' },
   'skip-malformed': { kind: 'boolean', default: false, help: 'skip malformed JSONL lines (counted) instead of stopping' },
   'max-line-mib': { kind: 'number', min: 0.001, max: 1024, default: 16, help: 'longest JSONL line read, in MiB; a longer line is malformed' },
   epochs: { kind: 'number', min: 0, default: D.epochs, help: 'passes over the data (ignored with --max-steps)' },
@@ -33,7 +33,7 @@ export const TRAIN_OPTIONS: OptionSpecs = {
   'weight-decay': { kind: 'number', min: 0, default: D.weightDecay, help: 'AdamW decoupled weight decay' },
   'max-grad-norm': { kind: 'number', min: 0, default: D.maxGradNorm, help: 'clip the gradient norm to this (0: off)' },
   'warmup-ratio': { kind: 'number', min: 0, max: 1, default: 0, help: 'warmup as a fraction of the steps, ceil(ratio * steps); used when --warmup-steps is 0' },
-  'lr-scheduler-kwargs': { kind: 'string', help: 'JSON object of schedule settings, transformers\' lr_scheduler_kwargs, e.g. \'{"min_lr": 1e-5}\' or \'{"num_decay_steps": 20}\'' },
+  'lr-scheduler-kwargs': { kind: 'json-object', help: 'JSON object of schedule settings, transformers\' lr_scheduler_kwargs, e.g. \'{"min_lr": 1e-5}\' or \'{"num_decay_steps": 20}\'' },
   optim: { kind: 'enum', values: OPTIM_NAMES, default: 'adamw_torch', help: 'optimizer, by Hugging Face\'s name' },
   r: { kind: 'number', integer: true, min: 1, default: 8, help: 'LoRA rank' },
   'lora-alpha': { kind: 'number', min: 0, default: 16, help: 'LoRA alpha (scaling alpha / r)' },
@@ -42,8 +42,8 @@ export const TRAIN_OPTIONS: OptionSpecs = {
   'exclude-modules': { kind: 'string', help: 'comma list of module names, or a full-match regex, that LoRA leaves out' },
   'layers-to-transform': { kind: 'string', help: 'comma list of layer indices to adapt (e.g. 0,1,2); the others are left alone' },
   'layers-pattern': { kind: 'string', help: 'name of the layer container that --layers-to-transform indexes (e.g. layers); comma list allowed' },
-  'rank-pattern': { kind: 'string', help: 'JSON object of rank per module regex, e.g. \'{"q_proj": 16}\'' },
-  'alpha-pattern': { kind: 'string', help: 'JSON object of alpha per module regex, e.g. \'{"q_proj": 32}\'' },
+  'rank-pattern': { kind: 'json-object', help: 'JSON object of rank per module regex, e.g. \'{"q_proj": 16}\'' },
+  'alpha-pattern': { kind: 'json-object', help: 'JSON object of alpha per module regex, e.g. \'{"q_proj": 32}\'' },
   'init-lora-weights': { kind: 'string', default: 'true', help: 'adapter init: true, false, gaussian, pissa, pissa_niter_N, olora, orthogonal or loftq' },
   'modules-to-save': { kind: 'string', help: 'comma list of modules trained in full and saved with the adapter (e.g. lm_head)' },
   'trainable-token-indices': { kind: 'string', help: 'token ids whose embeddings train: a comma list, or a JSON object of module name to id list' },
@@ -273,20 +273,19 @@ function parseLayersPattern(text: string): string | string[] {
   return names.length === 1 ? names[0]! : names;
 }
 
-/** --rank-pattern / --alpha-pattern: a JSON object of module regex to number (positive integers for ranks). */
-function parsePattern(v: unknown, flag: string, integers: boolean): Record<string, number> | null {
-  if (v === undefined || v === null) return null;
+/** --rank-pattern / --alpha-pattern: JSON text (a config mapping arrives as JSON too) of module regex to number (positive integers for ranks). */
+function parsePattern(v: OptionValue | undefined, flag: string, integers: boolean): Record<string, number> | null {
+  if (v === undefined) return null;
+  const text = String(v);
   const example = integers ? '\'{"q_proj": 16}\'' : '\'{"q_proj": 32}\'';
-  let value: unknown = v;
-  if (typeof v === 'string') {
-    try {
-      value = JSON.parse(v);
-    } catch {
-      throw new UsageError(`${flag} must be a JSON object of module pattern to ${integers ? 'rank' : 'alpha'}, such as ${example}; got ${v}.`);
-    }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new UsageError(`${flag} must be a JSON object of module pattern to ${integers ? 'rank' : 'alpha'}, such as ${example}; got ${text}.`);
   }
   const ok = !!value && typeof value === 'object' && !Array.isArray(value) && Object.values(value).every((n) => typeof n === 'number' && Number.isFinite(n) && (!integers || (Number.isInteger(n) && n > 0)));
-  if (!ok) throw new UsageError(`${flag} must be a JSON object of module pattern to ${integers ? 'a positive integer rank' : 'a number'}, such as ${example}; got ${typeof v === 'string' ? v : JSON.stringify(v)}.`);
+  if (!ok) throw new UsageError(`${flag} must be a JSON object of module pattern to ${integers ? 'a positive integer rank' : 'a number'}, such as ${example}; got ${text}.`);
   return value as Record<string, number>;
 }
 
@@ -328,29 +327,28 @@ function parseLoraplusRatio(v: unknown): number | null {
 }
 
 /**
- * A flag whose value is a JSON object (a config file may give the object itself), or null when absent; anything
+ * A flag whose value is JSON text of an object (a config mapping arrives as JSON too), or null when absent; anything
  * else is refused naming the flag and an example.
  */
-function parseJsonObjectFlag(v: unknown, flag: string, example: string): Record<string, unknown> | null {
-  if (v === undefined || v === null) return null;
-  let value: unknown = v;
-  if (typeof v === 'string') {
-    try {
-      value = JSON.parse(v);
-    } catch {
-      value = undefined;
-    }
+function parseJsonObjectFlag(v: OptionValue | undefined, flag: string, example: string): Record<string, unknown> | null {
+  if (v === undefined) return null;
+  const text = String(v);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = undefined;
   }
-  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new UsageError(`--${flag} must be a JSON object such as '${example}'; got ${typeof v === 'string' ? v : JSON.stringify(v)}.`);
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new UsageError(`--${flag} must be a JSON object such as '${example}'; got ${text}.`);
   return value as Record<string, unknown>;
 }
 
 /** --chat-template-kwargs: the chat template's extra variables. */
-function parseTemplateKwargs(v: unknown): Record<string, unknown> | null {
+function parseTemplateKwargs(v: OptionValue | undefined): Record<string, unknown> | null {
   return parseJsonObjectFlag(v, 'chat-template-kwargs', '{"enable_thinking": false}');
 }
 
 /** --lr-scheduler-kwargs: the schedule checks the keys. */
-function parseSchedulerKwargs(v: unknown): LrSchedulerKwargs | null {
+function parseSchedulerKwargs(v: OptionValue | undefined): LrSchedulerKwargs | null {
   return parseJsonObjectFlag(v, 'lr-scheduler-kwargs', '{"min_lr": 1e-5}') as LrSchedulerKwargs | null;
 }
