@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { DataError, prepareDataset } from '../../src/data/index.js';
 import { HubError } from '../../src/io/errors.js';
 import { startFakeHub } from '../io/fake-hub.js';
+import { withOffline } from '../io/hub-env.js';
 import { tempDir } from '../io/tmp.js';
 import { fixtureTokenizer } from './helpers.js';
 import { writeShareGptParquet, writeStringParquet } from './parquet-fixture.js';
@@ -20,17 +21,6 @@ async function qaRepo(): Promise<string> {
   await writeStringParquet(join(folder, 'data', 'train-00001-of-00002.parquet'), { question: ['Q: 3+3?'], answer: [' 6'] });
   await writeStringParquet(join(folder, 'data', 'validation-00000-of-00001.parquet'), { question: ['Q: 4+4?'], answer: [' 8'] });
   return folder;
-}
-
-async function withOffline<T>(run: () => Promise<T>): Promise<T> {
-  const saved = process.env.HF_HUB_OFFLINE;
-  process.env.HF_HUB_OFFLINE = '1';
-  try {
-    return await run();
-  } finally {
-    if (saved === undefined) delete process.env.HF_HUB_OFFLINE;
-    else process.env.HF_HUB_OFFLINE = saved;
-  }
 }
 
 test('--data org/name downloads the split\'s files into datasets--org--name and maps their columns', async () => {

@@ -13,6 +13,7 @@ import { writeShardedCheckpoint } from '../../src/io/sharded-writer.js';
 import type { SafetensorsEntry } from '../../src/io/safetensors-writer.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { startFakeHub } from './fake-hub.js';
+import { withOffline } from './hub-env.js';
 import { tempDir } from './tmp.js';
 
 const COMMIT = '3f1b2c4d5e6f708192a3b4c5d6e7f8091a2b3c4d';
@@ -76,6 +77,17 @@ test('a repo id downloads into the Hugging Face cache layout, then a second call
 
   const again = await resolvePretrained('loraforge/tiny-llama', { cacheDir, endpoint: NOWHERE });
   assert.equal(again, dir);
+});
+
+test('a commit hash revision downloads into snapshots/<commit>, writes no ref, and is served from the cache offline', async () => {
+  const hub = await startFakeHub({ 'loraforge/tiny-llama': { folder: fixturePath('tiny-llama'), commit: COMMIT } });
+  const cacheDir = await tempDir();
+  const dir = await resolvePretrained('loraforge/tiny-llama', { cacheDir, endpoint: hub.endpoint, revision: COMMIT });
+  const repoRoot = join(cacheDir, 'models--loraforge--tiny-llama');
+  assert.equal(dir, join(repoRoot, 'snapshots', COMMIT));
+  assert.equal(hub.log[0]!.path, `/api/models/loraforge/tiny-llama/revision/${COMMIT}`);
+  await assert.rejects(readdir(join(repoRoot, 'refs')), { code: 'ENOENT' });
+  assert.equal(await withOffline(() => resolvePretrained('loraforge/tiny-llama', { cacheDir, endpoint: NOWHERE, revision: COMMIT })), dir);
 });
 
 test('optional files the repo lacks are skipped, remembered, and not asked for again', async () => {
@@ -190,14 +202,8 @@ test('an unreachable Hub gives a message about the network and HF_HUB_OFFLINE', 
 });
 
 test('HF_HUB_OFFLINE=1 refuses to download what the cache lacks', async () => {
-  const saved = process.env.HF_HUB_OFFLINE;
-  process.env.HF_HUB_OFFLINE = '1';
-  try {
-    await assert.rejects(resolvePretrained('loraforge/tiny-llama', { cacheDir: await tempDir(), endpoint: NOWHERE }), /is not fully in the cache at .* and HF_HUB_OFFLINE is set/);
-  } finally {
-    if (saved === undefined) delete process.env.HF_HUB_OFFLINE;
-    else process.env.HF_HUB_OFFLINE = saved;
-  }
+  const cacheDir = await tempDir();
+  await assert.rejects(withOffline(() => resolvePretrained('loraforge/tiny-llama', { cacheDir, endpoint: NOWHERE })), /is not fully in the cache at .* and HF_HUB_OFFLINE is set/);
 });
 
 test('a token that is not a Hugging Face access token is refused before any request, naming HF_TOKEN', async () => {
