@@ -44,6 +44,16 @@ test('--data org/name downloads the split\'s files into datasets--org--name and 
   assert.deepEqual(again.train.records, data.train.records);
 });
 
+test('a Hub dataset pinned to a commit hash is read at that commit, leaving refs/ alone', async () => {
+  const tok = await fixtureTokenizer();
+  const hub = await startFakeHub({ 'loraforge/qa': { folder: await qaRepo(), commit: COMMIT, type: 'dataset' } });
+  const cacheDir = await tempDir();
+  const data = await prepareDataset({ path: 'loraforge/qa', seqLen: 64, seed: 0, columns: { prompt: 'question', completion: 'answer' }, hub: { cacheDir, endpoint: hub.endpoint, revision: COMMIT } }, tok);
+  assert.equal(data.train.records.length, 3);
+  assert.equal(hub.log[0]!.path, `/api/datasets/loraforge/qa/revision/${COMMIT}`);
+  await assert.rejects(readdir(join(cacheDir, 'datasets--loraforge--qa', 'refs')), { code: 'ENOENT' });
+});
+
 test('a row that lacks a mapped column names its hf:// file and row, and lists the columns', async () => {
   const tok = await fixtureTokenizer();
   const hub = await startFakeHub({ 'loraforge/qa': { folder: await qaRepo(), commit: COMMIT, type: 'dataset' } });
