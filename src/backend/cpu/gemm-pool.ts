@@ -29,9 +29,15 @@ const STALL_CHECK_MS = 1000;
 /** How long pool creation waits for every worker to start before giving up on threads. */
 const STARTUP_TIMEOUT_MS = 20_000;
 
+/**
+ * One per buffer the workers have been sent, made (and registered for finalization) once in the buffer's life, so
+ * that a long-lived buffer (a weight, a pooled array) evicted from its slot and sent again adds no registration.
+ */
 interface Slot {
   readonly buffer: WeakRef<SharedArrayBuffer>;
   lastUse: number;
+  /** The slot the workers hold it in; -1 after its slot went to another buffer. */
+  slot: number;
 }
 
 interface Operand {
@@ -51,7 +57,8 @@ export class GemmPool {
   private readonly status: Int32Array;
   private readonly workers: { readonly worker: Worker; readonly port: MessagePort }[] = [];
   private readonly slots: (Slot | undefined)[] = new Array<Slot | undefined>(SLOT_COUNT).fill(undefined);
-  private readonly released = new FinalizationRegistry<{ slot: number; entry: Slot }>(({ slot, entry }) => this.release(slot, entry));
+  private readonly known = new WeakMap<SharedArrayBuffer, Slot>();
+  private readonly released = new FinalizationRegistry<Slot>((entry) => this.release(entry));
   private readonly staging = new Map<Role, SharedArrayBuffer>();
   private clock = 0;
   /** Set once a worker failed to pick up a job: the pool then takes no more jobs. */
@@ -174,33 +181,40 @@ export class GemmPool {
   /** The slot holding `buffer`, sending it to the workers first if no slot does. */
   private slotOf(buffer: SharedArrayBuffer): number {
     const now = ++this.clock;
+    let entry = this.known.get(buffer);
+    if (entry && entry.slot >= 0) {
+      entry.lastUse = now;
+      return entry.slot;
+    }
     let victim = 0;
     let victimUse = Infinity;
     for (let s = 0; s < SLOT_COUNT; s++) {
-      const entry = this.slots[s];
-      const held = entry?.buffer.deref();
-      if (held === buffer) {
-        entry!.lastUse = now;
-        return s;
-      }
-      const use = held === undefined ? -1 : entry!.lastUse;
+      const held = this.slots[s];
+      const use = held?.buffer.deref() === undefined ? -1 : held!.lastUse;
       if (use < victimUse) {
         victim = s;
         victimUse = use;
       }
     }
-    const entry: Slot = { buffer: new WeakRef(buffer), lastUse: now };
+    if (!entry) {
+      entry = { buffer: new WeakRef(buffer), lastUse: now, slot: -1 };
+      this.known.set(buffer, entry);
+      this.released.register(buffer, entry);
+    }
+    const evicted = this.slots[victim];
+    if (evicted) evicted.slot = -1;
+    entry.slot = victim;
+    entry.lastUse = now;
     this.slots[victim] = entry;
-    this.released.register(buffer, { slot: victim, entry });
     this.post({ slot: victim, buffer });
     return victim;
   }
 
   /** A buffer was collected on this thread: let the workers drop their reference too. */
-  private release(slot: number, entry: Slot): void {
-    if (this.slots[slot] !== entry) return;
-    this.slots[slot] = undefined;
-    this.post({ slot, buffer: null });
+  private release(entry: Slot): void {
+    if (entry.slot < 0 || this.slots[entry.slot] !== entry) return;
+    this.slots[entry.slot] = undefined;
+    this.post({ slot: entry.slot, buffer: null });
   }
 
   private post(message: SlotMessage): void {
