@@ -39,6 +39,19 @@ export interface AdapterRegistryOptions {
   readonly maxLoaded: number;
   /** Runs a load or unload between scheduler steps. */
   readonly exclusive: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** Hears why a load failed (the loader's message may hold server paths and file content, so clients never see it). */
+  readonly onLoadError?: (name: string, error: unknown) => void;
+}
+
+/** A failed adapter load as clients see it: the adapter's name only. `cause` is the loader's error. */
+export class AdapterLoadError extends ApiError {
+  override name = 'AdapterLoadError';
+  constructor(
+    readonly adapter: string,
+    override readonly cause: unknown,
+  ) {
+    super(400, `The adapter "${adapter}" could not be loaded; the server's log has the reason.`, 'invalid_request_error', 'adapter_load_failed');
+  }
 }
 
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
@@ -173,7 +186,8 @@ export class AdapterRegistry {
     } catch (error) {
       entry.state = 'unloaded';
       if (error instanceof ApiError) throw error;
-      throw new ApiError(400, `The adapter "${entry.name}" could not be loaded: ${messageOf(error)}`, 'invalid_request_error', 'adapter_load_failed');
+      this.options.onLoadError?.(entry.name, error);
+      throw new AdapterLoadError(entry.name, error);
     }
   }
 
@@ -202,8 +216,4 @@ export class AdapterRegistry {
       throw error;
     }
   }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { AutoModelForCausalLM } from '../models/auto.js';
 import { AutoTokenizer } from '../tokenizer/index.js';
 import type { AdapterBackend } from './adapter-backend.js';
-import { AdapterRegistry } from './adapter-registry.js';
+import { AdapterLoadError, AdapterRegistry } from './adapter-registry.js';
 import { unauthorized } from './api-error.js';
 import { bearerMatches } from './auth.js';
 import { installErrorHandling } from './error-handling.js';
@@ -34,6 +34,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   // close() runs after every generation has ended, so a socket still open is idle or a client's unused pre-opened
   // connection, which would otherwise hold shutdown until its timeout.
   const app = Fastify({ bodyLimit: o.bodyLimit, logger: { level: o.logger ? 'info' : 'error' }, forceCloseConnections: true });
+  let listening = false;
   const scheduler = new Scheduler(model, {
     maxBatch: o.maxBatch,
     maxQueue: o.maxQueue,
@@ -43,7 +44,12 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   const baseModelName = o.modelName ?? basename(resolve(options.modelDir));
   const adapterDtype = !o.adapterDtype || o.adapterDtype === 'model' ? model.dtype : o.adapterDtype;
   const backend: AdapterBackend = (options.adapterBackend ?? peftAdapterBackend)(model, { adapterDtype });
-  const adapters = new AdapterRegistry(backend, { baseModelName, maxLoaded: o.maxAdapters, exclusive: (fn) => scheduler.exclusive(fn) });
+  const adapters = new AdapterRegistry(backend, { baseModelName, maxLoaded: o.maxAdapters, exclusive: (fn) => scheduler.exclusive(fn),
+    // A start-up adapter's failure reaches the operator as the error createServer throws.
+    onLoadError: (name, error) => {
+      if (listening) app.log.error({ err: error, adapter: name }, `adapter "${name}" failed to load`);
+    },
+  });
   const metrics = new Metrics({ queueDepth: () => scheduler.queueDepth, running: () => scheduler.runningCount, loadedAdapters: () => adapters.loadedCount });
   const contextLength = model.config.maxPositionEmbeddings;
   const ctx: ServeContext = {
@@ -85,8 +91,9 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     await app.listen({ host: o.host, port: o.port });
   } catch (error) {
     await close();
-    throw error;
+    throw error instanceof AdapterLoadError ? error.cause : error;
   }
+  listening = true;
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : o.port;
   return { app, host: o.host, port, close };

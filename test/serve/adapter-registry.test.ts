@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { AdapterBackend } from '../../src/serve/adapter-backend.js';
-import { AdapterRegistry } from '../../src/serve/adapter-registry.js';
+import { AdapterLoadError, AdapterRegistry } from '../../src/serve/adapter-registry.js';
 
 /** Records loads and unloads; folders named "broken" fail to load. */
 class FakeBackend implements AdapterBackend {
@@ -19,10 +19,11 @@ class FakeBackend implements AdapterBackend {
   }
 }
 
-function registry(maxLoaded: number): { reg: AdapterRegistry; backend: FakeBackend } {
+function registry(maxLoaded: number): { reg: AdapterRegistry; backend: FakeBackend; loadErrors: [string, unknown][] } {
   const backend = new FakeBackend();
-  const reg = new AdapterRegistry(backend, { baseModelName: 'base', maxLoaded, exclusive: (fn) => fn() });
-  return { reg, backend };
+  const loadErrors: [string, unknown][] = [];
+  const reg = new AdapterRegistry(backend, { baseModelName: 'base', maxLoaded, exclusive: (fn) => fn(), onLoadError: (name, error) => loadErrors.push([name, error]) });
+  return { reg, backend, loadErrors };
 }
 
 describe('AdapterRegistry: LRU cache of loaded adapters', () => {
@@ -64,10 +65,22 @@ describe('AdapterRegistry: LRU cache of loaded adapters', () => {
   it('forgets an adapter whose load failed and keeps the others', async () => {
     const { reg, backend } = registry(2);
     await reg.add('a', 'dir-a');
-    await assert.rejects(reg.add('bad', 'broken'), (e: { status?: number; code?: string; message: string }) => e.status === 400 && e.code === 'adapter_load_failed' && /adapter_config/.test(e.message));
+    await assert.rejects(reg.add('bad', 'broken'), { status: 400, code: 'adapter_load_failed' });
     assert.deepEqual(reg.modelNames(), ['base', 'a']);
     assert.deepEqual([...backend.loaded], ['a']);
     (await reg.acquire('a')).release();
+  });
+
+  it('names only the adapter in a failed load, and hands the loader\'s error to onLoadError', async () => {
+    const { reg, loadErrors } = registry(2);
+    const refusal = await reg.add('bad', 'broken').then(
+      () => assert.fail('the load succeeded'),
+      (e: unknown) => e,
+    );
+    assert.ok(refusal instanceof AdapterLoadError);
+    assert.equal(refusal.message, 'The adapter "bad" could not be loaded; the server\'s log has the reason.');
+    assert.equal((refusal.cause as Error).message, 'adapter_config.json is missing');
+    assert.deepEqual(loadErrors.map(([name, error]) => [name, (error as Error).message]), [['bad', 'adapter_config.json is missing']]);
   });
 
   it('refuses duplicate, reserved and malformed names', async () => {
