@@ -2,7 +2,7 @@ import { registerCudaBackend } from '../backend/cuda/index.js';
 import { FormatError, HubError } from '../io/errors.js';
 import { ConfigError } from '../models/config.js';
 import { PeftError } from '../peft/index.js';
-import { ApiError, createServer, SERVER_DEFAULTS, type AdapterSpec, type ServerOptions } from '../serve/index.js';
+import { ApiError, createServer, SERVER_DEFAULTS, ServeOptionError, type AdapterSpec, type ServerOptions } from '../serve/index.js';
 import type { DType } from '../tensor/dtype.js';
 import { TokenizerError } from '../tokenizer/index.js';
 import { UsageError } from './errors.js';
@@ -16,7 +16,7 @@ const SERVE_OPTIONS: OptionSpecs = {
   host: { kind: 'string', default: SERVER_DEFAULTS.host, help: 'address to listen on; 0.0.0.0 exposes the server to the network' },
   port: { kind: 'number', integer: true, min: 0, max: 65535, default: SERVER_DEFAULTS.port, help: 'TCP port (0: any free port)' },
   'api-key': { kind: 'string', help: 'require "Authorization: Bearer KEY" on every /v1 route (default: $LORAFORGE_API_KEY, else none)' },
-  'adapter-root': { kind: 'string', help: 'folder that POST /v1/adapters may load from (default: run-time loading off)' },
+  'adapter-root': { kind: 'string', help: 'existing folder that POST /v1/adapters may load from (default: run-time loading off)' },
   'max-adapters': { kind: 'number', integer: true, min: 1, default: SERVER_DEFAULTS.maxAdapters, help: 'adapters loaded at once; idle ones are evicted least recently used first' },
   'max-batch': { kind: 'number', integer: true, min: 1, default: SERVER_DEFAULTS.maxBatch, help: 'sequences decoded together per step' },
   'max-queue': { kind: 'number', integer: true, min: 1, default: SERVER_DEFAULTS.maxQueue, help: 'requests waiting for a batch slot before 429' },
@@ -97,6 +97,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
   try {
     server = await createServer(options);
   } catch (err) {
+    if (err instanceof ServeOptionError) {
+      process.stderr.write(`loraforge serve: ${err.message}\n`);
+      return 2;
+    }
     if (err instanceof ConfigError || err instanceof FormatError || err instanceof HubError || err instanceof TokenizerError || err instanceof PeftError || err instanceof ApiError) {
       process.stderr.write(`loraforge serve: ${err.message}\n`);
       return 1;

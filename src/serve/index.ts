@@ -5,3 +5,4 @@ export type { SequenceOutcome, SequenceRequest, FinishReason } from './sequence.
 export type { SamplingParams } from './generation-params.js';
 export { ApiError, type ApiErrorBody } from './api-error.js';
 export type { AdapterBackend } from './adapter-backend.js';
+export { ServeOptionError } from './serve-option-error.js';

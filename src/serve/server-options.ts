@@ -20,7 +20,7 @@ export interface ServerOptions {
   readonly port?: number;
   /** When set, every /v1 route needs "Authorization: Bearer <apiKey>". */
   readonly apiKey?: string | null;
-  /** Folder that runtime adapter loads must stay inside; unset disables POST /v1/adapters. */
+  /** Folder that runtime adapter loads must stay inside (it must exist); unset disables POST /v1/adapters. */
   readonly adapterRoot?: string | null;
   /** Adapters loaded at once (LRU beyond that). Default 16. */
   readonly maxAdapters?: number;

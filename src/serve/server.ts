@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { AutoModelForCausalLM } from '../models/auto.js';
 import { AutoTokenizer } from '../tokenizer/index.js';
 import type { AdapterBackend } from './adapter-backend.js';
+import { checkAdapterRoot } from './adapter-path.js';
 import { AdapterLoadError, AdapterRegistry } from './adapter-registry.js';
 import { unauthorized } from './api-error.js';
 import { bearerMatches } from './auth.js';
@@ -28,6 +29,8 @@ export interface RunningServer {
 /** Loads the model, its tokenizer and the start-up adapters, and listens: an OpenAI-compatible multi-adapter server. */
 export async function createServer(options: ServerOptions): Promise<RunningServer> {
   const o = { ...SERVER_DEFAULTS, ...withoutUndefined(options) };
+  // Option mistakes surface before the model loads.
+  const adapterRoot = o.adapterRoot ? await checkAdapterRoot(resolve(o.adapterRoot)) : null;
   const model = await AutoModelForCausalLM.fromPretrained(options.modelDir, { dtype: options.dtype, device: options.device });
   const tokenizer = await AutoTokenizer.fromPretrained(options.modelDir);
   // Errors (a failed forward pass, a 500) are always logged; requests only with `logger`. forceCloseConnections:
@@ -61,7 +64,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     stopTokenIds: new Set([...tokenizer.eosTokenIds, ...model.config.eosTokenIds]),
     vocabSize: model.config.vocabSize,
     baseModelName,
-    adapterRoot: o.adapterRoot ? resolve(o.adapterRoot) : null,
+    adapterRoot,
     apiKey: o.apiKey ?? null,
   };
 

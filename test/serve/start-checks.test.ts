@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { PeftError } from '../../src/peft/index.js';
+import { createServer, ServeOptionError } from '../../src/serve/index.js';
+import { cli, MODEL } from '../cli/helpers.js';
+import { fixturePath } from '../helpers/fixtures.js';
+
+describe('serve: options checked before the server starts', () => {
+  it('exits with code 2 and one sentence when --adapter-root does not exist', () => {
+    const r = cli(['serve', '--model', MODEL, '--port', '0', '--adapter-root', '/nonexistent/loraforge-root']);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, 'loraforge serve: --adapter-root /nonexistent/loraforge-root does not exist; create the folder or pass an existing one.\n');
+    assert.equal(r.stdout, '');
+  });
+
+  it('refuses an --adapter-root that is a file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'loraforge-root-file-'));
+    const file = join(dir, 'not-a-folder');
+    await writeFile(file, 'x');
+    try {
+      await assert.rejects(createServer({ modelDir: MODEL, port: 0, adapterRoot: file }), new ServeOptionError(`--adapter-root ${file} is not a folder; pass the folder that holds the adapter folders.`));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports a start-up adapter that fails to load with the loader\'s own error, for the operator', async () => {
+    await assert.rejects(createServer({ modelDir: MODEL, port: 0, adapters: [{ name: 'wrong-base', path: fixturePath('tiny-qwen2-lora') }] }), (error: unknown) => {
+      assert.ok(error instanceof PeftError, String(error));
+      return true;
+    });
+  });
+});
