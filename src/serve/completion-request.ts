@@ -27,13 +27,19 @@ export function parseCompletionRequest(raw: unknown, vocabSize: number): Complet
 
 /** A string, token ids, or a one-element array of either (the OpenAI client's batch forms with a batch of one). */
 function parsePrompt(v: unknown, vocabSize: number): CompletionRequest['prompt'] {
+  const single = singlePrompt(v, vocabSize);
+  if (single) return single;
+  if (Array.isArray(v) && v.length > 1) throw invalidRequest('"prompt" holds several prompts; this server takes one prompt per request.', 'prompt', 'unsupported_parameter');
+  const inner = Array.isArray(v) && v.length === 1 ? singlePrompt(v[0], vocabSize) : null;
+  if (inner) return inner;
+  throw invalidRequest('"prompt" must be a string, an array of token ids, or an array holding one of those.', 'prompt');
+}
+
+/** A string or a non-empty array of token ids, else null. */
+function singlePrompt(v: unknown, vocabSize: number): CompletionRequest['prompt'] | null {
   if (typeof v === 'string') return { text: v };
-  if (!Array.isArray(v) || v.length === 0) {
-    throw invalidRequest('"prompt" must be a string, an array of token ids, or an array holding one of those.', 'prompt');
-  }
-  if (v.every((x) => typeof x === 'number')) return { ids: checkIds(v as number[], vocabSize) };
-  if (v.length > 1) throw invalidRequest('"prompt" holds several prompts; this server takes one prompt per request.', 'prompt', 'unsupported_parameter');
-  return parsePrompt(v[0], vocabSize);
+  if (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number')) return { ids: checkIds(v as number[], vocabSize) };
+  return null;
 }
 
 function checkIds(ids: readonly number[], vocabSize: number): number[] {

@@ -8,6 +8,7 @@ import { AdapterLoadError, AdapterRegistry } from './adapter-registry.js';
 import { unauthorized } from './api-error.js';
 import { bearerMatches } from './auth.js';
 import { installErrorHandling } from './error-handling.js';
+import { installJsonBodyParser } from './json-body.js';
 import { Metrics } from './metrics.js';
 import { peftAdapterBackend } from './peft-adapter-backend.js';
 import { registerAdapterRoutes } from './routes/adapter-routes.js';
@@ -37,6 +38,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   // close() runs after every generation has ended, so a socket still open is idle or a client's unused pre-opened
   // connection, which would otherwise hold shutdown until its timeout.
   const app = Fastify({ bodyLimit: o.bodyLimit, logger: { level: o.logger ? 'info' : 'error' }, forceCloseConnections: true });
+  installJsonBodyParser(app);
   let listening = false;
   const scheduler = new Scheduler(model, {
     maxBatch: o.maxBatch,
