@@ -18,6 +18,11 @@ export interface ServerOptions {
   readonly host?: string;
   /** Default 8000; 0 picks a free port. */
   readonly port?: number;
+  /**
+   * Host names (no port) that Host headers may name besides localhost, 127.0.0.1 and [::1]. A server on loopback
+   * always checks Host (DNS rebinding); one on another address checks it only when this is non-empty.
+   */
+  readonly allowedHosts?: readonly string[];
   /** When set, every /v1 route needs "Authorization: Bearer <apiKey>". */
   readonly apiKey?: string | null;
   /** Folder that runtime adapter loads must stay inside (it must exist); unset disables POST /v1/adapters. */

@@ -8,6 +8,7 @@ import { AdapterLoadError, AdapterRegistry } from './adapter-registry.js';
 import { unauthorized } from './api-error.js';
 import { bearerMatches } from './auth.js';
 import { installErrorHandling } from './error-handling.js';
+import { allowedHostNames, hostMatches, hostNotAllowed } from './host-check.js';
 import { installJsonBodyParser } from './json-body.js';
 import { Metrics } from './metrics.js';
 import { peftAdapterBackend } from './peft-adapter-backend.js';
@@ -32,6 +33,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   const o = { ...SERVER_DEFAULTS, ...withoutUndefined(options) };
   // Option mistakes surface before the model loads.
   const adapterRoot = o.adapterRoot ? await checkAdapterRoot(resolve(o.adapterRoot)) : null;
+  const hostNames = allowedHostNames(o.host, o.allowedHosts ?? []);
   const model = await AutoModelForCausalLM.fromPretrained(options.modelDir, { dtype: options.dtype, device: options.device });
   const tokenizer = await AutoTokenizer.fromPretrained(options.modelDir);
   // Errors (a failed forward pass, a 500) are always logged; requests only with `logger`. forceCloseConnections:
@@ -71,6 +73,14 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   };
 
   installErrorHandling(app);
+  let port = o.port;
+  if (hostNames) {
+    // Before everything else: a page that reached a local server through DNS rebinding names its own host here.
+    app.addHook('onRequest', async (request) => {
+      const header = request.headers.host ?? '';
+      if (!hostMatches(header, hostNames, port)) throw hostNotAllowed(header);
+    });
+  }
   const apiKey = ctx.apiKey;
   if (apiKey) {
     // onRequest runs before the body is read, so an unauthenticated client cannot make the server parse anything.
@@ -100,7 +110,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   }
   listening = true;
   const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : o.port;
+  if (typeof address === 'object' && address) port = address.port;
   return { app, host: o.host, port, close };
 }
 

@@ -25,6 +25,11 @@ describe('loraforge serve: flags', () => {
     assert.equal(o.adapterDtype, 'model');
   });
 
+  it('reads --allowed-hosts as a comma-separated list and defaults to none', () => {
+    assert.deepEqual(parseServeArgs(['--model', 'm', '--allowed-hosts', 'a.example, b.example,'], {})!.allowedHosts, ['a.example', 'b.example']);
+    assert.deepEqual(parseServeArgs(['--model', 'm'], {})!.allowedHosts, []);
+  });
+
   it('reads --adapter-dtype and refuses other values', () => {
     assert.equal(parseServeArgs(['--model', 'm', '--adapter-dtype', 'float32'], {})!.adapterDtype, 'float32');
     assert.throws(() => parseServeArgs(['--model', 'm', '--adapter-dtype', 'int8'], {}), { name: 'UsageError' });

@@ -27,6 +27,12 @@ describe('serve: options checked before the server starts', () => {
     }
   });
 
+  it('exits with code 2 and one sentence for an --allowed-hosts entry with a port', () => {
+    const r = cli(['serve', '--model', MODEL, '--port', '0', '--allowed-hosts', 'ok.example,bad.example:8000']);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, 'loraforge serve: --allowed-hosts entry "bad.example:8000" is not a host name; give names such as api.example.com or 10.0.0.5, without a port.\n');
+  });
+
   it('reports a start-up adapter that fails to load with the loader\'s own error, for the operator', async () => {
     await assert.rejects(createServer({ modelDir: MODEL, port: 0, adapters: [{ name: 'wrong-base', path: fixturePath('tiny-qwen2-lora') }] }), (error: unknown) => {
       assert.ok(error instanceof PeftError, String(error));
