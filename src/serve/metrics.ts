@@ -66,6 +66,8 @@ export class Metrics {
     metric('loraforge_generation_tokens_total', 'counter', 'Tokens generated.', [['', this.generatedTokens]]);
     metric('loraforge_http_requests_total', 'counter', 'HTTP requests answered, by route and status code.', [...this.requests]);
     metric('loraforge_generations_total', 'counter', 'Generation requests by how they ended.', [...this.generations].map(([end, n]) => [`reason="${end}"`, n]));
+    // Prometheus' standard process metric name, so that dashboards and bench/soak.ts read the server's own memory.
+    metric('process_resident_memory_bytes', 'gauge', 'Resident set size of the server process in bytes.', [['', process.memoryUsage.rss()]]);
     return `${lines.join('\n')}\n`;
   }
 
