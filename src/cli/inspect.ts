@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { openCheckpoint } from '../io/checkpoint.js';
 import { resolvePretrained } from '../io/hub.js';
 import type { TensorSource } from '../io/tensor-source.js';
+import { openCheckedCheckpoint } from '../models/checkpoint-check.js';
 import { loadConfig, type ModelConfig } from '../models/config.js';
 import { layerProjections } from '../models/layout.js';
 import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, readAdapterConfig } from '../peft/index.js';
@@ -52,8 +53,8 @@ function bytes(b: number): string {
   return `${b.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
-async function withCheckpoint<T>(dir: string, fn: (s: TensorSource) => T): Promise<T> {
-  const source = await openCheckpoint(dir);
+async function withCheckpoint<T>(opened: Promise<TensorSource>, fn: (s: TensorSource) => T): Promise<T> {
+  const source = await opened;
   try {
     return fn(source);
   } finally {
@@ -70,7 +71,7 @@ async function inspectModel(dir: string, r: number): Promise<void> {
     console.log('  weights: random, created from loraforge_init_seed when loaded (nothing stored)');
     return;
   }
-  const c = await withCheckpoint(dir, countCheckpoint);
+  const c = await withCheckpoint(openCheckedCheckpoint(dir, config), countCheckpoint);
   const other = c.params - c.projectionParams;
   // QLoRA: 4 bits per projection weight plus one absmax byte per 64 weights and an fp32 per 256 absmax (double quant); the rest bf16.
   const nf4 = c.projectionParams * (0.5 + 1 / 64 + 4 / (64 * 256)) + other * 2;
@@ -104,7 +105,7 @@ export function describeArchitecture(c: ModelConfig): string {
 
 async function inspectAdapter(dir: string): Promise<void> {
   const config = await readAdapterConfig(dir);
-  const adapter = await withCheckpoint(join(dir, ADAPTER_WEIGHTS_NAME), (s) => {
+  const adapter = await withCheckpoint(openCheckpoint(join(dir, ADAPTER_WEIGHTS_NAME)), (s) => {
     let params = 0;
     let stored = 0;
     for (const name of s.names()) {
@@ -121,7 +122,7 @@ async function inspectAdapter(dir: string): Promise<void> {
   const folder = await baseModelFolder(undefined, dir).catch(() => null);
   const local = folder === 'builtin' ? null : folder && (await resolvePretrained(folder).catch(() => null));
   if (local && existsSync(join(local, 'config.json'))) {
-    const base = await withCheckpoint(local, countCheckpoint);
+    const base = await withCheckpoint(openCheckpoint(local), countCheckpoint);
     console.log(`  base model ${folder}: ${n(base.params)} parameters; trainable share ${((100 * adapter.params) / (base.params + adapter.params)).toFixed(4)}%`);
   } else if (folder) {
     console.log(`  base model: ${folder === 'builtin' ? 'the built-in example model' : folder}`);

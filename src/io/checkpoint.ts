@@ -71,6 +71,10 @@ export class ShardedCheckpoint implements TensorSource {
     return new ShardedCheckpoint(indexPath, shardOf, shards);
   }
 
+  get path(): string {
+    return this.indexPath;
+  }
+
   names(): string[] {
     return [...this.shardOf.keys()];
   }

@@ -47,6 +47,10 @@ export class SafetensorsFile implements TensorSource {
     }
   }
 
+  pathOf(): string {
+    return this.path;
+  }
+
   names(): string[] {
     return [...this.tensors.keys()];
   }

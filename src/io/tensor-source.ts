@@ -19,4 +19,18 @@ export interface TensorSource {
   /** Raw little-endian bytes in a fresh ArrayBuffer starting at offset 0, so `new Float32Array(bytes.buffer)` works. */
   read(name: string): Promise<Uint8Array>;
   close(): Promise<void>;
+  /** Where the tensors are stored, for messages: the .safetensors file, or the index of a sharded checkpoint. */
+  readonly path?: string;
+  /** The file that holds tensor `name`, for messages. */
+  pathOf?(name: string): string;
+}
+
+/** The file to name in a message about tensor `name` of `source`. */
+export function tensorFile(source: TensorSource, name: string): string {
+  return source.pathOf?.(name) ?? sourcePath(source);
+}
+
+/** The file (or index) to name in a message about `source` as a whole. */
+export function sourcePath(source: TensorSource): string {
+  return source.path ?? 'the checkpoint';
 }

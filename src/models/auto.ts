@@ -1,7 +1,7 @@
-import { openCheckpoint } from '../io/checkpoint.js';
 import { resolvePretrained } from '../io/hub.js';
 import { loadConfig } from './config.js';
-import { buildCausalLM, configDType, linearLoaderFor, type FromPretrainedOptions } from './build.js';
+import { buildCausalLM, configDType, projectionFormatFor, type FromPretrainedOptions } from './build.js';
+import { openCheckedCheckpoint } from './checkpoint-check.js';
 import type { CausalLM } from './causal-lm.js';
 
 /** transformers' entry point: a local folder or a Hub id ("org/name"). */
@@ -12,10 +12,10 @@ export const AutoModelForCausalLM = {
     if (config.skippedTower) console.warn(`loraforge: ${idOrDir} is a ${config.architecture}; loading its language model only (the ${config.skippedTower} is not loaded).`);
     const dtype = !options.dtype || options.dtype === 'auto' ? configDType(config) : options.dtype;
     const device = options.device ?? 'cpu';
-    const loader = linearLoaderFor(config, dir);
-    const source = await openCheckpoint(dir);
+    const { load } = projectionFormatFor(config, dir);
+    const source = await openCheckedCheckpoint(dir, config);
     try {
-      return await buildCausalLM(config, source, dtype, device, loader);
+      return await buildCausalLM(config, source, dtype, device, load);
     } finally {
       await source.close();
     }

@@ -1,4 +1,5 @@
 import type { TensorSource } from '../io/tensor-source.js';
+import type { StoredWeightCheck } from './checkpoint-check.js';
 import { Embedding, Linear, RMSNorm } from '../nn/layers.js';
 import { ModuleList, type LinearLike } from '../nn/module.js';
 import type { DType } from '../tensor/dtype.js';
@@ -15,7 +16,7 @@ import {
   type LayerNorms,
   type MlpProjections,
 } from './causal-lm.js';
-import { layerProjections, qkNormWidths, type LayerProjection } from './layout.js';
+import { decoderPrefix, layerProjections, qkNormWidths, type LayerProjection } from './layout.js';
 import { loadTensor } from './weights.js';
 
 export interface FromPretrainedOptions {
@@ -44,10 +45,15 @@ export interface LinearLoadContext {
 }
 export type LinearLoader = (ctx: LinearLoadContext) => Promise<LinearLike>;
 
-/** Loaders for quantized checkpoints by quantization_config.quant_method, registered by quant/. */
-const quantizedLoaders = new Map<string, (quantConfig: Record<string, unknown>, path: string) => LinearLoader>();
-export function registerQuantizedLinearLoader(method: string, make: (quantConfig: Record<string, unknown>, path: string) => LinearLoader): void {
-  quantizedLoaders.set(method, make);
+/** A quantized checkpoint format by quantization_config.quant_method, registered by quant/. */
+interface QuantizedFormat {
+  readonly make: (quantConfig: Record<string, unknown>, path: string) => LinearLoader;
+  readonly check: StoredWeightCheck;
+}
+const quantizedFormats = new Map<string, QuantizedFormat>();
+/** `make` builds the projection loader from config.json's quantization_config; `check` vets each stored weight first. */
+export function registerQuantizedLinearLoader(method: string, make: QuantizedFormat['make'], check: StoredWeightCheck): void {
+  quantizedFormats.set(method, { make, check });
 }
 
 const denseLinear: LinearLoader = async (c) => {
@@ -64,26 +70,21 @@ export function configDType(config: ModelConfig): DType {
 /** Loads one non-projection tensor (embedding, norm, output head) by checkpoint name, checked against `shape`. */
 export type WeightLoader = (name: string, shape: readonly number[], kind: 'embedding' | 'norm' | 'head') => Promise<Tensor>;
 
-/** Picks the projection loader: dense, or the registered quantized loader named by config.json. */
-export function linearLoaderFor(config: ModelConfig, dir: string): LinearLoader {
-  const q = config.raw['quantization_config'] as Record<string, unknown> | undefined;
-  if (!q) return denseLinear;
-  const method = String(q['quant_method'] ?? '');
-  const make = quantizedLoaders.get(method);
-  if (!make) throw new ConfigError(`${dir}/config.json: quantization method "${method}" is not supported; supported: ${[...quantizedLoaders.keys()].join(', ') || 'none'}.`);
-  return make(q, `${dir}/config.json`);
+/** How this checkpoint's projections are stored and loaded: dense, or the registered quantized format config.json names. */
+export interface ProjectionFormat {
+  readonly load: LinearLoader;
+  /** For a quantized checkpoint: the check of a projection weight stored in that format. */
+  readonly quantized?: StoredWeightCheck;
 }
 
-/**
- * Where the decoder's tensors sit in this checkpoint: "model" for a causal LM; a Gemma 3 multimodal checkpoint
- * keeps them under "language_model.model" (as released) or "model.language_model" (as transformers 5 saves it).
- */
-function decoderPrefix(config: ModelConfig, source: TensorSource): { prefix: string; lmHead: string } {
-  if (!config.skippedTower) return { prefix: 'model', lmHead: 'lm_head.weight' };
-  for (const [prefix, lmHead] of [['language_model.model', 'language_model.lm_head.weight'], ['model.language_model', 'lm_head.weight']] as const) {
-    if (source.has(`${prefix}.embed_tokens.weight`)) return { prefix, lmHead };
-  }
-  throw new ConfigError(`The checkpoint of this ${config.architecture} has no language_model.model.embed_tokens.weight nor model.language_model.embed_tokens.weight; it does not hold a Gemma 3 language model.`);
+/** Picks the projection format: dense, or the registered quantized one named by config.json (`dir`'s). */
+export function projectionFormatFor(config: ModelConfig, dir: string): ProjectionFormat {
+  const q = config.raw['quantization_config'] as Record<string, unknown> | undefined;
+  if (!q) return { load: denseLinear };
+  const method = String(q['quant_method'] ?? '');
+  const format = quantizedFormats.get(method);
+  if (!format) throw new ConfigError(`${dir}/config.json: quantization method "${method}" is not supported; supported: ${[...quantizedFormats.keys()].join(', ') || 'none'}.`);
+  return { load: format.make(q, `${dir}/config.json`), quantized: format.check };
 }
 
 /** Builds a decoder model from config + tensors (used by fromPretrained and by the quantizer/tests). */
@@ -122,9 +123,6 @@ export async function buildCausalLM(
     layers.push(new DecoderLayer(attn, mlp, norms as LayerNorms));
   }
   const finalNorm = await norm(`${root}.norm`);
-  if (!c.tieWordEmbeddings && !source.has(lmHeadName)) {
-    throw new ConfigError(`The checkpoint has no ${lmHeadName} but config.json sets tie_word_embeddings to false; add the output head's weights or set "tie_word_embeddings": true.`);
-  }
   const lmHead = c.tieWordEmbeddings ? null : new Linear(await loadWeight(lmHeadName, [c.vocabSize, c.hiddenSize], 'head'));
   const model = new DecoderModel(embed, new ModuleList(layers), finalNorm);
   const lm = new CausalLM(c, model, lmHead, dtype, device);

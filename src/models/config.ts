@@ -150,7 +150,7 @@ class Fields {
       if (fallback !== undefined) return fallback;
       throw new ConfigError(`${this.path} has no "${key}"; this architecture's config.json needs it.`);
     }
-    throw new ConfigError(`${this.path}: "${key}" must be a finite number, got ${JSON.stringify(v)}.`);
+    throw new ConfigError(`${this.path}: "${key}" must be a finite number, got ${typeof v === 'number' ? v : JSON.stringify(v)}.`);
   }
   positiveInt(key: string, fallback?: number): number {
     const v = this.num(key, fallback);
@@ -176,11 +176,6 @@ class Fields {
   }
 }
 
-function idList(v: unknown): number[] {
-  if (typeof v === 'number') return [v];
-  if (Array.isArray(v)) return v.filter((x): x is number => typeof x === 'number');
-  return [];
-}
 
 
 /** The per-layer attention pattern: layer_types when given, else what the family's config class derives. */
@@ -208,7 +203,7 @@ function layerTypesOf(f: Fields, family: ModelFamily, layers: number, architectu
     const pattern = f.positiveInt('sliding_window_pattern', 6);
     types = Array.from({ length: layers }, (_, i) => ((i + 1) % pattern ? 'sliding_attention' : 'full_attention'));
   } else if (gated) {
-    const from = f.num('max_window_layers', layers);
+    const from = f.get('max_window_layers') === undefined || f.get('max_window_layers') === null ? layers : f.positiveInt('max_window_layers');
     types = Array.from({ length: layers }, (_, i) => (window !== null && i >= from ? 'sliding_attention' : 'full_attention'));
   } else {
     // Mistral and Phi-3 (and Llama, which never sets it) slide every layer when sliding_window is set.
@@ -223,7 +218,7 @@ function layerTypesOf(f: Fields, family: ModelFamily, layers: number, architectu
 /** rope_parameters (transformers 5, per layer type for Gemma 3) or rope_theta + rope_scaling (4.x). */
 function ropeOf(f: Fields, family: ModelFamily, rotaryDim: number): Record<LayerType, RopeSpec> {
   const maxPositionEmbeddings = f.positiveInt('max_position_embeddings', 4096);
-  const originalMax = f.get('original_max_position_embeddings');
+  const originalMax = f.get('original_max_position_embeddings') === undefined || f.get('original_max_position_embeddings') === null ? undefined : f.positiveInt('original_max_position_embeddings');
   const ctx = (where: string) => ({
     maxPositionEmbeddings,
     ...(typeof originalMax === 'number' ? { originalMaxPositionEmbeddings: originalMax } : {}),
@@ -255,12 +250,44 @@ function ropeOf(f: Fields, family: ModelFamily, rotaryDim: number): Record<Layer
       };
     }
     // 4.x Gemma 3: rope_theta (+ rope_scaling) for global layers, rope_local_base_freq for the sliding ones.
-    const full = parse(params ? asObject(params, 'rope_parameters') : legacy(f.num('rope_theta', 1e6)), `${f.path} rope_parameters`);
+    const full = parse(params ? withTopLevelTheta(f, asObject(params, 'rope_parameters'), 1e6) : legacy(f.num('rope_theta', 1e6)), `${f.path} rope_parameters`);
     return { full_attention: full, sliding_attention: parse({ rope_type: 'default', rope_theta: f.num('rope_local_base_freq', 10000) }, `${f.path} rope_local_base_freq`) };
   }
-  const p = params ? { rope_theta: f.get('rope_theta') ?? 10000, ...asObject(params, 'rope_parameters') } : legacy(f.num('rope_theta', 10000));
+  const p = params ? withTopLevelTheta(f, asObject(params, 'rope_parameters'), 10000) : legacy(f.num('rope_theta', 10000));
   const spec = parse(p, `${f.path} rope_parameters`);
   return { full_attention: spec, sliding_attention: spec };
+}
+
+/**
+ * rope_parameters with a 4.x top-level rope_theta merged in (the parameters' own rope_theta wins, as transformers'
+ * standardize_rope_params). A top-level rope_theta must still be a positive number, and one that contradicts the
+ * parameters' is refused: one of the two would be silently ignored.
+ */
+function withTopLevelTheta(f: Fields, params: Record<string, unknown>, fallback: number): Record<string, unknown> {
+  const top = f.raw['rope_theta'];
+  if (top === undefined || top === null) return { rope_theta: f.get('rope_theta') ?? fallback, ...params };
+  if (typeof top !== 'number' || !Number.isFinite(top) || top <= 0) throw new ConfigError(`${f.path}: "rope_theta" must be a positive number, got ${JSON.stringify(top)}.`);
+  const inner = params['rope_theta'];
+  if (inner !== undefined && inner !== null && inner !== top) {
+    throw new ConfigError(`${f.path}: "rope_theta" is ${top} but rope_parameters.rope_theta is ${JSON.stringify(inner)}; keep one of them so the RoPE base is not ambiguous.`);
+  }
+  return { rope_theta: top, ...params };
+}
+
+/**
+ * A token id field: absent or null, an integer, or (eos_token_id) a list of them. Negative ids are kept, as
+ * transformers keeps them: some released configs write pad_token_id -1 for "none", and no token matches them.
+ */
+function tokenIds(f: Fields, key: string, list: boolean): number[] {
+  const v = f.get(key);
+  if (v === undefined || v === null) return [];
+  const ids = list && Array.isArray(v) ? v : [v];
+  for (const id of ids) {
+    if (typeof id !== 'number' || !Number.isSafeInteger(id)) {
+      throw new ConfigError(`${f.path}: "${key}" must be an integer${list ? ' or a list of integers' : ''} (or null), got ${JSON.stringify(v)}.`);
+    }
+  }
+  return ids as number[];
 }
 
 /**
@@ -290,6 +317,7 @@ export function parseModelConfig(file: Record<string, unknown>, path = 'config.j
   }
   const modelType = typeof raw['model_type'] === 'string' ? (raw['model_type'] as string) : multimodal ? 'gemma3_text' : 'llama';
   const f = new Fields(raw, multimodal ? `${path} text_config` : path, DEFAULTS[modelType] ?? {});
+  const top = multimodal ? new Fields(file, path, {}) : f;
   refuseUnimplemented(f, family);
   const hiddenSize = f.positiveInt('hidden_size');
   const heads = f.positiveInt('num_attention_heads');
@@ -327,6 +355,7 @@ export function parseModelConfig(file: Record<string, unknown>, path = 'config.j
   const dropout: Record<string, number> = {};
   for (const key of ['attention_dropout', 'resid_pdrop', 'embd_pdrop']) {
     const p = f.optionalNum(key);
+    if (!(p >= 0 && p < 1)) throw new ConfigError(`${f.path}: "${key}" is a dropout probability and must be in [0, 1), got ${p}.`);
     if (p !== 0) dropout[key] = p;
   }
   const queryScalar = gemma ? f.num('query_pre_attn_scalar', headDim) : headDim;
@@ -378,9 +407,9 @@ export function parseModelConfig(file: Record<string, unknown>, path = 'config.j
     lmHeadName: multimodal ? 'language_model.lm_head.weight' : 'lm_head.weight',
     skippedTower: multimodal ? 'vision_tower' : null,
     baseDropout: dropout,
-    bosTokenId: typeof raw['bos_token_id'] === 'number' ? (raw['bos_token_id'] as number) : typeof file['bos_token_id'] === 'number' ? (file['bos_token_id'] as number) : null,
-    eosTokenIds: idList(raw['eos_token_id'] ?? file['eos_token_id']),
-    padTokenId: typeof raw['pad_token_id'] === 'number' ? (raw['pad_token_id'] as number) : null,
+    bosTokenId: tokenIds(f, 'bos_token_id', false)[0] ?? tokenIds(top, 'bos_token_id', false)[0] ?? null,
+    eosTokenIds: f.get('eos_token_id') !== undefined && f.get('eos_token_id') !== null ? tokenIds(f, 'eos_token_id', true) : tokenIds(top, 'eos_token_id', true),
+    padTokenId: tokenIds(f, 'pad_token_id', false)[0] ?? null,
     raw: file,
   };
 }
@@ -397,7 +426,9 @@ export async function readJsonObject(path: string, what: string): Promise<Record
   try {
     value = JSON.parse(text);
   } catch (e) {
-    throw new ConfigError(`${path} is not valid JSON (${(e as Error).message}); fix or re-download the file.`);
+    const nonFinite = /"([^"\\]*)"\s*:\s*(NaN|-?Infinity)\s*[,}]/.exec(text);
+    if (nonFinite) throw new ConfigError(`${path}: "${nonFinite[1]}" is ${nonFinite[2]}, which Python's json writes for a non-finite float but JSON does not allow; give it a finite value.`);
+    throw new ConfigError(`${path} is not valid JSON (${(e as Error).message.split('\n')[0]}); fix or re-download the file.`);
   }
   if (!value || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${path} must hold a JSON object.`);
   return value as Record<string, unknown>;

@@ -1,3 +1,5 @@
+import { FormatError } from '../io/errors.js';
+import { sourcePath, type TensorSource } from '../io/tensor-source.js';
 import type { ModelConfig } from './config.js';
 import { LAYER_NORM_NAMES } from './causal-lm.js';
 
@@ -76,4 +78,17 @@ export function checkpointLayout(c: ModelConfig): LayoutTensor[] {
 /** The checkpoint name of a layout tensor, with the decoder under `prefix` ("model"). */
 export function checkpointName(t: LayoutTensor, prefix: string, lmHeadName = 'lm_head.weight'): string {
   return t.kind === 'head' ? lmHeadName : `${prefix}.${t.module}.${t.param}`;
+}
+
+/**
+ * Where the decoder's tensors sit in this checkpoint: "model" for a causal LM; a Gemma 3 multimodal checkpoint
+ * keeps them under "language_model.model" (as released) or "model.language_model" (as transformers 5 saves it).
+ */
+export function decoderPrefix(config: ModelConfig, source: TensorSource): { prefix: string; lmHead: string } {
+  if (!config.skippedTower) return { prefix: 'model', lmHead: 'lm_head.weight' };
+  for (const [prefix, lmHead] of [['language_model.model', 'language_model.lm_head.weight'], ['model.language_model', 'lm_head.weight']] as const) {
+    if (source.has(`${prefix}.embed_tokens.weight`)) return { prefix, lmHead };
+  }
+  const where = sourcePath(source);
+  throw new FormatError(where, `${where} has no language_model.model.embed_tokens.weight nor model.language_model.embed_tokens.weight, so it does not hold the language model of this ${config.architecture}; point at the checkpoint its config.json came with.`);
 }

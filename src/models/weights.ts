@@ -1,9 +1,11 @@
 import { decodeTensor } from '../io/decode.js';
-import type { TensorSource } from '../io/tensor-source.js';
+import { FormatError } from '../io/errors.js';
+import { FINITE_SCAN_MAX_ELEMENTS, firstNonFinite } from '../io/finite.js';
+import { tensorFile, type TensorSource } from '../io/tensor-source.js';
 import { fromHost, hostArray } from '../ops/index.js';
 import type { HostArray } from '../tensor/buffer.js';
-import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16, isFloatDType, type DType } from '../tensor/dtype.js';
-import { formatShape } from '../tensor/shape.js';
+import { bf16ArrayToF32, bf16BitsToF32, bytesPerElement, f16ArrayToF32, f16BitsToF32, f32ArrayToBf16, f32ArrayToF16, isFloatDType, type DType } from '../tensor/dtype.js';
+import { formatShape, numelOf, shapesEqual } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 /** Converts host data between float dtypes (raw 16-bit patterns for bf16/f16), rounding to nearest even. */
@@ -18,15 +20,36 @@ export function convertHost(data: HostArray, from: DType, to: DType): HostArray 
 }
 
 /**
- * Reads one tensor from a checkpoint onto a device, converting floating tensors to `dtype` (integer tensors
- * keep theirs). Peak host memory is one tensor's bytes plus its converted copy.
+ * Reads one floating tensor from a checkpoint onto a device, converted to `dtype` (null: the stored dtype). Peak
+ * host memory is one tensor's bytes plus its converted copy. An integer tensor, a shape other than `expectShape`
+ * and, for tensors of up to FINITE_SCAN_MAX_ELEMENTS, a NaN or infinity are refused with a FormatError naming the file.
  */
 export async function loadTensor(source: TensorSource, name: string, dtype: DType | null, device: string, expectShape?: readonly number[]): Promise<Tensor> {
   const info = source.info(name);
-  if (expectShape && (info.shape.length !== expectShape.length || info.shape.some((d, i) => d !== expectShape[i]))) {
-    throw new Error(`Checkpoint tensor ${name} has shape ${formatShape(info.shape)} but the config implies ${formatShape(expectShape)}; the weights do not belong to this config.json.`);
+  const file = tensorFile(source, name);
+  if (expectShape && !shapesEqual(info.shape, expectShape)) {
+    throw new FormatError(file, `${file}: tensor "${name}" has shape ${formatShape(info.shape)} but the config implies ${formatShape(expectShape)}; the weights do not belong to this config.json.`);
   }
-  const raw = decodeTensor(info.dtype, await source.read(name)) as HostArray;
-  const target = dtype && isFloatDType(info.dtype) ? dtype : info.dtype;
+  assertFloatTensor(file, name, info.dtype);
+  const bytes = await source.read(name);
+  if (numelOf(info.shape) <= FINITE_SCAN_MAX_ELEMENTS) assertFinite(file, name, info.dtype, bytes);
+  const raw = decodeTensor(info.dtype, bytes) as HostArray;
+  const target = dtype ?? info.dtype;
   return fromHost(convertHost(raw, info.dtype, target), info.shape, target, device);
+}
+
+/** Weights are float32, bfloat16 or float16; an integer tensor where a weight belongs is refused before it is read. */
+export function assertFloatTensor(file: string, name: string, dtype: DType): void {
+  if (!isFloatDType(dtype)) {
+    throw new FormatError(file, `${file}: tensor "${name}" is stored as ${dtype}, but weights must be float32, bfloat16 or float16; export the checkpoint with floating-point weights.`);
+  }
+}
+
+/** Refuses stored values that are NaN or infinite, naming the first one. */
+export function assertFinite(file: string, name: string, dtype: DType, bytes: Uint8Array): void {
+  const at = firstNonFinite(dtype, bytes);
+  if (at < 0) return;
+  const value = decodeTensor(dtype, bytes.subarray(at * bytesPerElement(dtype), (at + 1) * bytesPerElement(dtype)));
+  const v = dtype === 'float32' ? (value as Float32Array)[0]! : dtype === 'bfloat16' ? bf16BitsToF32((value as Uint16Array)[0]!) : f16BitsToF32((value as Uint16Array)[0]!);
+  throw new FormatError(file, `${file}: tensor "${name}" holds ${v} at element ${at}; the weights are corrupt, so save or download them again.`);
 }

@@ -1,8 +1,9 @@
-import type { TensorSource } from '../io/tensor-source.js';
+import { tensorFile, type TensorSource } from '../io/tensor-source.js';
 import { registerQuantizedLinearLoader, type LinearLoader } from '../models/build.js';
+import type { StoredWeightCheck } from '../models/checkpoint-check.js';
 import { loadTensor } from '../models/weights.js';
 import { Linear } from '../nn/layers.js';
-import { formatShape, shapesEqual } from '../tensor/shape.js';
+import { formatShape, numelOf, shapesEqual } from '../tensor/shape.js';
 import { parseBnbQuantConfig, type BnbQuantConfig } from './bnb-config.js';
 import { QuantError } from './errors.js';
 import { Linear4bit } from './linear4bit.js';
@@ -32,11 +33,12 @@ export function bnbLinearLoader(config: BnbQuantConfig): LinearLoader {
     if (ctx.source.info(name).dtype !== 'uint8') {
       return new Linear(await loadTensor(ctx.source, name, ctx.dtype, ctx.device, expected), bias);
     }
+    const file = tensorFile(ctx.source, name);
     const tensors = await readQuantTensors(ctx.source, name);
-    const weight = parseQuantState(name, (n) => tensors.get(n));
+    const weight = parseQuantState(name, (n) => tensors.get(n), file);
     if (!shapesEqual(weight.state.shape, expected)) {
       throw new QuantError(
-        `The 4-bit weight "${name}" has quant-state shape ${formatShape(weight.state.shape)}, but the config implies ${formatShape(expected)}; the weights do not belong to this config.json.`,
+        `${file}: the 4-bit weight "${name}" has quant-state shape ${formatShape(weight.state.shape)}, but the config implies ${formatShape(expected)}; the weights do not belong to this config.json.`,
       );
     }
     return new Linear4bit(weight, { bias, computeDtype: config.computeDtype, device: ctx.device });
@@ -44,9 +46,28 @@ export function bnbLinearLoader(config: BnbQuantConfig): LinearLoader {
 }
 
 /**
+ * The header-only check of a packed 4-bit projection weight (see StoredWeightCheck): its packed bytes hold exactly
+ * an [out, in] weight and a quant state comes with it. Returns the weight's tensors, which the checkpoint check
+ * then does not report as unexpected; parseQuantState checks their contents when the weight is loaded.
+ */
+export const checkBnbStoredWeight: StoredWeightCheck = (source, weightName, [out, inFeatures]) => {
+  const file = tensorFile(source, weightName);
+  const { shape } = source.info(weightName);
+  const packed = Math.ceil((out * inFeatures) / 2);
+  if (numelOf(shape) !== packed) {
+    throw new QuantError(`${file}: the 4-bit weight "${weightName}" has ${numelOf(shape)} packed bytes ${formatShape(shape)}, but the config implies [${out}, ${inFeatures}], which packs into ${packed}; the weights do not belong to this config.json.`);
+  }
+  const parts = quantStateTensorNames(weightName).filter((n) => source.has(n));
+  if (!parts.some((n) => n.includes('.quant_state.'))) {
+    throw new QuantError(`${file}: the 4-bit weight "${weightName}" is packed uint8 but has no "${weightName}.quant_state.bitsandbytes__nf4" tensor; save the checkpoint again with transformers and bitsandbytes.`);
+  }
+  return parts;
+};
+
+/**
  * Lets AutoModelForCausalLM.fromPretrained load checkpoints whose config.json has
  * quantization_config.quant_method "bitsandbytes". Idempotent; importing the quant package root calls it.
  */
 export function registerBitsandbytesLoader(): void {
-  registerQuantizedLinearLoader('bitsandbytes', (q, configPath) => bnbLinearLoader(parseBnbQuantConfig(q, configPath)));
+  registerQuantizedLinearLoader('bitsandbytes', (q, configPath) => bnbLinearLoader(parseBnbQuantConfig(q, configPath)), checkBnbStoredWeight);
 }

@@ -1,7 +1,7 @@
-import { openCheckpoint } from '../io/checkpoint.js';
 import { resolvePretrained } from '../io/hub.js';
 import { AutoModelForCausalLM } from '../models/auto.js';
 import { buildCausalLM, type FromPretrainedOptions, type LinearLoader } from '../models/build.js';
+import { openCheckedCheckpoint } from '../models/checkpoint-check.js';
 import { loadConfig } from '../models/config.js';
 import type { CausalLM } from '../models/causal-lm.js';
 import { loadTensor } from '../models/weights.js';
@@ -37,7 +37,7 @@ export async function loadIn4bit(idOrDir: string, options: FromPretrainedOptions
   if (config.raw['quantization_config'] !== undefined) return AutoModelForCausalLM.fromPretrained(dir, options);
   const computeDtype = options.computeDtype ?? 'bfloat16';
   const dtype = !options.dtype || options.dtype === 'auto' ? computeDtype : options.dtype;
-  const source = await openCheckpoint(dir);
+  const source = await openCheckedCheckpoint(dir, config);
   try {
     return await buildCausalLM(config, source, dtype, options.device ?? 'cpu', quantizeOnLoadLinearLoader({ ...options, computeDtype }));
   } finally {

@@ -37,10 +37,10 @@ function isIndex(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
-/** Parses and checks the quant-state JSON of weight `weightName` (named in every error). */
-export function parseQuantStateJson(weightName: string, text: string): QuantStateFields {
+/** Parses and checks the quant-state JSON of weight `weightName` stored in `file` (both named in every error). */
+export function parseQuantStateJson(weightName: string, text: string, file: string): QuantStateFields {
   function fail(what: string): never {
-    throw new QuantError(`The bitsandbytes quant state of "${weightName}" ${what}.`);
+    throw new QuantError(`${file}: the bitsandbytes quant state of "${weightName}" ${what}.`);
   }
   let parsed: unknown;
   try {

@@ -78,12 +78,13 @@ export function serializeQuantState(weightName: string, weight: Nf4Weight): Name
 
 /**
  * Reads a bitsandbytes NF4 weight back from its tensors (`lookup` returns undefined for an absent name) and
- * checks that every part agrees with the quant state. As in bitsandbytes, the stored quant_map is checked for
- * shape only: NF4 dequantization always uses the built-in NF4 code.
+ * checks that every part agrees with the quant state; `file` (the safetensors file holding them) is named in
+ * every error. As in bitsandbytes, the stored quant_map is checked for shape only: NF4 dequantization always
+ * uses the built-in NF4 code.
  */
-export function parseQuantState(weightName: string, lookup: (name: string) => RawTensor | undefined): Nf4Weight {
+export function parseQuantState(weightName: string, lookup: (name: string) => RawTensor | undefined, file: string): Nf4Weight {
   function fail(what: string): never {
-    throw new QuantError(`The 4-bit weight "${weightName}" ${what}.`);
+    throw new QuantError(`${file}: the 4-bit weight "${weightName}" ${what}.`);
   }
   function expectTensor(suffix: string, dtype: DType, numel: number, role: string): Uint8Array {
     const name = weightName + suffix;
@@ -102,7 +103,7 @@ export function parseQuantState(weightName: string, lookup: (name: string) => Ra
   const stateTensor = lookup(weightName + SUFFIXES.quantState);
   if (stateTensor === undefined) fail(`has no "${weightName}${SUFFIXES.quantState}" tensor, so it is not a bitsandbytes NF4 weight`);
   if (stateTensor.dtype !== 'uint8') fail(`has its quant state stored as ${stateTensor.dtype} instead of uint8 JSON bytes`);
-  const fields = parseQuantStateJson(weightName, new TextDecoder().decode(stateTensor.data));
+  const fields = parseQuantStateJson(weightName, new TextDecoder().decode(stateTensor.data), file);
   if (!NF4_BLOCKSIZES.includes(fields.blocksize)) {
     fail(`uses blocksize ${fields.blocksize}; bitsandbytes 4-bit blocksizes are ${NF4_BLOCKSIZES.join(', ')}`);
   }

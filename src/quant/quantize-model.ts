@@ -10,10 +10,10 @@ import { SafetensorsFile } from '../io/safetensors.js';
 import { tensorByteLength } from '../io/safetensors-layout.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 import { decodeTensor } from '../io/decode.js';
+import { isIgnorableTensor, openCheckedCheckpoint } from '../models/checkpoint-check.js';
 import { loadConfig } from '../models/config.js';
-import { convertHost } from '../models/weights.js';
+import { assertFinite, convertHost } from '../models/weights.js';
 import type { HostArray } from '../tensor/buffer.js';
-import { isFloatDType } from '../tensor/dtype.js';
 import { quantizedConfigJson } from './bnb-config.js';
 import { copyCompanionFiles } from '../io/companion-files.js';
 import { QuantError } from './errors.js';
@@ -51,13 +51,14 @@ function hostFloat(dtype: ComputeDType, data: HostArray): HostFloatData {
 
 /**
  * One stored tensor as transformers + bitsandbytes save it after `from_pretrained(dtype=D, load_in_4bit=True)`:
- * a decoder projection weight rounded to D then NF4-quantized (its quant-state tensors), any other floating
- * tensor rounded to D, integer tensors unchanged.
+ * a decoder projection weight rounded to D then NF4-quantized (its quant-state tensors), any other tensor rounded
+ * to D (checkCheckpoint has made sure every tensor is a float one). NaN and infinity are refused.
  */
 async function convertTensor(shard: SafetensorsFile, name: string, options: Required<QuantizeModelOptions>): Promise<NamedRawTensor[]> {
   const { dtype, shape } = shard.info(name);
   const bytes = await shard.read(name);
-  if (!isFloatDType(dtype)) return [{ name, dtype, shape: [...shape], data: bytes }];
+  // Every tensor is scanned: one integer pass costs little next to quantizing it, and NaN would poison its absmax.
+  assertFinite(shard.path, name, dtype, bytes);
   const rounded = convertHost(decodeTensor(dtype, bytes) as HostArray, dtype, options.dtype);
   if (!isDecoderProjectionWeight(name) || shape.length !== 2) return [{ name, dtype: options.dtype, shape: [...shape], data: asBytes(rounded) }];
   const weight = quantizeNf4Weight(hostFloat(options.dtype, rounded), shape, { blocksize: options.blocksize, doubleQuant: options.doubleQuant });
@@ -94,7 +95,9 @@ async function writeText(path: string, text: string): Promise<void> {
  * followed by `save_pretrained` would. Streams shard by shard: each input shard becomes one output shard, and host
  * memory holds one input tensor plus the output of the current shard. A single-file model gives a single
  * model.safetensors (byte-identical to transformers' for the same weights). config.json is written last; if
- * anything fails, the files written so far are removed.
+ * anything fails, the files written so far are removed (and the output folder, when this call created it). The
+ * checkpoint is checked against config.json first (checkCheckpoint), so nothing is written for weights that
+ * contradict it.
  */
 export async function quantizeModel(modelDir: string, outDir: string, options: QuantizeModelOptions = {}): Promise<QuantizeModelResult> {
   const opts: Required<QuantizeModelOptions> = { dtype: options.dtype ?? 'bfloat16', blocksize: options.blocksize ?? 64, doubleQuant: options.doubleQuant ?? true };
@@ -104,8 +107,10 @@ export async function quantizeModel(modelDir: string, outDir: string, options: Q
   if (config.raw['quantization_config'] !== undefined) {
     throw new QuantError(`${join(dir, 'config.json')} already has a quantization_config; quantize the dense model instead.`);
   }
+  await (await openCheckedCheckpoint(dir, config)).close();
   const inputs = await weightFiles(dir);
   await assertFreshOutput(dir, outDir);
+  const createsOutput = (await pathKind(outDir)) === 'missing';
 
   const written: string[] = [];
   try {
@@ -119,7 +124,7 @@ export async function quantizeModel(modelDir: string, outDir: string, options: Q
       const shard = await SafetensorsFile.open(join(dir, file));
       const entries: NamedRawTensor[] = [];
       try {
-        for (const name of shard.names()) {
+        for (const name of shard.names().filter((n) => !isIgnorableTensor(n))) {
           const converted = await convertTensor(shard, name, opts);
           if (converted.length > 1) quantizedWeights++;
           entries.push(...converted);
@@ -146,6 +151,7 @@ export async function quantizeModel(modelDir: string, outDir: string, options: Q
     return { files: written, quantizedWeights, totalSize };
   } catch (err) {
     await Promise.all(written.map((name) => rm(join(outDir, name), { force: true })));
+    if (createsOutput) await rm(outDir, { recursive: true, force: true });
     throw err;
   }
 }

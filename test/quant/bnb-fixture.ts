@@ -1,4 +1,3 @@
-import { SafetensorsFile } from '../../src/io/safetensors.js';
 import type { TensorInfo, TensorSource } from '../../src/io/tensor-source.js';
 import type { RawTensor } from '../../src/quant/quant-state.js';
 import { fixturePath, readFixtureTensor } from '../helpers/fixtures.js';
@@ -17,19 +16,7 @@ export async function referenceInputIds(): Promise<number[][]> {
 }
 
 /** Every tensor of a safetensors file, raw. */
-export async function readAllTensors(path: string): Promise<Map<string, RawTensor>> {
-  const file = await SafetensorsFile.open(path);
-  try {
-    const out = new Map<string, RawTensor>();
-    for (const name of file.names()) {
-      const { dtype, shape } = file.info(name);
-      out.set(name, { dtype, shape, data: await file.read(name) });
-    }
-    return out;
-  } finally {
-    await file.close();
-  }
-}
+export { readTensors as readAllTensors } from '../models/edited-checkpoint.js';
 
 /** A TensorSource over tensors held in memory (for checkpoints edited by a test). */
 export function memorySource(tensors: ReadonlyMap<string, RawTensor>): TensorSource {

@@ -17,7 +17,7 @@ const checkpoint = await readAllTensors(`${BNB_DIR}/model.safetensors`);
 const weightNames = [...checkpoint.keys()].filter((n) => n.endsWith(STATE_SUFFIX)).map((n) => n.slice(0, -STATE_SUFFIX.length)).sort();
 
 function fixtureWeight(name: string): Nf4Weight {
-  return parseQuantState(name, (n) => checkpoint.get(n));
+  return parseQuantState(name, (n) => checkpoint.get(n), `${BNB_DIR}/model.safetensors`);
 }
 
 function bitsOf(values: Float32Array): Uint16Array {

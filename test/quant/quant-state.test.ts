@@ -46,7 +46,7 @@ test('a double-quantized NF4 weight serializes to bitsandbytes\' tensors and JSO
 
 test('parseQuantState reads back what serializeQuantState wrote, and it dequantizes to bitsandbytes\' values', async () => {
   const tensors = byName(serializeQuantState('w', await quantizeW(true)));
-  const weight = parseQuantState('w', (name) => tensors.get(name));
+  const weight = parseQuantState('w', (name) => tensors.get(name), 'w.safetensors');
   assert.deepStrictEqual(weight.state.shape, [192, 256]);
   const out = dequantizeNf4Weight(weight);
   assert.deepStrictEqual(out.data, await refF32('nested.dequant'));
@@ -62,7 +62,7 @@ function withJson(tensors: Map<string, RawTensor>, json: string): Map<string, Ra
 }
 
 function assertQuantError(tensors: Map<string, RawTensor>, message: RegExp): void {
-  assert.throws(() => parseQuantState('w', (name) => tensors.get(name)), (err: unknown) => {
+  assert.throws(() => parseQuantState('w', (name) => tensors.get(name), 'w.safetensors'), (err: unknown) => {
     assert.ok(err instanceof QuantError, String(err));
     assert.match(err.message, message);
     return true;
@@ -71,7 +71,7 @@ function assertQuantError(tensors: Map<string, RawTensor>, message: RegExp): voi
 
 test('a quant state whose shape disagrees with the packed weight is rejected', async () => {
   const json = '{"quant_type": "nf4", "blocksize": 64, "dtype": "float32", "shape": [192, 128], "nested_blocksize": 256, "nested_dtype": "float32", "nested_offset": 0.05}';
-  assertQuantError(withJson(await nestedTensors(), json), /^The 4-bit weight "w" has 24576 packed bytes \[24576, 1\], but its quant state shape \[192, 128\] needs 12288\.$/);
+  assertQuantError(withJson(await nestedTensors(), json), /^w\.safetensors: the 4-bit weight "w" has 24576 packed bytes \[24576, 1\], but its quant state shape \[192, 128\] needs 12288\.$/);
 });
 
 test('an absmax tensor of the wrong length is rejected', async () => {

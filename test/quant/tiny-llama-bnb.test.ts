@@ -55,7 +55,7 @@ test('every tiny-llama bnb-4bit projection parses and dequantizes to bfloat16 of
   await withFiles(async (dense, quantized, weights) => {
     for (const name of weights) {
       const tensors = await readAll(quantized, quantStateTensorNames(name));
-      const weight = parseQuantState(name, (n) => tensors.get(n));
+      const weight = parseQuantState(name, (n) => tensors.get(n), quantized.path);
       assert.deepStrictEqual(weight.state.shape, dense.info(name).shape, name);
       const out = dequantizeNf4Weight(weight);
       assert.equal(out.dtype, 'bfloat16');
