@@ -6,7 +6,9 @@ import type { TensorSource } from '../io/tensor-source.js';
 import { openCheckedCheckpoint } from '../models/checkpoint-check.js';
 import { loadConfig, type ModelConfig } from '../models/config.js';
 import { layerProjections } from '../models/layout.js';
-import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, readAdapterConfig } from '../peft/index.js';
+import { ADAPTER_CONFIG_NAME, readAdapterConfig } from '../peft/index.js';
+import { checkAdapterFile } from '../peft/adapter-check.js';
+import { openAdapterWeights } from '../peft/adapter-files.js';
 import { isDecoderProjectionWeight } from '../quant/index.js';
 import { BUILTIN } from './builtin-example.js';
 import { UsageError } from './errors.js';
@@ -53,7 +55,7 @@ function bytes(b: number): string {
   return `${b.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
-async function withCheckpoint<T>(opened: Promise<TensorSource>, fn: (s: TensorSource) => T): Promise<T> {
+async function withCheckpoint<S extends TensorSource, T>(opened: Promise<S>, fn: (s: S) => T): Promise<T> {
   const source = await opened;
   try {
     return fn(source);
@@ -105,7 +107,8 @@ export function describeArchitecture(c: ModelConfig): string {
 
 async function inspectAdapter(dir: string): Promise<void> {
   const config = await readAdapterConfig(dir);
-  const adapter = await withCheckpoint(openCheckpoint(join(dir, ADAPTER_WEIGHTS_NAME)), (s) => {
+  const adapter = await withCheckpoint(openAdapterWeights(dir), (s) => {
+    checkAdapterFile(config, s, join(dir, ADAPTER_CONFIG_NAME));
     let params = 0;
     let stored = 0;
     for (const name of s.names()) {

@@ -1,5 +1,5 @@
 import { resolvePretrained } from '../io/hub.js';
-import { PeftModel } from '../peft/index.js';
+import { PeftError, PeftModel } from '../peft/index.js';
 import { saveModelPretrained } from '../peft/export-checkpoint.js';
 import { Linear4bit, mergeQloraToDense, saveQuantizedPretrained, type ComputeDType } from '../quant/index.js';
 import type { DType } from '../tensor/dtype.js';
@@ -43,7 +43,14 @@ export async function runMerge(argv: readonly string[]): Promise<number> {
     console.log(`merge rounding error: max ${report.maxAbsError.toExponential(2)} abs, ${report.maxRelativeError.toExponential(2)} relative`);
   } else {
     if (requantize) throw new UsageError('--requantize applies to adapters of a bnb-4bit base, but this base model is not quantized.');
-    await peft.saveMergedPretrained(output, { copyFilesFrom });
+    // safeMerge: a weight that overflows (or NaN in a base weight too large to scan at load) is refused before writing.
+    try {
+      await peft.saveMergedPretrained(output, { copyFilesFrom, safeMerge: true });
+    } catch (err) {
+      // The merge's checks name the module and the adapter's name; say which folder that adapter came from.
+      if (err instanceof PeftError) throw new PeftError(`${adapter}: ${err.message}`);
+      throw err;
+    }
   }
   console.log(`merged ${adapter} into ${folder === 'builtin' ? 'the built-in example model' : folder}; ${quantized && requantize ? 'bnb-4bit' : 'Hugging Face'} checkpoint written to ${output}`);
   return 0;

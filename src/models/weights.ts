@@ -22,9 +22,17 @@ export function convertHost(data: HostArray, from: DType, to: DType): HostArray 
 /**
  * Reads one floating tensor from a checkpoint onto a device, converted to `dtype` (null: the stored dtype). Peak
  * host memory is one tensor's bytes plus its converted copy. An integer tensor, a shape other than `expectShape`
- * and, for tensors of up to FINITE_SCAN_MAX_ELEMENTS, a NaN or infinity are refused with a FormatError naming the file.
+ * and a NaN or infinity are refused with a FormatError naming the file; `scan` "small" looks for the latter only in
+ * tensors of up to FINITE_SCAN_MAX_ELEMENTS (base weights), "all" in every tensor (adapters).
  */
-export async function loadTensor(source: TensorSource, name: string, dtype: DType | null, device: string, expectShape?: readonly number[]): Promise<Tensor> {
+export async function loadTensor(
+  source: TensorSource,
+  name: string,
+  dtype: DType | null,
+  device: string,
+  expectShape?: readonly number[],
+  scan: 'small' | 'all' = 'small',
+): Promise<Tensor> {
   const info = source.info(name);
   const file = tensorFile(source, name);
   if (expectShape && !shapesEqual(info.shape, expectShape)) {
@@ -32,7 +40,7 @@ export async function loadTensor(source: TensorSource, name: string, dtype: DTyp
   }
   assertFloatTensor(file, name, info.dtype);
   const bytes = await source.read(name);
-  if (numelOf(info.shape) <= FINITE_SCAN_MAX_ELEMENTS) assertFinite(file, name, info.dtype, bytes);
+  if (scan === 'all' || numelOf(info.shape) <= FINITE_SCAN_MAX_ELEMENTS) assertFinite(file, name, info.dtype, bytes);
   const raw = decodeTensor(info.dtype, bytes) as HostArray;
   const target = dtype ?? info.dtype;
   return fromHost(convertHost(raw, info.dtype, target), info.shape, target, device);

@@ -10,6 +10,12 @@ import { walkModules } from './module-walk.js';
 /** Every key of adapter_model.safetensors starts with this: the path of the base model inside PEFT's PeftModel. */
 export const ADAPTER_KEY_PREFIX = 'base_model.model.';
 
+/** The keys of a layer's two LoRA factors, A [r, in] and B [out, r]: lora_A/B.weight on a linear layer, lora_embedding_A/B on an embedding. */
+export function loraFactorKeys(path: string, kind: 'linear' | 'embedding'): { a: string; b: string } {
+  const base = `${ADAPTER_KEY_PREFIX}${path}`;
+  return kind === 'embedding' ? { a: `${base}.lora_embedding_A`, b: `${base}.lora_embedding_B` } : { a: `${base}.lora_A.weight`, b: `${base}.lora_B.weight` };
+}
+
 /** One tensor of an adapter as PEFT saves it, and where it lives in the model. */
 export interface AdapterStateEntry {
   /** Key in adapter_model.safetensors, e.g. base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight. */

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { resolvePretrained } from '../io/hub.js';
 import type { CausalLMInput, CausalLMOutput, CausalLM } from '../models/causal-lm.js';
@@ -8,7 +9,7 @@ import { noGrad } from '../tensor/grad-mode.js';
 import { Rng } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { adapterFolder, ADAPTER_WEIGHTS_NAME, openAdapterWeights, writeAdapterFolder } from './adapter-files.js';
-import { loadAdapterTensors } from './adapter-load.js';
+import { prepareAdapterTensors, storedAdapterPlaceholders } from './adapter-load.js';
 import { adapterStateEntries, entryTensor } from './adapter-state.js';
 import { initialWeights, zeroWeights, type AdapterWeightsFactory } from './adapter-weights.js';
 import { resolveLoraConfig, type LoraConfig, type ResolvedLoraConfig } from './config.js';
@@ -145,9 +146,16 @@ export class PeftModel extends Module {
 
   /** PEFT's PeftModel.from_pretrained: loads an adapter folder (or Hub repo) onto the model and activates it. */
   static async fromPretrained(model: CausalLM, dirOrRepo: string, options: FromPretrainedOptions = {}): Promise<PeftModel> {
+    // Wrapping freezes the base; a failed load gives the model back exactly as it came, trainable flags included.
+    const trainable = [...model.namedParameters()].filter(([, t]) => t.requiresGrad).map(([, t]) => t);
     const peft = new PeftModel(model, 0);
     const name = options.adapterName ?? 'default';
-    await peft.loadAdapter(dirOrRepo, name, options);
+    try {
+      await peft.loadAdapter(dirOrRepo, name, options);
+    } catch (err) {
+      for (const t of trainable) t.requiresGrad = true;
+      throw err;
+    }
     peft.setAdapter(name, { inferenceMode: !options.isTrainable });
     return peft;
   }
@@ -244,15 +252,23 @@ export class PeftModel extends Module {
     const dir = await resolvePretrained(dirOrRepo, { files: [ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME], revision: options.revision, token: options.token, cacheDir: options.cacheDir });
     const config = { ...(await readAdapterConfig(dir)), inferenceMode: !options.isTrainable };
     const file = await openAdapterWeights(dir);
+    const before = this.peftLayerSet();
     try {
-      this.inject(name, config, zeroWeights(this.model.device, { magnitude: true }));
+      this.inject(name, config, storedAdapterPlaceholders(file, join(dir, ADAPTER_CONFIG_NAME), this.model.device));
       try {
-        // As PEFT's from_pretrained: the config's init runs first, so a PiSSA / OLoRA / LoftQ adapter rewrites the
-        // base weights it is loaded onto (the original ones), then its saved A and B replace the initial ones.
-        if (rewritesBase(config.initLoraWeights)) await initFromBase(loraLayers(this.model), name, config, new Rng(adapterSeed(config.seed, name)));
-        await loadAdapterTensors(this.model, name, this.configs.get(name)!, file);
+        // Every check runs before anything is rewritten: a failed load leaves the model as it was.
+        const prepared = await prepareAdapterTensors(this.model, name, this.configs.get(name)!, file);
+        try {
+          // As PEFT's from_pretrained: the config's init runs first, so a PiSSA / OLoRA / LoftQ adapter rewrites the
+          // base weights it is loaded onto (the original ones), then its saved A and B replace the initial ones.
+          if (rewritesBase(config.initLoraWeights)) await initFromBase(loraLayers(this.model), name, config, new Rng(adapterSeed(config.seed, name)));
+        } catch (err) {
+          prepared.dispose();
+          throw err;
+        }
+        prepared.install();
       } catch (err) {
-        this.removeAdapter(name);
+        this.rollback(name, before);
         throw err;
       }
     } finally {
@@ -407,22 +423,20 @@ export class PeftModel extends Module {
   private unloadLayers(): CausalLM {
     for (const original of this.quantizedOriginals.values()) (original as { weight4bit?: { dispose(): void } }).weight4bit?.dispose();
     this.quantizedOriginals.clear();
-    for (const site of [...walkModules(this.model)]) {
-      if (site.module instanceof LoraLinear || site.module instanceof LoraEmbedding || site.module instanceof TrainableTokensWrapper) site.parent!.replaceChild(site.name, site.module.unload());
-      else if (site.module instanceof ModulesToSaveWrapper) site.parent!.replaceChild(site.name, site.module.layerInUse());
-    }
+    for (const site of [...walkModules(this.model)]) if (isPeftLayer(site.module)) site.parent!.replaceChild(site.name, unwrapLayer(site.module));
     this.unloaded = true;
     return this.model;
   }
 
   /**
    * Exports the model with the active adapters merged as a Hugging Face checkpoint (weights, config.json, and the
-   * tokenizer files of options.copyFilesFrom), leaving this PeftModel as it was.
+   * tokenizer files of options.copyFilesFrom), leaving this PeftModel as it was. With options.safeMerge, merged
+   * weights holding NaN or infinity are refused before anything is written (mergeAdapter's safeMerge).
    */
-  async saveMergedPretrained(dir: string, options: SaveModelOptions = {}): Promise<void> {
+  async saveMergedPretrained(dir: string, options: SaveModelOptions & { safeMerge?: boolean } = {}): Promise<void> {
     this.assertUsable();
     const alreadyMerged = loraLayers(this.model).some(({ layer }) => layer.merged) || embeddingAdapterLayers(this.model).some(({ layer }) => layer.merged);
-    if (!alreadyMerged) await this.mergeAdapter();
+    if (!alreadyMerged) await this.mergeAdapter(undefined, { safeMerge: options.safeMerge });
     try {
       await saveModelPretrained(this.model, dir, options);
     } finally {
@@ -460,13 +474,14 @@ export class PeftModel extends Module {
     if (needsDensity(type) && (density === undefined || Number.isNaN(density))) throw new PeftError(`combinationType "${type}" prunes values and needs a density in [0, 1].`);
     if (density !== undefined && density < 0) throw new PeftError(`Density should be >= 0, got ${density}.`);
     const rng = isDare(type) ? (options.rng ?? new Rng(options.seed ?? 0)) : undefined;
+    const before = this.peftLayerSet();
     this.inject(name, config, zeroWeights(this.model.device, { magnitude: false }));
     try {
       for (const { layer } of loraLayers(this.model)) {
         if (layer.hasAdapter(name)) await fillWeightedAdapter(layer, name, adapters, weights, { type, rank: config.r, density, majoritySignMethod, svdClamp, rng });
       }
     } catch (err) {
-      this.removeAdapter(name);
+      this.rollback(name, before);
       throw err;
     }
     this.frozen.add(name);
@@ -475,12 +490,13 @@ export class PeftModel extends Module {
 
   private addResolvedAdapter(name: string, config: ResolvedLoraConfig): void {
     this.assertNewName(name);
+    const before = this.peftLayerSet();
     this.inject(name, config, initialWeights(config.initLoraWeights, new Rng(adapterSeed(config.seed, name)), this.model.device));
     if (config.initLoraWeights === 'orthogonal') {
       try {
         initOrthogonal(loraLayers(this.model), name, new Rng(adapterSeed(config.seed, name)));
       } catch (err) {
-        this.removeAdapter(name);
+        this.rollback(name, before);
         throw err;
       }
     }
@@ -489,12 +505,13 @@ export class PeftModel extends Module {
 
   /** addResolvedAdapter, then the base-rewriting init (base-init.ts) where the config asks for one. */
   private async addResolvedAdapterAsync(name: string, config: ResolvedLoraConfig): Promise<void> {
+    const before = this.peftLayerSet();
     this.addResolvedAdapter(name, config);
     if (!rewritesBase(config.initLoraWeights)) return;
     try {
       await initFromBase(loraLayers(this.model), name, config, new Rng(adapterSeed(config.seed, name)));
     } catch (err) {
-      this.removeAdapter(name);
+      this.rollback(name, before);
       throw err;
     }
     this.refreshTrainable();
@@ -506,12 +523,30 @@ export class PeftModel extends Module {
     if (config.bias !== 'none' && withBias.length > 0) {
       throw new PeftError(`Adapter "${name}" sets bias "${config.bias}" but adapter "${withBias[0]}" already trains biases; LoRA supports only one adapter with bias, so set bias "none" for all but one.`);
     }
+    const before = this.peftLayerSet();
     try {
       this.configs.set(name, injectAdapter(this.model, name, config, this.state, weights));
     } catch (err) {
-      this.removeAdapter(name);
+      this.rollback(name, before);
       throw err;
     }
+  }
+
+  /** The LoRA layers and wrappers in the model now, so that `rollback` can tell which ones an adapter added. */
+  private peftLayerSet(): ReadonlySet<Module> {
+    return new Set([...walkModules(this.model)].filter((s) => isPeftLayer(s.module)).map((s) => s.module));
+  }
+
+  /**
+   * Undoes a failed add or load of adapter `name`: its tensors are freed, and the layers wrapped for it (absent from
+   * `before`) get their base layers back, so the model is as it was and the next adapter loads onto it.
+   */
+  private rollback(name: string, before: ReadonlySet<Module>): void {
+    this.removeAdapter(name);
+    for (const site of [...walkModules(this.model)]) {
+      if (isPeftLayer(site.module) && !before.has(site.module)) site.parent!.replaceChild(site.name, unwrapLayer(site.module));
+    }
+    this.refreshTrainable();
   }
 
   private removeAdapter(name: string): void {
@@ -556,6 +591,11 @@ export class PeftModel extends Module {
   private loadedNames(): string {
     return this.configs.size > 0 ? [...this.configs.keys()].map((n) => `"${n}"`).join(', ') : 'none';
   }
+}
+
+/** The layer a LoRA layer or wrapper stands in for, with its adapters dropped (merged ones stay folded in). */
+function unwrapLayer(m: LoraLinear | LoraEmbedding | TrainableTokensWrapper | ModulesToSaveWrapper): Module {
+  return m instanceof ModulesToSaveWrapper ? m.layerInUse() : m.unload();
 }
 
 /**
