@@ -137,6 +137,9 @@ export async function readAdapterConfig(dir: string): Promise<ResolvedLoraConfig
   return parseAdapterConfig(text, path);
 }
 
+/** The LoraConfig field names resolveLoraConfig's messages use, each written snake_case in adapter_config.json. */
+const CONFIG_FIELD = /\b(loraAlpha|loraDropout|initLoraWeights|loftqConfig|loftqBits|loftqIter|rankPattern|alphaPattern|layersToTransform|layersPattern|targetModules|trainableTokenIndices|taskType|loraBias|useDora)\b/g;
+
 export function parseAdapterConfig(text: string, path: string): ResolvedLoraConfig {
   let json: unknown;
   try {
@@ -164,6 +167,16 @@ export function parseAdapterConfig(text: string, path: string): ResolvedLoraConf
     else unknown.push(key);
   }
   if (unknown.length > 0) warnUnknownFields(unknown);
+  try {
+    return resolveConfigFields(field, passthrough);
+  } catch (err) {
+    // resolveLoraConfig's checks speak of LoraConfig's fields; say which file holds the bad value, by its JSON names.
+    if (err instanceof PeftError) throw new PeftError(`${path}: ${err.message.replace(CONFIG_FIELD, (name) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`))}`);
+    throw err;
+  }
+}
+
+function resolveConfigFields(field: FieldReader, passthrough: Record<string, unknown>): ResolvedLoraConfig {
   return resolveLoraConfig(
     {
       r: field.number('r', 8),

@@ -107,6 +107,13 @@ test('an adapter tensor stored as int32 is refused by inspect', async () => {
   assert.equal(oneSentence(r), `loraforge: ${dir}/adapter_model.safetensors: tensor "${key}" is stored as int32, but weights must be float32, bfloat16 or float16; export the checkpoint with floating-point weights.`);
 });
 
+test('a bad adapter_config.json value is refused in a sentence naming the file', async () => {
+  const dir = await adapter({ json: { lora_dropout: 1.5 } });
+  const r = cli(['inspect', dir]);
+  assert.equal(r.code, 1);
+  assert.equal(oneSentence(r), `loraforge: ${dir}/adapter_config.json: lora_dropout must be in [0, 1), got 1.5.`);
+});
+
 test('a failed PeftModel.fromPretrained leaves the model as it was, and the next good adapter loads onto it', async () => {
   const model = await loadBase('tiny-llama');
   const before = parameterState(model);
