@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseJsonText } from '../io/json-text.js';
 import { SUPPORTED_ACTIVATIONS } from '../ops/elementwise.js';
 import { parseRopeSpec, type RopeSpec } from './rope.js';
 
@@ -422,14 +423,9 @@ export async function readJsonObject(path: string, what: string): Promise<Record
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new ConfigError(`${path} does not exist; ${what}.`);
     throw e;
   }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (e) {
-    const nonFinite = /"([^"\\]*)"\s*:\s*(NaN|-?Infinity)\s*[,}]/.exec(text);
-    if (nonFinite) throw new ConfigError(`${path}: "${nonFinite[1]}" is ${nonFinite[2]}, which Python's json writes for a non-finite float but JSON does not allow; give it a finite value.`);
-    throw new ConfigError(`${path} is not valid JSON (${(e as Error).message.split('\n')[0]}); fix or re-download the file.`);
-  }
+  const parsed = parseJsonText(text, path, 'fix or re-download the file');
+  if ('problem' in parsed) throw new ConfigError(parsed.problem);
+  const { value } = parsed;
   if (!value || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${path} must hold a JSON object.`);
   return value as Record<string, unknown>;
 }

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseJsonText } from '../io/json-text.js';
 import { fromParsedJson, PythonFloat, pythonJsonDumps, type PythonJsonValue } from '../io/python-json.js';
 import { initKind, resolveLoraConfig, type InitLoraWeights, type LoftqConfig, type LoraBias, type ResolvedLoraConfig, type TargetModules, type TrainableTokenIndices } from './config.js';
 import { PeftError } from './errors.js';
@@ -141,12 +142,9 @@ export async function readAdapterConfig(dir: string): Promise<ResolvedLoraConfig
 const CONFIG_FIELD = /\b(loraAlpha|loraDropout|initLoraWeights|loftqConfig|loftqBits|loftqIter|rankPattern|alphaPattern|layersToTransform|layersPattern|targetModules|trainableTokenIndices|taskType|loraBias|useDora)\b/g;
 
 export function parseAdapterConfig(text: string, path: string): ResolvedLoraConfig {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new PeftError(`${path} is not valid JSON (${(err as Error).message}); save the adapter again.`);
-  }
+  const parsed = parseJsonText(text, path, 'save the adapter again');
+  if ('problem' in parsed) throw new PeftError(parsed.problem);
+  const json = parsed.value;
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new PeftError(`${path} does not hold a JSON object; save the adapter again.`);
   const raw = json as Record<string, unknown>;
   if (raw['peft_type'] !== 'LORA') {
