@@ -254,7 +254,14 @@ export class PeftModel extends Module {
     const file = await openAdapterWeights(dir);
     const before = this.peftLayerSet();
     try {
-      this.inject(name, config, storedAdapterPlaceholders(file, join(dir, ADAPTER_CONFIG_NAME), this.model.device));
+      const configPath = join(dir, ADAPTER_CONFIG_NAME);
+      try {
+        this.inject(name, config, storedAdapterPlaceholders(file, configPath, this.model.device));
+      } catch (err) {
+        // Injection speaks of the config's fields (target_modules, ...); say which file they came from.
+        if (err instanceof PeftError && !err.message.includes(dir)) throw new PeftError(`${configPath}: ${err.message}`);
+        throw err;
+      }
       try {
         // Every check runs before anything is rewritten: a failed load leaves the model as it was.
         const prepared = await prepareAdapterTensors(this.model, name, this.configs.get(name)!, file);

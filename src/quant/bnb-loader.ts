@@ -1,7 +1,7 @@
 import { tensorFile, type TensorSource } from '../io/tensor-source.js';
 import { registerQuantizedLinearLoader, type LinearLoader } from '../models/build.js';
 import type { StoredWeightCheck } from '../models/checkpoint-check.js';
-import { loadTensor } from '../models/weights.js';
+import { assertFinite, loadTensor } from '../models/weights.js';
 import { Linear } from '../nn/layers.js';
 import { formatShape, numelOf, shapesEqual } from '../tensor/shape.js';
 import { parseBnbQuantConfig, type BnbQuantConfig } from './bnb-config.js';
@@ -15,7 +15,10 @@ async function readQuantTensors(source: TensorSource, weightName: string): Promi
   for (const name of quantStateTensorNames(weightName)) {
     if (!source.has(name)) continue;
     const { dtype, shape } = source.info(name);
-    tensors.set(name, { dtype, shape, data: await source.read(name) });
+    const data = await source.read(name);
+    // The float parts (absmax, nested absmax, code maps) are small: one NaN there poisons a whole block of weights.
+    assertFinite(tensorFile(source, name), name, dtype, data);
+    tensors.set(name, { dtype, shape, data });
   }
   return tensors;
 }

@@ -114,6 +114,23 @@ test('a bad adapter_config.json value is refused in a sentence naming the file',
   assert.equal(oneSentence(r), `loraforge: ${dir}/adapter_config.json: lora_dropout must be in [0, 1), got 1.5.`);
 });
 
+test('NaN in adapter_config.json (as Python writes it) names the file and the field', async () => {
+  const dir = await adapter({ json: { lora_alpha: '__X__' }, jsonText: (text) => text.replace('"__X__"', 'NaN') });
+  const r = cli(['inspect', dir]);
+  assert.equal(r.code, 1);
+  assert.equal(oneSentence(r), `loraforge: ${dir}/adapter_config.json: "lora_alpha" is NaN, which Python's json writes for a non-finite float but JSON does not allow; give it a finite value.`);
+});
+
+test('target_modules that match nothing in the base name the adapter_config.json they came from', async () => {
+  const dir = await adapter({ json: { target_modules: ['qkv_proj'] } });
+  const r = cli(['generate', '--model', BASE, '--adapter', dir, '--prompt', 'ab', '--max-new-tokens', '1']);
+  assert.equal(r.code, 1);
+  assert.equal(
+    oneSentence(r),
+    `loraforge: ${dir}/adapter_config.json: target_modules ["qkv_proj"] match no module of the base model; its linear modules are q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head (e.g. model.layers.0.self_attn.q_proj).`,
+  );
+});
+
 test('a failed PeftModel.fromPretrained leaves the model as it was, and the next good adapter loads onto it', async () => {
   const model = await loadBase('tiny-llama');
   const before = parameterState(model);
