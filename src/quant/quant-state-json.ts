@@ -1,3 +1,4 @@
+import { parseJsonText } from '../io/json-text.js';
 import { QuantError } from './errors.js';
 import type { Nf4SourceDType } from './nf4-weight.js';
 import { pythonFloatRepr } from '../io/python-json.js';
@@ -42,12 +43,9 @@ export function parseQuantStateJson(weightName: string, text: string, file: stri
   function fail(what: string): never {
     throw new QuantError(`${file}: the bitsandbytes quant state of "${weightName}" ${what}.`);
   }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    fail('is not valid JSON; re-save the checkpoint with transformers and bitsandbytes');
-  }
+  const json = parseJsonText(text, `${file}: the bitsandbytes quant state of "${weightName}"`, 're-save the checkpoint with transformers and bitsandbytes');
+  if ('problem' in json) throw new QuantError(json.problem);
+  const parsed = json.value;
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) fail('is not a JSON object');
   const record = parsed as Record<string, unknown>;
   const unknownKey = Object.keys(record).find((key) => !KNOWN_KEYS.includes(key));

@@ -72,6 +72,20 @@ test('a bnb quant state whose shape contradicts config.json names the file and t
   assert.equal(errorLine(r), `loraforge: ${dir}/model.safetensors: the 4-bit weight "${Q0}" has quant-state shape [32, 128], but the config implies [64, 64]; the weights do not belong to this config.json.`);
 });
 
+test('a Python NaN literal in a bnb quant state names the file, the weight and the field', async () => {
+  const name = `${Q0}.quant_state.bitsandbytes__nf4`;
+  const dir = await edited('tiny-llama-bnb-4bit', {
+    tensors: (t) => {
+      const text = new TextDecoder().decode(t.get(name)!.data).replace(/"nested_offset": [^,}]+/, '"nested_offset": NaN');
+      const data = new TextEncoder().encode(text);
+      t.set(name, { dtype: 'uint8', shape: [data.length], data });
+    },
+  });
+  const r = cli(['generate', '--model', dir, '--prompt', 'ab', '--max-new-tokens', '1']);
+  assert.equal(r.code, 1);
+  assert.equal(errorLine(r), `loraforge: ${dir}/model.safetensors: the bitsandbytes quant state of "${Q0}": "nested_offset" is NaN, which Python's json writes for a non-finite float but JSON does not allow; give it a finite value.`);
+});
+
 test('NaN in a bnb nested_absmax is refused at load, naming the file and the tensor', async () => {
   const dir = await edited('tiny-llama-bnb-4bit', { tensors: (t) => poison(t, `${Q0}.nested_absmax`, Number.NaN) });
   const r = cli(['generate', '--model', dir, '--prompt', 'ab', '--max-new-tokens', '1']);
