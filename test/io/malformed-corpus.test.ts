@@ -1,73 +1,46 @@
-// Every case of scripts/make-malformed-corpus.ts through the CLI's command functions (in this process, as main.ts
-// calls them: one spawn costs about a second on a loaded 2-core machine), and a few through real spawns of the
-// built CLI: each malformed input exits non-zero with one line naming the file, and leaves no file behind.
+// Every case of scripts/make-malformed-corpus.ts through the CLI's command functions (in two corpus-runner.js
+// processes, many cases each: one CLI spawn costs about a second on a loaded 2-core machine), and a few through
+// real spawns of the built CLI: each malformed input exits non-zero with one line naming the file, leaving no file.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { makeMalformedCorpus, type CorpusCase } from '../../scripts/make-malformed-corpus.js';
-import '../../src/index.js';
-import { UsageError } from '../../src/cli/errors.js';
-import { runGenerate } from '../../src/cli/generate.js';
-import { runInspect } from '../../src/cli/inspect.js';
-import { runMerge } from '../../src/cli/merge.js';
-import { quantizeCommand } from '../../src/cli/quantize.js';
-import { FormatError, HubError } from '../../src/io/errors.js';
-import { ConfigError } from '../../src/models/config.js';
-import { PeftError } from '../../src/peft/errors.js';
-import { QuantError } from '../../src/quant/errors.js';
-import { TokenizerError } from '../../src/tokenizer/errors.js';
 import { cli } from '../cli/helpers.js';
+import type { CaseOutcome } from './corpus-runner.js';
+
+const RUNNER = fileURLToPath(new URL('./corpus-runner.js', import.meta.url));
+/** One runner process per core of the 2-core machine the suite is sized for. */
+const RUNNERS = 2;
 
 const root = await mkdtemp(join(tmpdir(), 'loraforge-corpus-'));
 after(() => rm(root, { recursive: true, force: true }));
 const cases = await makeMalformedCorpus(root);
-
-const COMMANDS: Record<string, (argv: readonly string[]) => Promise<number>> = {
-  inspect: runInspect,
-  generate: runGenerate,
-  merge: runMerge,
-  quantize: (argv) => quantizeCommand([...argv]),
-};
-
-/** The errors loraforge raises for what a user gave it; anything else escaping a command is a crash. */
-const USER_ERRORS = [FormatError, ConfigError, PeftError, QuantError, UsageError, HubError, TokenizerError];
-
-interface Outcome {
-  code: number;
-  /** What the command wrote to stderr, then the line main.ts would print for an error it threw. */
-  stderr: string;
-  thrown: unknown;
-}
-
-/** Runs `loraforge <argv>` in this process, with stdout and stderr captured. */
-async function runInProcess(argv: readonly string[]): Promise<Outcome> {
-  const out = process.stdout.write;
-  const err = process.stderr.write;
-  let stderr = '';
-  process.stdout.write = (() => true) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    return { code: await COMMANDS[argv[0]!]!(argv.slice(1)), stderr, thrown: null };
-  } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
-    return { code: e instanceof UsageError ? 2 : 1, stderr: `${stderr}loraforge: ${message}\n`, thrown: e };
-  } finally {
-    process.stdout.write = out;
-    process.stderr.write = err;
-  }
-}
 
 /** Every file under `dir`, relative to it. */
 async function filesUnder(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
   return entries.filter((e) => e.isFile()).map((e) => relative(dir, join(e.parentPath, e.name))).sort();
 }
+
+const before = new Map(await Promise.all(cases.map(async (c) => [c.id, await filesUnder(join(root, c.id))] as const)));
+
+/** Every case through corpus-runner.js, the corpus split into RUNNERS consecutive slices run side by side. */
+async function runAll(): Promise<Map<string, CaseOutcome>> {
+  const manifest = join(root, 'manifest.json');
+  const size = Math.ceil(cases.length / RUNNERS);
+  const slices = Array.from({ length: RUNNERS }, (_, i) => [i * size, Math.min(cases.length, (i + 1) * size), join(root, `results-${i}.json`)] as const);
+  await Promise.all(slices.map(([first, end, results]) => promisify(execFile)(process.execPath, [RUNNER, manifest, String(first), String(end), results], { env: { ...process.env, LORAFORGE_DEBUG: '' }, maxBuffer: 1 << 26 })));
+  const outcomes = (await Promise.all(slices.map(async ([, , results]) => JSON.parse(await readFile(results, 'utf8')) as CaseOutcome[]))).flat();
+  return new Map(outcomes.map((o) => [o.id, o]));
+}
+
+const outcomes = await runAll();
 
 function assertRefusal(c: CorpusCase, code: number | null, stderr: string): void {
   assert.notEqual(code, 0, `${c.id} exited 0`);
@@ -88,19 +61,17 @@ test('the corpus holds at least 120 malformed cases, over every command, and val
 
 for (const c of cases.filter((k) => !k.valid)) {
   test(`${c.id}: ${c.what} is refused in one line naming the file, leaving nothing`, async () => {
-    const caseDir = join(root, c.id);
-    const before = await filesUnder(caseDir);
-    const r = await runInProcess(c.argv);
-    if (r.thrown !== null) assert.ok(USER_ERRORS.some((E) => r.thrown instanceof E), `${c.id} crashed: ${(r.thrown as Error).stack}`);
+    const r = outcomes.get(c.id)!;
+    assert.equal(r.crash, null, `${c.id} crashed: ${r.crash}`);
     assertRefusal(c, r.code, r.stderr);
-    assert.deepEqual(await filesUnder(caseDir), before);
+    assert.deepEqual(await filesUnder(join(root, c.id)), before.get(c.id));
   });
 }
 
 for (const c of cases.filter((k) => k.valid)) {
-  test(`${c.id}: ${c.what} is accepted`, async () => {
-    const r = await runInProcess(c.argv);
-    assert.equal(r.thrown, null, r.stderr);
+  test(`${c.id}: ${c.what} is accepted`, () => {
+    const r = outcomes.get(c.id)!;
+    assert.equal(r.crash, null, r.stderr);
     assert.equal(r.code, 0, r.stderr);
   });
 }
