@@ -342,7 +342,7 @@ export async function makeMalformedCorpus(root: string, fixture: string): Promis
   for (const [name, value] of [['weights-nan', NaN], ['weights-infinite', Infinity]] as const) {
     const dir = join(root, 'models', name);
     await modelWithValue(fixture, dir, 'model.norm.weight', value);
-    cases.push({ name: `model/${name}`, args: [...TINY, '--model', dir, '--data', plainData, '--output', out(name)], code: 1, refusal: { subject: 'Training stopped at step 1', reason: ': the loss is NaN, so this step was not applied and nothing of it was saved' }, output: out(name) });
+    cases.push({ name: `model/${name}`, args: [...TINY, '--model', dir, '--data', plainData, '--output', out(name)], code: 1, refusal: { subject: join(dir, 'model.safetensors'), reason: `: tensor "model.norm.weight" holds ${value} at element 0; the weights are corrupt` }, output: out(name) });
   }
 
   const base = join(root, 'resume-base');

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { modelWithValue } from '../../scripts/make-malformed-data.js';
 import { cli, MODEL, oneSentence, smallDataset, tempDir } from './helpers.js';
 
-test('NaN weights: train stops at step 1 with one sentence, exit 1, and leaves no output folder', async () => {
+test('NaN weights: train refuses the checkpoint at load with one sentence, exit 1, and leaves no output folder', async () => {
   const dir = await tempDir();
   const out = join(dir, 'run');
   const model = join(dir, 'nan-model');
@@ -14,7 +14,7 @@ test('NaN weights: train stops at step 1 with one sentence, exit 1, and leaves n
   assert.equal(r.code, 1);
   assert.equal(
     oneSentence(r),
-    "loraforge: Training stopped at step 1: the loss is NaN, so this step was not applied and nothing of it was saved; lower the learning rate, check the data and the model's weights for extreme or NaN values.",
+    `loraforge: ${join(model, 'model.safetensors')}: tensor "model.norm.weight" holds NaN at element 0; the weights are corrupt, so save or download them again.`,
   );
   assert.equal(existsSync(out), false);
 });
