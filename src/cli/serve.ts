@@ -8,7 +8,7 @@ import { TokenizerError } from '../tokenizer/index.js';
 import { UsageError } from './errors.js';
 import { commandHelp, resolveOptions, splitArgs, type OptionSpecs } from './options.js';
 
-/** Every option of `loraforge serve`; --adapter may repeat and is taken out of argv first (takeAdapters). */
+/** Every option of `loraforge serve`; --adapter and --cors-origin may repeat and are taken out of argv first (takeRepeated). */
 const SERVE_OPTIONS: OptionSpecs = {
   model: { kind: 'string', help: 'base model folder or Hub id (required)' },
   adapter: { kind: 'string', help: 'NAME=DIR: serve the PEFT adapter in DIR as model NAME (repeatable)' },
@@ -16,6 +16,7 @@ const SERVE_OPTIONS: OptionSpecs = {
   host: { kind: 'string', default: SERVER_DEFAULTS.host, help: 'address to listen on; 0.0.0.0 exposes the server to the network' },
   port: { kind: 'number', integer: true, min: 0, max: 65535, default: SERVER_DEFAULTS.port, help: 'TCP port (0: any free port)' },
   'allowed-hosts': { kind: 'string', help: 'comma-separated host names Host headers may name besides localhost, 127.0.0.1 and [::1] (checked always on loopback, else only when given)' },
+  'cors-origin': { kind: 'string', help: 'scheme://host[:port] whose browser pages may call the server, or * for any: preflights answered, Access-Control-Allow-Origin sent (repeatable; default: no CORS headers)' },
   'api-key': { kind: 'string', help: 'require "Authorization: Bearer KEY" on every /v1 route (default: $LORAFORGE_API_KEY, else none)' },
   'adapter-root': { kind: 'string', help: 'existing folder that POST /v1/adapters may load from (default: run-time loading off)' },
   'max-adapters': { kind: 'number', integer: true, min: 1, default: SERVER_DEFAULTS.maxAdapters, help: 'adapters loaded at once; idle ones are evicted least recently used first' },
@@ -37,28 +38,30 @@ export const SERVE_HELP = commandHelp(
   SERVE_OPTIONS,
 );
 
-/** --adapter NAME=DIR words, taken out of argv before the other flags are parsed. */
-function takeAdapters(argv: readonly string[]): { adapters: AdapterSpec[]; rest: string[] } {
-  const adapters: AdapterSpec[] = [];
+/** The values of a repeatable flag (--NAME V or --NAME=V, '' when V is missing), taken out of argv before the other flags are parsed. */
+function takeRepeated(argv: readonly string[], name: string): { values: string[]; rest: string[] } {
+  const values: string[] = [];
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i]!;
-    if (word !== '--adapter' && !word.startsWith('--adapter=')) {
-      rest.push(word);
-      continue;
-    }
-    const value = word === '--adapter' ? argv[++i] : word.slice('--adapter='.length);
-    const eq = value?.indexOf('=') ?? -1;
-    if (value === undefined || eq <= 0 || eq === value.length - 1) throw new UsageError(`--adapter needs NAME=DIR, got ${JSON.stringify(value ?? '')}.`);
-    adapters.push({ name: value.slice(0, eq), path: value.slice(eq + 1) });
+    if (word === `--${name}`) values.push(argv[++i] ?? '');
+    else if (word.startsWith(`--${name}=`)) values.push(word.slice(name.length + 3));
+    else rest.push(word);
   }
-  return { adapters, rest };
+  return { values, rest };
+}
+
+function adapterSpec(value: string): AdapterSpec {
+  const eq = value.indexOf('=');
+  if (eq <= 0 || eq === value.length - 1) throw new UsageError(`--adapter needs NAME=DIR, got ${JSON.stringify(value)}.`);
+  return { name: value.slice(0, eq), path: value.slice(eq + 1) };
 }
 
 /** The server options of one invocation, or null when help was asked for. */
 export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ServerOptions | null {
-  const { adapters, rest } = takeAdapters(argv);
-  const { flags, positionals } = splitArgs(rest, SERVE_OPTIONS);
+  const adapterArgs = takeRepeated(argv, 'adapter');
+  const corsArgs = takeRepeated(adapterArgs.rest, 'cors-origin');
+  const { flags, positionals } = splitArgs(corsArgs.rest, SERVE_OPTIONS);
   if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"; every option is a --flag.`);
   const v = resolveOptions(SERVE_OPTIONS, flags, null);
   if (v['help']) return null;
@@ -67,10 +70,11 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   return {
     modelDir: v['model'] as string,
     modelName: v['served-model-name'] as string | undefined,
-    adapters,
+    adapters: adapterArgs.values.map(adapterSpec),
     host: v['host'] as string,
     port: v['port'] as number,
     allowedHosts: ((v['allowed-hosts'] as string | undefined) ?? '').split(',').map((h) => h.trim()).filter((h) => h.length > 0),
+    corsOrigins: corsArgs.values,
     apiKey: apiKey || null,
     adapterRoot: (v['adapter-root'] as string | undefined) ?? null,
     maxAdapters: v['max-adapters'] as number,

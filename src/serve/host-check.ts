@@ -8,6 +8,11 @@ const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'] as const;
 /** A DNS name (labels of letters, digits and inner hyphens), an IPv4 address, or an IPv6 address in brackets. */
 const HOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])$/;
 
+/** Whether `name` (lower case, no port) is a DNS name, an IPv4 address or a bracketed IPv6 address. */
+export function isHostName(name: string): boolean {
+  return HOST_NAME.test(name);
+}
+
 /** Whether the server listens on a loopback address only, where a browser page can reach it through DNS rebinding. */
 export function isLoopbackHost(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
@@ -22,7 +27,7 @@ export function isLoopbackHost(host: string): boolean {
 export function allowedHostNames(bindHost: string, allowedHosts: readonly string[]): ReadonlySet<string> | null {
   const extra = allowedHosts.map((h) => {
     const name = h.trim().toLowerCase();
-    if (!HOST_NAME.test(name)) throw new ServeOptionError(`--allowed-hosts entry ${JSON.stringify(h)} is not a host name; give names such as api.example.com or 10.0.0.5, without a port.`);
+    if (!isHostName(name)) throw new ServeOptionError(`--allowed-hosts entry ${JSON.stringify(h)} is not a host name; give names such as api.example.com or 10.0.0.5, without a port.`);
     return name;
   });
   if (!isLoopbackHost(bindHost) && extra.length === 0) return null;

@@ -23,6 +23,11 @@ export interface ServerOptions {
    * always checks Host (DNS rebinding); one on another address checks it only when this is non-empty.
    */
   readonly allowedHosts?: readonly string[];
+  /**
+   * Origins (scheme://host[:port], or '*' for any) whose browser pages may call the server: their preflights are
+   * answered and every response to them carries Access-Control-Allow-Origin. Default none: no CORS headers.
+   */
+  readonly corsOrigins?: readonly string[];
   /** When set, every /v1 route needs "Authorization: Bearer <apiKey>". */
   readonly apiKey?: string | null;
   /** Folder that runtime adapter loads must stay inside (it must exist); unset disables POST /v1/adapters. */

@@ -7,6 +7,7 @@ import { checkAdapterRoot } from './adapter-path.js';
 import { AdapterLoadError, AdapterRegistry } from './adapter-registry.js';
 import { unauthorized } from './api-error.js';
 import { bearerMatches } from './auth.js';
+import { corsPolicy, installCors } from './cors.js';
 import { installErrorHandling } from './error-handling.js';
 import { allowedHostNames, hostMatches, hostNotAllowed } from './host-check.js';
 import { installJsonBodyParser } from './json-body.js';
@@ -34,6 +35,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   // Option mistakes surface before the model loads.
   const adapterRoot = o.adapterRoot ? await checkAdapterRoot(resolve(o.adapterRoot)) : null;
   const hostNames = allowedHostNames(o.host, o.allowedHosts ?? []);
+  const cors = corsPolicy(o.corsOrigins ?? []);
   const model = await AutoModelForCausalLM.fromPretrained(options.modelDir, { dtype: options.dtype, device: options.device });
   const tokenizer = await AutoTokenizer.fromPretrained(options.modelDir);
   // Errors (a failed forward pass, a 500) are always logged; requests only with `logger`. forceCloseConnections:
@@ -81,6 +83,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
       if (!hostMatches(header, hostNames, port)) throw hostNotAllowed(header);
     });
   }
+  if (cors) installCors(app, cors);
   const apiKey = ctx.apiKey;
   if (apiKey) {
     // onRequest runs before the body is read, so an unauthenticated client cannot make the server parse anything.

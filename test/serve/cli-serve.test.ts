@@ -30,6 +30,11 @@ describe('loraforge serve: flags', () => {
     assert.deepEqual(parseServeArgs(['--model', 'm'], {})!.allowedHosts, []);
   });
 
+  it('reads repeated --cors-origin and defaults to none', () => {
+    assert.deepEqual(parseServeArgs(['--model', 'm', '--cors-origin', 'https://a.example', '--cors-origin=*'], {})!.corsOrigins, ['https://a.example', '*']);
+    assert.deepEqual(parseServeArgs(['--model', 'm'], {})!.corsOrigins, []);
+  });
+
   it('reads --adapter-dtype and refuses other values', () => {
     assert.equal(parseServeArgs(['--model', 'm', '--adapter-dtype', 'float32'], {})!.adapterDtype, 'float32');
     assert.throws(() => parseServeArgs(['--model', 'm', '--adapter-dtype', 'int8'], {}), { name: 'UsageError' });

@@ -33,6 +33,13 @@ describe('serve: options checked before the server starts', () => {
     assert.equal(r.stderr, 'loraforge serve: --allowed-hosts entry "bad.example:8000" is not a host name; give names such as api.example.com or 10.0.0.5, without a port.\n');
   });
 
+  it('exits with code 2 and one sentence for a --cors-origin that is not an origin', () => {
+    const r = cli(['serve', '--model', MODEL, '--port', '0', '--cors-origin', 'https://ok.example', '--cors-origin', 'https://app.example/']);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, 'loraforge serve: --cors-origin "https://app.example/" is not an origin; give scheme://host[:port] with no path, such as https://app.example or http://localhost:5173, or * for any origin.\n');
+    assert.equal(r.stdout, '');
+  });
+
   it('reports a start-up adapter that fails to load with the loader\'s own error, for the operator', async () => {
     await assert.rejects(createServer({ modelDir: MODEL, port: 0, adapters: [{ name: 'wrong-base', path: fixturePath('tiny-qwen2-lora') }] }), (error: unknown) => {
       assert.ok(error instanceof PeftError, String(error));
