@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { PeftError } from '../../src/peft/index.js';
 import { createServer, ServeOptionError } from '../../src/serve/index.js';
-import { cli, MODEL } from '../cli/helpers.js';
+import { cli, MAIN, MODEL } from '../cli/helpers.js';
 import { fixturePath } from '../helpers/fixtures.js';
 
 describe('serve: options checked before the server starts', () => {
@@ -24,6 +25,22 @@ describe('serve: options checked before the server starts', () => {
       await assert.rejects(createServer({ modelDir: MODEL, port: 0, adapterRoot: file }), new ServeOptionError(`--adapter-root ${file} is not a folder; pass the folder that holds the adapter folders.`));
     } finally {
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('exits with code 2 and one sentence when the server cannot read --adapter-root', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'loraforge-root-unreadable-'));
+    await chmod(root, 0o000);
+    // Permission bits do not bind root, so a suite run as root starts the server as the unprivileged uid 65534.
+    const user = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    try {
+      const r = spawnSync(process.execPath, [MAIN, 'serve', '--model', MODEL, '--port', '0', '--adapter-root', root], { encoding: 'utf8', ...user });
+      assert.equal(r.status, 2);
+      assert.equal(r.stderr, `loraforge serve: --adapter-root ${root} is not readable by the server; grant it read and execute permission.\n`);
+      assert.equal(r.stdout, '');
+    } finally {
+      await chmod(root, 0o700);
+      await rm(root, { recursive: true, force: true });
     }
   });
 
