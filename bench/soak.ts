@@ -2,8 +2,8 @@
  * Loopback soak of `loraforge serve`: the real CLI in a child process on a free port, `--clients` concurrent clients
  * sending greedy completions and chats (streamed and not) to the base model and every adapter for `--duration`
  * seconds. Before the load each request kind is sent alone, one at a time; under the load and again after it, every
- * answer must equal that reference text (the scheduler is batch-invariant). The server's resident memory is read
- * from its /metrics (process_resident_memory_bytes) every `--sample` seconds, with a full collection forced in the
+ * answer must equal that reference text (the scheduler is batch-invariant). The server's resident memory, V8 heap in
+ * use and external memory are read from its /metrics every `--sample` seconds, with a full collection forced in the
  * server every `--gc-every` seconds (default 1; 0 leaves collection to V8).
  *
  *   npm run build && node dist/bench/soak.js                    (10 minutes, tiny-llama and its 4 fixture adapters)
@@ -145,11 +145,21 @@ async function startServer(args: Args): Promise<{ child: ChildProcess; baseURL: 
   return { child, baseURL };
 }
 
-async function residentMiB(baseURL: string): Promise<number> {
+/** The server's memory in MiB from its /metrics: resident, V8 heap in use (garbage included) and external (ArrayBuffers). */
+interface Memory {
+  readonly rss: number;
+  readonly heapUsed: number;
+  readonly external: number;
+}
+
+async function serverMemory(baseURL: string): Promise<Memory> {
   const text = await (await fetch(`${baseURL.replace(/\/v1$/, '')}/metrics`)).text();
-  const match = /^process_resident_memory_bytes (\d+)$/m.exec(text);
-  if (!match) throw new Error('/metrics has no process_resident_memory_bytes line.');
-  return Number(match[1]) / 2 ** 20;
+  const mib = (name: string) => {
+    const match = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
+    if (!match) throw new Error(`/metrics has no ${name} line.`);
+    return Number(match[1]) / 2 ** 20;
+  };
+  return { rss: mib('process_resident_memory_bytes'), heapUsed: mib('nodejs_heap_size_used_bytes'), external: mib('nodejs_external_memory_bytes') };
 }
 
 function median(values: readonly number[]): number {
@@ -159,6 +169,17 @@ function median(values: readonly number[]): number {
 }
 
 const round = (x: number, digits = 1) => Number(x.toFixed(digits));
+
+/**
+ * Growth compares the median of the last quarter of the post-warm-up samples with that of the first quarter, so a
+ * single sample taken just before a garbage collection does not count as growth.
+ */
+function quarters(values: readonly number[]): { first: number; last: number; max: number; growth: number } {
+  const quarter = Math.max(1, Math.floor(values.length / 4));
+  const first = median(values.slice(0, quarter));
+  const last = median(values.slice(-quarter));
+  return { first: round(first), last: round(last), max: round(Math.max(...values)), growth: round((last - first) / first, 4) };
+}
 
 async function main(): Promise<number> {
   const args = parse();
@@ -185,14 +206,14 @@ async function main(): Promise<number> {
 
     const start = performance.now();
     const end = start + args.durationS * 1000;
-    const samples: { t: number; rss: number }[] = [];
+    const samples: (Memory & { t: number })[] = [];
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
         const t = (performance.now() - start) / 1000;
-        const rss = await residentMiB(baseURL);
-        samples.push({ t, rss });
-        log({ event: 'sample', t_s: round(t), phase: t < args.warmupS ? 'warmup' : 'load', requests, errors, rss_mib: round(rss) });
+        const memory = await serverMemory(baseURL);
+        samples.push({ t, ...memory });
+        log({ event: 'sample', t_s: round(t), phase: t < args.warmupS ? 'warmup' : 'load', requests, errors, rss_mib: round(memory.rss), heap_used_mib: round(memory.heapUsed), external_mib: round(memory.external) });
         await new Promise((r) => setTimeout(r, args.sampleS * 1000));
       }
     })();
@@ -222,12 +243,10 @@ async function main(): Promise<number> {
     const underLoad = mismatches.length;
     for (const job of jobs) check(job, (await send(baseURL, job, false)).text, 'after load');
 
-    const loaded = samples.filter((s) => s.t >= args.warmupS).map((s) => s.rss);
-    // Growth compares the median of the last quarter of the post-warm-up samples with that of the first quarter,
-    // so a single sample taken just before a garbage collection does not count as growth.
-    const quarter = Math.max(1, Math.floor(loaded.length / 4));
-    const first = median(loaded.slice(0, quarter));
-    const last = median(loaded.slice(-quarter));
+    const loaded = samples.filter((s) => s.t >= args.warmupS);
+    const rss = quarters(loaded.map((s) => s.rss));
+    const heapUsed = quarters(loaded.map((s) => s.heapUsed));
+    const external = quarters(loaded.map((s) => s.external));
     log({
       event: 'summary',
       requests,
@@ -239,11 +258,17 @@ async function main(): Promise<number> {
       seconds: round(seconds, 2),
       requests_per_s: round(requests / seconds),
       tokens_per_s: round(tokens / seconds),
-      rss_mib: loaded.map((r) => round(r)),
-      rss_first_quarter_mib: round(first),
-      rss_last_quarter_mib: round(last),
-      rss_max_mib: round(Math.max(...loaded)),
-      rss_growth: round((last - first) / first, 4),
+      rss_mib: loaded.map((s) => round(s.rss)),
+      rss_first_quarter_mib: rss.first,
+      rss_last_quarter_mib: rss.last,
+      rss_max_mib: rss.max,
+      rss_growth: rss.growth,
+      heap_used_first_quarter_mib: heapUsed.first,
+      heap_used_last_quarter_mib: heapUsed.last,
+      heap_used_max_mib: heapUsed.max,
+      external_first_quarter_mib: external.first,
+      external_last_quarter_mib: external.last,
+      external_max_mib: external.max,
     });
     return errors === 0 && mismatches.length === 0 ? 0 : 1;
   } finally {

@@ -66,8 +66,15 @@ export class Metrics {
     metric('loraforge_generation_tokens_total', 'counter', 'Tokens generated.', [['', this.generatedTokens]]);
     metric('loraforge_http_requests_total', 'counter', 'HTTP requests answered, by route and status code.', [...this.requests]);
     metric('loraforge_generations_total', 'counter', 'Generation requests by how they ended.', [...this.generations].map(([end, n]) => [`reason="${end}"`, n]));
+    const memory = process.memoryUsage();
     // Prometheus' standard process metric name, so that dashboards and bench/soak.ts read the server's own memory.
-    metric('process_resident_memory_bytes', 'gauge', 'Resident set size of the server process in bytes.', [['', process.memoryUsage.rss()]]);
+    metric('process_resident_memory_bytes', 'gauge', 'Resident set size of the server process in bytes.', [['', memory.rss]]);
+    // prom-client's names for the parts of it that V8 reports, so that a rise can be told apart: the heap (live objects
+    // and garbage not yet collected) or the memory outside it (ArrayBuffers: the CPU backend's tensors, Buffers).
+    metric('nodejs_heap_size_total_bytes', 'gauge', 'V8 heap reserved, in bytes.', [['', memory.heapTotal]]);
+    metric('nodejs_heap_size_used_bytes', 'gauge', 'V8 heap in use, uncollected garbage included, in bytes.', [['', memory.heapUsed]]);
+    metric('nodejs_external_memory_bytes', 'gauge', 'Memory outside the V8 heap owned by JavaScript objects, ArrayBuffers included, in bytes.', [['', memory.external]]);
+    metric('nodejs_array_buffers_bytes', 'gauge', 'Memory of ArrayBuffers and SharedArrayBuffers (part of external), in bytes.', [['', memory.arrayBuffers]]);
     return `${lines.join('\n')}\n`;
   }
 

@@ -144,4 +144,16 @@ describe('completions and chat on the base model', () => {
     }
     assert.match(metrics, /^loraforge_http_requests_total\{route="\/v1\/completions",status="200"\} \d+$/m);
   });
+
+  it('reports the server\'s memory in /metrics: resident, V8 heap reserved and used, external and ArrayBuffers', async () => {
+    const metrics = await (await fetch(`${t.baseURL.replace(/\/v1$/, '')}/metrics`)).text();
+    // NaN (every comparison false) when a line is missing.
+    const bytes = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(metrics)?.[1]);
+    const heapUsed = bytes('nodejs_heap_size_used_bytes');
+    const heapTotal = bytes('nodejs_heap_size_total_bytes');
+    assert.ok(heapUsed > 0 && heapUsed <= heapTotal && heapTotal < bytes('process_resident_memory_bytes'), metrics);
+    // The fixture model's weights are typed arrays outside the heap.
+    const arrayBuffers = bytes('nodejs_array_buffers_bytes');
+    assert.ok(arrayBuffers > 0 && arrayBuffers <= bytes('nodejs_external_memory_bytes'), metrics);
+  });
 });
