@@ -7,8 +7,8 @@ import { blasLoads, gemmOperand } from '../helpers/gemm.js';
 import { checkAgainstReference, makeProblem, reference } from '../helpers/gemm-reference.js';
 
 /**
- * sgemm against a float64 reference (test/helpers/gemm-reference.ts), for each implementation: the pure-TS
- * kernel on one thread, on the worker pool (forced onto tiny problems, with 3 threads so that two
+ * sgemm against a float64 reference (test/helpers/gemm-reference.ts), for each implementation: the built-in
+ * WebAssembly kernel on one thread, on the worker pool (forced onto tiny problems, with 3 threads so that two
  * workers share the units), and CBLAS when a library loads.
  */
 
@@ -24,7 +24,7 @@ function asGemv(p: SgemmArgs): void {
 
 /**
  * Row i of an m-row product against the same row computed alone, bit for bit, for m from 1 to 70 at shifting
- * positions, every transpose, alpha and beta, and k beyond one depth block of the TypeScript kernel (256).
+ * positions, every transpose, alpha and beta, and k beyond one depth block of the built-in kernel (256).
  */
 function checkRowInvariance(run: (p: SgemmArgs) => void): void {
   const total = 70;
@@ -194,7 +194,7 @@ function suite(implementation: GemmImplementation): void {
   });
 
   if (implementation !== 'openblas') {
-    it('the TypeScript sgemm is batch-invariant itself: each row of C has the same bits whatever the row count', () => {
+    it('the built-in sgemm is batch-invariant itself: each row of C has the same bits whatever the row count', () => {
       checkRowInvariance(sgemm);
     });
   }
@@ -229,8 +229,8 @@ function suite(implementation: GemmImplementation): void {
   });
 }
 
-describe('sgemm, pure TypeScript on one thread', () => suite('single-thread'));
-describe('sgemm, pure TypeScript on worker threads', () => suite('workers'));
+describe('sgemm, built-in WebAssembly kernel on one thread', () => suite('single-thread'));
+describe('sgemm, built-in WebAssembly kernel on worker threads', () => suite('workers'));
 describe('sgemm through CBLAS', { skip: blasLoads() ? false : 'no CBLAS library on this machine' }, () => suite('openblas'));
 
 describe('gemm implementation selection', () => {
@@ -249,7 +249,7 @@ describe('gemm implementation selection', () => {
       alpha: 1, beta: 0, batch: 1, strideA: 0, strideB: 0, strideC: 0 });
     console.log(JSON.stringify({ info: gemmInfo(), c0: c[0], cLast: c[64 * 64 - 1] }));`;
 
-  it('LORAFORGE_BLAS=none runs the pure-TS kernel on worker threads', () => {
+  it('LORAFORGE_BLAS=none runs the built-in kernel on worker threads', () => {
     const r = child(product, { LORAFORGE_BLAS: 'none', LORAFORGE_GEMM_THREADS: '2' });
     assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout) as { info: { implementation: string; threads: number }; c0: number; cLast: number };

@@ -1,6 +1,6 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { SgemmArgs } from './gemm.js';
-import { gemmBlock, TILE_COLS, TILE_ROWS, type GemmWorkspace } from './gemm-kernel.js';
+import { TILE_COLS, TILE_ROWS, type GemmWorkspace } from './gemm-kernel.js';
 
 /**
  * A GEMM shared by the main thread and the pool's workers: how it is split into units, and how it is written
@@ -127,7 +127,7 @@ export function runUnits(control: Int32Array, p: SgemmArgs, grid: UnitGrid, ws: 
     const rowIndex = Math.floor(rest / grid.colBlocks);
     const i0 = rowIndex * grid.rowBlock;
     const j0 = (rest - rowIndex * grid.colBlocks) * grid.colBlock;
-    gemmBlock(p, item, i0, Math.min(p.m, i0 + grid.rowBlock), j0, Math.min(p.n, j0 + grid.colBlock), ws);
+    ws.gemmBlock(p, item, i0, Math.min(p.m, i0 + grid.rowBlock), j0, Math.min(p.n, j0 + grid.colBlock));
   }
 }
 

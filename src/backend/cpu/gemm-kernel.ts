@@ -1,159 +1,162 @@
 import type { SgemmArgs } from './gemm.js';
+import { compileModule, instantiate, type CompiledModule } from './wasm/runtime.js';
+import { sgemmModuleBytes, TILE_COLS as NR, TILE_ROWS as MR } from './wasm/sgemm-module.js';
 
 /**
- * The pure-TypeScript SGEMM: GotoBLAS-style blocking around a register-tiled micro-kernel.
+ * The built-in SGEMM: GotoBLAS-style blocking in TypeScript around WebAssembly SIMD kernels (wasm/sgemm-module.ts).
  *
- * For each block of NC columns of C, for each depth block of KC, a KC x NC slab of op(B) is packed into
- * NR-wide micro-panels; then for each block of MC rows, an MC x KC slab of op(A) is packed into MR-high
- * micro-panels, and the micro-kernel computes every MR x NR tile of C from one A and one B micro-panel,
- * with the 16 accumulators held in local variables. Packing makes the kernel's reads sequential whatever
- * the transposes and leading dimensions are, and pads ragged edges with zeros so the kernel has one shape.
+ * Operands live in JavaScript arrays, which WebAssembly cannot address, so each thread owns an instance with
+ * its own memory and copies what a block needs into it: for each block of NC columns of C and each depth block
+ * of KC, the KC x NC slab of op(B) is copied (whole rows, with typed-array set) and packed into TILE_COLS-wide
+ * micro-panels; then for each block of MC rows, the MC x KC slab of op(A) is copied and packed into
+ * TILE_ROWS-high micro-panels, the C block is copied in (unless beta = 0) and out around the tile kernel.
+ * Packing pads ragged edges with zeros and the C block's rows to whole tiles, so the kernel has one shape.
  *
- * Packed panels are float64: JavaScript arithmetic is float64, so converting once while packing takes a
- * float32->float64 conversion out of the inner loop (each packed value is read n/NR or m/MR times).
- * Products are accumulated in float64 over a depth block and rounded to float32 when stored into C.
- *
- * Invariant: element (i, j) of C is the same sequence of float operations on row i of op(A), column j of op(B)
- * and C[i][j] whatever m, n, the other rows' values, the split into units and threads, and the path (packed or
- * row-wise) are. Depth blocks always start at multiples of KC and every path rounds into C at the same points,
- * so a row's result never depends on what else is in its batch.
+ * Invariant: element (i, j) of C is the same sequence of f32 operations on row i of op(A), column j of op(B)
+ * and C[i][j] whatever m, n, the other rows' values, the split into units and threads, and the kernel (tiles
+ * or rows) are: depth blocks start at multiples of KC, each sums its products in depth order from -0 in f32,
+ * and C takes alpha * sum (+ beta * C, with beta = 1 after the first block) after each one. So a row's result
+ * never depends on what else is in its batch.
  */
 
-/**
- * Rows and columns of the register tile. Exported under other names: V8 reloads and hole-checks an
- * exported module binding at every use, even in optimised loops, but folds a private const into the code.
- */
-const MR = 4;
-const NR = 4;
 export const TILE_ROWS = MR;
 export const TILE_COLS = NR;
 /** Depth of a packed block: a KC x NR micro-panel of B (8 KiB) stays in L1 while the kernel sweeps A. */
 const KC = 256;
-/** Rows of A packed at a time: MC x KC float64 (256 KiB) stays in L2. */
+/** Rows of A packed at a time: MC x KC f32 (128 KiB) stays in L2. */
 const MC = 128;
-/** Columns of B packed at a time (KC x NC float64, 2 MiB, lives in L2/L3). */
+/** Columns of B packed at a time (KC x NC f32, 1 MiB). */
 const NC = 1024;
 
-/** Per-thread scratch: packed A block, packed B block, and a tile for ragged edges. */
+const F32 = 4;
+/** Byte offsets of the regions of an instance's memory. */
+const RAW_B = 0;
+const RAW_B_BYTES = KC * NC * F32;
+const PACKED_B = RAW_B + RAW_B_BYTES;
+const RAW_A = PACKED_B + KC * roundUp(NC, NR) * F32;
+const PACKED_A = RAW_A + MC * KC * F32;
+const C_BLOCK = PACKED_A + roundUp(MC, MR) * KC * F32;
+const MEMORY_BYTES = C_BLOCK + roundUp(MC, MR) * roundUp(NC, NR) * F32;
+const PAGE_BYTES = 65536;
+
+/**
+ * Blocks with fewer rows than this use the row kernel instead of tiles: a tile computes TILE_ROWS rows whatever
+ * the block holds, so a short block wastes the rest of it.
+ */
+const ROWWISE_MAX_ROWS = 5;
+
+/**
+ * Columns of a transposed B that a short block copies at once (fewer when B's rows are long): measured on one
+ * thread, m = 1, n x k = 1408 x 512 / 2048 x 2048: 64 columns 5.6 / 3.6 GFLOP/s, 128 5.8 / 4.1, 256 5.5 / 4.0,
+ * 1024 with a copy per depth block 3.3 / 1.4.
+ */
+const ROWWISE_COLUMNS = 128;
+
+let compiled: CompiledModule | undefined;
+
+type Kernel = (...args: number[]) => number | undefined;
+
+/** Per-thread scratch: a kernel instance and its memory. */
 export class GemmWorkspace {
-  readonly packedA = new Float64Array(MC * KC);
-  readonly packedB = new Float64Array(KC * NC);
-  readonly edgeTile = new Float32Array(MR * NR);
-  /** One row of op(A) (k values) and one row of float64 sums (n values) for the row-wise path; grown on demand. */
-  rowA = new Float64Array(0);
-  rowSums = new Float64Array(0);
-}
+  private readonly memory: Float32Array;
+  private readonly packA: Kernel;
+  private readonly packB: Kernel;
+  private readonly tiles: Kernel;
+  private readonly rows: Kernel;
 
-/**
- * Blocks with fewer rows than this skip packing and go row by row (gemmRows): packing B costs k n copies,
- * which a block of m rows only amortises over m / MR kernel passes. Measured on n = 1408, k = 512, both
- * layouts of B: row-wise holds ~2.1-2.4 GFLOP/s for any m, packed climbs from 0.35 (m = 1) through 1.4
- * (m = 4) to 1.9-2.3 (m = 8) and passes row-wise from m = 12.
- */
-const ROWWISE_MAX_ROWS = 8;
+  constructor() {
+    compiled ??= compileModule(sgemmModuleBytes(Math.ceil(MEMORY_BYTES / PAGE_BYTES)));
+    const { functions, memory } = instantiate(compiled);
+    const kernel = (name: string): Kernel => {
+      const fn = functions.get(name);
+      if (!fn) throw new Error(`sgemm module exports no function ${name}.`);
+      return fn;
+    };
+    this.memory = new Float32Array(memory);
+    this.packA = kernel('packA');
+    this.packB = kernel('packB');
+    this.tiles = kernel('tiles');
+    this.rows = kernel('rows');
+  }
 
-/**
- * C[item][i0:i1, j0:j1] = alpha * op(A[item]) @ op(B[item]) restricted to those rows and columns + beta * C.
- * Blocks of one problem that do not overlap in C may run concurrently on different threads.
- */
-export function gemmBlock(p: SgemmArgs, item: number, i0: number, i1: number, j0: number, j1: number, ws: GemmWorkspace): void {
-  const aBase = p.aOffset + item * p.strideA;
-  const bBase = p.bOffset + item * p.strideB;
-  const cBase = p.cOffset + item * p.strideC;
-  if (p.k === 0 || p.alpha === 0) {
-    scaleBlock(p.c, cBase, p.ldc, i0, i1, j0, j1, p.beta);
-    return;
-  }
-  if (i1 - i0 < ROWWISE_MAX_ROWS) {
-    gemmRows(p, aBase, bBase, cBase, i0, i1, j0, j1, ws);
-    return;
-  }
-  for (let jc = j0; jc < j1; jc += NC) {
-    const nc = Math.min(NC, j1 - jc);
-    for (let pc = 0; pc < p.k; pc += KC) {
-      const kc = Math.min(KC, p.k - pc);
-      if (p.transB) packBTransposed(p.b, bBase, p.ldb, pc, kc, jc, nc, ws.packedB);
-      else packB(p.b, bBase, p.ldb, pc, kc, jc, nc, ws.packedB);
-      // Later depth blocks accumulate onto what the first one stored.
-      const beta = pc === 0 ? p.beta : 1;
-      for (let ic = i0; ic < i1; ic += MC) {
-        const mc = Math.min(MC, i1 - ic);
-        if (p.transA) packATransposed(p.a, aBase, p.lda, ic, mc, pc, kc, ws.packedA);
-        else packA(p.a, aBase, p.lda, ic, mc, pc, kc, ws.packedA);
-        macroKernel(mc, nc, kc, ws, p.c, cBase + ic * p.ldc + jc, p.ldc, p.alpha, beta);
-      }
+  /**
+   * C[item][i0:i1, j0:j1] = alpha * op(A[item]) @ op(B[item]) restricted to those rows and columns + beta * C.
+   * Blocks of one problem that do not overlap in C may run concurrently on different threads.
+   */
+  gemmBlock(p: SgemmArgs, item: number, i0: number, i1: number, j0: number, j1: number): void {
+    const aBase = p.aOffset + item * p.strideA;
+    const bBase = p.bOffset + item * p.strideB;
+    const cBase = p.cOffset + item * p.strideC;
+    if (p.k === 0 || p.alpha === 0) {
+      scaleBlock(p.c, cBase, p.ldc, i0, i1, j0, j1, p.beta);
+      return;
     }
-  }
-}
-
-/**
- * Row-wise product for short blocks: each row of op(A) is widened into ws.rowA, then either dotted with four
- * rows of B at a time (op(B) = B^T: C[i][j] = rowA . B[j]) or used to accumulate four rows of B at a time
- * into ws.rowSums (op(B) = B: C[i] = sum_p rowA[p] * B[p]).
- * The arithmetic is the packed path's, element for element: depth blocks of KC, products summed in float64 in
- * depth order from -0 (the exact identity of +, as the micro-kernel's first product is), alpha * sum + beta * C
- * rounded into C after each block with beta = 1 after the first. So an element's bits never depend on which
- * path, unit or thread computed it, nor on m (what makes serving's decode steps batch-invariant).
- */
-function gemmRows(p: SgemmArgs, aBase: number, bBase: number, cBase: number, i0: number, i1: number, j0: number, j1: number, ws: GemmWorkspace): void {
-  const { k, a, b, c, lda, ldb, alpha } = p;
-  if (ws.rowA.length < k) ws.rowA = new Float64Array(k);
-  const row = ws.rowA;
-  const width = j1 - j0;
-  if (!p.transB && ws.rowSums.length < width) ws.rowSums = new Float64Array(width);
-  const sums = ws.rowSums;
-  for (let i = i0; i < i1; i++) {
-    if (p.transA) for (let q = 0; q < k; q++) row[q] = a[aBase + q * lda + i]!;
-    else for (let q = 0, src = aBase + i * lda; q < k; q++) row[q] = a[src + q]!;
-    const cRow = cBase + i * p.ldc;
-    for (let pc = 0; pc < k; pc += KC) {
-      const end = Math.min(k, pc + KC);
-      const beta = pc === 0 ? p.beta : 1;
-      if (p.transB) {
-        let j = j0;
-        for (; j + 4 <= j1; j += 4) {
-          const b0 = bBase + j * ldb, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
-          let s0 = -0, s1 = -0, s2 = -0, s3 = -0;
-          for (let q = pc; q < end; q++) {
-            const x = row[q]!;
-            s0 += x * b[b0 + q]!;
-            s1 += x * b[b1 + q]!;
-            s2 += x * b[b2 + q]!;
-            s3 += x * b[b3 + q]!;
+    const rowwise = i1 - i0 < ROWWISE_MAX_ROWS;
+    // Short blocks of a transposed B copy whole rows of B once per column block (one memcpy when they are
+    // contiguous), as few as keep the copy and its packed panels in L2.
+    const wholeRows = rowwise && p.transB && p.k * NR * F32 <= RAW_B_BYTES;
+    const columns = wholeRows ? Math.min(ROWWISE_COLUMNS, Math.floor(RAW_B_BYTES / (p.k * NR * F32)) * NR) : NC;
+    for (let jc = j0; jc < j1; jc += columns) {
+      const nc = Math.min(columns, j1 - jc);
+      const ncPadded = roundUp(nc, NR);
+      if (wholeRows) this.copyIn(p.b, bBase + jc * p.ldb, p.ldb, nc, p.k, RAW_B);
+      for (let pc = 0; pc < p.k; pc += KC) {
+        const kc = Math.min(KC, p.k - pc);
+        // The row kernel reads a row-major op(B) in place; tiles, and a transposed B, want packed panels.
+        const inPlace = rowwise && !p.transB;
+        if (wholeRows) {
+          this.packB(RAW_B + pc * F32, p.k * F32, F32, nc, kc, PACKED_B);
+        } else if (p.transB) {
+          this.copyIn(p.b, bBase + jc * p.ldb + pc, p.ldb, nc, kc, RAW_B);
+          this.packB(RAW_B, kc * F32, F32, nc, kc, PACKED_B);
+        } else {
+          this.copyIn(p.b, bBase + pc * p.ldb + jc, p.ldb, kc, nc, RAW_B, ncPadded);
+          if (!inPlace) this.packB(RAW_B, F32, ncPadded * F32, nc, kc, PACKED_B);
+        }
+        const [b, panelStride, depthStride] = inPlace ? [RAW_B, NR * F32, ncPadded * F32] : [PACKED_B, kc * NR * F32, NR * F32];
+        // Later depth blocks accumulate onto what the first one stored.
+        const beta = pc === 0 ? p.beta : 1;
+        for (let ic = i0; ic < i1; ic += MC) {
+          const mc = Math.min(MC, i1 - ic);
+          const cAt = cBase + ic * p.ldc + jc;
+          if (beta !== 0) this.copyIn(p.c, cAt, p.ldc, mc, nc, C_BLOCK, ncPadded);
+          if (p.transA) this.copyIn(p.a, aBase + pc * p.lda + ic, p.lda, kc, mc, RAW_A);
+          else this.copyIn(p.a, aBase + ic * p.lda + pc, p.lda, mc, kc, RAW_A);
+          // Element (r, q) of op(A)'s block in RAW_A: at r * rowStride + q * depthStride bytes.
+          const rowStride = p.transA ? F32 : kc * F32, aDepthStride = p.transA ? mc * F32 : F32;
+          if (rowwise) {
+            for (let r = 0; r < mc; r++) {
+              this.rows(RAW_A + r * rowStride, aDepthStride, b, panelStride, depthStride, C_BLOCK + r * ncPadded * F32, ncPadded, kc, p.alpha, beta);
+            }
+          } else {
+            this.packA(RAW_A, rowStride, aDepthStride, mc, kc, PACKED_A);
+            this.tiles(PACKED_A, PACKED_B, C_BLOCK, roundUp(mc, MR), ncPadded, kc, ncPadded * F32, p.alpha, beta);
           }
-          storeScaled(c, cRow + j, s0, alpha, beta);
-          storeScaled(c, cRow + j + 1, s1, alpha, beta);
-          storeScaled(c, cRow + j + 2, s2, alpha, beta);
-          storeScaled(c, cRow + j + 3, s3, alpha, beta);
+          this.copyOut(p.c, cAt, p.ldc, mc, nc, C_BLOCK, ncPadded);
         }
-        for (; j < j1; j++) {
-          const b0 = bBase + j * ldb;
-          let s0 = -0;
-          for (let q = pc; q < end; q++) s0 += row[q]! * b[b0 + q]!;
-          storeScaled(c, cRow + j, s0, alpha, beta);
-        }
-      } else {
-        sums.fill(-0, 0, width);
-        let q = pc;
-        // Left to right: ((((sum + p0) + p1) + p2) + p3), the depth order of the micro-kernel.
-        for (; q + 4 <= end; q += 4) {
-          const x0 = row[q]!, x1 = row[q + 1]!, x2 = row[q + 2]!, x3 = row[q + 3]!;
-          const r0 = bBase + q * ldb + j0, r1 = r0 + ldb, r2 = r1 + ldb, r3 = r2 + ldb;
-          for (let j = 0; j < width; j++) sums[j] = sums[j]! + x0 * b[r0 + j]! + x1 * b[r1 + j]! + x2 * b[r2 + j]! + x3 * b[r3 + j]!;
-        }
-        for (; q < end; q++) {
-          const x0 = row[q]!;
-          const r0 = bBase + q * ldb + j0;
-          for (let j = 0; j < width; j++) sums[j] = sums[j]! + x0 * b[r0 + j]!;
-        }
-        for (let j = 0; j < width; j++) storeScaled(c, cRow + j0 + j, sums[j]!, alpha, beta);
       }
     }
   }
+
+  /** rows x cols elements of `src` from `at` with leading dimension ld, into memory at byte `dst` with leading dimension dstLd. */
+  private copyIn(src: Float32Array, at: number, ld: number, rows: number, cols: number, dst: number, dstLd = cols): void {
+    const to = dst / F32;
+    if (ld === cols && dstLd === cols) {
+      this.memory.set(src.subarray(at, at + rows * cols), to);
+      return;
+    }
+    for (let r = 0; r < rows; r++) this.memory.set(src.subarray(at + r * ld, at + r * ld + cols), to + r * dstLd);
+  }
+
+  /** The inverse of copyIn: rows x cols elements from memory at byte `src` (leading dimension srcLd) into `dst`. */
+  private copyOut(dst: Float32Array, at: number, ld: number, rows: number, cols: number, src: number, srcLd: number): void {
+    const from = src / F32;
+    for (let r = 0; r < rows; r++) dst.set(this.memory.subarray(from + r * srcLd, from + r * srcLd + cols), at + r * ld);
+  }
 }
 
-function storeScaled(c: Float32Array, at: number, sum: number, alpha: number, beta: number): void {
-  c[at] = beta === 0 ? alpha * sum : alpha * sum + beta * c[at]!;
+function roundUp(x: number, multiple: number): number {
+  return Math.ceil(x / multiple) * multiple;
 }
 
 /** C = beta * C over a block; beta = 0 writes zeros whatever C held (NaN included). */
@@ -162,155 +165,5 @@ function scaleBlock(c: Float32Array, cBase: number, ldc: number, i0: number, i1:
     const row = cBase + i * ldc;
     if (beta === 0) c.fill(0, row + j0, row + j1);
     else if (beta !== 1) for (let j = row + j0; j < row + j1; j++) c[j] = beta * c[j]!;
-  }
-}
-
-/**
- * op(A) = A (row-major, element (i, p) at base + i * lda + p). Writes ceil(mc / MR) micro-panels, each
- * kc x MR with element (p, r) at panel * MR * kc + p * MR + r; rows past mc are zero.
- */
-function packA(a: Float32Array, base: number, lda: number, i0: number, mc: number, p0: number, kc: number, out: Float64Array): void {
-  for (let ip = 0; ip < mc; ip += MR) {
-    const panel = ip * kc;
-    const rows = Math.min(MR, mc - ip);
-    for (let r = 0; r < rows; r++) {
-      const src = base + (i0 + ip + r) * lda + p0;
-      for (let p = 0; p < kc; p++) out[panel + p * MR + r] = a[src + p]!;
-    }
-    for (let r = rows; r < MR; r++) for (let p = 0; p < kc; p++) out[panel + p * MR + r] = 0;
-  }
-}
-
-/** op(A) = A^T: element (i, p) of op(A) at base + p * lda + i. Same packed layout as packA. */
-function packATransposed(a: Float32Array, base: number, lda: number, i0: number, mc: number, p0: number, kc: number, out: Float64Array): void {
-  for (let ip = 0; ip < mc; ip += MR) {
-    const panel = ip * kc;
-    const rows = Math.min(MR, mc - ip);
-    for (let p = 0; p < kc; p++) {
-      const src = base + (p0 + p) * lda + i0 + ip;
-      const dst = panel + p * MR;
-      if (rows === MR) {
-        out[dst] = a[src]!;
-        out[dst + 1] = a[src + 1]!;
-        out[dst + 2] = a[src + 2]!;
-        out[dst + 3] = a[src + 3]!;
-      } else {
-        for (let r = 0; r < rows; r++) out[dst + r] = a[src + r]!;
-        for (let r = rows; r < MR; r++) out[dst + r] = 0;
-      }
-    }
-  }
-}
-
-/**
- * op(B) = B (row-major, element (p, j) at base + p * ldb + j). Writes ceil(nc / NR) micro-panels, each
- * kc x NR with element (p, c) at panel * NR * kc + p * NR + c; columns past nc are zero.
- */
-function packB(b: Float32Array, base: number, ldb: number, p0: number, kc: number, j0: number, nc: number, out: Float64Array): void {
-  for (let jp = 0; jp < nc; jp += NR) {
-    const panel = jp * kc;
-    const cols = Math.min(NR, nc - jp);
-    for (let p = 0; p < kc; p++) {
-      const src = base + (p0 + p) * ldb + j0 + jp;
-      const dst = panel + p * NR;
-      if (cols === NR) {
-        out[dst] = b[src]!;
-        out[dst + 1] = b[src + 1]!;
-        out[dst + 2] = b[src + 2]!;
-        out[dst + 3] = b[src + 3]!;
-      } else {
-        for (let c = 0; c < cols; c++) out[dst + c] = b[src + c]!;
-        for (let c = cols; c < NR; c++) out[dst + c] = 0;
-      }
-    }
-  }
-}
-
-/** op(B) = B^T: element (p, j) of op(B) at base + j * ldb + p. Same packed layout as packB. */
-function packBTransposed(b: Float32Array, base: number, ldb: number, p0: number, kc: number, j0: number, nc: number, out: Float64Array): void {
-  for (let jp = 0; jp < nc; jp += NR) {
-    const panel = jp * kc;
-    const cols = Math.min(NR, nc - jp);
-    for (let c = 0; c < cols; c++) {
-      const src = base + (j0 + jp + c) * ldb + p0;
-      for (let p = 0; p < kc; p++) out[panel + p * NR + c] = b[src + p]!;
-    }
-    for (let c = cols; c < NR; c++) for (let p = 0; p < kc; p++) out[panel + p * NR + c] = 0;
-  }
-}
-
-/**
- * Every MR x NR tile of an mc x nc block of C from the packed slabs. The B micro-panel is the outer loop so
- * that it stays in L1 while the A micro-panels stream from L2. Ragged tiles go through ws.edgeTile.
- */
-function macroKernel(mc: number, nc: number, kc: number, ws: GemmWorkspace, c: Float32Array, cBlock: number, ldc: number, alpha: number, beta: number): void {
-  const pa = ws.packedA;
-  const pb = ws.packedB;
-  const tile = ws.edgeTile;
-  for (let jr = 0; jr < nc; jr += NR) {
-    const cols = Math.min(NR, nc - jr);
-    for (let ir = 0; ir < mc; ir += MR) {
-      const rows = Math.min(MR, mc - ir);
-      const cTile = cBlock + ir * ldc + jr;
-      if (rows === MR && cols === NR) {
-        microKernel(kc, pa, ir * kc, pb, jr * kc, c, cTile, ldc, alpha, beta);
-      } else {
-        // The edge tile holds C's old values, so its elements get exactly a full tile's arithmetic.
-        if (beta !== 0) for (let r = 0; r < rows; r++) for (let q = 0; q < cols; q++) tile[r * NR + q] = c[cTile + r * ldc + q]!;
-        microKernel(kc, pa, ir * kc, pb, jr * kc, tile, 0, NR, alpha, beta);
-        for (let r = 0; r < rows; r++) for (let q = 0; q < cols; q++) c[cTile + r * ldc + q] = tile[r * NR + q]!;
-      }
-    }
-  }
-}
-
-/**
- * One MR x NR = 4 x 4 tile: C[r][q] = alpha * sum_p A[p][r] * B[p][q] + beta * C[r][q] over kc >= 1 packed steps.
- * The first step initialises the accumulators so that they are float64 from the start (a literal 0 would
- * start them as small integers and make V8 box them in the loop).
- */
-function microKernel(
-  kc: number,
-  pa: Float64Array, aAt: number,
-  pb: Float64Array, bAt: number,
-  c: Float32Array, cAt: number, ldc: number,
-  alpha: number, beta: number,
-): void {
-  let ia = aAt | 0;
-  let ib = bAt | 0;
-  let a0 = pa[ia]!, a1 = pa[(ia + 1) | 0]!, a2 = pa[(ia + 2) | 0]!, a3 = pa[(ia + 3) | 0]!;
-  let b0 = pb[ib]!, b1 = pb[(ib + 1) | 0]!, b2 = pb[(ib + 2) | 0]!, b3 = pb[(ib + 3) | 0]!;
-  let c00 = a0 * b0, c01 = a0 * b1, c02 = a0 * b2, c03 = a0 * b3;
-  let c10 = a1 * b0, c11 = a1 * b1, c12 = a1 * b2, c13 = a1 * b3;
-  let c20 = a2 * b0, c21 = a2 * b1, c22 = a2 * b2, c23 = a2 * b3;
-  let c30 = a3 * b0, c31 = a3 * b1, c32 = a3 * b2, c33 = a3 * b3;
-  for (let p = 1; p < kc; p = (p + 1) | 0) {
-    ia = (ia + MR) | 0;
-    ib = (ib + NR) | 0;
-    b0 = pb[ib]!; b1 = pb[(ib + 1) | 0]!; b2 = pb[(ib + 2) | 0]!; b3 = pb[(ib + 3) | 0]!;
-    a0 = pa[ia]!;
-    c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
-    a1 = pa[(ia + 1) | 0]!;
-    c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
-    a2 = pa[(ia + 2) | 0]!;
-    c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
-    a3 = pa[(ia + 3) | 0]!;
-    c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
-  }
-  const r0 = cAt, r1 = cAt + ldc, r2 = r1 + ldc, r3 = r2 + ldc;
-  if (beta === 0) {
-    c[r0] = alpha * c00; c[r0 + 1] = alpha * c01; c[r0 + 2] = alpha * c02; c[r0 + 3] = alpha * c03;
-    c[r1] = alpha * c10; c[r1 + 1] = alpha * c11; c[r1 + 2] = alpha * c12; c[r1 + 3] = alpha * c13;
-    c[r2] = alpha * c20; c[r2 + 1] = alpha * c21; c[r2 + 2] = alpha * c22; c[r2 + 3] = alpha * c23;
-    c[r3] = alpha * c30; c[r3 + 1] = alpha * c31; c[r3 + 2] = alpha * c32; c[r3 + 3] = alpha * c33;
-  } else {
-    c[r0] = alpha * c00 + beta * c[r0]!; c[r0 + 1] = alpha * c01 + beta * c[r0 + 1]!;
-    c[r0 + 2] = alpha * c02 + beta * c[r0 + 2]!; c[r0 + 3] = alpha * c03 + beta * c[r0 + 3]!;
-    c[r1] = alpha * c10 + beta * c[r1]!; c[r1 + 1] = alpha * c11 + beta * c[r1 + 1]!;
-    c[r1 + 2] = alpha * c12 + beta * c[r1 + 2]!; c[r1 + 3] = alpha * c13 + beta * c[r1 + 3]!;
-    c[r2] = alpha * c20 + beta * c[r2]!; c[r2 + 1] = alpha * c21 + beta * c[r2 + 1]!;
-    c[r2 + 2] = alpha * c22 + beta * c[r2 + 2]!; c[r2 + 3] = alpha * c23 + beta * c[r2 + 3]!;
-    c[r3] = alpha * c30 + beta * c[r3]!; c[r3 + 1] = alpha * c31 + beta * c[r3 + 1]!;
-    c[r3 + 2] = alpha * c32 + beta * c[r3 + 2]!; c[r3 + 3] = alpha * c33 + beta * c[r3 + 3]!;
   }
 }

@@ -1,12 +1,12 @@
 import { availableParallelism } from 'node:os';
 import { loadCblas, type CblasLibrary } from './gemm-blas.js';
-import { gemmBlock, GemmWorkspace } from './gemm-kernel.js';
+import { GemmWorkspace } from './gemm-kernel.js';
 import { GemmPool } from './gemm-pool.js';
 
 /**
  * Single-precision GEMM for the CPU backend, through the fastest implementation available:
  *   - 'openblas': a CBLAS library (OpenBLAS or any library exporting cblas_sgemm) loaded through koffi;
- *   - 'workers': the pure-TypeScript packed kernel (gemm-kernel.ts) on a pool of worker threads;
+ *   - 'workers': the built-in packed kernel (gemm-kernel.ts, WebAssembly SIMD) on a pool of worker threads;
  *   - 'single-thread': the same kernel on the calling thread only.
  * Environment: LORAFORGE_BLAS=none | /path/libcblas.so selects or disables the library;
  * LORAFORGE_GEMM_THREADS=n sets the thread count (default: every core).
@@ -53,7 +53,7 @@ export interface GemmOptions {
 }
 
 /**
- * Below this many flops the pure-TS path stays on the calling thread. Measured with bench/cpu_gemm.ts
+ * Below this many flops the built-in kernel stays on the calling thread. Measured with bench/cpu_gemm.ts
  * --threshold on 2 cores (median wall time, pool vs one thread): 2^17 flops 0.76x, 2^18 0.54-0.91x (32 x 64
  * x 64 is a single unit, so only overhead), 2^19 (64 x 64 x 64) 1.53x, 2^20 1.34x, 2^21 1.48x, 2^22 1.59x.
  * A pool job with no work costs ~5 us (17 us when the workers have gone to sleep).
@@ -123,7 +123,7 @@ export function sgemm(args: SgemmArgs): void {
   if (p.k === 0 || p.alpha === 0) {
     // A and B are not read (BLAS semantics): C = beta * C.
     const ws = workspace();
-    for (let item = 0; item < p.batch; item++) gemmBlock(p, item, 0, p.m, 0, p.n, ws);
+    for (let item = 0; item < p.batch; item++) ws.gemmBlock(p, item, 0, p.m, 0, p.n);
     return;
   }
   if (p.batch > 1 && p.strideC === 0) {
@@ -142,13 +142,13 @@ export function sgemm(args: SgemmArgs): void {
   const threads = info.implementation === 'workers' && flops >= settings.parallelMinFlops ? workerPool() : undefined;
   if (threads?.run(p, workspace())) return;
   const ws = workspace();
-  for (let item = 0; item < p.batch; item++) gemmBlock(p, item, 0, p.m, 0, p.n, ws);
+  for (let item = 0; item < p.batch; item++) ws.gemmBlock(p, item, 0, p.m, 0, p.n);
 }
 
 /**
  * sgemm in which row i of C is a function of row i of op(A), op(B) and row i of C alone: its bits do not depend
  * on m or on the other rows, so a decode step gives a sequence the same logits whatever else is in the batch.
- * The TypeScript kernel computes every element with the same operations for any m (gemm-kernel.ts), so it runs
+ * The built-in kernel computes every element with the same operations for any m (gemm-kernel.ts), so it runs
  * as sgemm. A CBLAS library's GEMM does not: OpenBLAS computes a row differently depending on where it falls in
  * its register tiles (measured on Zen 3 with 0.3.21: three classes of row positions, in either operand order, so
  * padding m to a fixed size does not help). There every row goes through its own cblas_sgemv calls instead, one
@@ -185,7 +185,7 @@ export function sgemmBatchInvariant(args: SgemmArgs): void {
 
 /**
  * y = alpha * op(A) x + beta * y (SgemvArgs), for the small per-row products of batch-invariant and multi-adapter
- * paths: cblas_sgemv on the calling thread when a library is loaded, else the TypeScript kernel as a one-row GEMM.
+ * paths: cblas_sgemv on the calling thread when a library is loaded, else the built-in kernel as a one-row GEMM.
  */
 export function sgemv(p: SgemvArgs): void {
   const xLength = p.trans ? p.rows : p.cols;
