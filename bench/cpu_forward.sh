@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the PyTorch CPU baseline (Debian's python3-torch with OpenBLAS) and runs loraforge and PyTorch
-# side by side on this machine, then loraforge again with no system BLAS (its built-in TypeScript GEMM).
+# side by side on this machine, then loraforge again with no system BLAS (its built-in WebAssembly GEMM).
 # Output: JSON lines (each loraforge line names its gemm); redirect into bench/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,14 +1,24 @@
 /**
- * CPU SGEMM throughput of each implementation (the pure-TS kernel on one thread and on the worker pool, and
+ * CPU SGEMM throughput of each implementation (the built-in kernel on one thread and on the worker pool, and
  * a CBLAS library when one loads) on the shapes CPU LoRA training produces. Prints one JSON line per case.
  *
  *   npm run build && node dist/bench/cpu_gemm.js               all cases
  *   node dist/bench/cpu_gemm.js --threshold                    one thread vs the pool on growing problems:
  *                                                              where the pool starts to pay off
  *   node dist/bench/cpu_gemm.js --impl=single-thread,workers   some implementations only
+ *   node dist/bench/cpu_gemm.js --baseline=OTHER/dist/src/backend/cpu/gemm.js
+ *                                                              the built-in kernel of this build against another
+ *                                                              build's, on one thread and on every core
+ * A baseline build of an older commit: git archive REV | tar -x -C /tmp/old && ln -s "$PWD/node_modules"
+ * /tmp/old/node_modules && (cd /tmp/old && npx tsc).
  */
-import { configureGemm, gemmInfo, sgemm, type GemmImplementation, type SgemmArgs } from '../src/backend/cpu/gemm.js';
+import { availableParallelism } from 'node:os';
+import { pathToFileURL } from 'node:url';
+import * as thisBuild from '../src/backend/cpu/gemm.js';
+import type { GemmImplementation, SgemmArgs } from '../src/backend/cpu/gemm.js';
 import { gemmOperand } from '../test/helpers/gemm.js';
+
+type GemmModule = Pick<typeof thisBuild, 'configureGemm' | 'gemmInfo' | 'sgemm'>;
 
 interface Case {
   readonly name: string;
@@ -34,9 +44,27 @@ const CASES: Case[] = [
   { name: 'decode x@W^T', m: 1, n: 1408, k: 512, transB: true },
 ];
 
+/**
+ * The --baseline shapes: Linear layers (x @ W^T) of a 1B-class model (hidden 2048, intermediate 8192), the
+ * backward of the small bench model, and decode steps.
+ */
+const BASELINE_CASES: Case[] = [
+  { name: 'linear 512x2048x2048', m: 512, n: 2048, k: 2048, transB: true },
+  { name: 'mlp-up 256x8192x2048', m: 256, n: 8192, k: 2048, transB: true },
+  { name: 'mlp-down 256x2048x8192', m: 256, n: 2048, k: 8192, transB: true },
+  { name: 'backward dX 1024x1408x512', m: 1024, n: 1408, k: 512 },
+  { name: 'backward dW 512x512x4096', m: 512, n: 512, k: 4096, transA: true },
+  { name: 'decode 16x2048x2048', m: 16, n: 2048, k: 2048, transB: true },
+  { name: 'decode 1x2048x2048', m: 1, n: 2048, k: 2048, transB: true },
+  { name: 'decode 1x8192x2048', m: 1, n: 8192, k: 2048, transB: true },
+  { name: 'decode 1x1408x512', m: 1, n: 1408, k: 512, transB: true },
+  { name: 'decode 1x2048x2048 B row-major', m: 1, n: 2048, k: 2048 },
+];
+
 const args = process.argv.slice(2);
 const implArg = args.find((a) => a.startsWith('--impl='))?.slice('--impl='.length);
 const threshold = args.includes('--threshold');
+const baselinePath = args.find((a) => a.startsWith('--baseline='))?.slice('--baseline='.length);
 
 function problem(c: Case): SgemmArgs {
   const batch = c.batch ?? 1;
@@ -56,16 +84,16 @@ function problem(c: Case): SgemmArgs {
  * timing for at least `minSeconds` after two warm-up calls. On a shared machine whose cores are time-sliced
  * the CPU time still says what the work costs; CPU time close to wall time x threads says the threads overlapped.
  */
-function time(p: SgemmArgs, minSeconds: number): { best: number; median: number; cpu: number } {
-  sgemm(p);
-  sgemm(p);
+function time(p: SgemmArgs, minSeconds: number, gemm: GemmModule = thisBuild): { best: number; median: number; cpu: number } {
+  gemm.sgemm(p);
+  gemm.sgemm(p);
   const samples: number[] = [];
   const cpu: number[] = [];
   const start = performance.now();
   while (samples.length < 3 || performance.now() - start < minSeconds * 1000) {
     const t = performance.now();
     const c = process.cpuUsage();
-    sgemm(p);
+    gemm.sgemm(p);
     const used = process.cpuUsage(c);
     samples.push((performance.now() - t) / 1000);
     cpu.push((used.user + used.system) / 1e6);
@@ -77,19 +105,37 @@ function time(p: SgemmArgs, minSeconds: number): { best: number; median: number;
 
 function available(): GemmImplementation[] {
   const all: GemmImplementation[] = ['single-thread', 'workers'];
-  configureGemm({ implementation: 'auto' });
-  if (gemmInfo().implementation === 'openblas') all.push('openblas');
+  thisBuild.configureGemm({ implementation: 'auto' });
+  if (thisBuild.gemmInfo().implementation === 'openblas') all.push('openblas');
   return implArg ? all.filter((i) => implArg.split(',').includes(i)) : all;
 }
 
-if (threshold) {
+if (baselinePath) {
+  const baseline = (await import(pathToFileURL(baselinePath).href)) as GemmModule;
+  for (const c of BASELINE_CASES) {
+    const p = problem(c);
+    const flops = 2 * c.m * c.n * c.k;
+    for (const threads of [...new Set([1, availableParallelism()])]) {
+      const measure = (build: string, gemm: GemmModule): { gflops: number; gflopsCpu: number } => {
+        gemm.configureGemm({ implementation: threads === 1 ? 'single-thread' : 'workers', threads });
+        const { median, cpu } = time(p, 2, gemm);
+        const line = { case: c.name, build, threads, gflops: +(flops / median / 1e9).toFixed(2), gflopsCpu: +(flops / cpu / 1e9).toFixed(2), ms: +(median * 1e3).toFixed(2) };
+        console.log(JSON.stringify(line));
+        return line;
+      };
+      const now = measure('this build', thisBuild);
+      const before = measure(baselinePath, baseline);
+      console.log(JSON.stringify({ case: c.name, threads, speedup: +(now.gflops / before.gflops).toFixed(2), speedupCpu: +(now.gflopsCpu / before.gflopsCpu).toFixed(2) }));
+    }
+  }
+} else if (threshold) {
   // Square-ish problems around the crossover, smallest first; parallelMinFlops 0 forces the pool.
-  configureGemm({ parallelMinFlops: 0 });
+  thisBuild.configureGemm({ parallelMinFlops: 0 });
   for (const [m, n, k] of [[4, 4, 4], [16, 16, 64], [32, 32, 64], [32, 64, 64], [64, 64, 64], [64, 64, 128], [64, 128, 128], [128, 128, 128], [128, 128, 256], [256, 256, 256]] as const) {
     const p = problem({ name: 'threshold', m, n, k });
-    configureGemm({ implementation: 'single-thread' });
+    thisBuild.configureGemm({ implementation: 'single-thread' });
     const single = time(p, 0.5);
-    configureGemm({ implementation: 'workers' });
+    thisBuild.configureGemm({ implementation: 'workers' });
     const workers = time(p, 0.5);
     console.log(JSON.stringify({
       m, n, k, flops: 2 * m * n * k,
@@ -100,8 +146,8 @@ if (threshold) {
   }
 } else {
   for (const impl of available()) {
-    configureGemm({ implementation: impl });
-    const info = gemmInfo();
+    thisBuild.configureGemm({ implementation: impl });
+    const info = thisBuild.gemmInfo();
     for (const c of CASES) {
       const p = problem(c);
       const { best, median, cpu } = time(p, 1);
