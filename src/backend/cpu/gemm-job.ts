@@ -108,12 +108,27 @@ const SPIN_MICROSECONDS = 30;
 
 /**
  * Returns true once control[index] differs from `value` (polling for SPIN_MICROSECONDS, then sleeping), or
- * false when `timeoutMs` passed first.
+ * false when `timeoutMs` of sleep passed first.
  */
 export function waitForChange(control: Int32Array, index: number, value: number, timeoutMs = Infinity): boolean {
   const deadline = performance.now() + SPIN_MICROSECONDS / 1000;
   for (let polls = 1; Atomics.load(control, index) === value; polls++) {
-    if ((polls & 63) === 0 && performance.now() > deadline) return Atomics.wait(control, index, value, timeoutMs) !== 'timed-out';
+    if ((polls & 63) === 0 && performance.now() > deadline) return sleepUntilChange(control, index, value, timeoutMs);
+  }
+  return true;
+}
+
+/**
+ * Atomics.wait until control[index] differs from `value`. Being woken is not a change: the notify that goes with
+ * a change can arrive after a poller already saw that change, acted on it and went back to sleep on the new
+ * value (the notifier was descheduled between its store and its notify), and it then wakes that sleeper with
+ * nothing new to see.
+ */
+function sleepUntilChange(control: Int32Array, index: number, value: number, timeoutMs: number): boolean {
+  const end = performance.now() + timeoutMs;
+  while (Atomics.load(control, index) === value) {
+    const left = end - performance.now();
+    if (left <= 0 || Atomics.wait(control, index, value, left) === 'timed-out') return Atomics.load(control, index) !== value;
   }
   return true;
 }

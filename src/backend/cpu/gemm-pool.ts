@@ -117,7 +117,8 @@ export class GemmPool {
     Atomics.store(this.ctl, NEXT_UNIT, 0);
     Atomics.store(this.ctl, FAILED, 0);
     Atomics.store(this.ctl, PENDING, this.workers.length);
-    const generation = Atomics.add(this.ctl, GENERATION, 1) + 1;
+    // | 0: the word wraps at 2^31 like the Int32 status words it is compared with.
+    const generation = (Atomics.add(this.ctl, GENERATION, 1) + 1) | 0;
     Atomics.notify(this.ctl, GENERATION);
     try {
       runUnits(this.ctl, { ...p, a: a.whole, aOffset: a.offset, b: b.whole, bOffset: b.offset, c: c.whole, cOffset: c.offset }, grid, ws);
@@ -156,10 +157,13 @@ export class GemmPool {
     }
   }
 
-  /** Stops the workers; the pool cannot run jobs afterwards. */
+  /**
+   * Stops the workers. They leave the pool at once, so a job run before they have exited is computed on the
+   * calling thread alone instead of being posted to threads that are going away.
+   */
   async close(): Promise<void> {
-    await Promise.all(this.workers.map(({ worker }) => worker.terminate()));
-    this.workers.length = 0;
+    const leaving = this.workers.splice(0);
+    await Promise.all(leaving.map(({ worker }) => worker.terminate()));
   }
 
   private operand(role: Role, view: Float32Array, offset: number, length: number): Operand {

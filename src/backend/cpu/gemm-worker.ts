@@ -26,11 +26,13 @@ for (;;) {
   waitForChange(ctl, GENERATION, seen);
   seen = Atomics.load(ctl, GENERATION);
   Atomics.store(status, 2 * index, seen);
-  for (let received = receiveMessageOnPort(port); received; received = receiveMessageOnPort(port)) {
-    const { slot, buffer } = received.message as SlotMessage;
-    slots[slot] = buffer ? new Float32Array(buffer, 0, Math.floor(buffer.byteLength / 4)) : undefined;
-  }
+  // Whatever throws from here on is reported through FAILED and the port, and the job still counts as finished:
+  // the pool waits for PENDING alone, so a worker that skipped the decrement would leave it waiting forever.
   try {
+    for (let received = receiveMessageOnPort(port); received; received = receiveMessageOnPort(port)) {
+      const { slot, buffer } = received.message as SlotMessage;
+      slots[slot] = buffer ? new Float32Array(buffer, 0, Math.floor(buffer.byteLength / 4)) : undefined;
+    }
     const { args, grid } = readJob(job, slots);
     runUnits(ctl, args, grid, ws);
   } catch (error) {
