@@ -295,7 +295,7 @@ async function scoreAndReport(when: string, model: CausalLM, tok: PreTrainedToke
 export function describeCpuGemm(info: GemmInfo): string {
   if (info.implementation === 'openblas') return `CPU GEMM: ${info.library ?? 'a CBLAS library'} (${info.threads} threads).`;
   return (
-    `CPU GEMM: loraforge's built-in TypeScript GEMM (${info.threads} thread${info.threads === 1 ? '' : 's'}), whose products run about 25x slower than OpenBLAS's; ` +
+    `CPU GEMM: loraforge's built-in WebAssembly SIMD GEMM (${info.threads} thread${info.threads === 1 ? '' : 's'}), whose products run about 3x slower than OpenBLAS's; ` +
     'install it (`apt-get install libopenblas0-pthread`, `brew install openblas`) or point LORAFORGE_BLAS at a CBLAS library.'
   );
 }

@@ -7,7 +7,7 @@ import { cli, MODEL, smallDataset, tempDir } from './helpers.js';
 
 test('the GEMM line names the CBLAS library, or the built-in with the way to a faster one', () => {
   assert.equal(describeCpuGemm({ implementation: 'openblas', threads: 2, library: 'libopenblas.so.0' }), 'CPU GEMM: libopenblas.so.0 (2 threads).');
-  assert.match(describeCpuGemm({ implementation: 'workers', threads: 2 }), /^CPU GEMM: loraforge's built-in TypeScript GEMM \(2 threads\), .*apt-get install libopenblas0-pthread.*LORAFORGE_BLAS/);
+  assert.match(describeCpuGemm({ implementation: 'workers', threads: 2 }), /^CPU GEMM: loraforge's built-in WebAssembly SIMD GEMM \(2 threads\), .*apt-get install libopenblas0-pthread.*LORAFORGE_BLAS/);
   assert.match(describeCpuGemm({ implementation: 'single-thread', threads: 1 }), /\(1 thread\)/);
 });
 
@@ -15,5 +15,5 @@ test('train prints the built-in GEMM line when LORAFORGE_BLAS=none', async () =>
   const dir = await tempDir();
   const r = cli(['train', '--model', MODEL, '--data', await smallDataset(dir), '--output', join(dir, 'run'), '--max-steps', '1'], { LORAFORGE_BLAS: 'none' });
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /^CPU GEMM: loraforge's built-in TypeScript GEMM/m);
+  assert.match(r.stdout, /^CPU GEMM: loraforge's built-in WebAssembly SIMD GEMM/m);
 });
