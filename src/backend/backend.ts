@@ -11,6 +11,28 @@ export type UnaryOp = 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'sigmoid' | 'si
 /** siluGrad, geluGrad and geluTanhGrad exist for backward passes: d/da f(a) * b for their unary op f. */
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'maximum' | 'minimum' | 'siluGrad' | 'gt' | 'geluGrad' | 'geluTanhGrad';
 export type ReduceOp = 'sum' | 'max';
+/** The activations of a gated MLP that have a fused kernel: the UnaryOp of act(gate) * up. */
+export type GatedActivation = 'silu' | 'gelu' | 'geluTanh';
+
+/** Rows of a [rows, cols] matrix: row r starts at offset + r * rowStride, its columns are contiguous. */
+export interface RowView {
+  readonly buffer: DeviceBuffer;
+  readonly offset: number;
+  readonly rowStride: number;
+}
+
+/**
+ * A gated MLP's activation over [rows, cols]: gate and up share one float dtype, the outputs have it too and are
+ * contiguous. Every element gets the arithmetic of the composed ops it replaces, roundings included: a =
+ * act(gate) rounded to the dtype, out = a * up; backward dup = dy * a, dgate = act'(gate) * round(dy * up).
+ */
+export interface GatedArgs {
+  readonly act: GatedActivation;
+  readonly gate: RowView;
+  readonly up: RowView;
+  readonly rows: number;
+  readonly cols: number;
+}
 
 /** A strided view of a buffer: element offset and one stride per dimension of the accompanying shape. */
 export interface View {
@@ -214,6 +236,10 @@ export interface Backend {
   unary(op: UnaryOp, x: DeviceBuffer, xOffset: number, out: DeviceBuffer, length: number): void;
   /** out (contiguous, `shape`) = a op b where a and b are views broadcast to `shape` (stride 0 on broadcast dims). */
   binary(op: BinaryOp, a: View, b: View, out: DeviceBuffer, shape: readonly number[]): void;
+  /** Fused act(gate) * up (GatedArgs); without it ops/ composes unary and binary kernels. */
+  gated?(args: GatedArgs, out: DeviceBuffer): void;
+  /** Gradients of gated from dy (contiguous [rows, cols]); a null output is not computed. */
+  gatedBackward?(args: GatedArgs, dy: DeviceBuffer, dgate: DeviceBuffer | null, dup: DeviceBuffer | null): void;
   /** out = x * scale + bias, elementwise. */
   affine(x: DeviceBuffer, xOffset: number, out: DeviceBuffer, length: number, scale: number, bias: number): void;
   /** x is [outer, axis, inner]; out is [outer, inner]. */

@@ -13,15 +13,14 @@
  * Parameter names match transformers', so PEFT adapter keys line up.
  */
 import {
-  activation,
   add,
   attention,
   crossEntropy,
   div,
   fromHost,
   full,
+  gatedActivation,
   linear,
-  mul,
   mulScalar,
   narrow,
   pagedAttention,
@@ -183,7 +182,7 @@ export class DecoderMLP extends Module {
     } else {
       [gate, up] = forwardSharedInput([this.gate_proj!, this.up_proj!], x, ctx) as [Tensor, Tensor];
     }
-    return this.down_proj.forward(mul(activation(this.act, gate), up), ctx);
+    return this.down_proj.forward(gatedActivation(this.act, gate, up), ctx);
   }
 }
 

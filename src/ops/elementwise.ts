@@ -1,4 +1,4 @@
-import type { BinaryOp, UnaryOp } from '../backend/backend.js';
+import type { BinaryOp, GatedActivation, GatedArgs, RowView, UnaryOp } from '../backend/backend.js';
 import { broadcastShapes, broadcastStrides } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { allocLike, backendOf, makeResult, promote, sameDevice } from './engine.js';
@@ -142,6 +142,61 @@ export function activation(name: string, x: Tensor): Tensor {
   const fn = Object.hasOwn(ACTIVATIONS, name) ? ACTIVATIONS[name] : undefined;
   if (!fn) throw new Error(`Activation ${JSON.stringify(name)} is not supported; supported activations are ${SUPPORTED_ACTIVATIONS.join(', ')}.`);
   return fn(x);
+}
+
+/** hidden_act names whose gated MLP has a fused kernel, and the kernel's activation with its gradient op. */
+const GATED: Readonly<Record<string, { act: GatedActivation; grad: BinaryOp }>> = {
+  silu: { act: 'silu', grad: 'siluGrad' },
+  swish: { act: 'silu', grad: 'siluGrad' },
+  gelu: { act: 'gelu', grad: 'geluGrad' },
+  gelu_pytorch_tanh: { act: 'geluTanh', grad: 'geluTanhGrad' },
+  gelu_new: { act: 'geluTanh', grad: 'geluTanhGrad' },
+};
+
+/** t as rows of its last dim with one row stride, or null when its leading dims do not collapse to one stride. */
+function rowView(t: Tensor): RowView | null {
+  const r = t.rank;
+  if (r === 0 || (t.shape[r - 1]! > 1 && t.strides[r - 1] !== 1)) return null;
+  let rowStride = -1;
+  let expected = -1;
+  for (let i = r - 2; i >= 0; i--) {
+    if (t.shape[i] === 1) continue;
+    if (rowStride < 0) rowStride = expected = t.strides[i]!;
+    if (t.strides[i] !== expected) return null;
+    expected = t.strides[i]! * t.shape[i]!;
+  }
+  return { buffer: t.buffer, offset: t.offset, rowStride: rowStride < 0 ? t.shape[r - 1]! : rowStride };
+}
+
+/**
+ * A gated MLP's hidden state, activation(name, gate) * up (SwiGLU, GeGLU), with the bits of those two ops:
+ * one fused kernel forward and one backward where the backend has them (the activation is recomputed in the
+ * backward instead of kept, so a step holds one [tokens, intermediate] tensor less per layer).
+ */
+export function gatedActivation(name: string, gate: Tensor, up: Tensor): Tensor {
+  const fused = Object.hasOwn(GATED, name) ? GATED[name]! : null;
+  const backend = sameDevice(gate, up);
+  const gv = rowView(gate);
+  const uv = rowView(up);
+  const sameShape = gate.rank === up.rank && gate.shape.every((d, i) => d === up.shape[i]);
+  if (!fused || !backend.gated || !backend.gatedBackward || gate.dtype !== up.dtype || !sameShape || !gv || !uv) {
+    return mul(activation(name, gate), up);
+  }
+  const cols = gate.shape[gate.rank - 1]!;
+  const args: GatedArgs = { act: fused.act, gate: gv, up: uv, rows: cols === 0 ? 0 : gate.numel / cols, cols };
+  const out = allocLike(backend, gate.dtype, gate.shape);
+  backend.gated(args, out);
+  return makeResult(out, gate.shape, 'gatedActivation', [gate, up], (g) => {
+    if (g.dtype !== gate.dtype) {
+      // The composed ops' backward, whose products promote to g's dtype.
+      return [gate.requiresGrad ? binary(fused.grad, compact(gate), mul(g, up), null) : null, up.requiresGrad ? mul(g, activation(name, gate)) : null];
+    }
+    const dy = compact(g);
+    const dgate = gate.requiresGrad ? allocLike(backend, gate.dtype, gate.shape) : null;
+    const dup = up.requiresGrad ? allocLike(backend, gate.dtype, gate.shape) : null;
+    backend.gatedBackward!(args, dy.buffer, dgate, dup);
+    return [dgate && makeResult(dgate, gate.shape, 'gatedActivationGrad', [], null), dup && makeResult(dup, gate.shape, 'gatedActivationGrad', [], null)];
+  });
 }
 
 function zerosScalar(like: Tensor): Tensor {

@@ -1,7 +1,7 @@
 import type { DeviceBuffer, HostArray } from '../../tensor/buffer.js';
-import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../tensor/dtype.js';
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, roundToDType, type DType } from '../../tensor/dtype.js';
 import type {
-  AdamWArgs, AttentionArgs, AttentionBackwardArgs, Backend, BinaryOp, MatmulArgs, MultiLoraArgs, PagedAttentionArgs, PagedKvWriteArgs, ReduceOp, UnaryOp, View,
+  AdamWArgs, AttentionArgs, AttentionBackwardArgs, Backend, BinaryOp, GatedActivation, GatedArgs, MatmulArgs, MultiLoraArgs, PagedAttentionArgs, PagedKvWriteArgs, ReduceOp, UnaryOp, View,
 } from '../backend.js';
 import { cpuAttention, cpuAttentionBackward } from './attention.js';
 import { HostPool } from './host-pool.js';
@@ -13,6 +13,8 @@ import { cpuPagedAttention, cpuPagedKvWrite } from './paged-kv.js';
 import { gelu, geluGrad, geluTanh, geluTanhGrad } from './gelu.js';
 
 const f = Math.fround;
+
+const GATED_GRAD: Readonly<Record<GatedActivation, BinaryOp>> = { silu: 'siluGrad', gelu: 'geluGrad', geluTanh: 'geluTanhGrad' };
 
 function unaryFn(op: UnaryOp): (x: number) => number {
   switch (op) {
@@ -258,6 +260,40 @@ export class CpuBackend implements Backend {
     const ys = writableF32(out, 0, length);
     for (let i = 0; i < length; i++) ys[i] = fn(xs[i]!);
     commitF32(out, 0, ys);
+  }
+
+  gated(args: GatedArgs, out: DeviceBuffer): void {
+    const { rows, cols, gate, up } = args;
+    const act = unaryFn(args.act);
+    const dt = gate.buffer.dtype;
+    const ys = writableF32(out, 0, rows * cols);
+    for (let r = 0; r < rows; r++) {
+      const g = readF32(gate.buffer, gate.offset + r * gate.rowStride, cols);
+      const u = readF32(up.buffer, up.offset + r * up.rowStride, cols);
+      for (let c = 0; c < cols; c++) ys[r * cols + c] = roundToDType(act(g[c]!), dt) * u[c]!;
+    }
+    commitF32(out, 0, ys);
+  }
+
+  gatedBackward(args: GatedArgs, dy: DeviceBuffer, dgate: DeviceBuffer | null, dup: DeviceBuffer | null): void {
+    const { rows, cols, gate, up } = args;
+    const act = unaryFn(args.act);
+    const grad = binaryFn(GATED_GRAD[args.act]);
+    const dt = gate.buffer.dtype;
+    const d = readF32(dy, 0, rows * cols);
+    const dg = dgate ? writableF32(dgate, 0, rows * cols) : null;
+    const du = dup ? writableF32(dup, 0, rows * cols) : null;
+    for (let r = 0; r < rows; r++) {
+      const g = readF32(gate.buffer, gate.offset + r * gate.rowStride, cols);
+      const u = readF32(up.buffer, up.offset + r * up.rowStride, cols);
+      for (let c = 0; c < cols; c++) {
+        const i = r * cols + c;
+        if (du) du[i] = d[i]! * roundToDType(act(g[c]!), dt);
+        if (dg) dg[i] = grad(g[c]!, roundToDType(d[i]! * u[c]!, dt));
+      }
+    }
+    if (dgate && dg) commitF32(dgate, 0, dg);
+    if (dup && du) commitF32(dup, 0, du);
   }
 
   binary(op: BinaryOp, a: View, b: View, out: DeviceBuffer, shape: readonly number[]): void {
