@@ -5,7 +5,7 @@ import type { DeviceBuffer } from '../tensor/buffer.js';
 import type { DType } from '../tensor/dtype.js';
 import { isGradEnabled, noGrad } from '../tensor/grad-mode.js';
 import { formatShape, type Shape } from '../tensor/shape.js';
-import { installTensorRuntime, nextTensorId, Tensor } from '../tensor/tensor.js';
+import { installTensorRuntime, nextTensorId, Tensor, type GradGroup, type GradNode } from '../tensor/tensor.js';
 
 export function backendOf(t: Tensor): Backend {
   if (t.disposed) throw new Error(`A disposed tensor ${formatShape(t.shape)} was used; keep() it or move it out of the scope that freed it.`);
@@ -39,6 +39,34 @@ export function makeResult(
     out.gradFn = { name, inputs, backward };
   }
   return out;
+}
+
+/**
+ * The outputs of an op with several (GradGroup): recorded as one node, whose backward receives every output's
+ * gradient at once (null for outputs that got none) and returns one gradient per input.
+ */
+export function makeResults(
+  results: readonly { readonly buffer: DeviceBuffer; readonly shape: Shape }[],
+  name: string,
+  inputs: readonly Tensor[],
+  backward: (gradOutputs: readonly (Tensor | null)[]) => (Tensor | null)[],
+): Tensor[] {
+  const outs = results.map((r) => new Tensor(r.buffer, r.shape));
+  if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
+    const op: GradGroup = { name, inputs, outputs: outs.length, backward };
+    outs.forEach((out, index) => {
+      out.requiresGrad = true;
+      out.gradFn = {
+        name,
+        inputs,
+        group: { op, index },
+        backward: () => {
+          throw new Error(`Internal error: output ${index} of ${name} was differentiated alone.`);
+        },
+      };
+    });
+  }
+  return outs;
 }
 
 /** An op's output buffer, uninitialized: every op that allocates through here writes all of it. */
@@ -117,6 +145,40 @@ function runBackward(root: Tensor, grad: Tensor | null): void {
     holders.delete(t);
     if (t.id >= firstId && !t.kept) t.dispose();
   };
+  /** Gives each input of `node` its gradient from `inputGrads`, summing where one already waits. */
+  const distribute = (node: GradNode | GradGroup, inputGrads: (Tensor | null)[]): void => {
+    node.inputs.forEach((input, k) => {
+      const ig = inputGrads[k];
+      if (!ig) return;
+      if (!input.requiresGrad) {
+        release(ig, false);
+        return;
+      }
+      if (ig.shape.length !== input.shape.length || ig.shape.some((d, j) => d !== input.shape[j])) {
+        throw new Error(`Internal error: ${node.name} produced a gradient of shape ${formatShape(ig.shape)} for an input of shape ${formatShape(input.shape)}.`);
+      }
+      const prev = grads.get(input.id);
+      if (!prev) {
+        grads.set(input.id, ig);
+        hold(ig);
+        return;
+      }
+      const total = accumulate!(prev, ig);
+      grads.set(input.id, total);
+      hold(total);
+      release(prev, true);
+      release(ig, false);
+    });
+  };
+  /** Per multi-output op: its outputs' gradients so far and how many of its outputs in `order` are still to come. */
+  const groups = new Map<GradGroup, { grads: (Tensor | null)[]; left: number }>();
+  for (const t of order) {
+    const op = t.gradFn?.group?.op;
+    if (!op) continue;
+    const state = groups.get(op) ?? { grads: new Array<Tensor | null>(op.outputs).fill(null), left: 0 };
+    state.left++;
+    groups.set(op, state);
+  }
   noGrad(() => {
     const seed = grad ?? onesLike!(root);
     grads.set(root.id, seed);
@@ -124,6 +186,19 @@ function runBackward(root: Tensor, grad: Tensor | null): void {
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i]!;
       const g = grads.get(t.id);
+      const member = t.gradFn?.group;
+      if (member) {
+        // Outputs come before the op's inputs in reverse order, so the op runs once its last output is reached.
+        const state = groups.get(member.op)!;
+        if (g) {
+          grads.delete(t.id);
+          state.grads[member.index] = g;
+        }
+        if (--state.left > 0) continue;
+        if (state.grads.some((x) => x)) distribute(member.op, member.op.backward(state.grads));
+        for (const x of state.grads) if (x) release(x, true);
+        continue;
+      }
       if (!g) continue;
       grads.delete(t.id);
       if (!t.gradFn) {
@@ -137,29 +212,7 @@ function runBackward(root: Tensor, grad: Tensor | null): void {
         release(g, true);
         continue;
       }
-      const inputGrads = t.gradFn.backward(g);
-      t.gradFn.inputs.forEach((input, k) => {
-        const ig = inputGrads[k];
-        if (!ig) return;
-        if (!input.requiresGrad) {
-          release(ig, false);
-          return;
-        }
-        if (ig.shape.length !== input.shape.length || ig.shape.some((d, j) => d !== input.shape[j])) {
-          throw new Error(`Internal error: ${t.gradFn!.name} produced a gradient of shape ${formatShape(ig.shape)} for an input of shape ${formatShape(input.shape)}.`);
-        }
-        const prev = grads.get(input.id);
-        if (!prev) {
-          grads.set(input.id, ig);
-          hold(ig);
-          return;
-        }
-        const total = accumulate!(prev, ig);
-        grads.set(input.id, total);
-        hold(total);
-        release(prev, true);
-        release(ig, false);
-      });
+      distribute(t.gradFn, t.gradFn.backward(g));
       release(g, true);
     }
   });

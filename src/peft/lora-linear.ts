@@ -1,6 +1,6 @@
 import { Linear } from '../nn/layers.js';
 import { bumpParameterEpoch, currentParameterEpoch, Module, type ForwardContext, type LinearLike } from '../nn/module.js';
-import { add, loraLinear, matmul, mulScalar, multiLoraLinear, multiLoraLinearGroup, multiLoraNeedsGrad, prepareMultiLora, sub, to, type MultiLoraAdapter, type MultiLoraPlan } from '../ops/index.js';
+import { add, loraLinear, loraLinearGroup, matmul, mulScalar, multiLoraLinear, multiLoraLinearGroup, multiLoraNeedsGrad, prepareMultiLora, sub, to, type LoraGroupMember, type MultiLoraAdapter, type MultiLoraPlan } from '../ops/index.js';
 import { noGrad } from '../tensor/grad-mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -193,6 +193,17 @@ export class LoraLinear extends Module implements LinearLike {
    * in x's dtype or a dequantizing 4-bit layer. Returns null where that op does not compute the same function.
    */
   private fusedForward(x: Tensor): Tensor | null {
+    const plan = this.fusedPlan(x);
+    if (!plan) return null;
+    return plan.finish(loraLinear(plan.input, plan.member.weight, plan.member.a, plan.member.b, plan.member.scaling));
+  }
+
+  /**
+   * What fusedForward runs, as parts: the op's input (x, or x cast to a 4-bit layer's compute dtype), the member
+   * ops.loraLinear(Group) takes, and the step from the op's output to the layer's (bias, cast back). Null where
+   * the op does not compute this layer's function.
+   */
+  private fusedPlan(x: Tensor): { input: Tensor; member: LoraGroupMember; finish: (y: Tensor) => Tensor } | null {
     const active = this.state.activeAdapters.filter((n) => this.settings.has(n));
     if (active.length !== 1) return null;
     const name = active[0]!;
@@ -202,16 +213,34 @@ export class LoraLinear extends Module implements LinearLike {
     const b = this.lora_B.get(name)!.weight;
     const base = this.base_layer;
     if (base instanceof Linear && base.weight.dtype === x.dtype) {
-      const y = loraLinear(x, base.weight, a, b, s.scaling);
-      return base.bias ? add(y, base.bias) : y;
+      const bias = base.bias;
+      return { input: x, member: { weight: base.weight, a, b, scaling: s.scaling }, finish: (y) => (bias ? add(y, bias) : y) };
     }
     if (isDequantizing(base)) {
       const input = x.dtype === base.computeDtype ? x : to(x, { dtype: base.computeDtype });
-      let y = loraLinear(input, () => base.dequantizedWeight(), a, b, s.scaling);
-      if (base.bias) y = add(y, to(base.bias, { dtype: y.dtype }));
-      return y.dtype === x.dtype ? y : to(y, { dtype: x.dtype });
+      const finish = (y: Tensor): Tensor => {
+        const biased = base.bias ? add(y, to(base.bias, { dtype: y.dtype })) : y;
+        return biased.dtype === x.dtype ? biased : to(biased, { dtype: x.dtype });
+      };
+      return { input, member: { weight: () => base.dequantizedWeight(), a, b, scaling: s.scaling }, finish };
     }
     return null;
+  }
+
+  /**
+   * forwardSharedInput's group in training (no per-row adapters): every layer on fusedForward's path with the same
+   * op input runs as one ops.loraLinearGroup (x read once by the down-projections, one dx). Null otherwise.
+   */
+  private fusedGroupForward(group: readonly LoraLinear[], x: Tensor): Tensor[] | null {
+    const plans: NonNullable<ReturnType<LoraLinear['fusedPlan']>>[] = [];
+    for (const l of group) {
+      if (l.state.adaptersDisabled || l.merged) return null;
+      const plan = l.fusedPlan(x);
+      if (!plan || plan.input !== x) return null;
+      plans.push(plan);
+    }
+    const ys = loraLinearGroup(x, plans.map((p) => p.member));
+    return ys.map((y, i) => plans[i]!.finish(y));
   }
 
   /**
@@ -250,13 +279,14 @@ export class LoraLinear extends Module implements LinearLike {
    * the same model on the gathered path with per-row adapters; returns null otherwise (each layer runs alone).
    */
   forwardGroup(layers: readonly LinearLike[], x: Tensor, ctx?: ForwardContext): Tensor[] | null {
-    const rowAdapters = ctx?.rowAdapters;
-    if (!rowAdapters || this.state.adaptersDisabled || rowAdapters.length !== x.shape[0]) return null;
     const group: LoraLinear[] = [];
     for (const l of layers) {
       if (!(l instanceof LoraLinear) || l.state !== this.state || l.merged) return null;
       group.push(l);
     }
+    const rowAdapters = ctx?.rowAdapters;
+    if (!rowAdapters) return this.state.adaptersDisabled ? null : this.fusedGroupForward(group, x);
+    if (this.state.adaptersDisabled || rowAdapters.length !== x.shape[0]) return null;
     const plans: (MultiLoraPlan | null)[] = [];
     for (const l of group) {
       const cached = l.gatherPlanFor(rowAdapters);

@@ -9,6 +9,19 @@ export interface GradNode {
   readonly inputs: readonly Tensor[];
   /** Returns one gradient per input (null where the input needs none). Written with other ops. */
   backward(gradOutput: Tensor): (Tensor | null)[];
+  /** Set on the outputs of an op with several: the op, and which of its outputs this tensor is. */
+  readonly group?: { readonly op: GradGroup; readonly index: number };
+}
+
+/**
+ * An op with several outputs whose gradients are computed together: backward runs once, after every output the
+ * pass reaches has its gradient, with null for outputs that got none.
+ */
+export interface GradGroup {
+  readonly name: string;
+  readonly inputs: readonly Tensor[];
+  readonly outputs: number;
+  backward(gradOutputs: readonly (Tensor | null)[]): (Tensor | null)[];
 }
 
 /**

@@ -72,3 +72,63 @@ test('a frozen input gets no gradient and A, B still do', async () => {
   assert.equal(x.grad, null);
   assert.ok(a.grad && b.grad);
 });
+
+// loraLinearGroup: members of different widths and ranks over one input, against one loraLinear per member.
+const MEMBERS = [
+  { out: 12, r: 4, scaling: 0.75 },
+  { out: 8, r: 2, scaling: 2 },
+  { out: 8, r: 4, scaling: 0.5 },
+];
+
+/** Outputs then gradients (x, then A and B of each member; null where none) of a loss over the `used` outputs. */
+async function runGroup(grouped: boolean, used: readonly number[], frozen: { x?: boolean; a0?: boolean } = {}): Promise<(Float32Array | null)[]> {
+  const x = param([2, N / 2, IN], 1, 'float32', !frozen.x);
+  const members = MEMBERS.map((m, i) => ({
+    weight: param([m.out, IN], 10 + i, 'float32', false),
+    a: param([m.r, IN], 20 + i, 'float32', !(frozen.a0 && i === 0)),
+    b: param([m.out, m.r], 30 + i, 'float32', true),
+    scaling: m.scaling,
+  }));
+  const ys = grouped ? ops.loraLinearGroup(x, members) : members.map((m) => ops.loraLinear(x, m.weight, m.a, m.b, m.scaling));
+  ys.forEach((y, i) => assert.deepStrictEqual(y.shape, [2, N / 2, MEMBERS[i]!.out]));
+  let loss: Tensor | null = null;
+  for (const i of used) {
+    const term = ops.sum(ops.mul(ys[i]!, ops.tensor(seededValues(ys[i]!.numel, 40 + i), ys[i]!.shape, { device: TEST_DEVICE })));
+    loss = loss ? ops.add(loss, term) : term;
+  }
+  await loss!.backward();
+  const grad = async (t: Tensor) => (t.grad ? t.grad.data() : null);
+  return [...(await Promise.all(ys.map((y) => y.data()))), await grad(x), ...(await Promise.all(members.flatMap((m) => [grad(m.a), grad(m.b)])))];
+}
+
+async function assertGroupMatches(used: readonly number[], frozen: { x?: boolean; a0?: boolean } = {}): Promise<void> {
+  const want = await runGroup(false, used, frozen);
+  const got = await runGroup(true, used, frozen);
+  got.forEach((v, i) => {
+    const w = want[i]!;
+    if (w === null) assert.equal(v, null, `entry ${i} should have no gradient`);
+    else assertClose(v!, w, 1e-5, `entry ${i}`);
+  });
+}
+
+test('loraLinearGroup equals one loraLinear per member in every output and gradient', async () => {
+  await assertGroupMatches([0, 1, 2]);
+});
+
+test('loraLinearGroup: an output the loss does not use leaves its B without a gradient and the others exact', async () => {
+  await assertGroupMatches([0, 2]);
+  await assertGroupMatches([1]);
+});
+
+test('loraLinearGroup: a frozen input and a frozen A get no gradient, the rest still do', async () => {
+  await assertGroupMatches([0, 1, 2], { x: true, a0: true });
+});
+
+test('loraLinearGroup refuses a member whose A does not fit the input, naming the member', () => {
+  const x = param([N, IN], 1, 'float32', false);
+  const ok = { weight: param([8, IN], 2, 'float32', false), a: param([2, IN], 3, 'float32', true), b: param([8, 2], 4, 'float32', true), scaling: 1 };
+  const bad = { ...ok, a: param([2, IN + 1], 5, 'float32', true) };
+  assert.throws(() => ops.loraLinearGroup(x, [ok, bad]), {
+    message: `loraLinearGroup: A [2, ${IN + 1}] and B [8, 2] of member 1 do not fit an input of ${IN} features (A must be [r, ${IN}], B [out, r]).`,
+  });
+});
