@@ -24,11 +24,10 @@ import type { CausalLM } from '../src/models/causal-lm.js';
 import { getPeftModel } from '../src/peft/index.js';
 import { kernelsByKind } from './profile-summary.js';
 import { benchConfig } from './shapes.js';
-import type { SamplingParams } from '../src/serve/generation-params.js';
+import { GREEDY_SAMPLING } from '../src/serve/generation-params.js';
 import { Scheduler } from '../src/serve/scheduler.js';
 import type { DType } from '../src/tensor/dtype.js';
 
-const GREEDY: SamplingParams = { temperature: 0, topP: 1, topK: 0, seed: undefined, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 };
 
 interface Args {
   device: string;
@@ -108,7 +107,7 @@ async function runBatch(model: CausalLM, prompts: number[][], rowNames: readonly
   const start = performance.now();
   await Promise.all(
     prompts.map((promptIds, i) =>
-      scheduler.submit({ promptIds, adapterName: rowNames[i]!, maxTokens: tokensFor(i, newTokens, stagger), sampling: GREEDY, stopTokenIds: new Set(), timeoutMs: 3_600_000, onToken: () => false }),
+      scheduler.submit({ promptIds, adapterName: rowNames[i]!, maxTokens: tokensFor(i, newTokens, stagger), sampling: GREEDY_SAMPLING, stopTokenIds: new Set(), emitStopToken: false, logprobs: null, timeoutMs: 3_600_000, onToken: () => false }),
     ),
   );
   const end = performance.now();

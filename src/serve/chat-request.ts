@@ -1,7 +1,9 @@
 import type { ChatMessage } from '../tokenizer/index.js';
 import { invalidRequest } from './api-error.js';
-import { parseGenerationParams, type GenerationParams } from './generation-params.js';
-import { isEmptyObject, isObject, refuseUnsupported, requireObject, requireString } from './json-fields.js';
+import { GENERATION_FIELD_RULES, MAX_LOGPROBS, optionalChoices, parseGenerationParams, type GenerationParams } from './generation-params.js';
+import { GUIDED_FIELD_RULES } from './guided-fields.js';
+import { isObject, optionalBoolean, optionalInteger, requireObject, requireString } from './json-fields.js';
+import { checkFields, notYet, offOnly, READ, type FieldRules } from './request-fields.js';
 
 /** A POST /v1/chat/completions body after validation. */
 export interface ChatRequest {
@@ -11,20 +13,39 @@ export interface ChatRequest {
   readonly params: GenerationParams;
 }
 
-export function parseChatRequest(raw: unknown): ChatRequest {
+const CHAT_FIELD_RULES: FieldRules = {
+  ...GENERATION_FIELD_RULES,
+  ...GUIDED_FIELD_RULES,
+  messages: READ,
+  max_tokens: READ,
+  max_completion_tokens: READ,
+  logprobs: READ,
+  top_logprobs: READ,
+  modalities: offOnly((v) => Array.isArray(v) && v.length === 1 && v[0] === 'text', 'is not supported by this server beyond ["text"] (it reads and writes text only)'),
+  tools: notYet((v) => Array.isArray(v) && v.length === 0, 'tool calls'),
+  tool_choice: notYet((v) => v === 'none', 'tool calls'),
+  parallel_tool_calls: notYet(() => false, 'tool calls'),
+  functions: notYet((v) => Array.isArray(v) && v.length === 0, 'tool calls'),
+  function_call: notYet((v) => v === 'none', 'tool calls'),
+  reasoning_effort: offOnly(() => false, 'is not supported by this server (its chat templates take no reasoning effort); remove it'),
+};
+
+export function parseChatRequest(raw: unknown, vocabSize: number): ChatRequest {
   const body = requireObject(raw);
+  checkFields(body, CHAT_FIELD_RULES, 'POST /v1/chat/completions');
   const model = requireString(body, 'model');
-  refuseUnsupported(body, 'n', (v) => v === 1, 'one choice per request; send several requests instead');
-  refuseUnsupported(body, 'logprobs', (v) => v === false, 'log probabilities');
-  refuseUnsupported(body, 'top_logprobs', (v) => v === 0, 'log probabilities');
-  refuseUnsupported(body, 'logit_bias', isEmptyObject, 'logit bias');
-  refuseUnsupported(body, 'tools', (v) => Array.isArray(v) && v.length === 0, 'tool calls');
-  refuseUnsupported(body, 'tool_choice', (v) => v === 'none', 'tool calls');
-  refuseUnsupported(body, 'response_format', (v) => isObject(v) && v['type'] === 'text', 'structured output');
+  const wantsLogprobs = optionalBoolean(body, 'logprobs') ?? false;
+  const top = optionalInteger(body, 'top_logprobs', 0, MAX_LOGPROBS);
+  if (top !== undefined && !wantsLogprobs) throw invalidRequest('"top_logprobs" needs "logprobs": true.', 'top_logprobs');
+  const n = optionalChoices(body, 'n') ?? 1;
   return {
     model,
     messages: parseMessages(body['messages']),
-    params: parseGenerationParams(body, ['max_tokens', 'max_completion_tokens'], undefined),
+    params: parseGenerationParams(body, ['max_tokens', 'max_completion_tokens'], undefined, vocabSize, {
+      bestOf: n,
+      logprobs: wantsLogprobs ? (top ?? 0) : null,
+      echo: false,
+    }),
   };
 }
 
@@ -35,7 +56,8 @@ function parseMessages(v: unknown): ChatMessage[] {
     const msg = requireObject(m, param);
     const role = msg['role'];
     if (typeof role !== 'string' || role.length === 0) throw invalidRequest(`${param}.role must be a non-empty string.`, `${param}.role`);
-    return { ...msg, role, content: contentText(msg['content'], `${param}.content`) };
+    // OpenAI: developer messages are what system messages were, for models without a developer turn of their own.
+    return { ...msg, role: role === 'developer' ? 'system' : role, content: contentText(msg['content'], `${param}.content`) };
   });
 }
 

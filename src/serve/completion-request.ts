@@ -1,6 +1,8 @@
 import { invalidRequest } from './api-error.js';
-import { parseGenerationParams, type GenerationParams } from './generation-params.js';
-import { isEmptyObject, refuseUnsupported, requireObject, requireString } from './json-fields.js';
+import { GENERATION_FIELD_RULES, MAX_LOGPROBS, optionalChoices, parseGenerationParams, type GenerationParams } from './generation-params.js';
+import { GUIDED_FIELD_RULES } from './guided-fields.js';
+import { optionalBoolean, optionalInteger, requireObject, requireString } from './json-fields.js';
+import { checkFields, offOnly, READ, type FieldRules } from './request-fields.js';
 
 /** A POST /v1/completions body after validation. */
 export interface CompletionRequest {
@@ -13,16 +15,29 @@ export interface CompletionRequest {
 /** OpenAI's default max_tokens for the completions endpoint. */
 const DEFAULT_MAX_TOKENS = 16;
 
+const COMPLETION_FIELD_RULES: FieldRules = {
+  ...GENERATION_FIELD_RULES,
+  ...GUIDED_FIELD_RULES,
+  prompt: READ,
+  max_tokens: READ,
+  best_of: READ,
+  echo: READ,
+  logprobs: READ,
+  suffix: offOnly((v) => v === '', 'is not supported by this server (insertion); remove it'),
+};
+
 export function parseCompletionRequest(raw: unknown, vocabSize: number): CompletionRequest {
   const body = requireObject(raw);
+  checkFields(body, COMPLETION_FIELD_RULES, 'POST /v1/completions');
   const model = requireString(body, 'model');
-  refuseUnsupported(body, 'n', (v) => v === 1, 'one choice per request; send several requests instead');
-  refuseUnsupported(body, 'best_of', (v) => v === 1, 'one choice per request');
-  refuseUnsupported(body, 'echo', (v) => v === false, 'echo');
-  refuseUnsupported(body, 'logprobs', (v) => v === 0, 'log probabilities');
-  refuseUnsupported(body, 'suffix', (v) => v === '', 'insertion');
-  refuseUnsupported(body, 'logit_bias', isEmptyObject, 'logit bias');
-  return { model, prompt: parsePrompt(body['prompt'], vocabSize), params: parseGenerationParams(body, ['max_tokens'], DEFAULT_MAX_TOKENS) };
+  const prompt = parsePrompt(body['prompt'], vocabSize);
+  const n = optionalChoices(body, 'n') ?? 1;
+  const params = parseGenerationParams(body, ['max_tokens'], DEFAULT_MAX_TOKENS, vocabSize, {
+    bestOf: optionalChoices(body, 'best_of') ?? n,
+    logprobs: optionalInteger(body, 'logprobs', 0, MAX_LOGPROBS) ?? null,
+    echo: optionalBoolean(body, 'echo') ?? false,
+  });
+  return { model, prompt, params };
 }
 
 /** A string, token ids, or a one-element array of either (the OpenAI client's batch forms with a batch of one). */

@@ -1,9 +1,13 @@
-import { invalidRequest } from './api-error.js';
+import { randomInt } from 'node:crypto';
+import { invalidRequest, type ApiError } from './api-error.js';
 import type { AdapterLease } from './adapter-registry.js';
+import { ChoiceOutput, type ChoiceDelta, type Echo } from './choice-output.js';
 import type { GenerationParams } from './generation-params.js';
+import { LogprobEntries, type LogprobEntry } from './logprob-entry.js';
 import { OutputText } from './output-text.js';
-import type { FinishReason } from './sequence.js';
+import type { FinishReason, SequenceOutcome, SequenceRequest } from './sequence.js';
 import type { ServeContext } from './serve-context.js';
+import type { TokenLogprob } from './token-logprobs.js';
 
 export interface Usage {
   readonly prompt_tokens: number;
@@ -11,10 +15,18 @@ export interface Usage {
   readonly total_tokens: number;
 }
 
-export interface GenerationResult {
-  /** The whole output text (what the deltas added up to). */
+export interface ChoiceResult {
+  readonly index: number;
+  /** The whole text of the choice (what its deltas added up to). */
   readonly text: string;
   readonly finishReason: FinishReason;
+  /** null when the request asked for none. */
+  readonly logprobs: readonly LogprobEntry[] | null;
+}
+
+export interface GenerationResult {
+  readonly choices: readonly ChoiceResult[];
+  /** completion_tokens counts every sequence generated, best_of ones not returned included. */
   readonly usage: Usage;
 }
 
@@ -24,8 +36,10 @@ export interface StartedGeneration {
 }
 
 /**
- * One validated generation request holding its model: prepare() checks the lengths and leases the adapter (every
- * refusal happens here or in start(), before a response has begun), start() queues it.
+ * One validated generation request holding its model: prepare() checks the lengths, leases the adapter and scores
+ * an echoed prompt (every refusal happens here or in start(), before a response has begun), start() queues its
+ * sequences: best_of of them (n unless completions' best_of says more), sequence i seeded with seed + i, so choice i
+ * samples what the same request with n = 1 and seed + i samples.
  */
 export class GenerationJob {
   private constructor(
@@ -34,10 +48,14 @@ export class GenerationJob {
     private readonly promptIds: readonly number[],
     private readonly maxTokens: number,
     private readonly params: GenerationParams,
+    private readonly echo: Echo | null,
   ) {}
 
-  /** `promptParam` names the request field the prompt came from, for error messages. */
-  static async prepare(ctx: ServeContext, model: string, promptIds: readonly number[], params: GenerationParams, promptParam: string): Promise<GenerationJob> {
+  /**
+   * `promptParam` names the request field the prompt came from, for error messages; `promptText` is what echo
+   * prepends (the prompt as sent, or its decoded ids).
+   */
+  static async prepare(ctx: ServeContext, model: string, promptIds: readonly number[], params: GenerationParams, promptParam: string, promptText?: string): Promise<GenerationJob> {
     const { maxTokens: cap, contextLength } = ctx.limits;
     if (promptIds.length === 0) throw invalidRequest('The prompt is empty; send at least one token.', promptParam);
     const room = contextLength - promptIds.length;
@@ -53,8 +71,17 @@ export class GenerationJob {
         'context_length_exceeded',
       );
     }
+    if (params.sampling.minTokens > maxTokens) throw invalidRequest(`"min_tokens" (${params.sampling.minTokens}) must not exceed max_tokens (${maxTokens}).`, 'min_tokens');
+    const capacity = ctx.scheduler.queueCapacity;
+    if (params.bestOf > capacity) throw invalidRequest(`The request asks for ${params.bestOf} sequences and this server queues at most ${capacity}; lower n or best_of.`, params.bestOf > params.n ? 'best_of' : 'n');
     const lease = await ctx.adapters.acquire(model);
-    return new GenerationJob(ctx, lease, promptIds, maxTokens, params);
+    try {
+      const echo = params.echo ? await echoOf(ctx, lease.rowName, promptIds, params, promptText) : null;
+      return new GenerationJob(ctx, lease, promptIds, maxTokens, params, echo);
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
   }
 
   get promptTokens(): number {
@@ -62,54 +89,94 @@ export class GenerationJob {
   }
 
   /**
-   * Queues the generation; throws a 429 ApiError at once when the queue is full. `onText` receives text as it becomes
-   * final (never a part of a stop string); the result settles when generation ends and rejects with an ApiError
-   * when it fails.
+   * Queues the generation; throws a 429 ApiError at once when the queue cannot take all its sequences. `onDelta`
+   * receives text as it becomes final (never a part of a stop string), per choice; the result settles when every
+   * sequence has ended and rejects with an ApiError when one fails.
    */
-  start(signal: AbortSignal, onText: (delta: string) => void): StartedGeneration {
+  start(signal: AbortSignal, onDelta: (delta: ChoiceDelta) => void): StartedGeneration {
     const { ctx, params } = this;
-    const output = new OutputText((ids) => ctx.tokenizer.decode(ids, { skipSpecialTokens: true }), params.stop);
-    let outcome;
+    const streamed = params.bestOf === params.n;
+    const entries = params.logprobs === null ? null : new LogprobEntries(ctx.tokenizer);
+    const detokenize = (ids: readonly number[]) => ctx.tokenizer.decode(ids, { skipSpecialTokens: params.skipSpecialTokens });
+    const outputs = Array.from({ length: params.bestOf }, (_, i) => new ChoiceOutput(i, this.promptIds, detokenize, params.stop, params.includeStopStrInOutput, entries, this.echo));
+    const send = (delta: ChoiceDelta | null) => {
+      if (delta && streamed) onDelta(delta);
+    };
+    // Ranking best_of sequences needs every token's log-probability, asked for or not.
+    const logprobs = params.logprobs ?? (params.bestOf > params.n ? 0 : null);
+    const seed = params.sampling.seed ?? randomInt(0, 2 ** 32);
+    const stopTokenIds = new Set([...(params.ignoreEos ? [] : ctx.stopTokenIds), ...params.stopTokenIds]);
+    const requests = outputs.map((output, i): SequenceRequest => ({
+      promptIds: this.promptIds,
+      adapterName: this.lease.rowName,
+      maxTokens: this.maxTokens,
+      sampling: { ...params.sampling, seed: ((seed >>> 0) + i) >>> 0 },
+      stopTokenIds,
+      emitStopToken: params.includeStopStrInOutput,
+      logprobs,
+      timeoutMs: ctx.limits.requestTimeoutMs,
+      signal,
+      onToken: (token: number, logprob: TokenLogprob | null) => {
+        send(output.push(token, logprob));
+        return output.stopped;
+      },
+    }));
+    for (const o of outputs) send(o.opening());
+    let done: Promise<SequenceOutcome>[];
     try {
-      outcome = ctx.scheduler.submit({
-        promptIds: this.promptIds,
-        adapterName: this.lease.rowName,
-        maxTokens: this.maxTokens,
-        sampling: params.sampling,
-        stopTokenIds: ctx.stopTokenIds,
-        timeoutMs: ctx.limits.requestTimeoutMs,
-        signal,
-        onToken: (token) => {
-          const delta = output.push(token);
-          if (delta) onText(delta);
-          return output.stopped;
-        },
-      });
+      done = ctx.scheduler.submitAll(requests);
     } catch (error) {
       this.lease.release();
       throw error;
     }
-    const result = outcome.then((o): GenerationResult | null => {
+    const result = Promise.all(done).then((outcomes): GenerationResult | null => {
       this.lease.release();
-      if (o.status === 'cancelled') {
+      if (outcomes.some((o) => o.status === 'cancelled')) {
         ctx.metrics.recordGeneration('cancelled');
         return null;
       }
-      if (o.status === 'failed') {
-        ctx.metrics.recordGeneration(o.error.code === 'request_timeout' ? 'timeout' : 'error');
-        throw o.error;
+      const failed = outcomes.find((o): o is { status: 'failed'; error: ApiError } => o.status === 'failed');
+      if (failed) {
+        ctx.metrics.recordGeneration(failed.error.code === 'request_timeout' ? 'timeout' : 'error');
+        throw failed.error;
       }
-      const tail = output.finish();
-      if (tail) onText(tail);
-      // A stop string can also complete in the text held back until the end.
-      const finishReason = output.stopped ? 'stop' : o.finishReason;
-      ctx.metrics.recordGeneration(finishReason);
+      const finished = outcomes as Extract<SequenceOutcome, { status: 'finished' }>[];
+      const choices = outputs.map((output, i): ChoiceResult & { score: number } => {
+        send(output.finish());
+        const o = finished[i]!;
+        // A stop string can also complete in the text held back until the end.
+        const finishReason = output.stopped ? 'stop' : o.finishReason;
+        return { index: i, text: output.text, finishReason, logprobs: entries ? output.entries : null, score: o.meanLogprob ?? -Infinity };
+      });
+      const returned = streamed ? choices : [...choices].sort((a, b) => b.score - a.score).slice(0, params.n);
+      for (const c of returned) ctx.metrics.recordGeneration(c.finishReason);
+      const completionTokens = finished.reduce((total, o) => total + o.completionTokens, 0);
       return {
-        text: output.text,
-        finishReason,
-        usage: { prompt_tokens: o.promptTokens, completion_tokens: o.completionTokens, total_tokens: o.promptTokens + o.completionTokens },
+        choices: returned.map((c, index) => ({ index, text: c.text, finishReason: c.finishReason, logprobs: c.logprobs })),
+        usage: { prompt_tokens: this.promptIds.length, completion_tokens: completionTokens, total_tokens: this.promptIds.length + completionTokens },
       };
     });
     return { result };
   }
+}
+
+/** The echoed prompt: its text, and with logprobs the prompt tokens' own (the first null), scored through the adapter. */
+async function echoOf(ctx: ServeContext, adapterName: string, promptIds: readonly number[], params: GenerationParams, promptText: string | undefined): Promise<Echo> {
+  const text = promptText ?? ctx.tokenizer.decode(promptIds, { skipSpecialTokens: params.skipSpecialTokens });
+  if (params.logprobs === null) return { text, entries: [] };
+  const scored = await ctx.scheduler.scorePrompt(promptIds, adapterName, params.logprobs);
+  const entries = new LogprobEntries(ctx.tokenizer);
+  const offsets = promptOffsets(ctx, promptIds, params, text.length);
+  const list = promptIds.map((token, i) => entries.entry(promptIds.slice(0, i), i === 0 ? null : scored[i - 1]!, token, offsets[i]!));
+  return { text, entries: list };
+}
+
+/** Where each prompt token's text starts in the incrementally decoded prompt, at most `length` (the echoed text's). */
+function promptOffsets(ctx: ServeContext, promptIds: readonly number[], params: GenerationParams, length: number): number[] {
+  const decoded = new OutputText((ids) => ctx.tokenizer.decode(ids, { skipSpecialTokens: params.skipSpecialTokens }), []);
+  return promptIds.map((token) => {
+    const offset = Math.min(length, decoded.decodedLength);
+    decoded.push(token);
+    return offset;
+  });
 }

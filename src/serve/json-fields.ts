@@ -49,17 +49,6 @@ export function optionalInteger(body: JsonObject, key: string, min: number, max:
   return v;
 }
 
-/** Refuses a field this server does not implement unless it holds the value that means "off". */
-export function refuseUnsupported(body: JsonObject, key: string, isOff: (v: unknown) => boolean, what: string): void {
-  const v = body[key];
-  if (v === undefined || v === null || isOff(v)) return;
-  throw invalidRequest(`"${key}" is not supported by this server (${what}).`, key, 'unsupported_parameter');
-}
-
 export function isObject(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-export function isEmptyObject(v: unknown): boolean {
-  return isObject(v) && Object.keys(v).length === 0;
 }

@@ -6,7 +6,8 @@ const REPLACEMENT = '\uFFFD';
 /**
  * The text of one completion, built token by token: incremental detokenization (vLLM's prefix/read offsets, so that
  * tokenizers which strip a leading space or split a character across tokens decode as the whole sequence does) and
- * stop strings, which are cut off and never sent. Streaming and non-streaming responses both use it, so they carry
+ * stop strings, which are cut off and never sent (unless `keepStop`: vLLM's include_stop_str_in_output, where the
+ * text ends with the stop string instead). Streaming and non-streaming responses both use it, so they carry
  * the same text.
  */
 export class OutputText {
@@ -23,6 +24,7 @@ export class OutputText {
   constructor(
     private readonly detokenize: Detokenize,
     private readonly stops: readonly string[],
+    private readonly keepStop = false,
   ) {
     this.holdBack = Math.max(0, ...stops.map((s) => s.length - 1));
   }
@@ -30,6 +32,11 @@ export class OutputText {
   /** Everything released so far. */
   get text(): string {
     return this.decoded.slice(0, this.released);
+  }
+
+  /** Characters decoded so far, held-back ones included: where the next token's text starts (text_offset). */
+  get decodedLength(): number {
+    return this.decoded.length;
   }
 
   /** Adds one generated token; returns the text that may be sent now (possibly empty). */
@@ -59,12 +66,16 @@ export class OutputText {
     this.prefixOffset = this.readOffset;
     this.readOffset = this.ids.length;
     let cut = -1;
+    let end = -1;
     for (const stop of this.stops) {
       const at = this.decoded.indexOf(stop, searchFrom);
-      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+      if (at >= 0 && (cut < 0 || at < cut)) {
+        cut = at;
+        end = at + stop.length;
+      }
     }
     if (cut >= 0) {
-      this.decoded = this.decoded.slice(0, cut);
+      this.decoded = this.decoded.slice(0, this.keepStop ? end : cut);
       this.stopped = true;
     }
   }

@@ -31,12 +31,13 @@ export async function respond(reply: FastifyReply, job: GenerationJob, format: R
   const send = (payload: object | string) => {
     if (!events.destroyed && !events.writableEnded) events.write(`data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`);
   };
-  const started = job.start(controller.signal, (delta) => send(format.text(delta)));
-  for (const chunk of format.opening()) send(chunk);
+  // The role chunks go out before start(), whose echoed prompts are sent at once.
+  for (const chunk of format.opening(params.n)) send(chunk);
+  const started = job.start(controller.signal, (delta) => send(format.delta(delta)));
   started.result.then(
     (result) => {
       if (result) {
-        send(format.finish(result.finishReason));
+        for (const c of result.choices) send(format.finish(c.index, c.finishReason));
         if (params.includeUsage) send(format.usage(result.usage));
       }
       send('[DONE]');

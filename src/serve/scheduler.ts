@@ -6,6 +6,8 @@ import { noGradAsync } from '../tensor/grad-mode.js';
 import { scopeAsync } from '../tensor/scope.js';
 import { internalError, queueFull, requestTimedOut, serverShuttingDown } from './api-error.js';
 import { Sequence, type SequenceOutcome, type SequenceRequest } from './sequence.js';
+import { tokenLogprobs, type TokenLogprob } from './token-logprobs.js';
+import type { Tensor } from '../tensor/tensor.js';
 
 /** The part of a causal LM the scheduler drives: a synchronous forward with one KV cache and one adapter per row. */
 export type DecoderModel = Pick<CausalLM, 'run' | 'newCache' | 'config' | 'device'>;
@@ -23,13 +25,16 @@ export interface SchedulerOptions {
 
 /**
  * What one forward pass brings back to the host: the argmax of every row, taken on the device, when some row
- * chooses greedily, and the full logits [rows, vocab] only when some row does not (sampling or penalties need
- * them). Greedy-only steps so move rows int32s instead of rows x vocab floats.
+ * chooses greedily, and the full logits [rows, vocab] only when some row does not (sampling, penalties, bias or
+ * masks need them). Greedy-only steps so move rows int32s instead of rows x vocab floats.
  */
 interface StepOutput {
   readonly ids: Int32Array | null;
   readonly logits: Float32Array | null;
 }
+
+/** A row's next token with its log-probabilities (when its request asked), or null when choosing it failed. */
+type RowPick = { readonly token: number; readonly logprob: TokenLogprob | null } | null;
 
 interface ExclusiveTask {
   run(): Promise<void>;
@@ -64,18 +69,29 @@ export class Scheduler {
     return this.waiting.length;
   }
 
+  /** Sequences the queue holds at most. */
+  get queueCapacity(): number {
+    return this.options.maxQueue;
+  }
+
   get runningCount(): number {
     return this.running.length;
   }
 
   /** Queues a sequence; throws a 429 ApiError when the queue is full. */
   submit(request: SequenceRequest): Promise<SequenceOutcome> {
+    return this.submitAll([request])[0]!;
+  }
+
+  /** Queues the sequences of one request (its choices) all or none: a 429 ApiError when they do not all fit. */
+  submitAll(requests: readonly SequenceRequest[]): Promise<SequenceOutcome>[] {
     if (this.closed) throw serverShuttingDown();
-    if (this.waiting.length >= this.options.maxQueue) throw queueFull(this.options.maxQueue);
-    const seq = new Sequence(request, performance.now());
-    this.waiting.push(seq);
+    if (this.waiting.length + requests.length > this.options.maxQueue) throw queueFull(this.options.maxQueue);
+    const now = performance.now();
+    const sequences = requests.map((r) => new Sequence(r, now));
+    this.waiting.push(...sequences);
     this.notify();
-    return seq.done;
+    return sequences.map((seq) => seq.done);
   }
 
   /** Runs `fn` between two steps, when no forward pass or memory scope is open. */
@@ -85,6 +101,22 @@ export class Scheduler {
       this.tasks.push({ run: () => fn().then(resolve, reject) });
       this.notify();
     });
+  }
+
+  /**
+   * The log-probability of every prompt token after the first, given the tokens before it, with `top` alternatives
+   * each: one forward pass over the whole prompt, alone and between two steps, through the adapter `adapterName`.
+   */
+  scorePrompt(promptIds: readonly number[], adapterName: string, top: number): Promise<TokenLogprob[]> {
+    return this.exclusive(() =>
+      noGradAsync(() =>
+        scopeAsync(async () => {
+          // logits [1, T, vocab]: row t predicts token t + 1.
+          const { logits } = this.model.run({ inputIds: [[...promptIds]], adapterNames: [adapterName] });
+          return tokenLogprobs(logits, promptIds.slice(1).map((token, row) => ({ row, token, top })));
+        }),
+      ),
+    );
   }
 
   /** Fails every queued and running sequence with 503 and stops the loop. */
@@ -142,10 +174,10 @@ export class Scheduler {
     const r = seq.request;
     try {
       seq.cache = this.model.newCache(r.promptIds.length + r.maxTokens);
-      const step = await this.forward([seq.tokens], [seq], false);
+      const [pick] = await this.step([seq.tokens], [seq], false);
       this.options.onTokens?.('prompt', r.promptIds.length);
       this.options.onTokens?.('generated', 1);
-      if (this.advance(seq, step, 0)) this.running.push(seq);
+      if (this.record(seq, pick!)) this.running.push(seq);
     } catch (error) {
       this.fail([seq], error);
     }
@@ -158,20 +190,25 @@ export class Scheduler {
   private async decode(): Promise<void> {
     const batch = this.running.sort((a, b) => compareNames(a.request.adapterName, b.request.adapterName));
     try {
-      const step = await this.forward(
+      const picks = await this.step(
         batch.map((s) => [s.next]),
         batch,
         true,
       );
       this.options.onTokens?.('generated', batch.length);
-      this.running = batch.filter((seq, row) => this.advance(seq, step, row));
+      this.running = batch.filter((seq, row) => this.record(seq, picks[row]!));
     } catch (error) {
       this.fail(batch, error);
       this.running = [];
     }
   }
 
-  private async forward(inputIds: number[][], batch: readonly Sequence[], batchInvariant: boolean): Promise<StepOutput> {
+  /**
+   * One forward pass and every row's next token: the device argmax for greedy rows, the chooser over the row's
+   * logits for the others, then the log-probabilities of the rows that asked, on the device, before the step's
+   * memory scope ends.
+   */
+  private async step(inputIds: number[][], batch: readonly Sequence[], batchInvariant: boolean): Promise<RowPick[]> {
     const backend = getBackend(this.model.device);
     const greedy = batch.filter((s) => s.chooser.choosesGreedy).length;
     return noGradAsync(() =>
@@ -186,22 +223,47 @@ export class Scheduler {
           });
         const out = batchInvariant && backend.batchInvariant ? backend.batchInvariant(run) : run();
         // logits are [rows, 1, vocab]: the argmax is [rows, 1], one id per row.
-        const ids = greedy > 0 ? await argmax(out.logits).intData() : null;
-        const logits = greedy < batch.length ? await out.logits.data() : null;
-        return { ids, logits };
+        const step: StepOutput = {
+          ids: greedy > 0 ? await argmax(out.logits).intData() : null,
+          logits: greedy < batch.length ? await out.logits.data() : null,
+        };
+        const tokens = batch.map((seq, row) => this.choose(seq, step, row));
+        return this.withLogprobs(out.logits, batch, tokens);
       }),
     );
   }
 
   /**
-   * Advances the sequence of row `row` (its device argmax when it chooses greedily, else its logits), turning an
-   * exception from its token callback into that sequence's failure alone.
+   * Chooses the token of row `row` (its device argmax when it chooses greedily, else from its logits), turning an
+   * exception into that sequence's failure alone (null).
    */
-  private advance(seq: Sequence, step: StepOutput, row: number): boolean {
+  private choose(seq: Sequence, step: StepOutput, row: number): number | null {
     try {
-      if (seq.chooser.choosesGreedy) return seq.advanceWith(step.ids![row]!);
+      if (seq.chooser.choosesGreedy) return seq.accept(step.ids![row]!);
       const vocab = this.model.config.vocabSize;
-      return seq.advance(step.logits!.subarray(row * vocab, (row + 1) * vocab));
+      return seq.choose(step.logits!.subarray(row * vocab, (row + 1) * vocab));
+    } catch (error) {
+      this.fail([seq], error);
+      return null;
+    }
+  }
+
+  private async withLogprobs(logits: Tensor, batch: readonly Sequence[], tokens: readonly (number | null)[]): Promise<RowPick[]> {
+    const rows = batch.flatMap((seq, row) => {
+      const token = tokens[row];
+      const top = seq.request.logprobs;
+      return token === null || token === undefined || top === null ? [] : [{ row, token, top }];
+    });
+    const found = await tokenLogprobs(logits, rows);
+    const byRow = new Map(rows.map((r, i) => [r.row, found[i]!]));
+    return tokens.map((token, row) => (token === null ? null : { token, logprob: byRow.get(row) ?? null }));
+  }
+
+  /** Appends a row's pick to its sequence; a failed pick, or an exception from its token callback, ends it alone. */
+  private record(seq: Sequence, pick: RowPick): boolean {
+    if (!pick) return false;
+    try {
+      return seq.record(pick.token, pick.logprob);
     } catch (error) {
       this.fail([seq], error);
       return false;

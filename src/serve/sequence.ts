@@ -2,6 +2,7 @@ import type { KvCache } from '../models/kv-cache.js';
 import type { ApiError } from './api-error.js';
 import type { SamplingParams } from './generation-params.js';
 import { TokenChooser } from './token-chooser.js';
+import type { TokenLogprob } from './token-logprobs.js';
 
 /** One completion as the scheduler runs it. */
 export interface SequenceRequest {
@@ -11,20 +12,36 @@ export interface SequenceRequest {
   /** New tokens at most; the KV cache is sized for prompt + maxTokens. */
   readonly maxTokens: number;
   readonly sampling: SamplingParams;
-  /** Ids that end the sequence with finish reason "stop" (EOS); they are counted but not passed to onToken. */
+  /**
+   * Ids that end the sequence with finish reason "stop" (EOS unless ignored, and stop_token_ids); they are counted,
+   * and passed to onToken only with `emitStopToken` (include_stop_str_in_output).
+   */
   readonly stopTokenIds: ReadonlySet<number>;
+  readonly emitStopToken: boolean;
+  /** Log-probabilities for every generated token with this many alternatives each; null: none computed. */
+  readonly logprobs: number | null;
   /** Milliseconds from submission after which the sequence fails with a timeout. */
   readonly timeoutMs: number;
   /** Aborting it cancels the sequence at the next step boundary (client disconnect). */
   readonly signal?: AbortSignal;
-  /** Receives every generated token except stop token ids; returning true ends the sequence (a stop string matched). */
-  readonly onToken: (token: number) => boolean;
+  /**
+   * Receives every generated token but stop token ids (see emitStopToken), with its log-probabilities when asked
+   * for; returning true ends the sequence (a stop string matched).
+   */
+  readonly onToken: (token: number, logprob: TokenLogprob | null) => boolean;
 }
 
 export type FinishReason = 'stop' | 'length';
 
 export type SequenceOutcome =
-  | { readonly status: 'finished'; readonly finishReason: FinishReason; readonly promptTokens: number; readonly completionTokens: number }
+  | {
+      readonly status: 'finished';
+      readonly finishReason: FinishReason;
+      readonly promptTokens: number;
+      readonly completionTokens: number;
+      /** The generated tokens' mean log-probability (best_of ranks by it); null when none were computed. */
+      readonly meanLogprob: number | null;
+    }
   | { readonly status: 'cancelled' }
   | { readonly status: 'failed'; readonly error: ApiError };
 
@@ -38,38 +55,47 @@ export class Sequence {
   /** The token to feed at the next decode step. */
   next = -1;
   generated = 0;
+  private logprobSum = 0;
+  private scored = 0;
   outcome: SequenceOutcome | null = null;
   private resolve!: (o: SequenceOutcome) => void;
   readonly done: Promise<SequenceOutcome>;
 
   constructor(readonly request: SequenceRequest, now: number) {
     this.tokens = [...request.promptIds];
-    this.chooser = new TokenChooser(request.sampling);
+    this.chooser = new TokenChooser(request.sampling, request.stopTokenIds);
     this.deadline = now + request.timeoutMs;
     this.done = new Promise((r) => {
       this.resolve = r;
     });
   }
 
-  /** Chooses and records the next token from this row's logits; returns false once the sequence has ended. */
-  advance(logits: Float32Array): boolean {
-    return this.record(this.chooser.choose(logits, this.tokens));
+  /** Chooses the next token from this row's logits (the chooser's state advances; record() must follow). */
+  choose(logits: Float32Array): number {
+    return this.chooser.choose(logits, this.tokens);
   }
 
   /**
-   * advance() with the token already chosen: the row's argmax taken on the device, for a sequence whose chooser
+   * choose() with the token already chosen: the row's argmax taken on the device, for a sequence whose chooser
    * choosesGreedy (what choose() would have returned from the full logits).
    */
-  advanceWith(token: number): boolean {
-    return this.record(this.chooser.accept(token));
+  accept(token: number): number {
+    return this.chooser.accept(token);
   }
 
-  private record(token: number): boolean {
+  /** Appends a chosen token; returns false once the sequence has ended. */
+  record(token: number, logprob: TokenLogprob | null): boolean {
     this.tokens.push(token);
     this.generated++;
     this.next = token;
+    if (logprob) {
+      this.logprobSum += logprob.logprob;
+      this.scored++;
+    }
     const r = this.request;
-    if (r.stopTokenIds.has(token) || r.onToken(token)) this.end({ status: 'finished', finishReason: 'stop', ...this.counts() });
+    const stopToken = r.stopTokenIds.has(token);
+    const stopString = (!stopToken || r.emitStopToken) && r.onToken(token, logprob);
+    if (stopToken || stopString) this.end({ status: 'finished', finishReason: 'stop', ...this.counts() });
     else if (this.generated >= r.maxTokens) this.end({ status: 'finished', finishReason: 'length', ...this.counts() });
     return this.outcome === null;
   }
@@ -83,7 +109,7 @@ export class Sequence {
     this.resolve(outcome);
   }
 
-  private counts(): { promptTokens: number; completionTokens: number } {
-    return { promptTokens: this.request.promptIds.length, completionTokens: this.generated };
+  private counts(): { promptTokens: number; completionTokens: number; meanLogprob: number | null } {
+    return { promptTokens: this.request.promptIds.length, completionTokens: this.generated, meanLogprob: this.scored > 0 ? this.logprobSum / this.scored : null };
   }
 }

@@ -5,7 +5,7 @@ import { getBackend } from '../../src/backend/registry.js';
 import type { KvCache } from '../../src/models/kv-cache.js';
 import type { CausalLMInput, CausalLMOutput, CausalLM } from '../../src/models/causal-lm.js';
 import { BASE_ADAPTER_NAME, PeftModel } from '../../src/peft/index.js';
-import type { SamplingParams } from '../../src/serve/generation-params.js';
+import { GREEDY_SAMPLING as GREEDY, type SamplingParams } from '../../src/serve/generation-params.js';
 import { Scheduler, type DecoderModel } from '../../src/serve/scheduler.js';
 import type { SequenceOutcome, SequenceRequest } from '../../src/serve/sequence.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
@@ -15,7 +15,6 @@ import { adapterDir, fixtureGeneration, fixturePrompt, inputRow, loadFixtureMode
 
 await prepareTestDevice();
 
-const GREEDY: SamplingParams = { temperature: 0, topP: 1, topK: 0, seed: undefined, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 };
 
 /** A request that collects its tokens into `tokens`. */
 function request(promptIds: number[], maxTokens: number, tokens: number[], extra: Partial<SequenceRequest> = {}): SequenceRequest {
@@ -25,6 +24,8 @@ function request(promptIds: number[], maxTokens: number, tokens: number[], extra
     maxTokens,
     sampling: GREEDY,
     stopTokenIds: new Set(),
+    emitStopToken: false,
+    logprobs: null,
     timeoutMs: 60_000,
     onToken: (t) => {
       tokens.push(t);
@@ -46,7 +47,7 @@ describe('Scheduler: continuous batching', () => {
     const outcome = await scheduler.submit(request(await fixturePrompt(), 16, tokens));
     await scheduler.close();
     assert.deepEqual(tokens, await fixtureGeneration('base'));
-    assert.deepEqual(outcome, { status: 'finished', finishReason: 'length', promptTokens: 8, completionTokens: 16 });
+    assert.deepEqual(outcome, { status: 'finished', finishReason: 'length', promptTokens: 8, completionTokens: 16, meanLogprob: null });
   });
 
   it('gives every sequence the same tokens alone and in a batch that others join and leave', async () => {
@@ -80,7 +81,7 @@ describe('Scheduler: continuous batching', () => {
     const outcome = await scheduler.submit(request(await fixturePrompt(), 16, tokens, { stopTokenIds: new Set([first!]) }));
     await scheduler.close();
     assert.deepEqual(tokens, []);
-    assert.deepEqual(outcome, { status: 'finished', finishReason: 'stop', promptTokens: 8, completionTokens: 1 });
+    assert.deepEqual(outcome, { status: 'finished', finishReason: 'stop', promptTokens: 8, completionTokens: 1, meanLogprob: null });
   });
 
   it('ends a sequence with "stop" when its token callback asks to', async () => {
@@ -89,7 +90,7 @@ describe('Scheduler: continuous batching', () => {
     const outcome = await scheduler.submit({ ...request(await fixturePrompt(), 16, tokens), onToken: (t) => tokens.push(t) === 3 });
     await scheduler.close();
     assert.equal(tokens.length, 3);
-    assert.deepEqual(outcome, { status: 'finished', finishReason: 'stop', promptTokens: 8, completionTokens: 3 });
+    assert.deepEqual(outcome, { status: 'finished', finishReason: 'stop', promptTokens: 8, completionTokens: 3, meanLogprob: null });
   });
 
   it('refuses with 429 when the queue is full', async () => {

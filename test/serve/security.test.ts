@@ -115,7 +115,7 @@ describe('refusals: each with its status and an OpenAI-style body, and the serve
       ['/completions', { prompt }, 'model'],
       ['/completions', { model: BASE_MODEL, prompt, max_tokens: 100000 }, 'max_tokens'],
       ['/completions', { model: BASE_MODEL, prompt, max_tokens: 250 }, 'max_tokens'],
-      ['/completions', { model: BASE_MODEL, prompt, n: 2 }, 'n'],
+      ['/completions', { model: BASE_MODEL, prompt, n: 0 }, 'n'],
       ['/completions', { model: BASE_MODEL, prompt, stop: [1] }, 'stop'],
       ['/completions', { model: BASE_MODEL, prompt, stream_options: { include_usage: true } }, 'stream_options'],
       ['/chat/completions', { model: BASE_MODEL, messages: 'hi' }, 'messages'],

@@ -12,12 +12,12 @@ export function registerGenerationRoutes(app: FastifyInstance, ctx: ServeContext
   app.post('/v1/completions', async (request, reply) => {
     const req = parseCompletionRequest(request.body, ctx.vocabSize);
     const ids = 'ids' in req.prompt ? req.prompt.ids : ctx.tokenizer.encode(req.prompt.text);
-    const job = await GenerationJob.prepare(ctx, req.model, ids, req.params, 'prompt');
+    const job = await GenerationJob.prepare(ctx, req.model, ids, req.params, 'prompt', 'text' in req.prompt ? req.prompt.text : undefined);
     return respond(reply, job, completionFormat(req.model, req.params.includeUsage), req.params);
   });
 
   app.post('/v1/chat/completions', async (request, reply) => {
-    const req = parseChatRequest(request.body);
+    const req = parseChatRequest(request.body, ctx.vocabSize);
     let ids: number[];
     try {
       ids = ctx.tokenizer.applyChatTemplate(req.messages, { addGenerationPrompt: true });
