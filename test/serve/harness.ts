@@ -84,3 +84,26 @@ export async function rawRequest(baseURL: string, method: string, path: string, 
   }
   return { status: res.status, json };
 }
+
+/** POSTs a JSON body that must succeed (fields the official client's types lack: vLLM's); returns the parsed body. */
+export async function postOk<T>(baseURL: string, path: string, body: object): Promise<T> {
+  const { status, json } = await rawRequest(baseURL, 'POST', path, JSON.stringify(body));
+  if (status !== 200) throw new Error(`${path} answered ${status}: ${JSON.stringify(json)}`);
+  return json as T;
+}
+
+/** log_softmax, in float64, of the model's next-token logits after `ids` (the library's own forward, no cache). */
+export async function referenceLogprobs(model: CausalLM, ids: readonly number[]): Promise<Float64Array> {
+  const logits = await model.run({ inputIds: [[...ids]], lastTokenOnly: true }).logits.data();
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  let total = 0;
+  for (const v of logits) total += Math.exp(v - max);
+  const lse = max + Math.log(total);
+  return Float64Array.from(logits, (v) => v - lse);
+}
+
+/** Token ids sorted from most to least likely. */
+export function ranked(logprobs: Float64Array): number[] {
+  return Array.from(logprobs.keys()).sort((a, b) => logprobs[b]! - logprobs[a]! || a - b);
+}
