@@ -23,13 +23,16 @@ function header(object: string, prefix: string, model: string) {
   return { id: `${prefix}-${randomUUID().replace(/-/g, '')}`, object, created: Math.floor(Date.now() / 1000), model, system_fingerprint: null };
 }
 
-/** Completions' logprobs object: parallel lists, top_logprobs a token -> logprob map holding the chosen token too. */
+/**
+ * Completions' logprobs object: parallel lists, top_logprobs a token -> logprob map holding the chosen token too
+ * (last, so that where two ids share a text the chosen one's value is the one shown).
+ */
 function completionLogprobs(entries: readonly LogprobEntry[] | null) {
   if (!entries) return null;
   return {
     tokens: entries.map((e) => e.token),
     token_logprobs: entries.map((e) => e.logprob),
-    top_logprobs: entries.map((e) => (e.top && e.logprob !== null ? Object.fromEntries([[e.token, e.logprob], ...e.top.map((t) => [t.token, t.logprob])]) : null)),
+    top_logprobs: entries.map((e) => (e.top && e.logprob !== null ? Object.fromEntries([...e.top.map((t) => [t.token, t.logprob]), [e.token, e.logprob]]) : null)),
     text_offset: entries.map((e) => e.offset),
   };
 }
