@@ -55,4 +55,13 @@ describe('OutputText: incremental detokenization and stop strings', () => {
     assert.equal(run(out, ids).text, 'xyz');
     assert.ok(out.stopped);
   });
+
+  it('with keepStop ends the text with the earliest stop string instead of cutting it', () => {
+    const ids = tok.encode('alpha beta gamma delta', { addSpecialTokens: false });
+    const out = new OutputText(decode, ['delta', 'ta g'], true);
+    const { chunks, text } = run(out, ids);
+    assert.equal(text, 'alpha beta g');
+    assert.equal(chunks.join(''), 'alpha beta g');
+    assert.ok(out.stopped);
+  });
 });
