@@ -1,6 +1,6 @@
 import type { ChatMessage } from '../tokenizer/index.js';
 import { invalidRequest } from './api-error.js';
-import { GENERATION_FIELD_RULES, MAX_LOGPROBS, optionalChoices, parseGenerationParams, type GenerationParams } from './generation-params.js';
+import { GENERATION_FIELD_RULES, MAX_LOGPROBS, parseGenerationParams, type GenerationParams } from './generation-params.js';
 import { GUIDED_FIELD_RULES } from './guided-fields.js';
 import { isObject, optionalBoolean, optionalInteger, requireObject, requireString } from './json-fields.js';
 import { checkFields, notYet, offOnly, READ, type FieldRules } from './request-fields.js';
@@ -37,12 +37,11 @@ export function parseChatRequest(raw: unknown, vocabSize: number): ChatRequest {
   const wantsLogprobs = optionalBoolean(body, 'logprobs') ?? false;
   const top = optionalInteger(body, 'top_logprobs', 0, MAX_LOGPROBS);
   if (top !== undefined && !wantsLogprobs) throw invalidRequest('"top_logprobs" needs "logprobs": true.', 'top_logprobs');
-  const n = optionalChoices(body, 'n') ?? 1;
   return {
     model,
     messages: parseMessages(body['messages']),
     params: parseGenerationParams(body, ['max_tokens', 'max_completion_tokens'], undefined, vocabSize, {
-      bestOf: n,
+      bestOf: undefined,
       logprobs: wantsLogprobs ? (top ?? 0) : null,
       echo: false,
     }),

@@ -31,9 +31,8 @@ export function parseCompletionRequest(raw: unknown, vocabSize: number): Complet
   checkFields(body, COMPLETION_FIELD_RULES, 'POST /v1/completions');
   const model = requireString(body, 'model');
   const prompt = parsePrompt(body['prompt'], vocabSize);
-  const n = optionalChoices(body, 'n') ?? 1;
   const params = parseGenerationParams(body, ['max_tokens'], DEFAULT_MAX_TOKENS, vocabSize, {
-    bestOf: optionalChoices(body, 'best_of') ?? n,
+    bestOf: optionalChoices(body, 'best_of'),
     logprobs: optionalInteger(body, 'logprobs', 0, MAX_LOGPROBS) ?? null,
     echo: optionalBoolean(body, 'echo') ?? false,
   });

@@ -4,7 +4,7 @@ import type { AdapterLease } from './adapter-registry.js';
 import { ChoiceOutput, type ChoiceDelta, type Echo } from './choice-output.js';
 import type { GenerationParams } from './generation-params.js';
 import { LogprobEntries, type LogprobEntry } from './logprob-entry.js';
-import { OutputText } from './output-text.js';
+import { OutputText, type Detokenize } from './output-text.js';
 import type { FinishReason, SequenceOutcome, SequenceRequest } from './sequence.js';
 import type { ServeContext } from './serve-context.js';
 import type { TokenLogprob } from './token-logprobs.js';
@@ -97,7 +97,7 @@ export class GenerationJob {
     const { ctx, params } = this;
     const streamed = params.bestOf === params.n;
     const entries = params.logprobs === null ? null : new LogprobEntries(ctx.tokenizer);
-    const detokenize = (ids: readonly number[]) => ctx.tokenizer.decode(ids, { skipSpecialTokens: params.skipSpecialTokens });
+    const detokenize = detokenizer(ctx, params);
     const outputs = Array.from({ length: params.bestOf }, (_, i) => new ChoiceOutput(i, this.promptIds, detokenize, params.stop, params.includeStopStrInOutput, entries, this.echo));
     const send = (delta: ChoiceDelta | null) => {
       if (delta && streamed) onDelta(delta);
@@ -162,7 +162,7 @@ export class GenerationJob {
 
 /** The echoed prompt: its text, and with logprobs the prompt tokens' own (the first null), scored through the adapter. */
 async function echoOf(ctx: ServeContext, adapterName: string, promptIds: readonly number[], params: GenerationParams, promptText: string | undefined): Promise<Echo> {
-  const text = promptText ?? ctx.tokenizer.decode(promptIds, { skipSpecialTokens: params.skipSpecialTokens });
+  const text = promptText ?? detokenizer(ctx, params)(promptIds);
   if (params.logprobs === null) return { text, entries: [] };
   const scored = await ctx.scheduler.scorePrompt(promptIds, adapterName, params.logprobs);
   const entries = new LogprobEntries(ctx.tokenizer);
@@ -173,10 +173,15 @@ async function echoOf(ctx: ServeContext, adapterName: string, promptIds: readonl
 
 /** Where each prompt token's text starts in the incrementally decoded prompt, at most `length` (the echoed text's). */
 function promptOffsets(ctx: ServeContext, promptIds: readonly number[], params: GenerationParams, length: number): number[] {
-  const decoded = new OutputText((ids) => ctx.tokenizer.decode(ids, { skipSpecialTokens: params.skipSpecialTokens }), []);
+  const decoded = new OutputText(detokenizer(ctx, params), []);
   return promptIds.map((token) => {
     const offset = Math.min(length, decoded.decodedLength);
     decoded.push(token);
     return offset;
   });
+}
+
+/** The request's text of some ids: special tokens left out unless skip_special_tokens is false. */
+function detokenizer(ctx: ServeContext, params: GenerationParams): Detokenize {
+  return (ids) => ctx.tokenizer.decode(ids, { skipSpecialTokens: params.skipSpecialTokens });
 }

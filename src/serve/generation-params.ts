@@ -65,8 +65,8 @@ export interface GenerationParams {
   readonly includeStopStrInOutput: boolean;
 }
 
-/** The GenerationParams fields an endpoint reads itself. */
-export type EndpointParams = Pick<GenerationParams, 'bestOf' | 'logprobs' | 'echo'>;
+/** The GenerationParams fields an endpoint reads itself; bestOf undefined means n (one sequence per choice). */
+export type EndpointParams = Pick<GenerationParams, 'logprobs' | 'echo'> & { readonly bestOf: number | undefined };
 
 const MAX_STOP_STRINGS = 16;
 /** Most choices (n, best_of) and log-probability alternatives one request may ask for (vLLM's max_logprobs). */
@@ -127,15 +127,18 @@ export function parseGenerationParams(
   }
   const topK = optionalInteger(body, 'top_k', -1, Number.MAX_SAFE_INTEGER) ?? 0;
   const n = optionalChoices(body, 'n') ?? 1;
-  if (endpoint.bestOf < n) throw invalidRequest(`"best_of" (${endpoint.bestOf}) must be at least "n" (${n}).`, 'best_of');
-  if (stream && endpoint.bestOf > n) throw invalidRequest('"best_of" greater than "n" cannot be streamed; the best choices are known only at the end.', 'best_of');
+  const bestOf = endpoint.bestOf ?? n;
+  if (bestOf < n) throw invalidRequest(`"best_of" (${bestOf}) must be at least "n" (${n}).`, 'best_of');
+  if (stream && bestOf > n) throw invalidRequest('"best_of" greater than "n" cannot be streamed; the best choices are known only at the end.', 'best_of');
   return {
     maxTokens,
     stop: parseStop(body['stop']),
     stream,
     includeUsage,
     n,
-    ...endpoint,
+    bestOf,
+    logprobs: endpoint.logprobs,
+    echo: endpoint.echo,
     stopTokenIds: tokenIds(body, 'stop_token_ids', vocabSize),
     ignoreEos: ignoreEos(body),
     skipSpecialTokens: optionalBoolean(body, 'skip_special_tokens') ?? true,
