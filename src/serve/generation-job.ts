@@ -44,6 +44,10 @@ export interface StartedGeneration {
 export class GenerationJob {
   private constructor(
     private readonly ctx: ServeContext,
+    /** The model as the request named it (metrics' model_name). */
+    private readonly model: string,
+    /** performance.now() when prepare() began: the request's arrival for its latency metrics. */
+    private readonly arrivedAt: number,
     private readonly lease: AdapterLease,
     private readonly promptIds: readonly number[],
     private readonly maxTokens: number,
@@ -56,6 +60,7 @@ export class GenerationJob {
    * prepends (the prompt as sent, or its decoded ids).
    */
   static async prepare(ctx: ServeContext, model: string, promptIds: readonly number[], params: GenerationParams, promptParam: string, promptText?: string): Promise<GenerationJob> {
+    const arrivedAt = performance.now();
     const { maxTokens: cap, contextLength } = ctx.limits;
     if (promptIds.length === 0) throw invalidRequest('The prompt is empty; send at least one token.', promptParam);
     const room = contextLength - promptIds.length;
@@ -77,7 +82,7 @@ export class GenerationJob {
     const lease = await ctx.adapters.acquire(model);
     try {
       const echo = params.echo ? await echoOf(ctx, lease.rowName, promptIds, params, promptText) : null;
-      return new GenerationJob(ctx, lease, promptIds, maxTokens, params, echo);
+      return new GenerationJob(ctx, model, arrivedAt, lease, promptIds, maxTokens, params, echo);
     } catch (error) {
       lease.release();
       throw error;
@@ -106,6 +111,7 @@ export class GenerationJob {
     const logprobs = params.logprobs ?? (params.bestOf > params.n ? 0 : null);
     const seed = params.sampling.seed ?? randomInt(0, 2 ** 32);
     const stopTokenIds = new Set([...(params.ignoreEos ? [] : ctx.stopTokenIds), ...params.stopTokenIds]);
+    const metrics = ctx.metrics.track(this.model, this.arrivedAt);
     const requests = outputs.map((output, i): SequenceRequest => ({
       promptIds: this.promptIds,
       adapterName: this.lease.rowName,
@@ -120,6 +126,7 @@ export class GenerationJob {
         send(output.push(token, logprob));
         return output.stopped;
       },
+      observer: metrics.sequence(this.promptIds.length),
     }));
     for (const o of outputs) send(o.opening());
     let done: Promise<SequenceOutcome>[];
@@ -132,12 +139,12 @@ export class GenerationJob {
     const result = Promise.all(done).then((outcomes): GenerationResult | null => {
       this.lease.release();
       if (outcomes.some((o) => o.status === 'cancelled')) {
-        ctx.metrics.recordGeneration('cancelled');
+        metrics.end('abort');
         return null;
       }
       const failed = outcomes.find((o): o is { status: 'failed'; error: ApiError } => o.status === 'failed');
       if (failed) {
-        ctx.metrics.recordGeneration(failed.error.code === 'request_timeout' ? 'timeout' : 'error');
+        metrics.end(failed.error.code === 'request_timeout' ? 'timeout' : 'error');
         throw failed.error;
       }
       const finished = outcomes as Extract<SequenceOutcome, { status: 'finished' }>[];
@@ -149,7 +156,7 @@ export class GenerationJob {
         return { index: i, text: output.text, finishReason, logprobs: entries ? output.entries : null, score: o.meanLogprob ?? -Infinity };
       });
       const returned = streamed ? choices : [...choices].sort((a, b) => b.score - a.score).slice(0, params.n);
-      for (const c of returned) ctx.metrics.recordGeneration(c.finishReason);
+      metrics.end(returned.some((c) => c.finishReason === 'length') ? 'length' : 'stop');
       const completionTokens = finished.reduce((total, o) => total + o.completionTokens, 0);
       return {
         choices: returned.map((c, index) => ({ index, text: c.text, finishReason: c.finishReason, logprobs: c.logprobs })),

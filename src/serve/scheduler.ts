@@ -172,6 +172,7 @@ export class Scheduler {
   /** Runs the prompt alone (rows of one batch must have equal length) and picks the first token. */
   private async prefill(seq: Sequence): Promise<void> {
     const r = seq.request;
+    r.observer?.scheduled();
     try {
       seq.cache = this.model.newCache(r.promptIds.length + r.maxTokens);
       const [pick] = await this.step([seq.tokens], [seq], false);

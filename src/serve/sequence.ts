@@ -29,6 +29,15 @@ export interface SequenceRequest {
    * for; returning true ends the sequence (a stop string matched).
    */
   readonly onToken: (token: number, logprob: TokenLogprob | null) => boolean;
+  /** Told when the sequence leaves the queue and of every token it generates (metrics). */
+  readonly observer?: SequenceObserver;
+}
+
+export interface SequenceObserver {
+  /** The sequence's prefill is about to run. */
+  scheduled(): void;
+  /** A token was generated, stop tokens included. */
+  generated(): void;
 }
 
 export type FinishReason = 'stop' | 'length';
@@ -88,6 +97,7 @@ export class Sequence {
     this.tokens.push(token);
     this.generated++;
     this.next = token;
+    this.request.observer?.generated();
     if (logprob) {
       this.logprobSum += logprob.logprob;
       this.scored++;

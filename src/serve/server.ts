@@ -47,7 +47,6 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   const scheduler = new Scheduler(model, {
     maxBatch: o.maxBatch,
     maxQueue: o.maxQueue,
-    onTokens: (kind, n) => metrics.recordTokens(kind, n),
     onError: (error) => app.log.error(error),
   });
   const baseModelName = o.modelName ?? basename(resolve(options.modelDir));
@@ -93,7 +92,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     });
   }
   app.addHook('onResponse', async (request, reply) => {
-    metrics.recordRequest(request.routeOptions.url ?? 'unmatched', reply.statusCode);
+    metrics.recordHttp(request.routeOptions.url ?? 'unmatched', reply.statusCode);
   });
   registerGenerationRoutes(app, ctx);
   registerModelRoutes(app, ctx, Math.floor(Date.now() / 1000));

@@ -139,7 +139,7 @@ describe('completions and chat on the base model', () => {
     const health = await fetch(`${t.baseURL.replace(/\/v1$/, '')}/health`);
     assert.equal(health.status, 200);
     const metrics = await (await fetch(`${t.baseURL.replace(/\/v1$/, '')}/metrics`)).text();
-    for (const name of ['loraforge_queue_depth', 'loraforge_generation_tokens_per_second', 'loraforge_loaded_adapters', 'loraforge_http_requests_total']) {
+    for (const name of ['loraforge_queue_depth', 'loraforge_generation_tokens_total', 'loraforge_loaded_adapters', 'loraforge_http_requests_total']) {
       assert.match(metrics, new RegExp(`^# TYPE ${name} `, 'm'));
     }
     assert.match(metrics, /^loraforge_http_requests_total\{route="\/v1\/completions",status="200"\} \d+$/m);

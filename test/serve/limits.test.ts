@@ -35,7 +35,7 @@ describe('limits: queue length, timeouts, disconnects', () => {
     running.controller.abort();
     queuedAbort.abort();
     await assert.rejects(queued);
-    const metrics = await waitForMetric(t.baseURL, /^loraforge_generations_total\{reason="cancelled"\} 2$/m);
+    const metrics = await waitForMetric(t.baseURL, /^loraforge_requests_total\{model_name="tiny-llama",finished_reason="abort"\} 2$/m);
     assert.match(metrics, /^loraforge_running_requests 0$/m);
     assert.match(metrics, /^loraforge_queue_depth 0$/m);
     const after = await client.completions.create({ model: BASE_MODEL, prompt, max_tokens: 4, temperature: 0 });
