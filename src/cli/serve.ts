@@ -19,6 +19,7 @@ const SERVE_OPTIONS: OptionSpecs = {
   'cors-origin': { kind: 'string', help: 'scheme://host[:port] whose browser pages may call the server, or * for any: preflights answered, Access-Control-Allow-Origin sent (repeatable; default: no CORS headers)' },
   'api-key': { kind: 'string', help: 'require "Authorization: Bearer KEY" on every /v1 route (default: $LORAFORGE_API_KEY, else none)' },
   'adapter-root': { kind: 'string', help: 'existing folder that POST /v1/adapters may load from (default: run-time loading off)' },
+  'load-adapters-on-demand': { kind: 'boolean', default: false, help: 'a request whose model names a folder under --adapter-root that is not served loads it first (once, however many requests name it)' },
   'max-adapters': { kind: 'number', integer: true, min: 1, default: SERVER_DEFAULTS.maxAdapters, help: 'adapters loaded at once; idle ones are evicted least recently used first' },
   'max-batch': { kind: 'number', integer: true, min: 1, default: SERVER_DEFAULTS.maxBatch, help: 'sequences decoded together per step' },
   'max-queue': { kind: 'number', integer: true, min: 1, default: SERVER_DEFAULTS.maxQueue, help: 'requests waiting for a batch slot before 429' },
@@ -34,7 +35,7 @@ const SERVE_OPTIONS: OptionSpecs = {
 
 export const SERVE_HELP = commandHelp(
   'serve --model DIR [--adapter NAME=DIR ...] [options]',
-  'OpenAI-compatible HTTP server (/v1/models, /v1/completions, /v1/chat/completions, /v1/adapters, /health, /metrics) over a base model and its LoRA adapters, batched together.',
+  'OpenAI-compatible HTTP server (/v1/models, /v1/completions, /v1/chat/completions, /v1/adapters, /v1/load_lora_adapter, /v1/unload_lora_adapter, /health, /metrics) over a base model and its LoRA adapters, batched together.',
   SERVE_OPTIONS,
 );
 
@@ -77,6 +78,7 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     corsOrigins: corsArgs.values,
     apiKey: apiKey || null,
     adapterRoot: (v['adapter-root'] as string | undefined) ?? null,
+    loadAdaptersOnDemand: v['load-adapters-on-demand'] as boolean,
     maxAdapters: v['max-adapters'] as number,
     maxBatch: v['max-batch'] as number,
     maxQueue: v['max-queue'] as number,

@@ -28,30 +28,44 @@ export async function checkAdapterRoot(root: string): Promise<string> {
  * Resolves an adapter folder named in an admin request. `requested` is relative to `root` (a real path, from
  * checkAdapterRoot) or absolute; after following every symbolic link it must name a folder strictly inside `root`,
  * and every file in it that is a link must point inside `root` too, so neither "..", an absolute path elsewhere, nor
- * a link to a folder or file outside the root reaches other files. Errors name only what the client sent.
+ * a link to a folder or file outside the root reaches other files. Errors name only what the client sent, and
+ * `param`: the request field that held the path.
  */
-export async function resolveAdapterDir(root: string, requested: string): Promise<string> {
+export async function resolveAdapterDir(root: string, requested: string, param = 'path'): Promise<string> {
   if (requested.length === 0 || requested.includes('\0')) {
-    throw new ApiError(400, '"path" must be a non-empty folder path.', 'invalid_request_error', 'invalid_path', 'path');
+    throw new ApiError(400, `"${param}" must be a non-empty folder path.`, 'invalid_request_error', 'invalid_path', param);
   }
   const lexical = resolve(root, requested);
-  if (!isStrictlyInside(root, lexical)) throw outsideRoot();
+  if (!isStrictlyInside(root, lexical)) throw outsideRoot(param);
   let real: string;
   try {
     real = await realpath(lexical);
   } catch {
-    throw new ApiError(404, `No adapter folder "${requested}" under the adapter root.`, 'invalid_request_error', 'adapter_path_not_found', 'path');
+    throw new ApiError(404, `No adapter folder "${requested}" under the adapter root.`, 'invalid_request_error', 'adapter_path_not_found', param);
   }
-  if (!isStrictlyInside(root, real)) throw outsideRoot();
+  if (!isStrictlyInside(root, real)) throw outsideRoot(param);
   if (!(await stat(real)).isDirectory()) {
-    throw new ApiError(400, `"${requested}" is not a folder; give the folder holding adapter_config.json.`, 'invalid_request_error', 'invalid_path', 'path');
+    throw new ApiError(400, `"${requested}" is not a folder; give the folder holding adapter_config.json.`, 'invalid_request_error', 'invalid_path', param);
   }
-  await refuseLinksOutOfRoot(root, real, requested);
+  await refuseLinksOutOfRoot(root, real, requested, param);
   return real;
 }
 
+/**
+ * The folder `root`/`name` for loading on demand (`name` is an adapter name, so never a path), under the same
+ * confinement as resolveAdapterDir; null when there is no such folder, so that the request's model is unknown.
+ */
+export async function findAdapterDir(root: string, name: string): Promise<string | null> {
+  try {
+    return await resolveAdapterDir(root, name);
+  } catch (error) {
+    if (error instanceof ApiError && (error.code === 'adapter_path_not_found' || error.code === 'invalid_path')) return null;
+    throw error;
+  }
+}
+
 /** The adapter loader reads only the folder's own files, so only its direct entries need checking. */
-async function refuseLinksOutOfRoot(root: string, dir: string, requested: string): Promise<void> {
+async function refuseLinksOutOfRoot(root: string, dir: string, requested: string, param: string): Promise<void> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     if (!entry.isSymbolicLink()) continue;
     let target: string;
@@ -67,7 +81,7 @@ async function refuseLinksOutOfRoot(root: string, dir: string, requested: string
         `"${requested}/${entry.name}" links to a file outside the server's --adapter-root; copy the file into the adapter folder instead.`,
         'permission_error',
         'path_outside_adapter_root',
-        'path',
+        param,
       );
     }
   }
@@ -78,6 +92,6 @@ function isStrictlyInside(root: string, path: string): boolean {
   return rel !== '' && rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
 }
 
-function outsideRoot(): ApiError {
-  return new ApiError(403, 'Adapters can only be loaded from folders inside the server\'s --adapter-root.', 'permission_error', 'path_outside_adapter_root', 'path');
+function outsideRoot(param: string): ApiError {
+  return new ApiError(403, 'Adapters can only be loaded from folders inside the server\'s --adapter-root.', 'permission_error', 'path_outside_adapter_root', param);
 }

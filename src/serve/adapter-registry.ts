@@ -28,6 +28,8 @@ interface Entry {
   lastUsed: number;
   /** Set by remove(): no new leases; unloaded and forgotten once inFlight reaches 0. */
   removing: boolean;
+  /** Found on demand and not loaded yet: a failed first load forgets it again, so that a fixed folder is found anew. */
+  provisional: boolean;
   /** The load or unload in progress. */
   pending: { kind: 'load' | 'unload'; promise: Promise<void> } | null;
   onDrained: (() => void) | null;
@@ -41,6 +43,11 @@ export interface AdapterRegistryOptions {
   readonly exclusive: <T>(fn: () => Promise<T>) => Promise<T>;
   /** Hears why a load failed (the loader's message may hold server paths and file content, so clients never see it). */
   readonly onLoadError?: (name: string, error: unknown) => void;
+  /**
+   * Loading on demand: the folder of the adapter a request names when none by that name is served, or null when
+   * there is none (the request's model is unknown). A throw is a failed load.
+   */
+  readonly discover?: (name: string) => Promise<string | null>;
 }
 
 /** A failed adapter load as clients see it: the adapter's name only. `cause` is the loader's error. */
@@ -56,6 +63,11 @@ export class AdapterLoadError extends ApiError {
 
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
+/** A name an adapter may have: NAME_PATTERN (so never a path: no "/", no leading "."), and not the base row's. */
+function isAdapterName(name: string): boolean {
+  return NAME_PATTERN.test(name) && name !== BASE_ROW;
+}
+
 /**
  * Every adapter the server knows (name -> folder) and the bounded subset that is loaded. A request for a known but
  * evicted adapter loads it again. Loads and unloads run through the scheduler's exclusive slot; a failed load
@@ -63,6 +75,8 @@ const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
  */
 export class AdapterRegistry {
   private readonly entries = new Map<string, Entry>();
+  /** Names being looked up by discover: every request naming one waits for the same lookup. */
+  private readonly discovering = new Map<string, Promise<Entry | undefined>>();
   private clock = 0;
 
   constructor(
@@ -86,16 +100,19 @@ export class AdapterRegistry {
     return [this.options.baseModelName, ...this.list().map((a) => a.name)];
   }
 
-  /** Adds an adapter and loads it now, so that a broken adapter is reported to whoever added it. */
-  async add(name: string, path: string): Promise<void> {
-    if (!NAME_PATTERN.test(name) || name === BASE_ROW) {
-      throw new ApiError(400, `"${name}" is not a valid adapter name; use 1-128 letters, digits, ".", "_", ":" or "-", starting with a letter or digit.`, 'invalid_request_error', 'invalid_adapter_name', 'name');
+  /**
+   * Adds an adapter and loads it now, so that a broken adapter is reported to whoever added it. `param` is the
+   * request field the name came from, for errors.
+   */
+  async add(name: string, path: string, param = 'name'): Promise<void> {
+    if (!isAdapterName(name)) {
+      throw new ApiError(400, `"${name}" is not a valid adapter name; use 1-128 letters, digits, ".", "_", ":" or "-", starting with a letter or digit.`, 'invalid_request_error', 'invalid_adapter_name', param);
     }
     if (name === this.options.baseModelName || this.entries.has(name)) {
-      throw new ApiError(409, `A model named "${name}" is already served; delete it first or pick another name.`, 'invalid_request_error', 'adapter_exists', 'name');
+      throw new ApiError(409, `A model named "${name}" is already served; delete it first or pick another name.`, 'invalid_request_error', 'adapter_exists', param);
     }
-    const entry: Entry = { name, path, state: 'unloaded', inFlight: 1, lastUsed: ++this.clock, removing: false, pending: null, onDrained: null };
-    this.entries.set(name, entry);
+    const entry = this.register(name, path, false);
+    entry.inFlight = 1;
     try {
       await this.ensureLoaded(entry);
     } catch (error) {
@@ -106,10 +123,10 @@ export class AdapterRegistry {
     }
   }
 
-  /** Holds the named model for one request, loading the adapter first when it was evicted. */
+  /** Holds the named model for one request, loading the adapter first when it was evicted or is found on demand. */
   async acquire(model: string): Promise<AdapterLease> {
     if (model === this.options.baseModelName) return { rowName: BASE_ROW, release: () => {} };
-    const entry = this.entries.get(model);
+    const entry = this.entries.get(model) ?? (await this.discovered(model));
     if (!entry || entry.removing) throw unknownModel(model, this.modelNames());
     entry.inFlight++;
     entry.lastUsed = ++this.clock;
@@ -117,6 +134,7 @@ export class AdapterRegistry {
       await this.ensureLoaded(entry);
     } catch (error) {
       this.releaseEntry(entry);
+      if (entry.provisional && this.entries.get(entry.name) === entry) this.entries.delete(entry.name);
       throw error;
     }
     let released = false;
@@ -130,11 +148,14 @@ export class AdapterRegistry {
     };
   }
 
-  /** Forgets an adapter: new requests for it fail at once; it is unloaded once its in-flight requests finish. */
-  async remove(name: string): Promise<void> {
+  /**
+   * Forgets an adapter: new requests for it fail at once; it is unloaded once its in-flight requests finish.
+   * `param` is the request field the name came from, for errors.
+   */
+  async remove(name: string, param = 'name'): Promise<void> {
     const entry = this.entries.get(name);
     if (!entry || entry.removing) {
-      throw new ApiError(404, `No adapter named "${name}" is served; GET /v1/models lists them.`, 'invalid_request_error', 'adapter_not_found', 'name');
+      throw new ApiError(404, `No adapter named "${name}" is served; GET /v1/models lists them.`, 'invalid_request_error', 'adapter_not_found', param);
     }
     entry.removing = true;
     if (entry.inFlight > 0) await new Promise<void>((resolve) => (entry.onDrained = resolve));
@@ -146,6 +167,36 @@ export class AdapterRegistry {
       throw error;
     }
     this.entries.delete(name);
+  }
+
+  private register(name: string, path: string, provisional: boolean): Entry {
+    const entry: Entry = { name, path, state: 'unloaded', inFlight: 0, lastUsed: ++this.clock, removing: false, provisional, pending: null, onDrained: null };
+    this.entries.set(name, entry);
+    return entry;
+  }
+
+  /**
+   * The entry of an adapter found on demand (undefined when loading on demand is off or there is no such folder),
+   * registered once however many requests name it at the same time. A failed lookup is a failed load: the reason
+   * goes to onLoadError, the client hears the name only.
+   */
+  private discovered(name: string): Promise<Entry | undefined> {
+    const discover = this.options.discover;
+    if (!discover || !isAdapterName(name) || name === this.options.baseModelName) return Promise.resolve(undefined);
+    let lookup = this.discovering.get(name);
+    if (!lookup) {
+      lookup = discover(name)
+        .then(
+          (path) => (path === null ? undefined : (this.entries.get(name) ?? this.register(name, path, true))),
+          (error: unknown) => {
+            this.options.onLoadError?.(name, error);
+            throw new AdapterLoadError(name, error);
+          },
+        )
+        .finally(() => this.discovering.delete(name));
+      this.discovering.set(name, lookup);
+    }
+    return lookup;
   }
 
   private releaseEntry(entry: Entry): void {
@@ -183,6 +234,7 @@ export class AdapterRegistry {
       await this.makeRoom(entry);
       await this.options.exclusive(() => this.backend.load(entry.name, entry.path));
       entry.state = 'loaded';
+      entry.provisional = false;
     } catch (error) {
       entry.state = 'unloaded';
       if (error instanceof ApiError) throw error;

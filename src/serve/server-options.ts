@@ -32,6 +32,11 @@ export interface ServerOptions {
   readonly apiKey?: string | null;
   /** Folder that runtime adapter loads must stay inside (it must exist); unset disables POST /v1/adapters. */
   readonly adapterRoot?: string | null;
+  /**
+   * A request whose `model` names no served model but a folder directly under adapterRoot (which it needs) loads
+   * that folder as the adapter of that name first, once however many requests name it (LoRAX's habit). Default false.
+   */
+  readonly loadAdaptersOnDemand?: boolean;
   /** Adapters loaded at once (LRU beyond that). Default 16. */
   readonly maxAdapters?: number;
   /** Sequences per decode step. Default 32. */

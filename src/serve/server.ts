@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { AutoModelForCausalLM } from '../models/auto.js';
 import { AutoTokenizer } from '../tokenizer/index.js';
 import type { AdapterBackend } from './adapter-backend.js';
-import { checkAdapterRoot } from './adapter-path.js';
+import { checkAdapterRoot, findAdapterDir } from './adapter-path.js';
 import { AdapterLoadError, AdapterRegistry } from './adapter-registry.js';
 import { unauthorized } from './api-error.js';
 import { bearerMatches } from './auth.js';
@@ -19,6 +19,7 @@ import { registerModelRoutes } from './routes/model-routes.js';
 import { registerObservabilityRoutes } from './routes/observability-routes.js';
 import { Scheduler } from './scheduler.js';
 import type { ServeContext } from './serve-context.js';
+import { ServeOptionError } from './serve-option-error.js';
 import { SERVER_DEFAULTS, type ServerOptions } from './server-options.js';
 
 export interface RunningServer {
@@ -34,6 +35,9 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   const o = { ...SERVER_DEFAULTS, ...withoutUndefined(options) };
   // Option mistakes surface before the model loads.
   const adapterRoot = o.adapterRoot ? await checkAdapterRoot(resolve(o.adapterRoot)) : null;
+  if (o.loadAdaptersOnDemand && adapterRoot === null) {
+    throw new ServeOptionError('--load-adapters-on-demand needs --adapter-root DIR: the folder whose adapter folders requests may name.');
+  }
   const hostNames = allowedHostNames(o.host, o.allowedHosts ?? []);
   const cors = corsPolicy(o.corsOrigins ?? []);
   const model = await AutoModelForCausalLM.fromPretrained(options.modelDir, { dtype: options.dtype, device: options.device });
@@ -57,6 +61,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     onLoadError: (name, error) => {
       if (listening) app.log.error({ err: error, adapter: name }, `adapter "${name}" failed to load`);
     },
+    discover: o.loadAdaptersOnDemand && adapterRoot !== null ? (name) => findAdapterDir(adapterRoot, name) : undefined,
   });
   const metrics = new Metrics({ queueDepth: () => scheduler.queueDepth, running: () => scheduler.runningCount, loadedAdapters: () => adapters.loadedCount });
   const contextLength = model.config.maxPositionEmbeddings;

@@ -114,4 +114,41 @@ describe('AdapterRegistry: LRU cache of loaded adapters', () => {
     lease.release();
     assert.equal(backend.log.length, 0);
   });
+
+  it('on demand: looks a name up and loads it once for concurrent requests, and lists it afterwards', async () => {
+    const backend = new FakeBackend();
+    const lookups: string[] = [];
+    const discover = async (name: string) => {
+      lookups.push(name);
+      await new Promise((r) => setTimeout(r, 1));
+      return name.startsWith('tenant') ? `dir-${name}` : null;
+    };
+    const reg = new AdapterRegistry(backend, { baseModelName: 'base', maxLoaded: 2, exclusive: (fn) => fn(), discover });
+    const leases = await Promise.all([reg.acquire('tenant-1'), reg.acquire('tenant-1'), reg.acquire('tenant-1')]);
+    assert.deepEqual([lookups, backend.log, reg.modelNames()], [['tenant-1'], ['load tenant-1'], ['base', 'tenant-1']]);
+    for (const l of leases) l.release();
+    await assert.rejects(reg.acquire('other'), { status: 404, code: 'model_not_found' });
+    await assert.rejects(reg.acquire('../tenant-1'), { status: 404, code: 'model_not_found' });
+    assert.deepEqual(lookups, ['tenant-1', 'other']);
+  });
+
+  it('on demand: a folder that fails to load is forgotten, and looked up again by the next request', async () => {
+    const backend = new FakeBackend();
+    const loadErrors: string[] = [];
+    let lookups = 0;
+    const discover = async () => (++lookups, 'broken');
+    const reg = new AdapterRegistry(backend, { baseModelName: 'base', maxLoaded: 2, exclusive: (fn) => fn(), discover, onLoadError: (name) => loadErrors.push(name) });
+    for (let i = 0; i < 2; i++) await assert.rejects(Promise.all([reg.acquire('t'), reg.acquire('t')]), { status: 400, code: 'adapter_load_failed' });
+    assert.deepEqual([lookups, reg.modelNames(), loadErrors], [2, ['base'], ['t', 't']]);
+  });
+
+  it('on demand: a lookup that throws is a failed load naming only the adapter', async () => {
+    const loadErrors: unknown[] = [];
+    const discover = async (): Promise<string> => {
+      throw new Error('/srv/adapters/t links outside the root');
+    };
+    const reg = new AdapterRegistry(new FakeBackend(), { baseModelName: 'base', maxLoaded: 2, exclusive: (fn) => fn(), discover, onLoadError: (_, e) => loadErrors.push(e) });
+    await assert.rejects(reg.acquire('t'), { status: 400, message: 'The adapter "t" could not be loaded; the server\'s log has the reason.' });
+    assert.deepEqual(loadErrors.map((e) => (e as Error).message), ['/srv/adapters/t links outside the root']);
+  });
 });
