@@ -18,7 +18,7 @@ const SERVE_OPTIONS: OptionSpecs = {
   'allowed-hosts': { kind: 'string', help: 'comma-separated host names Host headers may name besides localhost, 127.0.0.1 and [::1] (checked always on loopback, else only when given)' },
   'cors-origin': { kind: 'string', help: 'scheme://host[:port] whose browser pages may call the server, or * for any: preflights answered, Access-Control-Allow-Origin sent (repeatable; default: no CORS headers)' },
   'api-key': { kind: 'string', help: 'require "Authorization: Bearer KEY" on every /v1 route (default: $LORAFORGE_API_KEY, else none)' },
-  'adapter-root': { kind: 'string', help: 'existing folder that POST /v1/adapters may load from (default: run-time loading off)' },
+  'adapter-root': { kind: 'string', help: 'existing folder that POST /v1/adapters and /v1/load_lora_adapter may load from (default: run-time loading off)' },
   'load-adapters-on-demand': { kind: 'boolean', default: false, help: 'a request whose model names a folder under --adapter-root that is not served loads it first (once, however many requests name it)' },
   'max-adapters': { kind: 'number', integer: true, min: 1, default: SERVER_DEFAULTS.maxAdapters, help: 'adapters loaded at once; idle ones are evicted least recently used first' },
   'max-batch': { kind: 'number', integer: true, min: 1, default: SERVER_DEFAULTS.maxBatch, help: 'sequences decoded together per step' },

@@ -82,13 +82,13 @@ function requestFamilies(): RequestFamilies {
     promptTokens: new Counter('loraforge_prompt_tokens_total', 'Prompt tokens of requests that reached the decode batch (once per request), by model.'),
     generationTokens: new Counter('loraforge_generation_tokens_total', 'Tokens generated, by model: every sequence of n and best_of, stop tokens included.'),
     queueTime: new Histogram('loraforge_request_queue_time_seconds', 'Seconds a request waited in the queue before its first sequence was prefilled.', LATENCY_BUCKETS),
-    ttft: new Histogram('loraforge_time_to_first_token_seconds', "Seconds from a request's arrival to its first generated token.", TTFT_BUCKETS),
+    ttft: new Histogram('loraforge_time_to_first_token_seconds', "Seconds from a request's acceptance (body parsed and tokenized) to its first generated token.", TTFT_BUCKETS),
     tpot: new Histogram(
       'loraforge_time_per_output_token_seconds',
       'Mean seconds between consecutive tokens of one sequence, observed once per sequence of two or more tokens when it ends.',
       TPOT_BUCKETS,
     ),
-    e2e: new Histogram('loraforge_e2e_request_latency_seconds', "Seconds from a request's arrival to its end, whatever the outcome.", LATENCY_BUCKETS),
+    e2e: new Histogram('loraforge_e2e_request_latency_seconds', "Seconds from a request's acceptance (body parsed and tokenized) to its end, whatever the outcome.", LATENCY_BUCKETS),
   };
 }
 
@@ -108,7 +108,6 @@ export class RequestMetrics {
   private scheduled = false;
   private firstToken = false;
   private readonly sequences: SequenceTimes[] = [];
-  private ended = false;
 
   constructor(
     private readonly labels: Labels,
@@ -140,10 +139,8 @@ export class RequestMetrics {
     };
   }
 
-  /** Counts the request once with how it ended. */
+  /** Counts the request with how it ended; called once, when its last sequence has ended. */
   end(outcome: RequestOutcome): void {
-    if (this.ended) return;
-    this.ended = true;
     this.families.requests.inc({ ...this.labels, finished_reason: outcome });
     this.families.e2e.observe(this.labels, (performance.now() - this.arrivedAt) / 1000);
     for (const s of this.sequences) if (s.tokens >= 2) this.families.tpot.observe(this.labels, (s.last - s.first) / 1000 / (s.tokens - 1));
