@@ -79,7 +79,7 @@ function requestFamilies(): RequestFamilies {
       'loraforge_requests_total',
       'Generation requests ended, by model and finished_reason: stop, length (a choice reached max_tokens), abort (the client disconnected), timeout, error.',
     ),
-    promptTokens: new Counter('loraforge_prompt_tokens_total', 'Prompt tokens of requests that reached the decode batch (once per request), by model.'),
+    promptTokens: new Counter('loraforge_prompt_tokens_total', 'Prompt tokens of requests whose prefill began (once per request, however many sequences), by model.'),
     generationTokens: new Counter('loraforge_generation_tokens_total', 'Tokens generated, by model: every sequence of n and best_of, stop tokens included.'),
     queueTime: new Histogram('loraforge_request_queue_time_seconds', 'Seconds a request waited in the queue before its first sequence was prefilled.', LATENCY_BUCKETS),
     ttft: new Histogram('loraforge_time_to_first_token_seconds', "Seconds from a request's acceptance (body parsed and tokenized) to its first generated token.", TTFT_BUCKETS),

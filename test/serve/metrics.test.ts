@@ -53,7 +53,7 @@ function dropStreamAfter(t: TestServer, body: object, chunks: number): Promise<n
 describe('metrics: counters and histograms of generation requests', () => {
   let t: TestServer;
   before(async () => {
-    t = await startServer({ adapters: [{ name: 'lora', path: adapterDir('lora') }, { name: 'rslora', path: adapterDir('rslora') }] });
+    t = await startServer({ adapters: [{ name: 'lora', path: adapterDir('lora') }, { name: 'rslora', path: adapterDir('rslora') }, { name: 'lora_qv', path: adapterDir('lora_qv') }] });
   });
   after(() => t.server.close());
 
@@ -84,6 +84,19 @@ describe('metrics: counters and histograms of generation requests', () => {
       assert.ok(sum('time_per_output_token') > 0);
       assert.ok(sum('e2e_request_latency') - sum('time_to_first_token') >= (tokens - 1) * sum('time_per_output_token') - 1e-9);
     }
+  });
+
+  it('counts a request of n choices once, its prompt once, every choice\'s tokens, and one time per output token per choice', async () => {
+    const body = { model: 'lora_qv', prompt: await inputRow(0, 8), n: 3, max_tokens: 5, temperature: 1, seed: 7, ignore_eos: true };
+    const answer = await postOk<Usage>(t.baseURL, '/completions', body);
+    assert.deepEqual(answer.usage, { prompt_tokens: 8, completion_tokens: 15, total_tokens: 23 });
+    const families = parseExposition(await scrape(t));
+    const m = { model_name: 'lora_qv' };
+    assert.equal(sampleValue(families, 'loraforge_requests_total', { ...m, finished_reason: 'length' }), 1);
+    assert.equal(sampleValue(families, 'loraforge_prompt_tokens_total', m), 8);
+    assert.equal(sampleValue(families, 'loraforge_generation_tokens_total', m), 15);
+    assert.equal(sampleValue(families, 'loraforge_time_to_first_token_seconds_count', m), 1);
+    assert.equal(sampleValue(families, 'loraforge_time_per_output_token_seconds_count', m), 3);
   });
 
   it('counts a stream the client drops mid-way as finished_reason "abort", with the tokens it generated', async () => {
