@@ -1,7 +1,7 @@
-import type { PreTrainedTokenizer } from '../tokenizer/index.js';
+import type { ChatMessage, PreTrainedTokenizer } from '../tokenizer/index.js';
 import { invalidRequest } from './api-error.js';
-import type { ChatRequest } from './chat-request.js';
 import type { ToolCalling } from './tools/choice-tool-calls.js';
+import type { ToolRequest } from './tools/tool-fields.js';
 import { TOOL_CALL_SYNTAXES, toolCallSyntaxOf } from './tools/tool-call-syntax.js';
 
 /** A chat request's prompt, and how its output is read for tool calls (null: as text). */
@@ -15,25 +15,27 @@ export interface ChatPrompt {
  * where the template ignores them (the model would never see them), and tool_choice "auto" where the template's
  * model writes calls in no syntax this server parses.
  */
-export function chatPrompt(tokenizer: PreTrainedTokenizer, req: ChatRequest): ChatPrompt {
-  const tools = req.tools?.definitions;
-  const text = render(tokenizer, req, tools);
-  if (!req.tools) return { ids: tokenizer.encode(text, { addSpecialTokens: false }), toolCalling: null };
+export function chatPrompt(tokenizer: PreTrainedTokenizer, messages: readonly ChatMessage[], toolRequest: ToolRequest | null): ChatPrompt {
+  const tools = toolRequest?.definitions;
+  const text = render(tokenizer, messages, tools);
+  const ids = tokenizer.encode(text, { addSpecialTokens: false });
+  if (!toolRequest) return { ids, toolCalling: null };
   const origin = tokenizer.chatTemplateOrigin({ tools });
-  if (rendersSame(tokenizer, req, text)) {
+  if (rendersSame(tokenizer, messages, text)) {
     throw invalidRequest(`The chat template in ${origin} does not render "tools", so the model would never see them; serve a model whose template takes tools, or leave "tools" out.`, 'tools');
   }
-  const syntax = req.tools.parse ? toolCallSyntaxOf(tokenizer.chatTemplateSource({ tools })) : null;
-  if (req.tools.parse && syntax === null) {
+  if (!toolRequest.parse) return { ids, toolCalling: null };
+  const syntax = toolCallSyntaxOf(tokenizer.chatTemplateSource({ tools }));
+  if (syntax === null) {
     const known = TOOL_CALL_SYNTAXES.map((s) => `${s.name} (${s.openers[0]})`).join(', ');
     throw invalidRequest(`The chat template in ${origin} writes tool calls in none of the syntaxes this server parses (${known}); send "tool_choice": "none" or leave "tools" out.`, 'tools');
   }
-  return { ids: tokenizer.encode(text, { addSpecialTokens: false }), toolCalling: syntax && { syntax, maxCalls: req.tools.maxCalls } };
+  return { ids, toolCalling: { syntax, maxCalls: toolRequest.maxCalls } };
 }
 
-function render(tokenizer: PreTrainedTokenizer, req: ChatRequest, tools: readonly object[] | undefined): string {
+function render(tokenizer: PreTrainedTokenizer, messages: readonly ChatMessage[], tools: readonly object[] | undefined): string {
   try {
-    return tokenizer.applyChatTemplate(req.messages, { addGenerationPrompt: true, tokenize: false, ...(tools ? { tools } : {}) });
+    return tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true, tokenize: false, ...(tools ? { tools } : {}) });
   } catch (error) {
     // Templates reject conversations they cannot render (raise_exception, missing template): the caller's to fix.
     throw invalidRequest(`The chat template could not render these messages: ${error instanceof Error ? error.message : String(error)}`, 'messages');
@@ -41,9 +43,9 @@ function render(tokenizer: PreTrainedTokenizer, req: ChatRequest, tools: readonl
 }
 
 /** Whether the conversation renders without the tools as it does with them; a template that fails without them uses them. */
-function rendersSame(tokenizer: PreTrainedTokenizer, req: ChatRequest, withTools: string): boolean {
+function rendersSame(tokenizer: PreTrainedTokenizer, messages: readonly ChatMessage[], withTools: string): boolean {
   try {
-    return render(tokenizer, req, undefined) === withTools;
+    return render(tokenizer, messages, undefined) === withTools;
   } catch {
     return false;
   }

@@ -18,7 +18,7 @@ export function registerGenerationRoutes(app: FastifyInstance, ctx: ServeContext
 
   app.post('/v1/chat/completions', async (request, reply) => {
     const req = parseChatRequest(request.body, ctx.vocabSize);
-    const prompt = chatPrompt(ctx.tokenizer, req);
+    const prompt = chatPrompt(ctx.tokenizer, req.messages, req.tools);
     const job = await GenerationJob.prepare(ctx, req.model, prompt.ids, req.params, 'messages');
     return respond(reply, job, chatFormat(req.model, req.params.includeUsage, prompt.toolCalling), req.params);
   });
