@@ -3,6 +3,7 @@ import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/pro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { ChatOpenAI } from '@langchain/openai';
 import { AutoTokenizer, type PreTrainedTokenizer } from '../../src/tokenizer/index.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { BASE_MODEL, MODEL_DIR, rawRequest, startServer, type TestServer } from './harness.js';
@@ -27,14 +28,17 @@ const TOOL_RESULT = { role: 'tool' as const, tool_call_id: 'call_1', content: '2
 /** A finished round: the assistant called get_weather, the tool answered. */
 const HISTORY = [...QUESTION, { role: 'assistant' as const, content: null, tool_calls: [CALL] }, TOOL_RESULT];
 
+/** Renders tools as JSON in the system turn but names no tool-call syntax. */
+const UNPARSED_TOOLS_TEMPLATE = "{% if tools %}<|im_start|>system\n{{ tools | tojson }}<|im_end|>\n{% endif %}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
 /**
- * The fixture model with Qwen3's chat template, which renders tools and writes Hermes <tool_call> calls, and a
- * context of 2048 positions for the template's tool instructions (default RoPE does not depend on it).
+ * The fixture model with another chat template (Qwen3's renders tools and writes Hermes <tool_call> calls), and a
+ * context of 2048 positions for a template's tool instructions (default RoPE does not depend on it).
  */
-async function qwenTemplateModel(): Promise<string> {
+async function modelWithTemplate(template: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'loraforge-tools-'));
   for (const file of await readdir(MODEL_DIR)) if (file !== 'chat_template.jinja' && file !== 'config.json') await copyFile(join(MODEL_DIR, file), join(dir, file));
-  await copyFile(fixturePath('templates', 'Qwen-Qwen3-0.6B.jinja'), join(dir, 'chat_template.jinja'));
+  await writeFile(join(dir, 'chat_template.jinja'), template);
   const config = JSON.parse(await readFile(join(MODEL_DIR, 'config.json'), 'utf8')) as Record<string, unknown>;
   await writeFile(join(dir, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: 2048 }));
   return dir;
@@ -42,19 +46,25 @@ async function qwenTemplateModel(): Promise<string> {
 
 describe('chat tools over a port: rendered through the chat template, history accepted, refusals named', () => {
   let dir: string;
+  let unparsedDir: string;
   let t: TestServer;
   let plain: TestServer;
+  let unparsed: TestServer;
   let tokenizer: PreTrainedTokenizer;
   before(async () => {
-    dir = await qwenTemplateModel();
+    dir = await modelWithTemplate(await readFile(fixturePath('templates', 'Qwen-Qwen3-0.6B.jinja'), 'utf8'));
+    unparsedDir = await modelWithTemplate(UNPARSED_TOOLS_TEMPLATE);
     t = await startServer({ modelDir: dir, modelName: BASE_MODEL });
     plain = await startServer();
+    unparsed = await startServer({ modelDir: unparsedDir, modelName: BASE_MODEL });
     tokenizer = await AutoTokenizer.fromPretrained(dir);
   });
   after(async () => {
     await t.server.close();
     await plain.server.close();
+    await unparsed.server.close();
     await rm(dir, { recursive: true, force: true });
+    await rm(unparsedDir, { recursive: true, force: true });
   });
 
   async function refusal(server: TestServer, body: object): Promise<ErrorBody['error']> {
@@ -93,12 +103,40 @@ describe('chat tools over a port: rendered through the chat template, history ac
     assert.equal(streamed, whole.choices[0]!.message.content);
   });
 
+  it('keeps special tokens in the text under tools (the parser must see Llama\'s and Mistral\'s), unless skip_special_tokens says otherwise', async () => {
+    // logit_bias makes every token <|im_start|> (id 1), a special token of the fixture tokenizer.
+    const body = { model: BASE_MODEL, messages: QUESTION, max_tokens: 3, temperature: 0, logit_bias: { '1': 100 } };
+    const content = async (extra: object) => ((await rawRequest(t.baseURL, 'POST', '/chat/completions', JSON.stringify({ ...body, ...extra }))).json as { choices: { message: { content: string } }[] }).choices[0]!.message.content;
+    assert.equal(await content({ tools: TOOLS }), '<|im_start|><|im_start|><|im_start|>');
+    assert.equal(await content({ tools: TOOLS, skip_special_tokens: true }), '');
+    assert.equal(await content({}), '');
+  });
+
   it('renders the tools under tool_choice "none" and parallel_tool_calls false the same as under "auto"', async () => {
     const auto = await t.client().chat.completions.create({ model: BASE_MODEL, messages: QUESTION, tools: TOOLS, max_tokens: 4, temperature: 0 });
     const none = await t.client().chat.completions.create({ model: BASE_MODEL, messages: QUESTION, tools: TOOLS, tool_choice: 'none', max_tokens: 4, temperature: 0 });
     const single = await t.client().chat.completions.create({ model: BASE_MODEL, messages: QUESTION, tools: TOOLS, parallel_tool_calls: false, max_tokens: 4, temperature: 0 });
     assert.equal(none.usage!.prompt_tokens, auto.usage!.prompt_tokens);
     assert.equal(single.usage!.prompt_tokens, auto.usage!.prompt_tokens);
+  });
+
+  it('serves LangChain\'s ChatOpenAI with bound tools: the tools reach the prompt, text comes back as content', async () => {
+    const model = new ChatOpenAI({ model: BASE_MODEL, apiKey: 'unused', configuration: { baseURL: t.baseURL }, temperature: 0, maxTokens: 4, maxRetries: 0 });
+    const reply = await model.bindTools(TOOLS).invoke(QUESTION[0]!.content);
+    const direct = await t.client().chat.completions.create({ model: BASE_MODEL, messages: QUESTION, tools: TOOLS, max_tokens: 4, temperature: 0 });
+    assert.equal(reply.content, direct.choices[0]!.message.content);
+    assert.deepEqual(reply.tool_calls, []);
+    assert.equal(reply.usage_metadata?.input_tokens, direct.usage!.prompt_tokens);
+  });
+
+  it('serves LangChain\'s ChatOpenAI without tools: invoke and stream give the same text', async () => {
+    const model = new ChatOpenAI({ model: BASE_MODEL, apiKey: 'unused', configuration: { baseURL: plain.baseURL }, temperature: 0, maxTokens: 8, maxRetries: 0 });
+    const reply = await model.invoke(QUESTION[0]!.content);
+    let streamed = '';
+    for await (const chunk of await model.stream(QUESTION[0]!.content)) streamed += String(chunk.content);
+    assert.equal(typeof reply.content, 'string');
+    assert.equal(streamed, reply.content);
+    assert.equal(reply.content, (await plain.client().chat.completions.create({ model: BASE_MODEL, messages: QUESTION, max_tokens: 8, temperature: 0 })).choices[0]!.message.content);
   });
 
   it('refuses tools where the chat template does not render them', async () => {
@@ -108,6 +146,17 @@ describe('chat tools over a port: rendered through the chat template, history ac
       param: 'tools',
       code: null,
     });
+  });
+
+  it('refuses tool_choice "auto" where the template names no syntax the server parses, and serves "none" there', async () => {
+    assert.deepEqual(await refusal(unparsed, { messages: QUESTION, tools: TOOLS }), {
+      message: `The chat template in ${join(unparsedDir, 'chat_template.jinja')} writes tool calls in none of the syntaxes this server parses (hermes (<tool_call>), phi4_mini (<|tool_call|>), llama3_json (<|python_tag|>), mistral ([TOOL_CALLS])); send "tool_choice": "none" or leave "tools" out.`,
+      type: 'invalid_request_error',
+      param: 'tools',
+      code: null,
+    });
+    const none = await unparsed.client().chat.completions.create({ model: BASE_MODEL, messages: QUESTION, tools: TOOLS, tool_choice: 'none', max_tokens: 2, temperature: 0 });
+    assert.equal(none.choices[0]!.message.tool_calls, undefined);
   });
 
   it('refuses tool_choice "required" and a named function: nothing here could guarantee the call', async () => {
