@@ -15,9 +15,9 @@ export interface ChatPrompt {
  * where the template ignores them (the model would never see them), and tool_choice "auto" where the template's
  * model writes calls in no syntax this server parses.
  */
-export function chatPrompt(tokenizer: PreTrainedTokenizer, messages: readonly ChatMessage[], toolRequest: ToolRequest | null): ChatPrompt {
+export function chatPrompt(tokenizer: PreTrainedTokenizer, messages: readonly ChatMessage[], toolRequest: ToolRequest | null, param = 'messages'): ChatPrompt {
   const tools = toolRequest?.definitions;
-  const text = render(tokenizer, messages, tools);
+  const text = render(tokenizer, messages, tools, param);
   const ids = tokenizer.encode(text, { addSpecialTokens: false });
   if (!toolRequest) return { ids, toolCalling: null };
   const origin = tokenizer.chatTemplateOrigin({ tools });
@@ -33,19 +33,20 @@ export function chatPrompt(tokenizer: PreTrainedTokenizer, messages: readonly Ch
   return { ids, toolCalling: { syntax, maxCalls: toolRequest.maxCalls } };
 }
 
-function render(tokenizer: PreTrainedTokenizer, messages: readonly ChatMessage[], tools: readonly object[] | undefined): string {
+/** `param` names the request field the messages came from. */
+function render(tokenizer: PreTrainedTokenizer, messages: readonly ChatMessage[], tools: readonly object[] | undefined, param: string): string {
   try {
     return tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true, tokenize: false, ...(tools ? { tools } : {}) });
   } catch (error) {
     // Templates reject conversations they cannot render (raise_exception, missing template): the caller's to fix.
-    throw invalidRequest(`The chat template could not render these messages: ${error instanceof Error ? error.message : String(error)}`, 'messages');
+    throw invalidRequest(`The chat template could not render these messages: ${error instanceof Error ? error.message : String(error)}`, param);
   }
 }
 
 /** Whether the conversation renders without the tools as it does with them; a template that fails without them uses them. */
 function rendersSame(tokenizer: PreTrainedTokenizer, messages: readonly ChatMessage[], withTools: string): boolean {
   try {
-    return render(tokenizer, messages, undefined) === withTools;
+    return render(tokenizer, messages, undefined, 'messages') === withTools;
   } catch {
     return false;
   }

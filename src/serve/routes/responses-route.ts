@@ -10,7 +10,7 @@ import type { ServeContext } from '../serve-context.js';
 export function registerResponsesRoute(app: FastifyInstance, ctx: ServeContext): void {
   app.post('/v1/responses', async (request, reply) => {
     const req = parseResponsesRequest(request.body, ctx.vocabSize);
-    const prompt = chatPrompt(ctx.tokenizer, req.messages, null);
+    const prompt = chatPrompt(ctx.tokenizer, req.messages, null, 'input');
     const job = await GenerationJob.prepare(ctx, req.model, prompt.ids, req.params, 'input');
     return respond(reply, job, responsesFormat(req), req.params);
   });
