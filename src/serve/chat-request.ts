@@ -3,7 +3,9 @@ import { invalidRequest } from './api-error.js';
 import { GENERATION_FIELD_RULES, MAX_LOGPROBS, parseGenerationParams, type GenerationParams } from './generation-params.js';
 import { GUIDED_FIELD_RULES } from './guided-fields.js';
 import { isObject, optionalBoolean, optionalInteger, requireObject, requireString } from './json-fields.js';
-import { checkFields, notYet, offOnly, READ, type FieldRules } from './request-fields.js';
+import { checkFields, offOnly, READ, type FieldRules } from './request-fields.js';
+import { parseToolFields, TOOL_FIELD_RULES, type ToolRequest } from './tools/tool-fields.js';
+import { toolMessageFields } from './tools/tool-messages.js';
 
 /** A POST /v1/chat/completions body after validation. */
 export interface ChatRequest {
@@ -11,22 +13,20 @@ export interface ChatRequest {
   /** Messages with their content flattened to text; other fields reach the chat template unchanged. */
   readonly messages: readonly ChatMessage[];
   readonly params: GenerationParams;
+  /** null without tools. */
+  readonly tools: ToolRequest | null;
 }
 
 const CHAT_FIELD_RULES: FieldRules = {
   ...GENERATION_FIELD_RULES,
   ...GUIDED_FIELD_RULES,
+  ...TOOL_FIELD_RULES,
   messages: READ,
   max_tokens: READ,
   max_completion_tokens: READ,
   logprobs: READ,
   top_logprobs: READ,
   modalities: offOnly((v) => Array.isArray(v) && v.length === 1 && v[0] === 'text', 'is not supported by this server beyond ["text"] (it reads and writes text only)'),
-  tools: notYet((v) => Array.isArray(v) && v.length === 0, 'tool calls'),
-  tool_choice: notYet((v) => v === 'none', 'tool calls'),
-  parallel_tool_calls: notYet(() => false, 'tool calls'),
-  functions: notYet((v) => Array.isArray(v) && v.length === 0, 'tool calls'),
-  function_call: notYet((v) => v === 'none', 'tool calls'),
   reasoning_effort: offOnly(() => false, 'is not supported by this server (its chat templates take no reasoning effort); remove it'),
 };
 
@@ -37,15 +37,15 @@ export function parseChatRequest(raw: unknown, vocabSize: number): ChatRequest {
   const wantsLogprobs = optionalBoolean(body, 'logprobs') ?? false;
   const top = optionalInteger(body, 'top_logprobs', 0, MAX_LOGPROBS);
   if (top !== undefined && !wantsLogprobs) throw invalidRequest('"top_logprobs" needs "logprobs": true.', 'top_logprobs');
-  return {
-    model,
-    messages: parseMessages(body['messages']),
-    params: parseGenerationParams(body, ['max_tokens', 'max_completion_tokens'], undefined, vocabSize, {
-      bestOf: undefined,
-      logprobs: wantsLogprobs ? (top ?? 0) : null,
-      echo: false,
-    }),
-  };
+  const tools = parseToolFields(body);
+  const params = parseGenerationParams(body, ['max_tokens', 'max_completion_tokens'], undefined, vocabSize, {
+    bestOf: undefined,
+    logprobs: wantsLogprobs ? (top ?? 0) : null,
+    echo: false,
+  });
+  // Llama 3's <|python_tag|> and Mistral's [TOOL_CALLS] are special tokens: the parser must see them (as vLLM does).
+  const keepSpecial = tools?.parse === true && (body['skip_special_tokens'] === undefined || body['skip_special_tokens'] === null);
+  return { model, messages: parseMessages(body['messages']), params: keepSpecial ? { ...params, skipSpecialTokens: false } : params, tools };
 }
 
 function parseMessages(v: unknown): ChatMessage[] {
@@ -56,7 +56,12 @@ function parseMessages(v: unknown): ChatMessage[] {
     const role = msg['role'];
     if (typeof role !== 'string' || role.length === 0) throw invalidRequest(`${param}.role must be a non-empty string.`, `${param}.role`);
     // OpenAI: developer messages are what system messages were, for models without a developer turn of their own.
-    return { ...msg, role: role === 'developer' ? 'system' : role, content: contentText(msg['content'], `${param}.content`) };
+    return {
+      ...msg,
+      ...toolMessageFields(msg, role, param),
+      role: role === 'developer' ? 'system' : role,
+      content: contentText(msg['content'], `${param}.content`),
+    };
   });
 }
 

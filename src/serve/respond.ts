@@ -6,7 +6,8 @@ import type { GenerationParams } from './generation-params.js';
 import type { ResponseFormat } from './openai-format.js';
 
 /**
- * Runs a prepared job and answers with one JSON body, or with server-sent events ending in "data: [DONE]".
+ * Runs a prepared job and answers with one JSON body, or with server-sent events (ending in "data: [DONE]" unless
+ * the format's events are typed).
  * Refusals that happen before the first byte (a full queue) become ordinary error responses; failures after it
  * (a timeout) arrive as an error event in the stream. A client that disconnects cancels the generation.
  */
@@ -28,25 +29,29 @@ export async function respond(reply: FastifyReply, job: GenerationJob, format: R
   const events = new PassThrough();
   // Writes after a disconnect are dropped, never thrown.
   events.on('error', () => {});
-  const send = (payload: object | string) => {
-    if (!events.destroyed && !events.writableEnded) events.write(`data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`);
+  const write = (text: string) => {
+    if (!events.destroyed && !events.writableEnded) events.write(text);
   };
-  // The role chunks go out before start(), whose echoed prompts are sent at once.
-  for (const chunk of format.opening(params.n)) send(chunk);
-  const started = job.start(controller.signal, (delta) => send(format.delta(delta)));
+  // Typed events name their type on an event line, as the Responses API streams them.
+  const send = (payload: object) => {
+    const type = format.typedEvents && 'type' in payload ? `event: ${String(payload.type)}\n` : '';
+    write(`${type}data: ${JSON.stringify(payload)}\n\n`);
+  };
+  const end = () => {
+    if (!format.typedEvents) write('data: [DONE]\n\n');
+    events.end();
+  };
+  // The opening events go out before start(), whose echoed prompts are sent at once.
+  for (const event of format.opening(params.n)) send(event);
+  const started = job.start(controller.signal, (delta) => format.delta(delta).forEach(send));
   started.result.then(
     (result) => {
-      if (result) {
-        for (const c of result.choices) send(format.finish(c.index, c.finishReason));
-        if (params.includeUsage) send(format.usage(result.usage));
-      }
-      send('[DONE]');
-      events.end();
+      if (result) format.closing(result).forEach(send);
+      end();
     },
     (error: unknown) => {
-      send((error instanceof ApiError ? error : internalError()).toBody());
-      send('[DONE]');
-      events.end();
+      send(format.failure(error instanceof ApiError ? error : internalError()));
+      end();
     },
   );
   return reply

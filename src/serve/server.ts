@@ -17,6 +17,7 @@ import { registerAdapterRoutes } from './routes/adapter-routes.js';
 import { registerGenerationRoutes } from './routes/generation-routes.js';
 import { registerModelRoutes } from './routes/model-routes.js';
 import { registerObservabilityRoutes } from './routes/observability-routes.js';
+import { registerResponsesRoute } from './routes/responses-route.js';
 import { Scheduler } from './scheduler.js';
 import type { ServeContext } from './serve-context.js';
 import { ServeOptionError } from './serve-option-error.js';
@@ -100,6 +101,7 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     metrics.recordHttp(request.routeOptions.url ?? 'unmatched', reply.statusCode);
   });
   registerGenerationRoutes(app, ctx);
+  registerResponsesRoute(app, ctx);
   registerModelRoutes(app, ctx, Math.floor(Date.now() / 1000));
   registerAdapterRoutes(app, ctx);
   registerObservabilityRoutes(app, ctx);

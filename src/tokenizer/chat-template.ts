@@ -27,6 +27,10 @@ export class ChatTemplate {
     return this.template.origin;
   }
 
+  get source(): string {
+    return this.template.source;
+  }
+
   /**
    * Renders with `variables` as the template's globals. A template refuses input by calling `raise_exception(message)`
    * (e.g. roles that do not alternate); that and any runtime failure become one TokenizerError carrying the message.

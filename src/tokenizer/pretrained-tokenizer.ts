@@ -159,6 +159,11 @@ export class PreTrainedTokenizer {
     return this.selectTemplate(options).origin;
   }
 
+  /** The Jinja source of the chat template that `options` select. */
+  chatTemplateSource(options: Pick<ChatTemplateOptions, 'chatTemplate' | 'tools'> = {}): string {
+    return this.selectTemplate(options).source;
+  }
+
   private selectTemplate(options: Pick<ChatTemplateOptions, 'chatTemplate' | 'tools'>): ChatTemplate {
     const source = selectChatTemplate(this.templates, this.dir, options.chatTemplate, options.tools !== undefined);
     let template = this.compiledTemplates.get(source.source);

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { invalidRequest } from '../api-error.js';
+import { chatPrompt } from '../chat-prompt.js';
 import { parseChatRequest } from '../chat-request.js';
 import { parseCompletionRequest } from '../completion-request.js';
 import { GenerationJob } from '../generation-job.js';
@@ -18,14 +18,8 @@ export function registerGenerationRoutes(app: FastifyInstance, ctx: ServeContext
 
   app.post('/v1/chat/completions', async (request, reply) => {
     const req = parseChatRequest(request.body, ctx.vocabSize);
-    let ids: number[];
-    try {
-      ids = ctx.tokenizer.applyChatTemplate(req.messages, { addGenerationPrompt: true });
-    } catch (error) {
-      // Templates reject conversations they cannot render (raise_exception, missing template): the caller's to fix.
-      throw invalidRequest(`The chat template could not render these messages: ${error instanceof Error ? error.message : String(error)}`, 'messages');
-    }
-    const job = await GenerationJob.prepare(ctx, req.model, ids, req.params, 'messages');
-    return respond(reply, job, chatFormat(req.model, req.params.includeUsage), req.params);
+    const prompt = chatPrompt(ctx.tokenizer, req.messages, req.tools);
+    const job = await GenerationJob.prepare(ctx, req.model, prompt.ids, req.params, 'messages');
+    return respond(reply, job, chatFormat(req.model, req.params.includeUsage, prompt.toolCalling), req.params);
   });
 }

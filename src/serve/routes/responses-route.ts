@@ -1,0 +1,17 @@
+import type { FastifyInstance } from 'fastify';
+import { chatPrompt } from '../chat-prompt.js';
+import { GenerationJob } from '../generation-job.js';
+import { respond } from '../respond.js';
+import { parseResponsesRequest } from '../responses/responses-request.js';
+import { responsesFormat } from '../responses/responses-format.js';
+import type { ServeContext } from '../serve-context.js';
+
+/** POST /v1/responses: text in, text out, through the chat template as chat completions are. */
+export function registerResponsesRoute(app: FastifyInstance, ctx: ServeContext): void {
+  app.post('/v1/responses', async (request, reply) => {
+    const req = parseResponsesRequest(request.body, ctx.vocabSize);
+    const prompt = chatPrompt(ctx.tokenizer, req.messages, null, 'input');
+    const job = await GenerationJob.prepare(ctx, req.model, prompt.ids, req.params, 'input');
+    return respond(reply, job, responsesFormat(req), req.params);
+  });
+}
