@@ -1,7 +1,7 @@
 import type { ChatMessage } from '../tokenizer/index.js';
 import { invalidRequest } from './api-error.js';
 import { GENERATION_FIELD_RULES, MAX_LOGPROBS, parseGenerationParams, type GenerationParams } from './generation-params.js';
-import { GUIDED_FIELD_RULES } from './guided-fields.js';
+import { GUIDED_FIELD_RULES, parseGuidedDecoding } from './guided-fields.js';
 import { isObject, optionalBoolean, optionalInteger, requireObject, requireString } from './json-fields.js';
 import { checkFields, notYet, offOnly, READ, type FieldRules } from './request-fields.js';
 
@@ -44,6 +44,7 @@ export function parseChatRequest(raw: unknown, vocabSize: number): ChatRequest {
       bestOf: undefined,
       logprobs: wantsLogprobs ? (top ?? 0) : null,
       echo: false,
+      guided: parseGuidedDecoding(body),
     }),
   };
 }

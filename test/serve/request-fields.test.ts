@@ -44,16 +44,11 @@ describe('request fields: every field is read, a documented no-op, or refused wi
     assert.equal((await refusal('/chat/completions', { model: BASE_MODEL, messages, chat_template: '{{ x }}' })).param, 'chat_template');
   });
 
-  it('refuses the structured-output and tool fields as not supported yet, on both endpoints', async () => {
+  it('refuses the tool fields as not supported yet', async () => {
     const cases: [string, string, unknown, string][] = [
-      ['/chat/completions', 'response_format', { type: 'json_object' }, '"response_format" is not supported by this server yet (structured output; {"type": "text"} is accepted); remove it.'],
-      ['/completions', 'response_format', { type: 'json_schema', json_schema: { name: 'x', schema: {} } }, '"response_format" is not supported by this server yet (structured output; {"type": "text"} is accepted); remove it.'],
       ['/chat/completions', 'tools', [{ type: 'function', function: { name: 'f' } }], '"tools" is not supported by this server yet (tool calls); remove it.'],
       ['/chat/completions', 'tool_choice', 'auto', '"tool_choice" is not supported by this server yet (tool calls); remove it.'],
       ['/chat/completions', 'parallel_tool_calls', false, '"parallel_tool_calls" is not supported by this server yet (tool calls); remove it.'],
-      ['/chat/completions', 'guided_json', { type: 'object' }, '"guided_json" is not supported by this server yet (structured output); remove it.'],
-      ['/completions', 'guided_regex', '[a-z]+', '"guided_regex" is not supported by this server yet (structured output); remove it.'],
-      ['/completions', 'guided_grammar', 'root ::= "a"', '"guided_grammar" is not supported by this server yet (structured output); remove it.'],
     ];
     for (const [path, field, value, message] of cases) {
       const body = path === '/completions' ? { model: BASE_MODEL, prompt, [field]: value } : { model: BASE_MODEL, messages, [field]: value };
