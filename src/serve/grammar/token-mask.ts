@@ -14,6 +14,10 @@ export function applyTokenMask(scores: Float32Array, mask: TokenMask): void {
     const bits = mask[word] ?? 0;
     if (bits === -1) continue;
     const end = Math.min(scores.length, word * 32 + 32);
+    if (bits === 0) {
+      scores.fill(-Infinity, word * 32, end);
+      continue;
+    }
     for (let id = word * 32; id < end; id++) if (!((bits >>> (id & 31)) & 1)) scores[id] = -Infinity;
   }
 }
