@@ -1,7 +1,7 @@
 import type { ChatMessage } from '../tokenizer/index.js';
 import { invalidRequest } from './api-error.js';
 import { GENERATION_FIELD_RULES, MAX_LOGPROBS, parseGenerationParams, type GenerationParams } from './generation-params.js';
-import { GUIDED_FIELD_RULES } from './guided-fields.js';
+import { GUIDED_FIELD_RULES, parseGuidedDecoding } from './guided-fields.js';
 import { isObject, optionalBoolean, optionalInteger, requireObject, requireString } from './json-fields.js';
 import { checkFields, offOnly, READ, type FieldRules } from './request-fields.js';
 import { parseToolFields, TOOL_FIELD_RULES, type ToolRequest } from './tools/tool-fields.js';
@@ -42,6 +42,7 @@ export function parseChatRequest(raw: unknown, vocabSize: number): ChatRequest {
     bestOf: undefined,
     logprobs: wantsLogprobs ? (top ?? 0) : null,
     echo: false,
+    guided: parseGuidedDecoding(body),
   });
   // Llama 3's <|python_tag|> and Mistral's [TOOL_CALLS] are special tokens: the parser must see them (as vLLM does).
   const keepSpecial = tools?.parse === true && (body['skip_special_tokens'] === undefined || body['skip_special_tokens'] === null);

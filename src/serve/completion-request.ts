@@ -1,6 +1,6 @@
 import { invalidRequest } from './api-error.js';
 import { GENERATION_FIELD_RULES, MAX_LOGPROBS, optionalChoices, parseGenerationParams, type GenerationParams } from './generation-params.js';
-import { GUIDED_FIELD_RULES } from './guided-fields.js';
+import { GUIDED_FIELD_RULES, parseGuidedDecoding } from './guided-fields.js';
 import { optionalBoolean, optionalInteger, requireObject, requireString } from './json-fields.js';
 import { checkFields, offOnly, READ, type FieldRules } from './request-fields.js';
 
@@ -35,6 +35,7 @@ export function parseCompletionRequest(raw: unknown, vocabSize: number): Complet
     bestOf: optionalChoices(body, 'best_of'),
     logprobs: optionalInteger(body, 'logprobs', 0, MAX_LOGPROBS) ?? null,
     echo: optionalBoolean(body, 'echo') ?? false,
+    guided: parseGuidedDecoding(body),
   });
   return { model, prompt, params };
 }

@@ -3,6 +3,7 @@ import { invalidRequest, type ApiError } from './api-error.js';
 import type { AdapterLease } from './adapter-registry.js';
 import { ChoiceOutput, type ChoiceDelta, type Echo } from './choice-output.js';
 import type { GenerationParams } from './generation-params.js';
+import type { Guide } from './grammar/row-grammar.js';
 import { LogprobEntries, type LogprobEntry } from './logprob-entry.js';
 import { OutputText, type Detokenize } from './output-text.js';
 import type { FinishReason, SequenceOutcome, SequenceRequest } from './sequence.js';
@@ -53,6 +54,7 @@ export class GenerationJob {
     private readonly maxTokens: number,
     private readonly params: GenerationParams,
     private readonly echo: Echo | null,
+    private readonly guide: Guide | null,
   ) {}
 
   /**
@@ -79,12 +81,15 @@ export class GenerationJob {
     if (params.sampling.minTokens > maxTokens) throw invalidRequest(`"min_tokens" (${params.sampling.minTokens}) must not exceed max_tokens (${maxTokens}).`, 'min_tokens');
     const capacity = ctx.scheduler.queueCapacity;
     if (params.bestOf > capacity) throw invalidRequest(`The request asks for ${params.bestOf} sequences and this server queues at most ${capacity}; lower n or best_of.`, params.bestOf > params.n ? 'best_of' : 'n');
-    const lease = await ctx.adapters.acquire(model);
+    const guide = params.guided ? await ctx.grammar.compile(params.guided) : null;
+    let lease: AdapterLease | null = null;
     try {
+      lease = await ctx.adapters.acquire(model);
       const echo = params.echo ? await echoOf(ctx, lease.rowName, promptIds, params, promptText) : null;
-      return new GenerationJob(ctx, model, arrivedAt, lease, promptIds, maxTokens, params, echo);
+      return new GenerationJob(ctx, model, arrivedAt, lease, promptIds, maxTokens, params, echo, guide);
     } catch (error) {
-      lease.release();
+      lease?.release();
+      guide?.release();
       throw error;
     }
   }
@@ -127,17 +132,18 @@ export class GenerationJob {
         return output.stopped;
       },
       observer: metrics.sequence(this.promptIds.length),
+      ...(this.guide ? { guide: this.guide } : {}),
     }));
     for (const o of outputs) send(o.opening());
     let done: Promise<SequenceOutcome>[];
     try {
       done = ctx.scheduler.submitAll(requests);
     } catch (error) {
-      this.lease.release();
+      this.release();
       throw error;
     }
     const result = Promise.all(done).then((outcomes): GenerationResult | null => {
-      this.lease.release();
+      this.release();
       if (outcomes.some((o) => o.status === 'cancelled')) {
         metrics.end('abort');
         return null;
@@ -164,6 +170,12 @@ export class GenerationJob {
       };
     });
     return { result };
+  }
+
+  /** Gives back what the job holds once its sequences have ended or were never queued. */
+  private release(): void {
+    this.lease.release();
+    this.guide?.release();
   }
 }
 

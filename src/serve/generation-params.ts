@@ -1,4 +1,5 @@
 import { invalidRequest } from './api-error.js';
+import type { GuidedDecoding } from './grammar/guided-decoding.js';
 import { isObject, optionalBoolean, optionalInteger, optionalNumber, requireObject, type JsonObject } from './json-fields.js';
 import { NO_OP, READ, offOnly, type FieldRules } from './request-fields.js';
 
@@ -63,10 +64,12 @@ export interface GenerationParams {
   readonly skipSpecialTokens: boolean;
   /** vLLM's include_stop_str_in_output: the stop string or stop token's text that ended a choice is kept. */
   readonly includeStopStrInOutput: boolean;
+  /** Structured output: the grammar every choice keeps to; null: none. */
+  readonly guided: GuidedDecoding | null;
 }
 
 /** The GenerationParams fields an endpoint reads itself; bestOf undefined means n (one sequence per choice). */
-export type EndpointParams = Pick<GenerationParams, 'logprobs' | 'echo'> & { readonly bestOf: number | undefined };
+export type EndpointParams = Pick<GenerationParams, 'logprobs' | 'echo' | 'guided'> & { readonly bestOf: number | undefined };
 
 const MAX_STOP_STRINGS = 16;
 /** Most choices (n, best_of) and log-probability alternatives one request may ask for (vLLM's max_logprobs). */
@@ -139,6 +142,7 @@ export function parseGenerationParams(
     bestOf,
     logprobs: endpoint.logprobs,
     echo: endpoint.echo,
+    guided: endpoint.guided,
     stopTokenIds: tokenIds(body, 'stop_token_ids', vocabSize),
     ignoreEos: ignoreEos(body),
     skipSpecialTokens: optionalBoolean(body, 'skip_special_tokens') ?? true,

@@ -21,11 +21,6 @@ export function offOnly(isOff: (v: unknown) => boolean, refusal: string): FieldR
   return { kind: 'offOnly', isOff, refusal };
 }
 
-/** Structured output, tools and guided decoding: refused until the server implements them. */
-export function notYet(isOff: (v: unknown) => boolean, what: string): FieldRule {
-  return offOnly(isOff, `is not supported by this server yet (${what}); remove it`);
-}
-
 /** Throws a 400 naming the first field of `body` that `rules` refuses; null values count as absent. */
 export function checkFields(body: JsonObject, rules: FieldRules, route: string): void {
   for (const [key, value] of Object.entries(body)) {

@@ -5,6 +5,7 @@ import { argmax } from '../ops/index.js';
 import { noGradAsync } from '../tensor/grad-mode.js';
 import { scopeAsync } from '../tensor/scope.js';
 import { internalError, queueFull, requestTimedOut, serverShuttingDown } from './api-error.js';
+import type { TokenMask } from './grammar/token-mask.js';
 import { Sequence, type SequenceOutcome, type SequenceRequest } from './sequence.js';
 import { tokenLogprobs, type TokenLogprob } from './token-logprobs.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -175,6 +176,7 @@ export class Scheduler {
     r.observer?.scheduled();
     try {
       seq.cache = this.model.newCache(r.promptIds.length + r.maxTokens);
+      await seq.startGrammar();
       const [pick] = await this.step([seq.tokens], [seq], false);
       this.options.onTokens?.('prompt', r.promptIds.length);
       this.options.onTokens?.('generated', 1);
@@ -206,8 +208,9 @@ export class Scheduler {
 
   /**
    * One forward pass and every row's next token: the device argmax for greedy rows, the chooser over the row's
-   * logits for the others, then the log-probabilities of the rows that asked, on the device, before the step's
-   * memory scope ends.
+   * logits (within its grammar's mask, for a constrained row) for the others, then the log-probabilities of the
+   * rows that asked, on the device, before the step's memory scope ends. The masks are computed on the host while
+   * the device runs the forward pass.
    */
   private async step(inputIds: number[][], batch: readonly Sequence[], batchInvariant: boolean): Promise<RowPick[]> {
     const backend = getBackend(this.model.device);
@@ -223,26 +226,40 @@ export class Scheduler {
             adapterNames: batch.map((s) => s.request.adapterName),
           });
         const out = batchInvariant && backend.batchInvariant ? backend.batchInvariant(run) : run();
+        const masks = await Promise.all(batch.map((seq) => this.mask(seq)));
         // logits are [rows, 1, vocab]: the argmax is [rows, 1], one id per row.
         const step: StepOutput = {
           ids: greedy > 0 ? await argmax(out.logits).intData() : null,
           logits: greedy < batch.length ? await out.logits.data() : null,
         };
-        const tokens = batch.map((seq, row) => this.choose(seq, step, row));
+        const tokens = batch.map((seq, row) => this.choose(seq, step, row, masks[row]!));
         return this.withLogprobs(out.logits, batch, tokens);
       }),
     );
   }
 
+  /** A constrained row's grammar mask for this step; a failure ends that sequence alone. */
+  private async mask(seq: Sequence): Promise<TokenMask | null> {
+    if (!seq.grammar) return null;
+    try {
+      return await seq.grammar.nextMask();
+    } catch (error) {
+      this.fail([seq], error);
+      return null;
+    }
+  }
+
   /**
    * Chooses the token of row `row` (its device argmax when it chooses greedily, else from its logits), turning an
-   * exception into that sequence's failure alone (null).
+   * exception into that sequence's failure alone (null). Null too for a sequence that has ended: its mask failed,
+   * or its grammar left no token.
    */
-  private choose(seq: Sequence, step: StepOutput, row: number): number | null {
+  private choose(seq: Sequence, step: StepOutput, row: number, mask: TokenMask | null): number | null {
+    if (seq.outcome) return null;
     try {
       if (seq.chooser.choosesGreedy) return seq.accept(step.ids![row]!);
       const vocab = this.model.config.vocabSize;
-      return seq.choose(step.logits!.subarray(row * vocab, (row + 1) * vocab));
+      return seq.choose(step.logits!.subarray(row * vocab, (row + 1) * vocab), mask);
     } catch (error) {
       this.fail([seq], error);
       return null;

@@ -1,6 +1,8 @@
 import type { KvCache } from '../models/kv-cache.js';
 import type { ApiError } from './api-error.js';
 import type { SamplingParams } from './generation-params.js';
+import type { Guide, RowGrammar } from './grammar/row-grammar.js';
+import type { TokenMask } from './grammar/token-mask.js';
 import { TokenChooser } from './token-chooser.js';
 import type { TokenLogprob } from './token-logprobs.js';
 
@@ -31,6 +33,8 @@ export interface SequenceRequest {
   readonly onToken: (token: number, logprob: TokenLogprob | null) => boolean;
   /** Told when the sequence leaves the queue and of every token it generates (metrics). */
   readonly observer?: SequenceObserver;
+  /** The grammar every token must keep to (structured output); absent: none. */
+  readonly guide?: Guide;
 }
 
 export interface SequenceObserver {
@@ -61,6 +65,8 @@ export class Sequence {
   /** performance.now() deadline. */
   readonly deadline: number;
   cache: KvCache | null = null;
+  /** The sequence's matcher in its request's grammar, from startGrammar() until the sequence ends. */
+  grammar: RowGrammar | null = null;
   /** The token to feed at the next decode step. */
   next = -1;
   generated = 0;
@@ -72,16 +78,32 @@ export class Sequence {
 
   constructor(readonly request: SequenceRequest, now: number) {
     this.tokens = [...request.promptIds];
-    this.chooser = new TokenChooser(request.sampling, request.stopTokenIds);
+    this.chooser = new TokenChooser(request.sampling, request.stopTokenIds, request.guide !== undefined);
     this.deadline = now + request.timeoutMs;
     this.done = new Promise((r) => {
       this.resolve = r;
     });
   }
 
-  /** Chooses the next token from this row's logits (the chooser's state advances; record() must follow). */
-  choose(logits: Float32Array): number {
-    return this.chooser.choose(logits, this.tokens);
+  /** Starts the sequence's matcher in its request's grammar, if it has one (before its first token is chosen). */
+  async startGrammar(): Promise<void> {
+    const guide = this.request.guide;
+    if (!guide) return;
+    const grammar = await guide.start(this.request.stopTokenIds);
+    if (this.outcome) grammar.dispose();
+    else this.grammar = grammar;
+  }
+
+  /**
+   * Chooses the next token from this row's logits, within `mask` for a constrained sequence (the chooser's state
+   * advances; record() must follow). Where the grammar leaves no token the sequence ends here: with finish reason
+   * "stop" when its text is a complete match (ignore_eos, or min_tokens holding back the stop token the grammar
+   * asks for), else "length" (logit_bias banned every token the grammar allows); null is returned.
+   */
+  choose(logits: Float32Array, mask: TokenMask | null): number | null {
+    const token = this.chooser.choose(logits, this.tokens, mask);
+    if (token === null) this.end({ status: 'finished', finishReason: this.grammar?.complete ? 'stop' : 'length', ...this.counts() });
+    return token;
   }
 
   /**
@@ -94,6 +116,7 @@ export class Sequence {
 
   /** Appends a chosen token; returns false once the sequence has ended. */
   record(token: number, logprob: TokenLogprob | null): boolean {
+    this.grammar?.accept(token);
     this.tokens.push(token);
     this.generated++;
     this.next = token;
@@ -116,6 +139,8 @@ export class Sequence {
     this.outcome = outcome;
     this.cache?.dispose();
     this.cache = null;
+    this.grammar?.dispose();
+    this.grammar = null;
     this.resolve(outcome);
   }
 

@@ -1,5 +1,6 @@
 import type { PreTrainedTokenizer } from '../tokenizer/index.js';
 import type { AdapterRegistry } from './adapter-registry.js';
+import type { GrammarEngine } from './grammar/grammar-engine.js';
 import type { Metrics } from './metrics.js';
 import type { Scheduler } from './scheduler.js';
 
@@ -18,6 +19,8 @@ export interface ServeContext {
   readonly adapters: AdapterRegistry;
   readonly tokenizer: PreTrainedTokenizer;
   readonly metrics: Metrics;
+  /** Compiles structured-output grammars over the tokenizer's vocabulary. */
+  readonly grammar: GrammarEngine;
   readonly limits: GenerationLimits;
   /** Token ids that end generation (the tokenizer's and generation_config's EOS ids). */
   readonly stopTokenIds: ReadonlySet<number>;

@@ -9,6 +9,8 @@ import { unauthorized } from './api-error.js';
 import { bearerMatches } from './auth.js';
 import { corsPolicy, installCors } from './cors.js';
 import { installErrorHandling } from './error-handling.js';
+import { GrammarEngine } from './grammar/grammar-engine.js';
+import { grammarVocabulary } from './grammar/vocabulary.js';
 import { allowedHostNames, hostMatches, hostNotAllowed } from './host-check.js';
 import { installJsonBodyParser } from './json-body.js';
 import { Metrics } from './metrics.js';
@@ -66,13 +68,15 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   });
   const metrics = new Metrics({ queueDepth: () => scheduler.queueDepth, running: () => scheduler.runningCount, loadedAdapters: () => adapters.loadedCount });
   const contextLength = model.config.maxPositionEmbeddings;
+  const stopTokenIds = new Set([...tokenizer.eosTokenIds, ...model.config.eosTokenIds]);
   const ctx: ServeContext = {
     scheduler,
     adapters,
     tokenizer,
     metrics,
+    grammar: new GrammarEngine(() => grammarVocabulary(tokenizer, model.config.vocabSize), [...stopTokenIds]),
     limits: { maxTokens: Math.min(o.maxTokens, contextLength), contextLength, requestTimeoutMs: o.requestTimeoutMs },
-    stopTokenIds: new Set([...tokenizer.eosTokenIds, ...model.config.eosTokenIds]),
+    stopTokenIds,
     vocabSize: model.config.vocabSize,
     baseModelName,
     adapterRoot,

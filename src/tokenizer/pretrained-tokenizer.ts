@@ -26,6 +26,15 @@ export interface DecodeOptions {
   skipSpecialTokens?: boolean;
 }
 
+/** The parts of tokenizer.json that say how tokens spell text, as stored (what grammar engines read). */
+export interface TokenizerSpelling {
+  readonly decoder: unknown;
+  readonly normalizer: unknown;
+  readonly preTokenizer: unknown;
+  /** added_tokens: their content is text, not the vocabulary's byte spelling. */
+  readonly addedTokens: readonly { readonly id: number; readonly content: string; readonly special: boolean }[];
+}
+
 export interface ChatTemplateOptions {
   /** End with the header that opens the assistant's turn. Default false. */
   addGenerationPrompt?: boolean;
@@ -63,6 +72,7 @@ export class PreTrainedTokenizer {
   readonly vocabSize: number;
   /** Jinja source of the default chat template, or null when the folder has none. */
   readonly chatTemplate: string | null;
+  readonly spelling: TokenizerSpelling;
 
   private readonly engine: TokenizerEngine;
   private readonly dir: string;
@@ -95,6 +105,14 @@ export class PreTrainedTokenizer {
     let largestId = -1;
     for (const id of this.engine.get_vocab(true).values()) largestId = Math.max(largestId, id);
     this.vocabSize = largestId + 1;
+    const json = files.tokenizerJson;
+    const added = (json['added_tokens'] ?? []) as { id: number; content: string; special?: boolean }[];
+    this.spelling = {
+      decoder: json['decoder'] ?? null,
+      normalizer: json['normalizer'] ?? null,
+      preTokenizer: json['pre_tokenizer'] ?? null,
+      addedTokens: added.map((t) => ({ id: t.id, content: t.content, special: t.special === true })),
+    };
 
     this.templates = readChatTemplates(files);
     this.templateTokens = templateSpecialTokens(files);

@@ -44,20 +44,6 @@ describe('request fields: every field is read, a documented no-op, or refused wi
     assert.equal((await refusal('/chat/completions', { model: BASE_MODEL, messages, chat_template: '{{ x }}' })).param, 'chat_template');
   });
 
-  it('refuses the structured-output fields as not supported yet, on both endpoints', async () => {
-    const cases: [string, string, unknown, string][] = [
-      ['/chat/completions', 'response_format', { type: 'json_object' }, '"response_format" is not supported by this server yet (structured output; {"type": "text"} is accepted); remove it.'],
-      ['/completions', 'response_format', { type: 'json_schema', json_schema: { name: 'x', schema: {} } }, '"response_format" is not supported by this server yet (structured output; {"type": "text"} is accepted); remove it.'],
-      ['/chat/completions', 'guided_json', { type: 'object' }, '"guided_json" is not supported by this server yet (structured output); remove it.'],
-      ['/completions', 'guided_regex', '[a-z]+', '"guided_regex" is not supported by this server yet (structured output); remove it.'],
-      ['/completions', 'guided_grammar', 'root ::= "a"', '"guided_grammar" is not supported by this server yet (structured output); remove it.'],
-    ];
-    for (const [path, field, value, message] of cases) {
-      const body = path === '/completions' ? { model: BASE_MODEL, prompt, [field]: value } : { model: BASE_MODEL, messages, [field]: value };
-      assert.deepEqual(await refusal(path, body), { message, type: 'invalid_request_error', param: field, code: 'unsupported_parameter' });
-    }
-  });
-
   it('refuses reasoning_effort, store: true, a service tier it lacks, suffix and non-text modalities', async () => {
     const cases: [string, object, string, string][] = [
       ['/chat/completions', { reasoning_effort: 'low' }, 'reasoning_effort', '"reasoning_effort" is not supported by this server (its chat templates take no reasoning effort); remove it.'],

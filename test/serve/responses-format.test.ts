@@ -9,7 +9,7 @@ const REQUEST: ResponsesRequest = {
   model: 'm',
   messages: [{ role: 'user', content: 'hi' }],
   params: {
-    maxTokens: undefined, stop: [], sampling: GREEDY_SAMPLING, stream: true, includeUsage: false, n: 1, bestOf: 1, logprobs: null, echo: false,
+    maxTokens: undefined, stop: [], sampling: GREEDY_SAMPLING, stream: true, includeUsage: false, n: 1, bestOf: 1, logprobs: null, echo: false, guided: null,
     stopTokenIds: [], ignoreEos: false, skipSpecialTokens: true, includeStopStrInOutput: false,
   },
   instructions: null,

@@ -52,7 +52,7 @@ export function parseResponsesRequest(raw: unknown, vocabSize: number): Response
   const instructions = optionalString(body, 'instructions') ?? null;
   const metadata = body['metadata'] ?? {};
   if (!isObject(metadata)) throw invalidRequest('"metadata" must be an object of string keys and values.', 'metadata');
-  const params = parseGenerationParams(body, ['max_output_tokens'], undefined, vocabSize, { bestOf: undefined, logprobs: null, echo: false });
+  const params = parseGenerationParams(body, ['max_output_tokens'], undefined, vocabSize, { bestOf: undefined, logprobs: null, echo: false, guided: null });
   const messages = [...(instructions === null ? [] : [{ role: 'system', content: instructions }]), ...inputMessages(body['input'])];
   return { model, messages, params, instructions, maxOutputTokens: params.maxTokens ?? null, metadata };
 }
