@@ -7,10 +7,10 @@ import { LAYER_NORM_NAMES } from './causal-lm.js';
 export interface LayoutTensor {
   /** Module path relative to the decoder ("layers.0.self_attn.q_proj"), or "lm_head" for the output head. */
   readonly module: string;
-  /** "weight" or "bias". */
-  readonly param: 'weight' | 'bias';
+  /** "weight" or "bias", or a fused expert tensor's own name ("gate_up_proj", gpt-oss's checkpoint). */
+  readonly param: string;
   readonly shape: readonly number[];
-  readonly kind: 'embedding' | 'projection' | 'norm' | 'head';
+  readonly kind: 'embedding' | 'projection' | 'norm' | 'head' | 'router' | 'expert' | 'sink';
 }
 
 /** A linear projection of one decoder layer: its module path under the layer, and [out, in]. */
@@ -21,8 +21,11 @@ export interface LayerProjection {
   readonly bias: boolean;
 }
 
-/** The projections of layer modules as transformers names them, for this config's family. */
-export function layerProjections(c: ModelConfig): LayerProjection[] {
+/**
+ * The projections of layer `layer`'s modules as transformers names them, for this config's family: attention,
+ * and the dense MLP unless the layer is a sparse mixture-of-experts block (moeLayerTensors).
+ */
+export function layerProjections(c: ModelConfig, layer = 0): LayerProjection[] {
   const H = c.hiddenSize;
   const q = c.numAttentionHeads * c.headDim;
   const kv = c.numKeyValueHeads * c.headDim;
@@ -44,7 +47,62 @@ export function layerProjections(c: ModelConfig): LayerProjection[] {
         { path: 'mlp.gate_proj', outFeatures: I, inFeatures: H, bias: c.mlpBias },
         { path: 'mlp.up_proj', outFeatures: I, inFeatures: H, bias: c.mlpBias },
       ];
+  if (c.moe?.sparseLayers[layer]) return attention;
   return [...attention, ...mlp, { path: 'mlp.down_proj', outFeatures: H, inFeatures: I, bias: c.mlpBias }];
+}
+
+/**
+ * One tensor of a sparse layer as the checkpoint stores it (path relative to the layer), and where it goes in
+ * the fused expert parameters transformers 5.17 computes with (experts.gate_up_proj, experts.down_proj): rows
+ * `part` of expert `expert`'s slice, or the whole parameter (expert null).
+ */
+export interface StoredMoeTensor {
+  readonly path: string;
+  readonly shape: readonly number[];
+  readonly kind: 'router' | 'expert';
+  /** The parameter it fills: router "weight"/"bias", or the experts' fused one. */
+  readonly target: 'weight' | 'bias' | 'gate_up_proj' | 'down_proj' | 'gate_up_proj_bias' | 'down_proj_bias';
+  readonly expert: number | null;
+  /** Mixtral and Qwen3-MoE fuse [gate; up] along the output rows (chunk(2) splits them back). */
+  readonly part: 'gate' | 'up' | 'all';
+}
+
+/** The module names of a sparse block under the layer: mlp.gate (Mixtral, Qwen3-MoE) or mlp.router (gpt-oss), and mlp.experts. */
+export function moeRouterPath(c: ModelConfig): 'mlp.gate' | 'mlp.router' {
+  return c.moe?.family === 'gpt_oss' ? 'mlp.router' : 'mlp.gate';
+}
+
+/**
+ * The tensors of one sparse layer in checkpoint order: Mixtral's block_sparse_moe.experts.N.w1/w3/w2 and Qwen3-MoE's
+ * mlp.experts.N.gate_proj/up_proj/down_proj one by one, gpt-oss's fused [E, H, 2I] / [E, I, H] with biases.
+ */
+export function moeLayerTensors(c: ModelConfig): StoredMoeTensor[] {
+  const moe = c.moe!;
+  const { numExperts: E, expertIntermediateSize: I } = moe;
+  const H = c.hiddenSize;
+  if (moe.family === 'gpt_oss') {
+    return [
+      { path: 'mlp.router.weight', shape: [E, H], kind: 'router', target: 'weight', expert: null, part: 'all' },
+      { path: 'mlp.router.bias', shape: [E], kind: 'router', target: 'bias', expert: null, part: 'all' },
+      { path: 'mlp.experts.gate_up_proj', shape: [E, H, 2 * I], kind: 'expert', target: 'gate_up_proj', expert: null, part: 'all' },
+      { path: 'mlp.experts.gate_up_proj_bias', shape: [E, 2 * I], kind: 'expert', target: 'gate_up_proj_bias', expert: null, part: 'all' },
+      { path: 'mlp.experts.down_proj', shape: [E, I, H], kind: 'expert', target: 'down_proj', expert: null, part: 'all' },
+      { path: 'mlp.experts.down_proj_bias', shape: [E, H], kind: 'expert', target: 'down_proj_bias', expert: null, part: 'all' },
+    ];
+  }
+  const mixtral = moe.family === 'mixtral';
+  const block = mixtral ? 'block_sparse_moe' : 'mlp';
+  const [gate, up, down] = mixtral ? ['w1', 'w3', 'w2'] : ['gate_proj', 'up_proj', 'down_proj'];
+  const out: StoredMoeTensor[] = [{ path: `${block}.gate.weight`, shape: [E, H], kind: 'router', target: 'weight', expert: null, part: 'all' }];
+  for (let e = 0; e < E; e++) {
+    const p = `${block}.experts.${e}`;
+    out.push(
+      { path: `${p}.${gate}.weight`, shape: [I, H], kind: 'expert', target: 'gate_up_proj', expert: e, part: 'gate' },
+      { path: `${p}.${up}.weight`, shape: [I, H], kind: 'expert', target: 'gate_up_proj', expert: e, part: 'up' },
+      { path: `${p}.${down}.weight`, shape: [H, I], kind: 'expert', target: 'down_proj', expert: e, part: 'all' },
+    );
+  }
+  return out;
 }
 
 /** Widths of the q and k norms, or null when the family has none. */
@@ -60,9 +118,16 @@ export function checkpointLayout(c: ModelConfig): LayoutTensor[] {
   const qk = qkNormWidths(c);
   for (let i = 0; i < c.numHiddenLayers; i++) {
     const p = `layers.${i}`;
-    for (const proj of layerProjections(c)) {
+    for (const proj of layerProjections(c, i)) {
       out.push({ module: `${p}.${proj.path}`, param: 'weight', shape: [proj.outFeatures, proj.inFeatures], kind: 'projection' });
       if (proj.bias) out.push({ module: `${p}.${proj.path}`, param: 'bias', shape: [proj.outFeatures], kind: 'projection' });
+    }
+    if (c.attentionSinks) out.push({ module: `${p}.self_attn`, param: 'sinks', shape: [c.numAttentionHeads], kind: 'sink' });
+    if (c.moe?.sparseLayers[i]) {
+      for (const t of moeLayerTensors(c)) {
+        const dot = t.path.lastIndexOf('.');
+        out.push({ module: `${p}.${t.path.slice(0, dot)}`, param: t.path.slice(dot + 1), shape: t.shape, kind: t.kind });
+      }
     }
     if (qk) {
       out.push({ module: `${p}.self_attn.q_norm`, param: 'weight', shape: [qk.q], kind: 'norm' });

@@ -5,6 +5,8 @@ import { fromParsedJson, pythonJsonDumps } from '../io/python-json.js';
 import type { SafetensorsEntry } from '../io/safetensors-writer.js';
 import { writeShardedCheckpoint } from '../io/sharded-writer.js';
 import type { CausalLM } from '../models/causal-lm.js';
+import { MoeExperts, SparseMoeBlock } from '../models/moe.js';
+import { storedMoeTensors } from '../models/moe-weights.js';
 import type { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { PeftError } from './errors.js';
@@ -29,7 +31,7 @@ export async function saveModelPretrained(model: CausalLM, dir: string, options:
   if (model.config.raw['quantization_config'] !== undefined) {
     throw new PeftError('This model is quantized; exporting a merged checkpoint needs the base model loaded unquantized, so load it with a float dtype and merge there.');
   }
-  const entries: SafetensorsEntry[] = [...plainParameters(model, '')].map(([name, t]) => ({ name, dtype: t.dtype, shape: [...t.shape], data: () => tensorBytes(t) }));
+  const entries: SafetensorsEntry[] = [...plainParameters(model, '', model)].map(([name, t]) => ({ name, dtype: t.dtype, shape: [...t.shape], data: () => tensorBytes(t) }));
   await writeShardedCheckpoint(dir, entries, { maxShardBytes: options.maxShardBytes ?? 5e9, metadata: { format: 'pt' } });
   const raw: Record<string, unknown> = { ...model.config.raw };
   raw['torch_dtype' in raw && !('dtype' in raw) ? 'torch_dtype' : 'dtype'] = model.dtype;
@@ -39,14 +41,23 @@ export async function saveModelPretrained(model: CausalLM, dir: string, options:
   if (options.copyFilesFrom) await copyCompanionFiles(options.copyFilesFrom, dir);
 }
 
-/** Parameters under the names the plain model has, looking through LoRA layers and modules-to-save wrappers. */
-function* plainParameters(module: Module, prefix: string): Generator<[string, Tensor]> {
-  if (module instanceof LoraLinear) return yield* plainParameters(module.base_layer, prefix);
-  if (module instanceof ModulesToSaveWrapper) return yield* plainParameters(module.layerInUse(), prefix);
+/**
+ * Parameters under the names the plain model's checkpoint has, looking through LoRA layers and modules-to-save
+ * wrappers; a sparse MoE block's under its checkpoint names (Mixtral's block_sparse_moe.experts.N.w1, ...).
+ */
+function* plainParameters(module: Module, prefix: string, model: CausalLM): Generator<[string, Tensor]> {
+  if (module instanceof LoraLinear) return yield* plainParameters(module.base_layer, prefix, model);
+  if (module instanceof ModulesToSaveWrapper) return yield* plainParameters(module.layerInUse(), prefix, model);
+  if (module instanceof SparseMoeBlock) {
+    if (!(module.experts instanceof MoeExperts)) throw new PeftError('Merge the expert adapters (mergeAndUnload) before exporting the checkpoint.');
+    const layer = prefix.slice(0, prefix.lastIndexOf('.'));
+    for (const [path, t] of storedMoeTensors(model.config, module.router, module.experts)) yield [`${layer}.${path}`, t];
+    return;
+  }
   const qualified = (name: string) => (prefix ? `${prefix}.${name}` : name);
   for (const name of module.ownParameterNames()) {
     const t = module.getParameter(name);
     if (t) yield [qualified(name), t];
   }
-  for (const [name, child] of module.namedChildren()) yield* plainParameters(child, qualified(name));
+  for (const [name, child] of module.namedChildren()) yield* plainParameters(child, qualified(name), model);
 }

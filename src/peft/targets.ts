@@ -15,11 +15,12 @@ const MIN_TARGET_MODULES_FOR_OPTIMIZATION = 20;
 
 /**
  * PEFT's target_modules when a config gives none (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING, PEFT 0.21);
- * PEFT has none for phi3, smollm3 and olmo2, and refuses a config without target_modules there, as this does.
+ * PEFT has none for phi3, smollm3, olmo2, qwen3_moe and gpt_oss, and refuses a config without target_modules there, as this does.
  */
 const DEFAULT_TARGETS: Readonly<Record<string, readonly string[]>> = {
   llama: ['q_proj', 'v_proj'],
   mistral: ['q_proj', 'v_proj'],
+  mixtral: ['q_proj', 'v_proj'],
   qwen2: ['q_proj', 'v_proj'],
   qwen3: ['q_proj', 'v_proj'],
   gemma2: ['q_proj', 'v_proj'],
