@@ -20,6 +20,8 @@ export interface ExpertRouting {
   readonly slot: Tensor;
   /** int32 [tokens * topK], grouped as `token`: each assignment's expert. */
   readonly expert: Tensor;
+  /** `token` on the host (a mixed-adapter batch picks each assignment's adapter by its token's row). */
+  readonly hostToken: Int32Array;
   /** Assignments per expert, in expert order: the grouped GEMMs' group sizes. */
   readonly groupSizes: readonly number[];
 }
@@ -76,5 +78,5 @@ export function routeTopK(scores: Tensor, k: number): ExpertRouting {
   }
   const device = scores.device;
   const ints = (data: Int32Array) => fromHost(data, [A], 'int32', device);
-  return { tokens, topK: k, experts, choice: ints(choice), token: ints(token), slot: ints(slotOf), expert: ints(expert), groupSizes: counts };
+  return { tokens, topK: k, experts, choice: ints(choice), token: ints(token), slot: ints(slotOf), expert: ints(expert), hostToken: token, groupSizes: counts };
 }

@@ -10,6 +10,7 @@ import { storedMoeTensors } from '../models/moe-weights.js';
 import type { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { PeftError } from './errors.js';
+import { LoraExperts } from './lora-experts.js';
 import { LoraLinear } from './lora-linear.js';
 import { ModulesToSaveWrapper } from './modules-to-save.js';
 import { tensorBytes } from './tensor-copy.js';
@@ -24,7 +25,7 @@ export interface SaveModelOptions {
 /**
  * Saves the model as a Hugging Face checkpoint that transformers and this project load: model.safetensors (or shards
  * plus index) under transformers' parameter names, config.json with the saved dtype, and the companion files.
- * LoRA layers contribute their base layer's weights (merge first to export the adapted model); modules-to-save
+ * LoRA layers (expert adapters too) contribute their base layer's weights (merge first to export the adapted model); modules-to-save
  * wrappers contribute the copy in use.
  */
 export async function saveModelPretrained(model: CausalLM, dir: string, options: SaveModelOptions = {}): Promise<void> {
@@ -49,9 +50,10 @@ function* plainParameters(module: Module, prefix: string, model: CausalLM): Gene
   if (module instanceof LoraLinear) return yield* plainParameters(module.base_layer, prefix, model);
   if (module instanceof ModulesToSaveWrapper) return yield* plainParameters(module.layerInUse(), prefix, model);
   if (module instanceof SparseMoeBlock) {
-    if (!(module.experts instanceof MoeExperts)) throw new PeftError('Merge the expert adapters (mergeAndUnload) before exporting the checkpoint.');
+    const experts = module.experts instanceof LoraExperts ? module.experts.base_layer : module.experts;
+    if (!(experts instanceof MoeExperts)) throw new PeftError(`${prefix} holds experts of an unknown kind (${experts.constructor.name}), which a checkpoint cannot store.`);
     const layer = prefix.slice(0, prefix.lastIndexOf('.'));
-    for (const [path, t] of storedMoeTensors(model.config, module.router, module.experts)) yield [`${layer}.${path}`, t];
+    for (const [path, t] of storedMoeTensors(model.config, module.router, experts)) yield [`${layer}.${path}`, t];
     return;
   }
   const qualified = (name: string) => (prefix ? `${prefix}.${name}` : name);

@@ -33,9 +33,9 @@ export const VARIANTS: Readonly<Record<BaseName, readonly string[]>> = {
   'tiny-phi3': ['lora', 'lora_qkv'],
   'tiny-smollm3': ['lora', 'lora_qv'],
   'tiny-olmo2': ['lora', 'lora_att'],
-  'tiny-mixtral': ['lora'],
-  'tiny-qwen3moe': ['lora'],
-  'tiny-gptoss': ['lora'],
+  'tiny-mixtral': ['lora', 'lora_experts'],
+  'tiny-qwen3moe': ['lora', 'lora_experts'],
+  'tiny-gptoss': ['lora', 'lora_experts'],
 };
 
 /** The mixture-of-experts bases. */
