@@ -82,7 +82,8 @@ export interface ProjectionFormat {
 /** Picks the projection format: dense, or the registered quantized one named by config.json (`dir`'s). */
 export function projectionFormatFor(config: ModelConfig, dir: string): ProjectionFormat {
   const q = config.raw['quantization_config'] as Record<string, unknown> | undefined;
-  if (!q) return { load: denseLinear };
+  // gpt-oss's MXFP4 quantizes the experts alone (the sparse blocks' loader decodes them); its projections are dense.
+  if (!q || config.moe?.expertFormat === 'mxfp4') return { load: denseLinear };
   const method = String(q['quant_method'] ?? '');
   const format = quantizedFormats.get(method);
   if (!format) throw new ConfigError(`${dir}/config.json: quantization method "${method}" is not supported; supported: ${[...quantizedFormats.keys()].join(', ') || 'none'}.`);

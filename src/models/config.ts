@@ -35,6 +35,8 @@ export interface MoeConfig {
   readonly normTopkProb: boolean;
   /** gpt-oss: router and experts carry biases, gate/up are interleaved and the SwiGLU is clamped at this limit. */
   readonly swigluLimit: number;
+  /** How the checkpoint stores the expert weights: float tensors, or gpt-oss's MXFP4 blocks and scales (models/mxfp4.ts). */
+  readonly expertFormat: 'float' | 'mxfp4';
 }
 
 /** Where a decoder layer normalises: before each sublayer (Llama), before and after (Gemma), after only (OLMo 2). */
@@ -381,6 +383,12 @@ function moeOf(f: Fields, family: MoeFamily, layers: number, hiddenAct: string):
     if (swigluLimit !== 7.0) throw new ConfigError(`${f.path}: "swiglu_limit" is ${swigluLimit}, but transformers' GptOssExperts always clamps at 7.0; set it to 7.0.`);
     if (hiddenAct !== 'silu') throw new ConfigError(`${f.path}: "hidden_act" is "${hiddenAct}", but gpt-oss's experts always use their clamped SwiGLU; set it to "silu".`);
   }
+  const quant = f.raw['quantization_config'] as Record<string, unknown> | undefined;
+  const mxfp4 = quant !== undefined && quant !== null && quant['quant_method'] === 'mxfp4';
+  if (mxfp4 && family !== 'gpt_oss') throw new ConfigError(`${f.path}: quantization_config.quant_method "mxfp4" is gpt-oss's expert format, but this is a ${family} config; remove the quantization_config or use the checkpoint it came with.`);
+  if (mxfp4 && (f.positiveInt('hidden_size') % 32 !== 0 || f.positiveInt('intermediate_size') % 32 !== 0)) {
+    throw new ConfigError(`${f.path}: MXFP4 experts come in blocks of 32 values, so hidden_size and intermediate_size must be multiples of 32.`);
+  }
   return {
     family,
     numExperts,
@@ -390,6 +398,7 @@ function moeOf(f: Fields, family: MoeFamily, layers: number, hiddenAct: string):
     routing: family === 'gpt_oss' ? 'topk-softmax' : 'softmax-topk',
     normTopkProb: family === 'mixtral' ? true : family === 'qwen3_moe' ? f.bool('norm_topk_prob', false) : false,
     swigluLimit,
+    expertFormat: mxfp4 ? 'mxfp4' : 'float',
   };
 }
 

@@ -11,6 +11,8 @@ export interface LayoutTensor {
   readonly param: string;
   readonly shape: readonly number[];
   readonly kind: 'embedding' | 'projection' | 'norm' | 'head' | 'router' | 'expert' | 'sink';
+  /** Stored as raw bytes rather than floats (gpt-oss's MXFP4 expert blocks and scales). */
+  readonly bytes?: true;
 }
 
 /** A linear projection of one decoder layer: its module path under the layer, and [out, in]. */
@@ -65,6 +67,8 @@ export interface StoredMoeTensor {
   readonly expert: number | null;
   /** Mixtral and Qwen3-MoE fuse [gate; up] along the output rows (chunk(2) splits them back). */
   readonly part: 'gate' | 'up' | 'all';
+  /** A float tensor, or one half of an MXFP4 parameter (uint8 blocks [E, out, in / 32, 16], scales [E, out, in / 32]). */
+  readonly encoding: 'float' | 'mxfp4-blocks' | 'mxfp4-scales';
 }
 
 /** The module names of a sparse block under the layer: mlp.gate (Mixtral, Qwen3-MoE) or mlp.router (gpt-oss), and mlp.experts. */
@@ -80,26 +84,35 @@ export function moeLayerTensors(c: ModelConfig): StoredMoeTensor[] {
   const moe = c.moe!;
   const { numExperts: E, expertIntermediateSize: I } = moe;
   const H = c.hiddenSize;
+  const whole = { expert: null, part: 'all', encoding: 'float' } as const;
   if (moe.family === 'gpt_oss') {
+    // [E, in, out] as floats, or MXFP4 of the transposed [E, out, in] (blocks along in).
+    const weight = (name: 'gate_up_proj' | 'down_proj', inF: number, outF: number): StoredMoeTensor[] =>
+      moe.expertFormat === 'mxfp4'
+        ? [
+            { path: `mlp.experts.${name}_blocks`, shape: [E, outF, inF / 32, 16], kind: 'expert', target: name, expert: null, part: 'all', encoding: 'mxfp4-blocks' },
+            { path: `mlp.experts.${name}_scales`, shape: [E, outF, inF / 32], kind: 'expert', target: name, expert: null, part: 'all', encoding: 'mxfp4-scales' },
+          ]
+        : [{ path: `mlp.experts.${name}`, shape: [E, inF, outF], kind: 'expert', target: name, ...whole }];
     return [
-      { path: 'mlp.router.weight', shape: [E, H], kind: 'router', target: 'weight', expert: null, part: 'all' },
-      { path: 'mlp.router.bias', shape: [E], kind: 'router', target: 'bias', expert: null, part: 'all' },
-      { path: 'mlp.experts.gate_up_proj', shape: [E, H, 2 * I], kind: 'expert', target: 'gate_up_proj', expert: null, part: 'all' },
-      { path: 'mlp.experts.gate_up_proj_bias', shape: [E, 2 * I], kind: 'expert', target: 'gate_up_proj_bias', expert: null, part: 'all' },
-      { path: 'mlp.experts.down_proj', shape: [E, I, H], kind: 'expert', target: 'down_proj', expert: null, part: 'all' },
-      { path: 'mlp.experts.down_proj_bias', shape: [E, H], kind: 'expert', target: 'down_proj_bias', expert: null, part: 'all' },
+      { path: 'mlp.router.weight', shape: [E, H], kind: 'router', target: 'weight', ...whole },
+      { path: 'mlp.router.bias', shape: [E], kind: 'router', target: 'bias', ...whole },
+      ...weight('gate_up_proj', H, 2 * I),
+      { path: 'mlp.experts.gate_up_proj_bias', shape: [E, 2 * I], kind: 'expert', target: 'gate_up_proj_bias', ...whole },
+      ...weight('down_proj', I, H),
+      { path: 'mlp.experts.down_proj_bias', shape: [E, H], kind: 'expert', target: 'down_proj_bias', ...whole },
     ];
   }
   const mixtral = moe.family === 'mixtral';
   const block = mixtral ? 'block_sparse_moe' : 'mlp';
   const [gate, up, down] = mixtral ? ['w1', 'w3', 'w2'] : ['gate_proj', 'up_proj', 'down_proj'];
-  const out: StoredMoeTensor[] = [{ path: `${block}.gate.weight`, shape: [E, H], kind: 'router', target: 'weight', expert: null, part: 'all' }];
+  const out: StoredMoeTensor[] = [{ path: `${block}.gate.weight`, shape: [E, H], kind: 'router', target: 'weight', ...whole }];
   for (let e = 0; e < E; e++) {
     const p = `${block}.experts.${e}`;
     out.push(
-      { path: `${p}.${gate}.weight`, shape: [I, H], kind: 'expert', target: 'gate_up_proj', expert: e, part: 'gate' },
-      { path: `${p}.${up}.weight`, shape: [I, H], kind: 'expert', target: 'gate_up_proj', expert: e, part: 'up' },
-      { path: `${p}.${down}.weight`, shape: [H, I], kind: 'expert', target: 'down_proj', expert: e, part: 'all' },
+      { path: `${p}.${gate}.weight`, shape: [I, H], kind: 'expert', target: 'gate_up_proj', expert: e, part: 'gate', encoding: 'float' },
+      { path: `${p}.${up}.weight`, shape: [I, H], kind: 'expert', target: 'gate_up_proj', expert: e, part: 'up', encoding: 'float' },
+      { path: `${p}.${down}.weight`, shape: [H, I], kind: 'expert', target: 'down_proj', expert: e, part: 'all', encoding: 'float' },
     );
   }
   return out;
@@ -126,7 +139,7 @@ export function checkpointLayout(c: ModelConfig): LayoutTensor[] {
     if (c.moe?.sparseLayers[i]) {
       for (const t of moeLayerTensors(c)) {
         const dot = t.path.lastIndexOf('.');
-        out.push({ module: `${p}.${t.path.slice(0, dot)}`, param: t.path.slice(dot + 1), shape: t.shape, kind: t.kind });
+        out.push({ module: `${p}.${t.path.slice(0, dot)}`, param: t.path.slice(dot + 1), shape: t.shape, kind: t.kind, ...(t.encoding === 'float' ? {} : { bytes: true as const }) });
       }
     }
     if (qk) {

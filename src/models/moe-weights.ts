@@ -1,4 +1,5 @@
-import type { TensorSource } from '../io/tensor-source.js';
+import { FormatError } from '../io/errors.js';
+import { tensorFile, type TensorSource } from '../io/tensor-source.js';
 import { fromHost, narrow, reshape } from '../ops/index.js';
 import type { HostArray } from '../tensor/buffer.js';
 import type { DType } from '../tensor/dtype.js';
@@ -6,7 +7,8 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
 import { moeLayerTensors, type StoredMoeTensor } from './layout.js';
 import { MoeExperts, MoeRouter, SparseMoeBlock } from './moe.js';
-import { loadHostTensor } from './weights.js';
+import { dequantizeMxfp4 } from './mxfp4.js';
+import { convertHost, loadHostTensor } from './weights.js';
 
 /** Shapes of the fused parameters transformers 5.17 computes with (MoeExperts), per target. */
 function fusedShape(c: ModelConfig, target: StoredMoeTensor['target']): number[] {
@@ -29,6 +31,21 @@ function fusedShape(c: ModelConfig, target: StoredMoeTensor['target']): number[]
   }
 }
 
+/** An MXFP4 parameter (its blocks read before `scales`, the tensor `scalesName`) as [E, in, out] in `dtype`. */
+function decodeMxfp4(source: TensorSource, scalesName: string, blocks: Uint8Array, scales: Uint8Array, scalesShape: readonly number[], dtype: DType): { data: HostArray } {
+  const [experts, rows, groups] = scalesShape as [number, number, number];
+  if (scales.length !== experts * rows * groups || blocks.length !== scales.length * 16) {
+    const file = tensorFile(source, scalesName);
+    throw new FormatError(file, `${file}: the MXFP4 blocks and scales of "${scalesName}" hold ${blocks.length} and ${scales.length} bytes, but the config implies ${experts * rows * groups * 16} and ${experts * rows * groups}; the weights do not belong to this config.json.`);
+  }
+  const values = dequantizeMxfp4(blocks, scales, experts, rows, groups);
+  if ('nanScaleAt' in values) {
+    const file = tensorFile(source, scalesName);
+    throw new FormatError(file, `${file}: tensor "${scalesName}" holds the E8M0 NaN scale 255 at block ${values.nanScaleAt}; the MXFP4 weights are corrupt, so download them again.`);
+  }
+  return { data: convertHost(values, 'float32', dtype) };
+}
+
 /** Raw host storage of `n` elements of a float dtype (bfloat16/float16 as 16-bit patterns). */
 function hostStorage(dtype: DType, n: number): HostArray {
   return dtype === 'float32' ? new Float32Array(n) : new Uint16Array(n);
@@ -42,6 +59,7 @@ function hostStorage(dtype: DType, n: number): HostArray {
 export async function loadSparseMoeBlock(c: ModelConfig, source: TensorSource, layerPrefix: string, dtype: DType, device: string): Promise<SparseMoeBlock> {
   const moe = c.moe!;
   const fused = new Map<StoredMoeTensor['target'], { data: HostArray; shape: number[] }>();
+  let blocks: Uint8Array | null = null;
   for (const t of moeLayerTensors(c)) {
     const shape = fusedShape(c, t.target);
     let slot = fused.get(t.target);
@@ -49,7 +67,12 @@ export async function loadSparseMoeBlock(c: ModelConfig, source: TensorSource, l
       slot = { data: hostStorage(dtype, shape.reduce((a, b) => a * b, 1)), shape };
       fused.set(t.target, slot);
     }
-    const { data } = await loadHostTensor(source, `${layerPrefix}.${t.path}`, dtype, t.shape);
+    const name = `${layerPrefix}.${t.path}`;
+    if (t.encoding === 'mxfp4-blocks') {
+      blocks = await source.read(name);
+      continue;
+    }
+    const { data } = t.encoding === 'mxfp4-scales' ? decodeMxfp4(source, name, blocks!, await source.read(name), t.shape, dtype) : await loadHostTensor(source, name, dtype, t.shape);
     const perExpert = slot.data.length / moe.numExperts;
     const at = t.expert === null ? 0 : t.expert * perExpert + (t.part === 'up' ? perExpert / 2 : 0);
     (slot.data as Float32Array).set(data as Float32Array, at);
@@ -81,6 +104,7 @@ export function storedMoeTensors(c: ModelConfig, router: MoeRouter, experts: Moe
     gate_up_proj_bias: experts.gate_up_proj_bias,
     down_proj_bias: experts.down_proj_bias,
   };
+  if (c.moe!.expertFormat !== 'float') throw new Error(`storedMoeTensors: the experts of this ${c.architecture} are stored as ${c.moe!.expertFormat}, which has no float checkpoint names.`);
   return moeLayerTensors(c).map((t) => {
     const whole = params[t.target]!;
     if (t.expert === null) return [t.path, whole];
