@@ -99,8 +99,8 @@ export function storedMoeTensors(c: ModelConfig, router: MoeRouter, experts: Moe
   const params: Record<StoredMoeTensor['target'], Tensor | null> = {
     weight: router.weight,
     bias: router.bias,
-    gate_up_proj: experts.gate_up_proj,
-    down_proj: experts.down_proj,
+    gate_up_proj: experts.denseWeight('gate_up_proj', 'be saved'),
+    down_proj: experts.denseWeight('down_proj', 'be saved'),
     gate_up_proj_bias: experts.gate_up_proj_bias,
     down_proj_bias: experts.down_proj_bias,
   };

@@ -32,6 +32,7 @@ import {
   type GroupedWeightLayout,
 } from '../ops/index.js';
 import { Module, type ForwardContext } from '../nn/module.js';
+import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { MoeConfig } from './config.js';
 
@@ -60,6 +61,17 @@ export interface ExpertDeltas {
   readonly down?: (x: Tensor, routing: ExpertRouting) => Tensor;
 }
 
+/** The two expert weights a sparse block multiplies with, by their transformers names. */
+export type ExpertWeightName = 'gate_up_proj' | 'down_proj';
+
+/** An expert weight [E, ., .] held quantized (QLoRA's per-expert NF4, src/quant): dense on demand, never trained. */
+export interface QuantizedExpertWeight {
+  readonly shape: readonly number[];
+  /** The dense weight in `dtype`, outside the autograd graph. */
+  dequantize(dtype: DType): Tensor;
+  dispose(): void;
+}
+
 /** What a sparse block calls for its experts: the base experts, or an adapter wrapping them (src/peft). */
 export interface ExpertsLike extends Module {
   /** Outputs [rows, hidden] for rows [rows, hidden] grouped by expert as `routing` says. */
@@ -72,11 +84,13 @@ export interface ExpertsLike extends Module {
  * interleaved: columns 2j and 2j + 1) and down_proj [E, I, H], multiplied as stored, plus their biases.
  */
 export class MoeExperts extends Module implements ExpertsLike {
-  gate_up_proj: Tensor;
-  down_proj: Tensor;
+  /** null once quantized (quantizeWeight): the weight then lives in `quantized`. */
+  gate_up_proj: Tensor | null;
+  down_proj: Tensor | null;
   gate_up_proj_bias: Tensor | null;
   down_proj_bias: Tensor | null;
   readonly layout: GroupedWeightLayout;
+  private readonly quantized = new Map<ExpertWeightName, QuantizedExpertWeight>();
   constructor(
     readonly moe: MoeConfig,
     readonly hiddenAct: string,
@@ -94,13 +108,41 @@ export class MoeExperts extends Module implements ExpertsLike {
     this.layout = moe.family === 'gpt_oss' ? 'in-out' : 'out-in';
   }
 
+  /** The dense parameter, or the quantized form's shape. */
+  shapeOf(name: ExpertWeightName): readonly number[] {
+    return this[name]?.shape ?? this.quantized.get(name)!.shape;
+  }
+
+  isQuantized(name: ExpertWeightName): boolean {
+    return this.quantized.has(name);
+  }
+
+  /** The dense parameter; refused once it is quantized (merging and exporting need the dense experts). */
+  denseWeight(name: ExpertWeightName, purpose: string): Tensor {
+    const t = this[name];
+    if (!t) throw new Error(`The experts' ${name} is held in 4 bits, so it cannot ${purpose}; load the model unquantized for that.`);
+    return t;
+  }
+
+  /** Replaces a dense weight by its quantized form and frees the dense one (the parameter stays, as null). */
+  quantizeWeight(name: ExpertWeightName, q: QuantizedExpertWeight): void {
+    this.denseWeight(name, 'be quantized again').dispose();
+    this.setParameter(name, null);
+    this.quantized.set(name, q);
+  }
+
+  /** The weight to multiply with, in the input's dtype when it is quantized. */
+  private weight(name: ExpertWeightName, dtype: DType): Tensor {
+    return this[name] ?? this.quantized.get(name)!.dequantize(dtype);
+  }
+
   forward(xs: Tensor, routing: ExpertRouting, _ctx: ForwardContext, deltas: ExpertDeltas = {}): Tensor {
     const sizes = routing.groupSizes;
-    let gateUp = groupedMatmul(xs, this.gate_up_proj, sizes, this.layout);
+    let gateUp = groupedMatmul(xs, this.weight('gate_up_proj', xs.dtype), sizes, this.layout);
     if (deltas.gateUp) gateUp = add(gateUp, deltas.gateUp(xs, routing));
     if (this.gate_up_proj_bias) gateUp = add(gateUp, embedding(routing.expert, this.gate_up_proj_bias));
     const hidden = this.moe.family === 'gpt_oss' ? clampedSwiglu(gateUp, this.moe.swigluLimit) : this.gated(gateUp);
-    let out = groupedMatmul(hidden, this.down_proj, sizes, this.layout);
+    let out = groupedMatmul(hidden, this.weight('down_proj', hidden.dtype), sizes, this.layout);
     if (deltas.down) out = add(out, deltas.down(hidden, routing));
     if (this.down_proj_bias) out = add(out, embedding(routing.expert, this.down_proj_bias));
     return out;

@@ -1,4 +1,4 @@
-import { MoeExperts, type ExpertsLike } from '../models/moe.js';
+import { MoeExperts, type ExpertsLike, type ExpertWeightName } from '../models/moe.js';
 import { Linear } from '../nn/layers.js';
 import { bumpParameterEpoch, Module, type ForwardContext } from '../nn/module.js';
 import { add, contiguous, fromHost, groupedMatmul, matmul, mul, mulScalar, permute, reshape, sub, to, transpose, type ExpertRouting } from '../ops/index.js';
@@ -12,8 +12,8 @@ import type { LoraRuntimeState } from './runtime-state.js';
 import { overwriteTensor } from './tensor-copy.js';
 
 /** The expert parameters an adapter can target, in MoeExperts' (and transformers') registration order. */
-export const EXPERT_PARAMETERS = ['gate_up_proj', 'down_proj'] as const;
-export type ExpertParameter = (typeof EXPERT_PARAMETERS)[number];
+export const EXPERT_PARAMETERS: readonly ExpertParameter[] = ['gate_up_proj', 'down_proj'];
+export type ExpertParameter = ExpertWeightName;
 
 /** One adapter's settings on a set of experts. */
 export interface ExpertAdapterSettings {
@@ -71,7 +71,7 @@ export class LoraExperts extends Module implements ExpertsLike {
 
   /** [in, out] of a parameter's projection. */
   features(parameter: ExpertParameter): { inFeatures: number; outFeatures: number } {
-    const [, d1, d2] = this.base_layer[parameter].shape as [number, number, number];
+    const [, d1, d2] = this.base_layer.shapeOf(parameter) as [number, number, number];
     return this.base_layer.layout === 'out-in' ? { inFeatures: d2, outFeatures: d1 } : { inFeatures: d1, outFeatures: d2 };
   }
 
@@ -192,6 +192,11 @@ export class LoraExperts extends Module implements ExpertsLike {
     return this.base_layer.layout === 'out-in' ? outIn : contiguous(transpose(outIn, 1, 2));
   }
 
+  /** Throws, before anything is merged anywhere, when a targeted weight is held quantized (merging needs it dense). */
+  assertMergeable(): void {
+    for (const p of this.adapters.keys()) this.base_layer.denseWeight(p, 'take merged adapters');
+  }
+
   merge(names: readonly string[]): void {
     for (const name of names) {
       if (!this.settings.has(name) || this.mergedAdapters.includes(name)) continue;
@@ -208,7 +213,7 @@ export class LoraExperts extends Module implements ExpertsLike {
     noGrad(() =>
       scope(() => {
         for (const p of this.adapters.keys()) {
-          const weight = this.base_layer[p];
+          const weight = this.base_layer.denseWeight(p, 'take merged adapters');
           overwriteTensor(weight, op(to(weight, { dtype: 'float32' }), this.deltaWeight(name, p)));
         }
       }),

@@ -23,7 +23,7 @@ import { assertFiniteMerge, isRequantizing, mergeIntoQuantized, unmergeFromQuant
 import { LoraLinear } from './lora-linear.js';
 import { otherAdapterLayers, isPeftLayer, loraLayers, modulesToSaveWrappers, walkModules } from './module-walk.js';
 import { LoraEmbedding } from './lora-embedding.js';
-import type { LoraExperts } from './lora-experts.js';
+import { LoraExperts } from './lora-experts.js';
 import { TrainableTokensWrapper } from './trainable-tokens.js';
 import { writeModelCard } from './model-card.js';
 import { ModulesToSaveWrapper } from './modules-to-save.js';
@@ -387,6 +387,7 @@ export class PeftModel extends Module {
     this.assertUsable();
     const names = adapterNames ?? this.state.activeAdapters;
     for (const name of names) this.assertKnown(name);
+    for (const { layer } of otherAdapterLayers(this.model)) if (layer instanceof LoraExperts) layer.assertMergeable();
     const layers = loraLayers(this.model);
     if (!options.safeMerge && !layers.some(({ layer }) => isRequantizing(layer.base_layer))) {
       for (const { layer } of layers) layer.merge(names);
