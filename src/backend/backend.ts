@@ -159,6 +159,11 @@ export interface AttentionArgs {
    * mask is added; 0: none.
    */
   readonly softcap: number;
+  /**
+   * Attention sinks (gpt-oss): float32 [heads], one logit per query head that joins every row's softmax
+   * normaliser without a value row (transformers' eager_attention_forward with `module.sinks`); absent or null: none.
+   */
+  readonly sinks?: DeviceBuffer | null;
 }
 
 /** AttentionArgs plus the layouts of the output gradient and of the three input gradients. */
@@ -209,6 +214,8 @@ export interface PagedAttentionArgs extends PagedKvArgs {
   readonly window: number;
   /** Logit soft-capping as in AttentionArgs: when > 0, each scaled score s becomes softcap * tanh(s / softcap). */
   readonly softcap: number;
+  /** Attention sinks as in AttentionArgs. */
+  readonly sinks?: DeviceBuffer | null;
   readonly q: AttentionLayout;
   readonly out: AttentionLayout;
 }
@@ -226,6 +233,11 @@ export interface Backend {
   fromHost(dtype: DType, data: HostArray): DeviceBuffer;
   /** Reads `length` elements from `offset` back to the host. */
   toHost(buffer: DeviceBuffer, offset: number, length: number): Promise<HostArray>;
+  /**
+   * toHost waiting in place: for ops whose next kernel launches depend on values just computed (a
+   * mixture-of-experts layer's routing decides its per-expert GEMM sizes), inside the synchronous forward pass.
+   */
+  toHostNow(buffer: DeviceBuffer, offset: number, length: number): HostArray;
   release(buffer: DeviceBuffer): void;
   /** Waits for queued work (no-op on synchronous backends). */
   synchronize(): Promise<void>;

@@ -118,7 +118,8 @@ async function inspectAdapter(dir: string): Promise<void> {
     }
     return { params, stored, tensors: s.names().length, dtype: s.names().length ? s.info(s.names()[0]!).dtype : 'float32' };
   });
-  const targets = typeof config.targetModules === 'string' ? config.targetModules : (config.targetModules ?? []).join(', ');
+  const modules = typeof config.targetModules === 'string' ? [config.targetModules] : (config.targetModules ?? []);
+  const targets = [...modules, ...(config.targetParameters ?? [])].join(', ');
   const flags = [config.useRslora ? 'rsLoRA' : '', config.useDora ? 'DoRA' : ''].filter(Boolean).join(', ');
   console.log(`adapter: ${dir} (LoRA r ${config.r}, alpha ${config.loraAlpha}${flags ? `, ${flags}` : ''}; targets ${targets})`);
   console.log(`  ${adapter.tensors} tensors, ${n(adapter.params)} parameters (${bytes(adapter.stored)}, ${adapter.dtype})`);

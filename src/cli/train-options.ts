@@ -39,6 +39,7 @@ export const TRAIN_OPTIONS: OptionSpecs = {
   'lora-alpha': { kind: 'number', min: 0, default: 16, help: 'LoRA alpha (scaling alpha / r)' },
   'lora-dropout': { kind: 'number', min: 0, max: 1, exclusiveMax: true, default: 0.05, help: 'dropout on the adapter input' },
   'target-modules': { kind: 'string', default: 'all-linear', help: 'comma list of module names, a full-match regex, or all-linear' },
+  'target-parameters': { kind: 'string', help: 'comma list of mixture-of-experts parameters adapted in place (PEFT target_parameters): experts.gate_up_proj,experts.down_proj; needs --lora-dropout 0' },
   'exclude-modules': { kind: 'string', help: 'comma list of module names, or a full-match regex, that LoRA leaves out' },
   'layers-to-transform': { kind: 'string', help: 'comma list of layer indices to adapt (e.g. 0,1,2); the others are left alone' },
   'layers-pattern': { kind: 'string', help: 'name of the layer container that --layers-to-transform indexes (e.g. layers); comma list allowed' },
@@ -111,6 +112,7 @@ export interface TrainCommandOptions {
   loraAlpha: number;
   loraDropout: number;
   targetModules: string | string[];
+  targetParameters: string[] | null;
   excludeModules: string | string[] | null;
   layersToTransform: number[] | null;
   layersPattern: string | string[] | null;
@@ -205,6 +207,7 @@ export function toTrainCommandOptions(v: OptionValues, explicit: ReadonlySet<str
     loraAlpha: num('lora-alpha'),
     loraDropout: num('lora-dropout'),
     targetModules: parseTargetModules(String(v['target-modules'])),
+    targetParameters: v['target-parameters'] === undefined ? null : (parseModuleList(String(v['target-parameters']), '--target-parameters', false) as string[]),
     excludeModules: v['exclude-modules'] === undefined ? null : parseModuleList(String(v['exclude-modules']), '--exclude-modules', true),
     layersToTransform: parseLayers(v['layers-to-transform']),
     layersPattern: v['layers-pattern'] === undefined ? null : parseLayersPattern(String(v['layers-pattern'])),

@@ -240,6 +240,7 @@ export function loraConfigOf(o: TrainCommandOptions, builtin: boolean): LoraConf
   const config: LoraConfig & { trainableTokenIndices?: unknown } = {
     r: o.r, loraAlpha: o.loraAlpha, loraDropout: o.loraDropout, targetModules: o.targetModules, useRslora: o.useRslora, useDora: o.useDora,
     seed: o.seed, baseModelNameOrPath: builtin ? null : o.model,
+    ...(o.targetParameters !== null ? { targetParameters: o.targetParameters } : {}),
     ...(o.excludeModules !== null ? { excludeModules: o.excludeModules } : {}),
     ...(o.layersToTransform !== null ? { layersToTransform: o.layersToTransform } : {}),
     ...(o.layersPattern !== null ? { layersPattern: o.layersPattern } : {}),

@@ -13,10 +13,12 @@ import {
   DecoderModel,
   LAYER_NORM_NAMES,
   type AttentionProjections,
+  type FeedForward,
   type LayerNorms,
   type MlpProjections,
 } from './causal-lm.js';
 import { decoderPrefix, layerProjections, qkNormWidths, type LayerProjection } from './layout.js';
+import { loadSparseMoeBlock } from './moe-weights.js';
 import { loadTensor } from './weights.js';
 
 export interface FromPretrainedOptions {
@@ -80,7 +82,8 @@ export interface ProjectionFormat {
 /** Picks the projection format: dense, or the registered quantized one named by config.json (`dir`'s). */
 export function projectionFormatFor(config: ModelConfig, dir: string): ProjectionFormat {
   const q = config.raw['quantization_config'] as Record<string, unknown> | undefined;
-  if (!q) return { load: denseLinear };
+  // gpt-oss's MXFP4 quantizes the experts alone (the sparse blocks' loader decodes them); its projections are dense.
+  if (!q || config.moe?.expertFormat === 'mxfp4') return { load: denseLinear };
   const method = String(q['quant_method'] ?? '');
   const format = quantizedFormats.get(method);
   if (!format) throw new ConfigError(`${dir}/config.json: quantization method "${method}" is not supported; supported: ${[...quantizedFormats.keys()].join(', ') || 'none'}.`);
@@ -107,17 +110,23 @@ export async function buildCausalLM(
   for (let i = 0; i < c.numHiddenLayers; i++) {
     const p = `${root}.layers.${i}`;
     const linears = new Map<string, LinearLike>();
-    for (const projection of layerProjections(c)) linears.set(projection.path, await proj(projection, p));
+    for (const projection of layerProjections(c, i)) linears.set(projection.path, await proj(projection, p));
     const get = (path: string) => linears.get(path)!;
     const attnProjections: AttentionProjections = c.fusedProjections
       ? { qkv: get('self_attn.qkv_proj'), o: get('self_attn.o_proj') }
       : { q: get('self_attn.q_proj'), k: get('self_attn.k_proj'), v: get('self_attn.v_proj'), o: get('self_attn.o_proj') };
     const qkNorms = qk ? { q: await norm(`${p}.self_attn.q_norm`, qk.q), k: await norm(`${p}.self_attn.k_norm`, qk.k) } : null;
-    const attn = new DecoderAttention(c, i, attnProjections, qkNorms);
-    const mlpProjections: MlpProjections = c.fusedProjections
-      ? { gateUp: get('mlp.gate_up_proj'), down: get('mlp.down_proj') }
-      : { gate: get('mlp.gate_proj'), up: get('mlp.up_proj'), down: get('mlp.down_proj') };
-    const mlp = new DecoderMLP(mlpProjections, c.hiddenAct);
+    const sinks = c.attentionSinks ? await loadTensor(source, `${p}.self_attn.sinks`, dtype, device, [c.numAttentionHeads]) : null;
+    const attn = new DecoderAttention(c, i, attnProjections, qkNorms, sinks);
+    let mlp: FeedForward;
+    if (c.moe?.sparseLayers[i]) {
+      mlp = await loadSparseMoeBlock(c, source, p, dtype, device);
+    } else {
+      const mlpProjections: MlpProjections = c.fusedProjections
+        ? { gateUp: get('mlp.gate_up_proj'), down: get('mlp.down_proj') }
+        : { gate: get('mlp.gate_proj'), up: get('mlp.up_proj'), down: get('mlp.down_proj') };
+      mlp = new DecoderMLP(mlpProjections, c.hiddenAct);
+    }
     const norms: Partial<Record<keyof LayerNorms, RMSNorm>> = {};
     for (const n of LAYER_NORM_NAMES[c.normPlacement]) norms[n] = await norm(`${p}.${n}`);
     layers.push(new DecoderLayer(attn, mlp, norms as LayerNorms));

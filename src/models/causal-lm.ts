@@ -10,6 +10,8 @@
  *   final logits; Gemma 3's q/k norm and a RoPE base per layer type.
  * - Phi-3/Phi-4: fused qkv_proj and gate_up_proj, partial rotary embeddings, longrope.
  * - SmolLM3: NoPE layers (no rotation at all).
+ * - Mixtral, Qwen3-MoE, gpt-oss: these layers with a sparse mixture-of-experts MLP (moe.ts); gpt-oss's attention
+ *   has biases on every projection and a sink logit per head.
  * Parameter names match transformers', so PEFT adapter keys line up.
  */
 import {
@@ -69,6 +71,8 @@ export class DecoderAttention extends Module {
   o_proj: LinearLike;
   q_norm: RMSNorm | null = null;
   k_norm: RMSNorm | null = null;
+  /** gpt-oss: one sink logit per query head (AttentionExtras.sinks), or null. */
+  sinks: Tensor | null;
   readonly layerType: LayerType;
   private readonly extras: AttentionExtras;
 
@@ -77,6 +81,7 @@ export class DecoderAttention extends Module {
     readonly layerIndex: number,
     projections: AttentionProjections,
     norms: { q: RMSNorm; k: RMSNorm } | null = null,
+    sinks: Tensor | null = null,
   ) {
     super();
     if ('qkv' in projections) {
@@ -93,6 +98,8 @@ export class DecoderAttention extends Module {
       this.q_norm = this.registerModule('q_norm', norms.q);
       this.k_norm = this.registerModule('k_norm', norms.k);
     }
+    this.sinks = sinks;
+    if (sinks) this.registerParameter('sinks', sinks);
     this.layerType = config.layerTypes[layerIndex]!;
     this.extras = {
       window: this.layerType === 'sliding_attention' ? config.slidingWindow! : 0,
@@ -135,6 +142,7 @@ export class DecoderAttention extends Module {
     const kh = transpose(k, 1, 2);
     const vh = transpose(v, 1, 2);
     const scale = c.attentionScale;
+    const extras: AttentionExtras = this.sinks ? { ...this.extras, sinks: this.sinks } : this.extras;
     let out: Tensor;
     if (inp.kv) {
       const { pool, step, fresh } = inp.kv;
@@ -142,9 +150,9 @@ export class DecoderAttention extends Module {
       const vPool = pool.values[this.layerIndex]!;
       pagedKvWrite(kPool, vPool, kh, vh, step);
       // A prefill (every cache empty) attends over its own keys with the dense kernel; later steps read the pages.
-      out = fresh ? attention(qh, kh, vh, scale, null, true, this.extras) : pagedAttention(qh, kPool, vPool, step, scale, this.extras);
+      out = fresh ? attention(qh, kh, vh, scale, null, true, extras) : pagedAttention(qh, kPool, vPool, step, scale, extras);
     } else {
-      out = attention(qh, kh, vh, scale, inp.mask, true, this.extras);
+      out = attention(qh, kh, vh, scale, inp.mask, true, extras);
     }
     return this.o_proj.forward(reshape(transpose(out, 1, 2), [B, T, H * D]), inp.ctx);
   }
@@ -186,6 +194,11 @@ export class DecoderMLP extends Module {
   }
 }
 
+/** A layer's MLP: the dense DecoderMLP or a sparse mixture-of-experts block (moe.ts). */
+export interface FeedForward extends Module {
+  forward(x: Tensor, ctx: ForwardContext): Tensor;
+}
+
 /** A layer's norms by placement: pre (input, post_attention), sandwich (+ pre/post_feedforward), post (post_attention, post_feedforward). */
 export interface LayerNorms {
   input_layernorm?: RMSNorm;
@@ -208,7 +221,7 @@ export class DecoderLayer extends Module {
   readonly post_feedforward_layernorm: RMSNorm | null;
   constructor(
     readonly self_attn: DecoderAttention,
-    readonly mlp: DecoderMLP,
+    readonly mlp: FeedForward,
     norms: LayerNorms,
   ) {
     super();

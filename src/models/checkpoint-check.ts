@@ -63,7 +63,11 @@ export function checkCheckpoint(config: ModelConfig, source: TensorSource, optio
     if (!shapesEqual(info.shape, t.shape)) {
       fail(file, `stores "${name}" with shape ${formatShape(info.shape)}, but ${configPath} implies ${formatShape(t.shape)}; the weights do not belong to this config.json`);
     }
-    assertFloatTensor(file, name, info.dtype);
+    if (t.bytes) {
+      if (info.dtype !== 'uint8') fail(file, `stores "${name}" as ${info.dtype}, but ${configPath}'s quantization_config implies uint8 MXFP4 blocks and scales; the weights do not belong to this config.json`);
+    } else {
+      assertFloatTensor(file, name, info.dtype);
+    }
     accounted.add(name);
   }
   const belongs = (name: string) => !config.skippedTower || name.startsWith(`${prefix}.`) || name === lmHead;

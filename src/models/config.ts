@@ -11,7 +11,33 @@ export type LayerType = 'full_attention' | 'sliding_attention';
  * The dense decoder families, each computing as its transformers 5.17 class does. `llama` covers Llama 2/3,
  * Mistral and Qwen2, which differ only in flags (biases, sliding window).
  */
-export type ModelFamily = 'llama' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3' | 'olmo2';
+export type ModelFamily = 'llama' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3' | 'olmo2' | MoeFamily;
+
+/** The mixture-of-experts families (src/models/moe.ts): their attention is a dense family's, their MLPs are experts. */
+export type MoeFamily = 'mixtral' | 'qwen3_moe' | 'gpt_oss';
+
+/** The sparse MLP of a mixture-of-experts config (transformers 5.17's MixtralSparseMoeBlock, Qwen3MoeSparseMoeBlock, GptOssMLP). */
+export interface MoeConfig {
+  readonly family: MoeFamily;
+  /** num_local_experts (Qwen3-MoE's released configs say num_experts). */
+  readonly numExperts: number;
+  /** num_experts_per_tok. */
+  readonly topK: number;
+  /** Each expert's intermediate width: moe_intermediate_size (Qwen3-MoE) or intermediate_size. */
+  readonly expertIntermediateSize: number;
+  /** Per layer: a sparse block, or the dense MLP of intermediate_size (Qwen3-MoE's mlp_only_layers and decoder_sparse_step). */
+  readonly sparseLayers: readonly boolean[];
+  /**
+   * 'softmax-topk': softmax over every expert's logit, the top k, renormalised to sum 1 when normTopkProb
+   * (Mixtral always, Qwen3-MoE by norm_topk_prob); 'topk-softmax': the top k logits, softmax over them (gpt-oss).
+   */
+  readonly routing: 'softmax-topk' | 'topk-softmax';
+  readonly normTopkProb: boolean;
+  /** gpt-oss: router and experts carry biases, gate/up are interleaved and the SwiGLU is clamped at this limit. */
+  readonly swigluLimit: number;
+  /** How the checkpoint stores the expert weights: float tensors, or gpt-oss's MXFP4 blocks and scales (models/mxfp4.ts). */
+  readonly expertFormat: 'float' | 'mxfp4';
+}
 
 /** Where a decoder layer normalises: before each sublayer (Llama), before and after (Gemma), after only (OLMo 2). */
 export type NormPlacement = 'pre' | 'sandwich' | 'post';
@@ -69,6 +95,10 @@ export interface ModelConfig {
   readonly finalLogitSoftcap: number;
   /** Phi-3 stores q/k/v as one qkv_proj and gate/up as one gate_up_proj. */
   readonly fusedProjections: boolean;
+  /** The mixture-of-experts MLPs, or null for a dense family. */
+  readonly moe: MoeConfig | null;
+  /** gpt-oss: each attention layer holds one sink logit per query head (self_attn.sinks). */
+  readonly attentionSinks: boolean;
   /**
    * Prefix of the decoder's tensors in the checkpoint ("model"; a Gemma 3 multimodal checkpoint keeps its
    * language model under "language_model.model" or "model.language_model"), and the output head's tensor.
@@ -98,6 +128,9 @@ const ARCHITECTURES: Readonly<Record<string, ModelFamily>> = {
   Phi3ForCausalLM: 'phi3',
   SmolLM3ForCausalLM: 'smollm3',
   Olmo2ForCausalLM: 'olmo2',
+  MixtralForCausalLM: 'mixtral',
+  Qwen3MoeForCausalLM: 'qwen3_moe',
+  GptOssForCausalLM: 'gpt_oss',
 };
 
 export const SUPPORTED_ARCHITECTURES: readonly string[] = Object.keys(ARCHITECTURES);
@@ -118,6 +151,15 @@ const DEFAULTS: Readonly<Record<string, Readonly<Record<string, unknown>>>> = {
     tie_word_embeddings: true,
   },
   smollm3: { tie_word_embeddings: true, no_rope_layer_interval: 4 },
+  mixtral: { num_local_experts: 8, num_experts_per_tok: 2, router_jitter_noise: 0, output_router_logits: false, router_aux_loss_coef: 0.001 },
+  qwen3_moe: {
+    num_experts_per_tok: 8, moe_intermediate_size: 768, norm_topk_prob: false, decoder_sparse_step: 1, mlp_only_layers: [],
+    output_router_logits: false, router_aux_loss_coef: 0.001,
+  },
+  gpt_oss: {
+    num_local_experts: 128, num_experts_per_tok: 4, attention_bias: true, sliding_window: 128, swiglu_limit: 7.0,
+    output_router_logits: false, router_aux_loss_coef: 0.9, hidden_act: 'silu',
+  },
 };
 
 /**
@@ -185,7 +227,7 @@ function layerTypesOf(f: Fields, family: ModelFamily, layers: number, architectu
   const windowField = f.get('sliding_window');
   let window = windowField === null || windowField === undefined ? null : f.positiveInt('sliding_window');
   // Qwen2/Qwen3/SmolLM3 slide only with use_sliding_window (the config class then drops sliding_window otherwise).
-  const gated = architecture === 'Qwen2ForCausalLM' || family === 'qwen3' || family === 'smollm3';
+  const gated = architecture === 'Qwen2ForCausalLM' || family === 'qwen3' || family === 'qwen3_moe' || family === 'smollm3';
   if (gated && !f.bool('use_sliding_window', false)) window = null;
   let types: LayerType[];
   if (Array.isArray(given)) {
@@ -198,7 +240,7 @@ function layerTypesOf(f: Fields, family: ModelFamily, layers: number, architectu
     });
     // transformers' Qwen-style configs keep layer_types as written but attend fully when sliding is off.
     if (gated && window === null) types = types.map(() => 'full_attention');
-  } else if (family === 'gemma2') {
+  } else if (family === 'gemma2' || family === 'gpt_oss') {
     types = Array.from({ length: layers }, (_, i) => ((i + 1) % 2 ? 'sliding_attention' : 'full_attention'));
   } else if (family === 'gemma3') {
     const pattern = f.positiveInt('sliding_window_pattern', 6);
@@ -303,6 +345,65 @@ function refuseUnimplemented(f: Fields, family: ModelFamily): void {
   if ((family === 'olmo2' || family === 'llama') && f.get('clip_qkv') !== undefined && f.get('clip_qkv') !== null) refuse('clip_qkv', 'which loraforge does not implement; remove it or set it to null.');
 }
 
+/** Qwen3-MoE: num_experts in released configs, num_local_experts as transformers 5.17 saves it. */
+function expertCount(f: Fields, family: MoeFamily): number {
+  const local = f.get('num_local_experts');
+  const named = family === 'qwen3_moe' ? f.raw['num_experts'] : undefined;
+  if (named !== undefined && named !== null && local !== undefined && local !== null && named !== local) {
+    throw new ConfigError(`${f.path}: "num_experts" is ${JSON.stringify(named)} but "num_local_experts" is ${JSON.stringify(local)}; keep one of them.`);
+  }
+  if (named !== undefined && named !== null) return f.positiveInt('num_experts');
+  return f.positiveInt('num_local_experts', family === 'qwen3_moe' ? 128 : undefined);
+}
+
+/** The experts of a mixture-of-experts family, with every field that changes their math implemented or refused. */
+function moeOf(f: Fields, family: MoeFamily, layers: number, hiddenAct: string): MoeConfig {
+  const numExperts = expertCount(f, family);
+  const topK = f.positiveInt('num_experts_per_tok');
+  if (topK > numExperts) throw new ConfigError(`${f.path}: "num_experts_per_tok" is ${topK} but there are only ${numExperts} experts; it must be at most ${numExperts}.`);
+  // transformers adds router_aux_loss_coef * load_balancing_loss_func(...) to the loss only when output_router_logits is set.
+  if (f.bool('output_router_logits', false) && f.optionalNum('router_aux_loss_coef') !== 0) {
+    throw new ConfigError(`${f.path}: "output_router_logits" is true with router_aux_loss_coef ${f.optionalNum('router_aux_loss_coef')}, which adds transformers' load-balancing loss; loraforge does not implement that loss, so set "output_router_logits" to false.`);
+  }
+  if (family === 'mixtral' && f.optionalNum('router_jitter_noise') !== 0) {
+    throw new ConfigError(`${f.path}: "router_jitter_noise" is ${f.optionalNum('router_jitter_noise')}, which scales training inputs by random noise; loraforge does not implement it, so set it to 0.`);
+  }
+  let sparseLayers = Array.from({ length: layers }, () => true);
+  if (family === 'qwen3_moe') {
+    const step = f.positiveInt('decoder_sparse_step', 1);
+    const only = f.get('mlp_only_layers');
+    if (!Array.isArray(only) || only.some((i) => !Number.isInteger(i) || i < 0 || i >= layers)) {
+      throw new ConfigError(`${f.path}: "mlp_only_layers" must list layer indices 0 to ${layers - 1}, got ${JSON.stringify(only)}.`);
+    }
+    sparseLayers = sparseLayers.map((_, i) => !only.includes(i) && (i + 1) % step === 0);
+  }
+  const swigluLimit = family === 'gpt_oss' ? f.num('swiglu_limit', 7.0) : 0;
+  if (family === 'gpt_oss') {
+    // transformers' GptOssExperts computes with alpha 1.702 and limit 7.0 whatever the config says.
+    if (swigluLimit !== 7.0) throw new ConfigError(`${f.path}: "swiglu_limit" is ${swigluLimit}, but transformers' GptOssExperts always clamps at 7.0; set it to 7.0.`);
+    if (hiddenAct !== 'silu') throw new ConfigError(`${f.path}: "hidden_act" is "${hiddenAct}", but gpt-oss's experts always use their clamped SwiGLU; set it to "silu".`);
+  }
+  const quant = f.raw['quantization_config'] as Record<string, unknown> | undefined;
+  const mxfp4 = quant !== undefined && quant !== null && quant['quant_method'] === 'mxfp4';
+  if (mxfp4 && family !== 'gpt_oss') throw new ConfigError(`${f.path}: quantization_config.quant_method "mxfp4" is gpt-oss's expert format, but this is a ${family} config; remove the quantization_config or use the checkpoint it came with.`);
+  if (mxfp4 && (f.positiveInt('hidden_size') % 32 !== 0 || f.positiveInt('intermediate_size') % 32 !== 0)) {
+    throw new ConfigError(`${f.path}: MXFP4 experts come in blocks of 32 values, so hidden_size and intermediate_size must be multiples of 32.`);
+  }
+  return {
+    family,
+    numExperts,
+    topK,
+    expertIntermediateSize: family === 'qwen3_moe' ? f.positiveInt('moe_intermediate_size') : f.positiveInt('intermediate_size'),
+    sparseLayers,
+    routing: family === 'gpt_oss' ? 'topk-softmax' : 'softmax-topk',
+    normTopkProb: family === 'mixtral' ? true : family === 'qwen3_moe' ? f.bool('norm_topk_prob', false) : false,
+    swigluLimit,
+    expertFormat: mxfp4 ? 'mxfp4' : 'float',
+  };
+}
+
+const MOE_FAMILIES: readonly ModelFamily[] = ['mixtral', 'qwen3_moe', 'gpt_oss'];
+
 export function parseModelConfig(file: Record<string, unknown>, path = 'config.json', options: ConfigOptions = {}): ModelConfig {
   const archs = file['architectures'];
   const architecture = Array.isArray(archs) && typeof archs[0] === 'string' ? archs[0] : null;
@@ -394,7 +495,7 @@ export function parseModelConfig(file: Record<string, unknown>, path = 'config.j
     rope: ropeOf(f, family, rotaryDim),
     ropeLayers,
     rotaryDim,
-    qkNorm: family === 'qwen3' || family === 'gemma3' ? 'head' : family === 'olmo2' ? 'projection' : 'none',
+    qkNorm: family === 'qwen3' || family === 'qwen3_moe' || family === 'gemma3' ? 'head' : family === 'olmo2' ? 'projection' : 'none',
     normPlacement: gemma ? 'sandwich' : family === 'olmo2' ? 'post' : 'pre',
     normPlusOne: gemma,
     scaleEmbeddings: gemma,
@@ -404,6 +505,8 @@ export function parseModelConfig(file: Record<string, unknown>, path = 'config.j
     attnImplementation,
     finalLogitSoftcap: softcap('final_logit_softcapping'),
     fusedProjections: family === 'phi3',
+    moe: MOE_FAMILIES.includes(family) ? moeOf(f, family as MoeFamily, layers, hiddenAct) : null,
+    attentionSinks: family === 'gpt_oss',
     weightPrefix,
     lmHeadName: multimodal ? 'language_model.lm_head.weight' : 'lm_head.weight',
     skippedTower: multimodal ? 'vision_tower' : null,

@@ -7,10 +7,12 @@ import { LAYER_NORM_NAMES } from './causal-lm.js';
 export interface LayoutTensor {
   /** Module path relative to the decoder ("layers.0.self_attn.q_proj"), or "lm_head" for the output head. */
   readonly module: string;
-  /** "weight" or "bias". */
-  readonly param: 'weight' | 'bias';
+  /** "weight" or "bias", or a fused expert tensor's own name ("gate_up_proj", gpt-oss's checkpoint). */
+  readonly param: string;
   readonly shape: readonly number[];
-  readonly kind: 'embedding' | 'projection' | 'norm' | 'head';
+  readonly kind: 'embedding' | 'projection' | 'norm' | 'head' | 'router' | 'expert' | 'sink';
+  /** Stored as raw bytes rather than floats (gpt-oss's MXFP4 expert blocks and scales). */
+  readonly bytes?: true;
 }
 
 /** A linear projection of one decoder layer: its module path under the layer, and [out, in]. */
@@ -21,8 +23,11 @@ export interface LayerProjection {
   readonly bias: boolean;
 }
 
-/** The projections of layer modules as transformers names them, for this config's family. */
-export function layerProjections(c: ModelConfig): LayerProjection[] {
+/**
+ * The projections of layer `layer`'s modules as transformers names them, for this config's family: attention,
+ * and the dense MLP unless the layer is a sparse mixture-of-experts block (moeLayerTensors).
+ */
+export function layerProjections(c: ModelConfig, layer = 0): LayerProjection[] {
   const H = c.hiddenSize;
   const q = c.numAttentionHeads * c.headDim;
   const kv = c.numKeyValueHeads * c.headDim;
@@ -44,7 +49,73 @@ export function layerProjections(c: ModelConfig): LayerProjection[] {
         { path: 'mlp.gate_proj', outFeatures: I, inFeatures: H, bias: c.mlpBias },
         { path: 'mlp.up_proj', outFeatures: I, inFeatures: H, bias: c.mlpBias },
       ];
+  if (c.moe?.sparseLayers[layer]) return attention;
   return [...attention, ...mlp, { path: 'mlp.down_proj', outFeatures: H, inFeatures: I, bias: c.mlpBias }];
+}
+
+/**
+ * One tensor of a sparse layer as the checkpoint stores it (path relative to the layer), and where it goes in
+ * the fused expert parameters transformers 5.17 computes with (experts.gate_up_proj, experts.down_proj): rows
+ * `part` of expert `expert`'s slice, or the whole parameter (expert null).
+ */
+export interface StoredMoeTensor {
+  readonly path: string;
+  readonly shape: readonly number[];
+  readonly kind: 'router' | 'expert';
+  /** The parameter it fills: router "weight"/"bias", or the experts' fused one. */
+  readonly target: 'weight' | 'bias' | 'gate_up_proj' | 'down_proj' | 'gate_up_proj_bias' | 'down_proj_bias';
+  readonly expert: number | null;
+  /** Mixtral and Qwen3-MoE fuse [gate; up] along the output rows (chunk(2) splits them back). */
+  readonly part: 'gate' | 'up' | 'all';
+  /** A float tensor, or one half of an MXFP4 parameter (uint8 blocks [E, out, in / 32, 16], scales [E, out, in / 32]). */
+  readonly encoding: 'float' | 'mxfp4-blocks' | 'mxfp4-scales';
+}
+
+/** The module names of a sparse block under the layer: mlp.gate (Mixtral, Qwen3-MoE) or mlp.router (gpt-oss), and mlp.experts. */
+export function moeRouterPath(c: ModelConfig): 'mlp.gate' | 'mlp.router' {
+  return c.moe?.family === 'gpt_oss' ? 'mlp.router' : 'mlp.gate';
+}
+
+/**
+ * The tensors of one sparse layer in checkpoint order: Mixtral's block_sparse_moe.experts.N.w1/w3/w2 and Qwen3-MoE's
+ * mlp.experts.N.gate_proj/up_proj/down_proj one by one, gpt-oss's fused [E, H, 2I] / [E, I, H] with biases.
+ */
+export function moeLayerTensors(c: ModelConfig): StoredMoeTensor[] {
+  const moe = c.moe!;
+  const { numExperts: E, expertIntermediateSize: I } = moe;
+  const H = c.hiddenSize;
+  const whole = { expert: null, part: 'all', encoding: 'float' } as const;
+  if (moe.family === 'gpt_oss') {
+    // [E, in, out] as floats, or MXFP4 of the transposed [E, out, in] (blocks along in).
+    const weight = (name: 'gate_up_proj' | 'down_proj', inF: number, outF: number): StoredMoeTensor[] =>
+      moe.expertFormat === 'mxfp4'
+        ? [
+            { path: `mlp.experts.${name}_blocks`, shape: [E, outF, inF / 32, 16], kind: 'expert', target: name, expert: null, part: 'all', encoding: 'mxfp4-blocks' },
+            { path: `mlp.experts.${name}_scales`, shape: [E, outF, inF / 32], kind: 'expert', target: name, expert: null, part: 'all', encoding: 'mxfp4-scales' },
+          ]
+        : [{ path: `mlp.experts.${name}`, shape: [E, inF, outF], kind: 'expert', target: name, ...whole }];
+    return [
+      { path: 'mlp.router.weight', shape: [E, H], kind: 'router', target: 'weight', ...whole },
+      { path: 'mlp.router.bias', shape: [E], kind: 'router', target: 'bias', ...whole },
+      ...weight('gate_up_proj', H, 2 * I),
+      { path: 'mlp.experts.gate_up_proj_bias', shape: [E, 2 * I], kind: 'expert', target: 'gate_up_proj_bias', ...whole },
+      ...weight('down_proj', I, H),
+      { path: 'mlp.experts.down_proj_bias', shape: [E, H], kind: 'expert', target: 'down_proj_bias', ...whole },
+    ];
+  }
+  const mixtral = moe.family === 'mixtral';
+  const block = mixtral ? 'block_sparse_moe' : 'mlp';
+  const [gate, up, down] = mixtral ? ['w1', 'w3', 'w2'] : ['gate_proj', 'up_proj', 'down_proj'];
+  const out: StoredMoeTensor[] = [{ path: `${block}.gate.weight`, shape: [E, H], kind: 'router', target: 'weight', ...whole }];
+  for (let e = 0; e < E; e++) {
+    const p = `${block}.experts.${e}`;
+    out.push(
+      { path: `${p}.${gate}.weight`, shape: [I, H], kind: 'expert', target: 'gate_up_proj', expert: e, part: 'gate', encoding: 'float' },
+      { path: `${p}.${up}.weight`, shape: [I, H], kind: 'expert', target: 'gate_up_proj', expert: e, part: 'up', encoding: 'float' },
+      { path: `${p}.${down}.weight`, shape: [H, I], kind: 'expert', target: 'down_proj', expert: e, part: 'all', encoding: 'float' },
+    );
+  }
+  return out;
 }
 
 /** Widths of the q and k norms, or null when the family has none. */
@@ -60,9 +131,16 @@ export function checkpointLayout(c: ModelConfig): LayoutTensor[] {
   const qk = qkNormWidths(c);
   for (let i = 0; i < c.numHiddenLayers; i++) {
     const p = `layers.${i}`;
-    for (const proj of layerProjections(c)) {
+    for (const proj of layerProjections(c, i)) {
       out.push({ module: `${p}.${proj.path}`, param: 'weight', shape: [proj.outFeatures, proj.inFeatures], kind: 'projection' });
       if (proj.bias) out.push({ module: `${p}.${proj.path}`, param: 'bias', shape: [proj.outFeatures], kind: 'projection' });
+    }
+    if (c.attentionSinks) out.push({ module: `${p}.self_attn`, param: 'sinks', shape: [c.numAttentionHeads], kind: 'sink' });
+    if (c.moe?.sparseLayers[i]) {
+      for (const t of moeLayerTensors(c)) {
+        const dot = t.path.lastIndexOf('.');
+        out.push({ module: `${p}.${t.path.slice(0, dot)}`, param: t.path.slice(dot + 1), shape: t.shape, kind: t.kind, ...(t.encoding === 'float' ? {} : { bytes: true as const }) });
+      }
     }
     if (qk) {
       out.push({ module: `${p}.self_attn.q_norm`, param: 'weight', shape: [qk.q], kind: 'norm' });

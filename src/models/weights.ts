@@ -33,6 +33,18 @@ export async function loadTensor(
   expectShape?: readonly number[],
   scan: 'small' | 'all' = 'small',
 ): Promise<Tensor> {
+  const { data, shape, dtype: target } = await loadHostTensor(source, name, dtype, expectShape, scan);
+  return fromHost(data, shape, target, device);
+}
+
+/** loadTensor's checks and conversion, leaving the values on the host (for tensors that are assembled there first). */
+export async function loadHostTensor(
+  source: TensorSource,
+  name: string,
+  dtype: DType | null,
+  expectShape?: readonly number[],
+  scan: 'small' | 'all' = 'small',
+): Promise<{ data: HostArray; shape: readonly number[]; dtype: DType }> {
   const info = source.info(name);
   const file = tensorFile(source, name);
   if (expectShape && !shapesEqual(info.shape, expectShape)) {
@@ -43,7 +55,7 @@ export async function loadTensor(
   if (scan === 'all' || numelOf(info.shape) <= FINITE_SCAN_MAX_ELEMENTS) assertFinite(file, name, info.dtype, bytes);
   const raw = decodeTensor(info.dtype, bytes) as HostArray;
   const target = dtype ?? info.dtype;
-  return fromHost(convertHost(raw, info.dtype, target), info.shape, target, device);
+  return { data: convertHost(raw, info.dtype, target), shape: info.shape, dtype: target };
 }
 
 /** Weights are float32, bfloat16 or float16; an integer tensor where a weight belongs is refused before it is read. */

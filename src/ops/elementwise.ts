@@ -42,6 +42,32 @@ export function maximum(a: Tensor, b: Tensor): Tensor {
   return binary('maximum', a, b, null);
 }
 
+/**
+ * torch.clamp(t, min, max): an infinite bound is none. The gradient passes where min <= t <= max, as torch's does
+ * (a value equal to a bound keeps its gradient).
+ */
+export function clamp(t: Tensor, min: number, max: number): Tensor {
+  if (Number.isNaN(min) || Number.isNaN(max) || min > max) throw new Error(`clamp needs min <= max, got ${min} and ${max}.`);
+  const src = contiguous(t);
+  const bound = (v: number) => {
+    const backend = backendOf(src);
+    const buf = backend.allocUninitialized(src.dtype, 1);
+    backend.fill(buf, 0, 1, v);
+    return makeResult(buf, [], 'clampBound', [], null);
+  };
+  const lo = min === -Infinity ? null : bound(min);
+  const hi = max === Infinity ? null : bound(max);
+  const upper = hi ? binary('minimum', src, hi, null) : src;
+  const clamped = lo ? binary('maximum', upper, lo, null) : upper;
+  // The pass-through mask: 1 - [t > max] - [min > t].
+  return makeResult(clamped.buffer, src.shape, 'clamp', [src], (g) => {
+    let mask: Tensor | null = null;
+    if (hi) mask = greater(src, hi);
+    if (lo) mask = mask ? add(mask, greater(lo, src)) : greater(lo, src);
+    return [mask ? mul(g, affine(mask, -1, 1)) : g];
+  });
+}
+
 /** 1 where a > b else 0 (no gradient). */
 export function greater(a: Tensor, b: Tensor): Tensor {
   return binary('gt', a, b, null);

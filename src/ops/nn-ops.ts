@@ -8,7 +8,7 @@ import { allocLike, backendOf, makeResult, promote, sameDevice } from './engine.
 import { add, div, greater, mul, mulScalar, tanh } from './elementwise.js';
 import { matmul } from './matmul.js';
 import { sum } from './reduce.js';
-import { compact, contiguous, reshape, transpose } from './shape-ops.js';
+import { cat, compact, contiguous, expand, narrow, reshape, transpose } from './shape-ops.js';
 
 /** Softmax over the last dim. */
 export function softmax(x: Tensor): Tensor {
@@ -150,21 +150,26 @@ function denseStridesLike(t: Tensor): number[] {
 /**
  * Optional attention features (transformers' semantics). `window` > 0: a sliding window, the query at key position
  * p sees only keys j with p - j < window (on top of causality and the key mask). `softcap` > 0: every scaled score
- * s becomes softcap * tanh(s / softcap) before any mask is added (Gemma 2). 0 or absent: none.
+ * s becomes softcap * tanh(s / softcap) before any mask is added (Gemma 2). 0 or absent: none. `sinks` [heads]: one
+ * logit per query head that joins each row's softmax normaliser without a value row (gpt-oss); a frozen model
+ * tensor (its own gradient is not computed, so one that requires grad is refused).
  */
 export interface AttentionExtras {
   readonly window?: number;
   readonly softcap?: number;
+  readonly sinks?: Tensor | null;
 }
 
-/** The extras with their defaults, checked once for every attention entry point. */
-function attentionExtras(extra: AttentionExtras): { window: number; softcap: number } {
-  const { window = 0, softcap = 0 } = extra;
+/** The extras with their defaults, checked once for every attention entry point against `heads` query heads. */
+function attentionExtras(extra: AttentionExtras, heads: number): { window: number; softcap: number; sinks: Tensor | null } {
+  const { window = 0, softcap = 0, sinks = null } = extra;
   const valid = (x: number): boolean => typeof x === 'number' && Number.isFinite(x) && x >= 0;
   if (!valid(window) || !Number.isInteger(window) || !valid(softcap)) {
     throw new Error(`attention's window must be a whole number >= 0 and its softcap a finite number >= 0 (0 turns either off); got window ${String(window)}, softcap ${String(softcap)}.`);
   }
-  return { window, softcap };
+  if (sinks && (sinks.rank !== 1 || sinks.shape[0] !== heads)) throw new Error(`attention sinks must be one logit per query head [${heads}], got ${formatShape(sinks.shape)}.`);
+  if (sinks?.requiresGrad) throw new Error('attention sinks are frozen model weights here (their gradient is not computed); set requiresGrad = false on them.');
+  return { window, softcap, sinks: sinks ? compact(to(sinks, { dtype: 'float32' })) : null };
 }
 
 interface AttentionShape {
@@ -205,7 +210,7 @@ function attentionShape(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, ca
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?: Tensor | null, causal = true, extra: AttentionExtras = {}): Tensor {
   const { B, H, Hkv, T, S, D } = attentionShape(q, k, v, mask ?? null, causal);
-  const { window, softcap } = attentionExtras(extra);
+  const { window, softcap, sinks } = attentionExtras(extra, H);
   const dtype = promote(q, k, v);
   const qa = attentionOperand(q, dtype);
   const ka = attentionOperand(k, dtype);
@@ -216,7 +221,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?:
   const outBuf = backend.alloc(dtype, B * H * T * D);
   const lse = makeResult(backend.alloc('float32', B * H * T), [B, H, T], 'attentionLse', [], null);
   const args: AttentionArgs = {
-    batch: B, heads: H, kvHeads: Hkv, seqQ: T, seqK: S, headDim: D, scale, causal, window, softcap,
+    batch: B, heads: H, kvHeads: Hkv, seqQ: T, seqK: S, headDim: D, scale, causal, window, softcap, sinks: sinks?.buffer ?? null,
     q: attentionLayout(qa), k: attentionLayout(ka), v: attentionLayout(va),
     out: { offset: 0, batchStride: outStrides[0]!, headStride: outStrides[1]!, rowStride: outStrides[2]! },
     keyMask: keyMask ? keyMask.buffer : null,
@@ -273,7 +278,7 @@ export function pagedKvWrite(kPool: Tensor, vPool: Tensor, k: Tensor, v: Tensor,
  */
 export function pagedAttention(q: Tensor, kPool: Tensor, vPool: Tensor, step: PagedKvStep, scale: number, extra: AttentionExtras = {}): Tensor {
   const args = pagedArgs(kPool, step);
-  const { window, softcap } = attentionExtras(extra);
+  const { window, softcap, sinks } = attentionExtras(extra, q.shape[1] ?? 0);
   if (q.rank !== 4 || q.shape[0] !== args.batch || q.shape[2] !== step.seq || q.shape[3] !== args.headDim) {
     throw new Error(`pagedAttention: q ${formatShape(q.shape)} must be [${args.batch}, heads, ${step.seq}, ${args.headDim}].`);
   }
@@ -286,7 +291,7 @@ export function pagedAttention(q: Tensor, kPool: Tensor, vPool: Tensor, step: Pa
   const outStrides = [T * H * D, D, H * D, 1];
   const out = backend.allocUninitialized(kPool.dtype, B * H * T * D);
   backend.pagedAttention(qa.buffer, kPool.buffer, vPool.buffer, out, {
-    ...args, heads: H, scale, window, softcap, q: attentionLayout(qa), out: { offset: 0, batchStride: outStrides[0]!, headStride: outStrides[1]!, rowStride: outStrides[2]! },
+    ...args, heads: H, scale, window, softcap, sinks: sinks?.buffer ?? null, q: attentionLayout(qa), out: { offset: 0, batchStride: outStrides[0]!, headStride: outStrides[1]!, rowStride: outStrides[2]! },
   });
   return makeResult(out, [B, H, T, D], 'pagedAttention', [], null, outStrides);
 }
@@ -298,7 +303,7 @@ export function pagedAttention(q: Tensor, kPool: Tensor, vPool: Tensor, step: Pa
  */
 export function attentionReference(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?: Tensor | null, causal = true, extra: AttentionExtras = {}): Tensor {
   const { B, H, Hkv, T, S, D } = attentionShape(q, k, v, mask ?? null, causal);
-  const { window, softcap } = attentionExtras(extra);
+  const { window, softcap, sinks } = attentionExtras(extra, H);
   const groups = H / Hkv;
   // [B, Hkv, groups*T, D]: each KV head serves its group of query heads in one GEMM, no repeat_kv copy.
   const qg = reshape(compact(q), [B, Hkv, groups * T, D]);
@@ -308,8 +313,12 @@ export function attentionReference(q: Tensor, k: Tensor, v: Tensor, scale: numbe
   // Masks take the scores' dtype so that a bf16 model stays bf16 (transformers builds them in the model dtype).
   const masked = causal || window > 0 ? add(scores, positionMask(T, S, causal, window, q.device, scores.dtype)) : scores;
   const withPad = mask ? add(masked, reshape(to(mask, { dtype: scores.dtype }), [B, 1, 1, 1, S])) : masked;
-  const probs = softmax(reshape(withPad, [B, Hkv, groups * T, S]));
-  return reshape(matmul(probs, v), [B, H, T, D]);
+  // Sinks: one more softmax column per head (transformers' cat([attn_weights, sinks])), dropped after.
+  const withSinks = sinks
+    ? cat([withPad, expand(reshape(to(sinks, { dtype: scores.dtype }), [1, Hkv, groups, 1, 1]), [B, Hkv, groups, T, 1])], 4)
+    : withPad;
+  const probs = softmax(reshape(withSinks, [B, Hkv, groups * T, sinks ? S + 1 : S]));
+  return reshape(matmul(sinks ? narrow(probs, 3, 0, S) : probs, v), [B, H, T, D]);
 }
 
 const maskCache = new Map<string, Tensor>();

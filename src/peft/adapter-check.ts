@@ -29,6 +29,17 @@ export function checkAdapterFile(config: ResolvedLoraConfig, file: SafetensorsFi
     const rankDim = /_A(\.weight)?$/.test(m[2]!) ? 0 : 1;
     const r = patternValue(config.rankPattern, modulePath, config.r);
     if (shape.length !== 2) throw new PeftError(`${file.path}: ${key} has shape ${formatShape(shape)}, but a LoRA factor is a matrix; save the adapter again.`);
+    // An expert parameter's factors stack r per expert (PEFT's ParamWrapper); the expert count needs the base model.
+    if (isExpertFactor(config, modulePath) && shape[rankDim]! % r === 0) continue;
     if (shape[rankDim] !== r) throw rankMismatch(configPath, modulePath, r, file, key, shape, rankDim);
   }
+}
+
+/** Whether a factor's module path (PEFT's nested `.base_layer`s left out) is a module that target_parameters names. */
+function isExpertFactor(config: ResolvedLoraConfig, modulePath: string): boolean {
+  const module = modulePath.replace(/(\.base_layer)+$/, '');
+  return (config.targetParameters ?? []).some((t) => {
+    const owner = t.slice(0, t.lastIndexOf('.'));
+    return module === owner || module.endsWith(`.${owner}`);
+  });
 }

@@ -5,7 +5,7 @@ import { formatShape, shapesEqual } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { rankMismatch } from './adapter-check.js';
 import { adapterStateEntries, entryTensor, loraFactorKeys, type AdapterStateEntry } from './adapter-state.js';
-import { zeroWeights, type AdapterTarget, type AdapterWeightsFactory } from './adapter-weights.js';
+import { factorRank, zeroWeights, type AdapterTarget, type AdapterWeightsFactory } from './adapter-weights.js';
 import type { ResolvedLoraConfig } from './config.js';
 import { PeftError } from './errors.js';
 import { overwriteTensor } from './tensor-copy.js';
@@ -24,7 +24,7 @@ export function storedAdapterPlaceholders(file: SafetensorsFile, configPath: str
 }
 
 function assertStoredFactors(file: SafetensorsFile, configPath: string, target: AdapterTarget): void {
-  const { r } = target.settings;
+  const r = factorRank(target);
   const keys = loraFactorKeys(target.path, target.kind ?? 'linear');
   for (const [key, needed, rankDim] of [[keys.a, [r, target.inFeatures], 0], [keys.b, [target.outFeatures, r], 1]] as const) {
     if (!file.has(key)) throw missingKey(file, key);

@@ -2,6 +2,7 @@ import type { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ResolvedLoraConfig } from './config.js';
 import { LoraEmbedding } from './lora-embedding.js';
+import { LoraExperts } from './lora-experts.js';
 import { LoraLinear } from './lora-linear.js';
 import { TrainableTokensWrapper } from './trainable-tokens.js';
 import { ModulesToSaveWrapper } from './modules-to-save.js';
@@ -56,6 +57,14 @@ export function adapterStateEntries(model: Module, name: string, config: Resolve
       }
       if (config.bias !== 'none') add(path, `${path}.base_layer.bias`, module.base_layer, 'bias', false);
       if (path === 'lm_head' && savesEmbeddingLayers(config)) add(path, `${path}.base_layer.weight`, module.base_layer, 'weight', false, true);
+    } else if (module instanceof LoraExperts) {
+      if (module.hasAdapter(name)) {
+        for (const p of module.parameters) {
+          const keyPath = module.keyPath(path, p);
+          add(path, `${keyPath}.lora_A.weight`, module.factor(p, 'A', name), 'weight', true);
+          add(path, `${keyPath}.lora_B.weight`, module.factor(p, 'B', name), 'weight', true);
+        }
+      }
     } else if (module instanceof LoraEmbedding) {
       if (module.hasAdapter(name)) {
         add(path, `${path}.lora_embedding_A`, module.lora_embedding_A.get(name), 'weight', true);

@@ -12,6 +12,13 @@ export interface AdapterTarget {
   readonly settings: LoraAdapterSettings;
   /** "embedding": PEFT's lora.Embedding (inFeatures is the vocabulary, outFeatures the embedding width). */
   readonly kind?: 'linear' | 'embedding';
+  /** An expert parameter (PEFT's ParamWrapper): A [r x experts, in] and B [out, r x experts], experts stacked. */
+  readonly experts?: number;
+}
+
+/** The rows of A (columns of B): r, or r x experts for an expert parameter. */
+export function factorRank(target: AdapterTarget): number {
+  return target.settings.r * (target.experts ?? 1);
 }
 
 /** Makes an adapter's tensors for one layer. New adapters are float32 whatever the base dtype (PEFT's autocast_adapter_dtype). */
@@ -19,12 +26,17 @@ export type AdapterWeightsFactory = (target: AdapterTarget) => LoraAdapterWeight
 
 /** Fresh trainable weights drawn from `rng` in layer order (PEFT's init_lora_weights). */
 export function initialWeights(init: InitLoraWeights, rng: Rng, device: string): AdapterWeightsFactory {
-  return ({ inFeatures, outFeatures, settings: { r, loraBias }, kind }) => kind === 'embedding' ? initialEmbeddingWeights(init, rng, device, r, inFeatures, outFeatures) : ({
-    a: fromHost(initialLoraA(init, r, inFeatures, rng), [r, inFeatures], 'float32', device),
-    b: fromHost(initialLoraB(init, r, outFeatures, rng), [outFeatures, r], 'float32', device),
-    bBias: loraBias ? zeros([outFeatures], { device }) : null,
-    magnitude: null,
-  });
+  return (target) => {
+    const { inFeatures, outFeatures, settings: { r, loraBias }, kind } = target;
+    if (kind === 'embedding') return initialEmbeddingWeights(init, rng, device, r, inFeatures, outFeatures);
+    const rows = factorRank(target);
+    return {
+      a: fromHost(initialLoraA(init, rows, inFeatures, rng, r), [rows, inFeatures], 'float32', device),
+      b: fromHost(initialLoraB(init, rows, outFeatures, rng), [outFeatures, rows], 'float32', device),
+      bBias: loraBias ? zeros([outFeatures], { device }) : null,
+      magnitude: null,
+    };
+  };
 }
 
 /**
@@ -32,12 +44,16 @@ export function initialWeights(init: InitLoraWeights, rng: Rng, device: string):
  * base weight (what PEFT does for an adapter it fills in afterwards); with true it is zeros too (values to be loaded).
  */
 export function zeroWeights(device: string, options: { magnitude: boolean }): AdapterWeightsFactory {
-  return ({ inFeatures, outFeatures, settings: { r, loraBias, useDora } }) => ({
-    a: zeros([r, inFeatures], { device }),
-    b: zeros([outFeatures, r], { device }),
+  return (target) => {
+    const { inFeatures, outFeatures, settings: { loraBias, useDora } } = target;
+    const rows = factorRank(target);
+    return {
+      a: zeros([rows, inFeatures], { device }),
+      b: zeros([outFeatures, rows], { device }),
     bBias: loraBias ? zeros([outFeatures], { device }) : null,
-    magnitude: useDora && options.magnitude ? zeros([outFeatures], { device }) : null,
-  });
+      magnitude: useDora && options.magnitude ? zeros([outFeatures], { device }) : null,
+    };
+  };
 }
 
 /**

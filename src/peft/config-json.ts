@@ -32,7 +32,6 @@ const PASSTHROUGH_DEFAULTS: Readonly<Record<string, unknown>> = {
   monteclora_config: null,
   peft_version: PEFT_FORMAT_VERSION,
   qalora_group_size: 16,
-  target_parameters: null,
   trainable_token_indices: null,
   use_bdlora: null,
   use_qalora: false,
@@ -46,7 +45,6 @@ const UNSUPPORTED_WHEN_SET = [
   'kasa_config',
   'layer_replication',
   'monteclora_config',
-  'target_parameters',
   'use_bdlora',
   'use_qalora',
   'velora_config',
@@ -71,6 +69,7 @@ const INTERPRETED_FIELDS = new Set([
   'rank_pattern',
   'revision',
   'target_modules',
+  'target_parameters',
   'task_type',
   'trainable_token_indices',
   'use_dora',
@@ -113,6 +112,7 @@ export function loraConfigToJson(c: ResolvedLoraConfig, options: { inferenceMode
     rank_pattern: numberMap(c.rankPattern),
     revision: c.revision,
     target_modules: targetsJson(c.targetModules),
+    target_parameters: c.targetParameters === null ? null : [...c.targetParameters],
     task_type: c.taskType,
     trainable_token_indices: tokenIndicesJson(c.trainableTokenIndices),
     use_dora: c.useDora,
@@ -139,7 +139,7 @@ export async function readAdapterConfig(dir: string): Promise<ResolvedLoraConfig
 }
 
 /** The LoraConfig field names resolveLoraConfig's messages use, each written snake_case in adapter_config.json. */
-const CONFIG_FIELD = /\b(loraAlpha|loraDropout|initLoraWeights|loftqConfig|loftqBits|loftqIter|rankPattern|alphaPattern|layersToTransform|layersPattern|targetModules|trainableTokenIndices|taskType|loraBias|useDora)\b/g;
+const CONFIG_FIELD = /\b(targetParameters|loraAlpha|loraDropout|initLoraWeights|loftqConfig|loftqBits|loftqIter|rankPattern|alphaPattern|layersToTransform|layersPattern|targetModules|trainableTokenIndices|taskType|loraBias|useDora)\b/g;
 
 export function parseAdapterConfig(text: string, path: string): ResolvedLoraConfig {
   const parsed = parseJsonText(text, path, 'save the adapter again');
@@ -181,6 +181,7 @@ function resolveConfigFields(field: FieldReader, passthrough: Record<string, unk
       loraAlpha: field.number('lora_alpha', 8),
       loraDropout: field.number('lora_dropout', 0),
       targetModules: field.targets('target_modules'),
+      targetParameters: field.stringList('target_parameters'),
       excludeModules: field.targets('exclude_modules'),
       bias: field.string('bias', 'none') as LoraBias,
       useRslora: field.boolean('use_rslora'),

@@ -32,6 +32,12 @@ export interface LoraConfig {
   loraDropout?: number;
   /** Default: PEFT's choice for the architecture (q_proj and v_proj for the Llama family). */
   targetModules?: TargetModules | null;
+  /**
+   * Parameters adapted in place (PEFT's target_parameters, lora.ParamWrapper): "experts.gate_up_proj" and
+   * "experts.down_proj" of a mixture-of-experts layer, matched as suffixes of "<module path>.<parameter>".
+   * With it and no targetModules, only these parameters are adapted.
+   */
+  targetParameters?: readonly string[] | null;
   excludeModules?: TargetModules | null;
   bias?: LoraBias;
   /** Scale by loraAlpha / sqrt(r) (rsLoRA). */
@@ -70,6 +76,8 @@ export interface ResolvedLoraConfig {
   readonly loraAlpha: number;
   readonly loraDropout: number;
   readonly targetModules: TargetModules | null;
+  /** As given, [] and null kept apart (adapter_config.json is written back as it was read). */
+  readonly targetParameters: readonly string[] | null;
   readonly excludeModules: TargetModules | null;
   readonly bias: LoraBias;
   readonly useRslora: boolean;
@@ -101,6 +109,7 @@ export function resolveLoraConfig(config: LoraConfig, passthrough: Readonly<Reco
     loraAlpha: config.loraAlpha ?? 8,
     loraDropout: config.loraDropout ?? 0,
     targetModules: config.targetModules ?? null,
+    targetParameters: config.targetParameters ?? null,
     excludeModules: config.excludeModules ?? null,
     bias: config.bias ?? 'none',
     useRslora: config.useRslora ?? false,
@@ -179,6 +188,7 @@ function validateCombinations(c: ResolvedLoraConfig): void {
     throw new PeftError(`loraBias is supported only with initLoraWeights true or false, got initLoraWeights ${JSON.stringify(c.initLoraWeights)}.`);
   }
   if (c.loraBias && c.useDora) throw new PeftError('loraBias is not supported with DoRA (useDora); turn one of them off.');
+  validateTargetParameters(c);
   const loftq = (c as { loftqConfig?: unknown }).loftqConfig ?? c.passthrough['loftq_config'];
   if (c.initLoraWeights === ('loftq' as unknown) && (loftq === undefined || loftq === null || (typeof loftq === 'object' && Object.keys(loftq).length === 0))) {
     throw new PeftError('initLoraWeights "loftq" needs loftq_config (e.g. {"loftq_bits": 4, "loftq_iter": 1}); give it or choose another initLoraWeights.');
@@ -187,6 +197,21 @@ function validateCombinations(c: ResolvedLoraConfig): void {
   if (c.useDora && megatron !== undefined && megatron !== null && megatron !== false) {
     throw new PeftError('useDora is not supported with megatron_config; set useDora false or drop megatron_config.');
   }
+}
+
+/** What PEFT 0.21's lora.ParamWrapper refuses, and what loraforge's expert adapters do not cover, for target_parameters. */
+function validateTargetParameters(c: ResolvedLoraConfig): void {
+  const params = c.targetParameters ?? [];
+  if (params.length === 0) return;
+  if (params.some((p) => typeof p !== 'string' || p.length === 0)) throw new PeftError(`targetParameters must be a list of "<module>.<parameter>" names, got ${JSON.stringify(params)}.`);
+  if (c.loraDropout !== 0) throw new PeftError(`loraDropout ${c.loraDropout} cannot be used with targetParameters (PEFT's ParamWrapper cannot apply dropout to the input of a parameter); set loraDropout to 0.`);
+  if (c.loraBias) throw new PeftError('loraBias cannot be used with targetParameters (PEFT\'s ParamWrapper has no bias); turn loraBias off.');
+  if (c.useDora) throw new PeftError('useDora cannot be used with targetParameters (PEFT\'s ParamWrapper supports plain LoRA only); turn useDora off.');
+  const init = initKind(c.initLoraWeights);
+  if (init !== 'kaiming' && init !== 'none' && init !== 'gaussian') {
+    throw new PeftError(`initLoraWeights ${JSON.stringify(c.initLoraWeights)} cannot be used with targetParameters (it reads a layer's weight, which an expert parameter is not); use true, false or "gaussian".`);
+  }
+  if (c.layersToTransform !== null) throw new PeftError('layersToTransform cannot be used with targetParameters (PEFT matches target_parameters by name only); name the layers\' parameters in targetParameters instead.');
 }
 
 /** PEFT's scaling of the update B A: alpha / r, or alpha / sqrt(r) with rsLoRA. */

@@ -4,6 +4,8 @@ import { Embedding } from '../nn/layers.js';
 import { PeftError } from './errors.js';
 import { LoraEmbedding } from './lora-embedding.js';
 import { LoraLinear } from './lora-linear.js';
+import { LoraExperts } from './lora-experts.js';
+import type { MoeExperts } from '../models/moe.js';
 import { TrainableTokensWrapper } from './trainable-tokens.js';
 import { ModulesToSaveWrapper, type CopyableLayer } from './modules-to-save.js';
 import type { LoraRuntimeState } from './runtime-state.js';
@@ -30,6 +32,22 @@ export function injectAdapter(
     const alpha = patternValue(c.alphaPattern, site.path, c.loraAlpha);
     const settings = { r, alpha, scaling: loraScaling(alpha, r, c.useRslora), dropout: c.loraDropout, useDora: c.useDora, loraBias: c.loraBias };
     layer.addAdapter(name, settings, weights({ path: site.path, inFeatures: layer.inFeatures, outFeatures: layer.outFeatures, settings }));
+    if (!existing) site.parent!.replaceChild(site.name, layer);
+  }
+  for (const { site, parameters } of plan.expertSites) {
+    const existing = site.module instanceof LoraExperts ? site.module : null;
+    if (existing && (existing.parameters.length !== parameters.length || parameters.some((p) => !existing.parameters.includes(p)))) {
+      throw new PeftError(`${site.path} already has adapters on ${existing.parameters.join(', ')}; every adapter using target_parameters must target the same parameters of a layer (as PEFT requires), not ${parameters.join(', ')}.`);
+    }
+    const layer = existing ?? new LoraExperts(site.module as MoeExperts, site.path, parameters, state);
+    const ranks = parameters.map((p) => [patternValue(c.rankPattern, `${site.path}.${p}`, c.r), patternValue(c.alphaPattern, `${site.path}.${p}`, c.loraAlpha)] as const);
+    const [r, alpha] = ranks[0]!;
+    if (ranks.some(([pr, pa]) => pr !== r || pa !== alpha)) {
+      throw new PeftError(`rank_pattern / alpha_pattern give the parameters of ${site.path} different ranks or alphas; loraforge needs one r and lora_alpha per expert layer, so give ${parameters.join(' and ')} the same.`);
+    }
+    const settings = { r, alpha, scaling: loraScaling(alpha, r, c.useRslora), dropout: 0, useDora: false, loraBias: false };
+    const factors = new Map(parameters.map((p) => [p, weights({ path: layer.keyPath(site.path, p), ...layer.features(p), settings, experts: layer.numExperts })] as const));
+    layer.addAdapter(name, { r, alpha, scaling: settings.scaling }, factors);
     if (!existing) site.parent!.replaceChild(site.name, layer);
   }
   for (const site of plan.embeddingSites) {

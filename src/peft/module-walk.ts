@@ -1,5 +1,6 @@
 import type { Module } from '../nn/module.js';
 import { LoraEmbedding } from './lora-embedding.js';
+import { LoraExperts } from './lora-experts.js';
 import { LoraLinear } from './lora-linear.js';
 import { ModulesToSaveWrapper } from './modules-to-save.js';
 import { TrainableTokensWrapper } from './trainable-tokens.js';
@@ -12,8 +13,8 @@ export interface ModuleSite {
   readonly name: string;
 }
 
-export function isPeftLayer(m: Module): m is LoraLinear | ModulesToSaveWrapper | LoraEmbedding | TrainableTokensWrapper {
-  return m instanceof LoraLinear || m instanceof ModulesToSaveWrapper || m instanceof LoraEmbedding || m instanceof TrainableTokensWrapper;
+export function isPeftLayer(m: Module): m is LoraLinear | ModulesToSaveWrapper | LoraEmbedding | TrainableTokensWrapper | LoraExperts {
+  return m instanceof LoraLinear || m instanceof ModulesToSaveWrapper || m instanceof LoraEmbedding || m instanceof TrainableTokensWrapper || m instanceof LoraExperts;
 }
 
 /**
@@ -42,7 +43,11 @@ export function modulesToSaveWrappers(root: Module): { path: string; wrapper: Mo
   return [...walkModules(root)].flatMap((s) => (s.module instanceof ModulesToSaveWrapper ? [{ path: s.path, wrapper: s.module }] : []));
 }
 
-/** Embedding layers with adapters (LoRA on an embedding, trainable tokens): merged and unmerged with the LoRA layers. */
-export function embeddingAdapterLayers(root: Module): { path: string; layer: LoraEmbedding | TrainableTokensWrapper }[] {
-  return [...walkModules(root)].flatMap((s) => (s.module instanceof LoraEmbedding || s.module instanceof TrainableTokensWrapper ? [{ path: s.path, layer: s.module }] : []));
+/**
+ * Layers with adapters other than LoraLinear (LoRA on an embedding, trainable tokens, LoRA on expert parameters):
+ * merged, unmerged and deleted with the LoRA layers.
+ */
+export function otherAdapterLayers(root: Module): { path: string; layer: LoraEmbedding | TrainableTokensWrapper | LoraExperts }[] {
+  const isOther = (m: Module) => m instanceof LoraEmbedding || m instanceof TrainableTokensWrapper || m instanceof LoraExperts;
+  return [...walkModules(root)].flatMap((s) => (isOther(s.module) ? [{ path: s.path, layer: s.module as LoraEmbedding | TrainableTokensWrapper | LoraExperts }] : []));
 }

@@ -21,8 +21,9 @@ import { initFromBase, initOrthogonal, rewritesBase } from './base-init.js';
 import { convertMutatedToLora } from './weight-conversion.js';
 import { assertFiniteMerge, isRequantizing, mergeIntoQuantized, unmergeFromQuantized } from './merge-layers.js';
 import { LoraLinear } from './lora-linear.js';
-import { embeddingAdapterLayers, isPeftLayer, loraLayers, modulesToSaveWrappers, walkModules } from './module-walk.js';
+import { otherAdapterLayers, isPeftLayer, loraLayers, modulesToSaveWrappers, walkModules } from './module-walk.js';
 import { LoraEmbedding } from './lora-embedding.js';
+import { LoraExperts } from './lora-experts.js';
 import { TrainableTokensWrapper } from './trainable-tokens.js';
 import { writeModelCard } from './model-card.js';
 import { ModulesToSaveWrapper } from './modules-to-save.js';
@@ -386,10 +387,11 @@ export class PeftModel extends Module {
     this.assertUsable();
     const names = adapterNames ?? this.state.activeAdapters;
     for (const name of names) this.assertKnown(name);
+    for (const { layer } of otherAdapterLayers(this.model)) if (layer instanceof LoraExperts) layer.assertMergeable();
     const layers = loraLayers(this.model);
     if (!options.safeMerge && !layers.some(({ layer }) => isRequantizing(layer.base_layer))) {
       for (const { layer } of layers) layer.merge(names);
-      for (const { layer } of embeddingAdapterLayers(this.model)) layer.merge(names);
+      for (const { layer } of otherAdapterLayers(this.model)) layer.merge(names);
       return Promise.resolve();
     }
     return (async () => {
@@ -399,7 +401,7 @@ export class PeftModel extends Module {
         else if (!this.quantizedOriginals.has(layer)) this.quantizedOriginals.set(layer, await mergeIntoQuantized(layer, names));
         else throw new PeftError(`${layer.path} already has adapters merged into its 4-bit weight; call unmergeAdapter() before merging again.`);
       }
-      for (const { layer } of embeddingAdapterLayers(this.model)) layer.merge(names);
+      for (const { layer } of otherAdapterLayers(this.model)) layer.merge(names);
     })();
   }
 
@@ -408,7 +410,7 @@ export class PeftModel extends Module {
     for (const [layer, original] of this.quantizedOriginals) unmergeFromQuantized(layer, original);
     this.quantizedOriginals.clear();
     for (const { layer } of loraLayers(this.model)) if (layer.merged) layer.unmerge();
-    for (const { layer } of embeddingAdapterLayers(this.model)) if (layer.merged) layer.unmerge();
+    for (const { layer } of otherAdapterLayers(this.model)) if (layer.merged) layer.unmerge();
   }
 
   /**
@@ -442,7 +444,7 @@ export class PeftModel extends Module {
    */
   async saveMergedPretrained(dir: string, options: SaveModelOptions & { safeMerge?: boolean } = {}): Promise<void> {
     this.assertUsable();
-    const alreadyMerged = loraLayers(this.model).some(({ layer }) => layer.merged) || embeddingAdapterLayers(this.model).some(({ layer }) => layer.merged);
+    const alreadyMerged = loraLayers(this.model).some(({ layer }) => layer.merged) || otherAdapterLayers(this.model).some(({ layer }) => layer.merged);
     if (!alreadyMerged) await this.mergeAdapter(undefined, { safeMerge: options.safeMerge });
     try {
       await saveModelPretrained(this.model, dir, options);
@@ -559,7 +561,7 @@ export class PeftModel extends Module {
   private removeAdapter(name: string): void {
     for (const { layer } of loraLayers(this.model)) if (layer.hasAdapter(name)) layer.deleteAdapter(name);
     for (const { wrapper } of modulesToSaveWrappers(this.model)) wrapper.deleteAdapter(name);
-    for (const { layer } of embeddingAdapterLayers(this.model)) if (layer.hasAdapter(name)) layer.deleteAdapter(name);
+    for (const { layer } of otherAdapterLayers(this.model)) if (layer.hasAdapter(name)) layer.deleteAdapter(name);
     this.configs.delete(name);
     this.frozen.delete(name);
   }
@@ -601,7 +603,7 @@ export class PeftModel extends Module {
 }
 
 /** The layer a LoRA layer or wrapper stands in for, with its adapters dropped (merged ones stay folded in). */
-function unwrapLayer(m: LoraLinear | LoraEmbedding | TrainableTokensWrapper | ModulesToSaveWrapper): Module {
+function unwrapLayer(m: LoraLinear | LoraEmbedding | TrainableTokensWrapper | ModulesToSaveWrapper | LoraExperts): Module {
   return m instanceof ModulesToSaveWrapper ? m.layerInUse() : m.unload();
 }
 

@@ -7,6 +7,8 @@ import { walkModules, type ModuleSite } from './module-walk.js';
 import { Embedding } from '../nn/layers.js';
 import { LoraEmbedding } from './lora-embedding.js';
 import { TrainableTokensWrapper } from './trainable-tokens.js';
+import { MoeExperts } from '../models/moe.js';
+import { EXPERT_PARAMETERS, LoraExperts, type ExpertParameter } from './lora-experts.js';
 
 const ALL_LINEAR = 'all-linear';
 
@@ -15,11 +17,12 @@ const MIN_TARGET_MODULES_FOR_OPTIMIZATION = 20;
 
 /**
  * PEFT's target_modules when a config gives none (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING, PEFT 0.21);
- * PEFT has none for phi3, smollm3 and olmo2, and refuses a config without target_modules there, as this does.
+ * PEFT has none for phi3, smollm3, olmo2, qwen3_moe and gpt_oss, and refuses a config without target_modules there, as this does.
  */
 const DEFAULT_TARGETS: Readonly<Record<string, readonly string[]>> = {
   llama: ['q_proj', 'v_proj'],
   mistral: ['q_proj', 'v_proj'],
+  mixtral: ['q_proj', 'v_proj'],
   qwen2: ['q_proj', 'v_proj'],
   qwen3: ['q_proj', 'v_proj'],
   gemma2: ['q_proj', 'v_proj'],
@@ -45,6 +48,8 @@ export interface TargetPlan {
   readonly tokenSites: readonly { readonly site: ModuleSite; readonly indices: readonly number[] }[];
   /** Names of a target_modules list that match no module (PEFT adapts the others without a word). */
   readonly unmatchedTargets: readonly string[];
+  /** Mixture-of-experts layers whose parameters target_parameters names (MoeExperts, or LoraExperts already wrapping one). */
+  readonly expertSites: readonly { readonly site: ModuleSite; readonly parameters: readonly ExpertParameter[] }[];
 }
 
 /** The names of a target_modules list that match no module path (as the whole path or its last components). */
@@ -84,14 +89,41 @@ export function planTargets(model: TargetModel, config: ResolvedLoraConfig): Tar
     }
     loraSites.push(site);
   }
-  if (loraSites.length === 0 && embeddingSites.length === 0) throw new PeftError(noMatchMessage(resolved, sites));
+  const expertSites = expertParameterSites(config, sites);
+  if (loraSites.length === 0 && embeddingSites.length === 0 && expertSites.length === 0) throw new PeftError(noMatchMessage(resolved, sites));
   const tokenSites = trainableTokenSites(resolved, sites, embeddingSites);
   const unmatchedTargets = unmatchedTargetNames(sites.map((s) => s.path), config.targetModules);
-  return { config: resolved, loraSites, saveSites: modulesToSaveSites(resolved, sites), embeddingSites, tokenSites, unmatchedTargets };
+  return { config: resolved, loraSites, saveSites: modulesToSaveSites(resolved, sites), embeddingSites, tokenSites, unmatchedTargets, expertSites };
+}
+
+/**
+ * PEFT's _inject_parameters: a parameter is targeted when "<module path>.<name>" is a target_parameters entry or
+ * ends with "." + one. Only MoeExperts' gate_up_proj and down_proj can be; a name that matches nothing, or
+ * matches another parameter, is refused.
+ */
+function expertParameterSites(config: ResolvedLoraConfig, sites: readonly ModuleSite[]): TargetPlan['expertSites'] {
+  const names = config.targetParameters ?? [];
+  if (names.length === 0) return [];
+  const matches = (key: string) => names.some((t) => key === t || key.endsWith(`.${t}`));
+  const out: { site: ModuleSite; parameters: ExpertParameter[] }[] = [];
+  for (const site of sites) {
+    const experts = site.module instanceof LoraExperts ? site.module.base_layer : site.module;
+    const own = experts.ownParameterNames().filter((p) => matches(`${site.path}.${p}`));
+    if (own.length === 0) continue;
+    const unsupported = own.find((p) => !(experts instanceof MoeExperts) || !(EXPERT_PARAMETERS as readonly string[]).includes(p));
+    if (unsupported !== undefined) {
+      throw new PeftError(`target_parameters matched ${site.path}.${unsupported}, but loraforge adapts only the experts.gate_up_proj and experts.down_proj parameters of a mixture-of-experts layer; target those.`);
+    }
+    out.push({ site, parameters: own as ExpertParameter[] });
+  }
+  if (out.length === 0) throw new PeftError(`target_parameters ${JSON.stringify(names)} match no parameter of the base model; a mixture-of-experts model's are experts.gate_up_proj and experts.down_proj.`);
+  return out;
 }
 
 function resolveTargetModules(model: TargetModel, config: ResolvedLoraConfig, sites: readonly ModuleSite[]): ResolvedLoraConfig['targetModules'] {
   const targets = config.targetModules;
+  // PEFT: target_parameters without target_modules adapts those parameters only (no default target_modules).
+  if (targets === null && (config.targetParameters ?? []).length > 0) return null;
   if (targets === null) {
     const defaults = DEFAULT_TARGETS[model.config.modelType];
     if (!defaults) throw new PeftError(`There is no default target_modules for model type "${model.config.modelType}"; pass targetModules (e.g. ["q_proj", "v_proj"]).`);

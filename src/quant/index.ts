@@ -34,6 +34,7 @@ export { bnbLinearLoader, registerBitsandbytesLoader } from './bnb-loader.js';
 export { isDecoderProjection, isDecoderProjectionWeight } from './projections.js';
 export { hostFloatData, quantizeLinearsInPlace, type QuantizeLinearsOptions } from './quantize-in-place.js';
 export { loadIn4bit, quantizeOnLoadLinearLoader } from './load-in-4bit.js';
+export { Nf4ExpertWeight, quantizeExpertsInPlace } from './nf4-experts.js';
 export { quantizeModel, type QuantizeModelOptions, type QuantizeModelResult } from './quantize-model.js';
 export { quantMemoryReport, type QuantMemoryReport } from './memory-report.js';
 export { mergeQloraToDense, type MergedLayerError, type MergeQloraOptions, type QloraMergeReport, type QloraMergeResult } from './merge-qlora.js';

@@ -7,6 +7,7 @@ import type { CausalLM } from '../models/causal-lm.js';
 import { loadTensor } from '../models/weights.js';
 import { Linear4bit } from './linear4bit.js';
 import { quantizeNf4Weight } from './nf4-weight.js';
+import { quantizeExpertsInPlace } from './nf4-experts.js';
 import { hostFloatData, type QuantizeLinearsOptions } from './quantize-in-place.js';
 
 /**
@@ -27,7 +28,9 @@ export function quantizeOnLoadLinearLoader(options: QuantizeLinearsOptions = {})
 
 /**
  * transformers' `from_pretrained(..., quantization_config=BitsAndBytesConfig(load_in_4bit=True, nf4, ...))`: a dense
- * checkpoint loaded with its decoder projections in NF4 (what `train --qlora` does). The load dtype defaults to
+ * checkpoint loaded with its decoder projections in NF4 (what `train --qlora` does), and a mixture-of-experts
+ * model's experts too, one NF4 weight per expert matrix (quantizeExpertsInPlace; transformers + bitsandbytes leave
+ * fused expert parameters dense, so this goes beyond them). The load dtype defaults to
  * the compute dtype (bfloat16), so weights are rounded to it before quantization as transformers does. A
  * checkpoint that is already 4-bit loads as it is.
  */
@@ -38,9 +41,12 @@ export async function loadIn4bit(idOrDir: string, options: FromPretrainedOptions
   const computeDtype = options.computeDtype ?? 'bfloat16';
   const dtype = !options.dtype || options.dtype === 'auto' ? computeDtype : options.dtype;
   const source = await openCheckedCheckpoint(dir, config);
+  let model: CausalLM;
   try {
-    return await buildCausalLM(config, source, dtype, options.device ?? 'cpu', quantizeOnLoadLinearLoader({ ...options, computeDtype }));
+    model = await buildCausalLM(config, source, dtype, options.device ?? 'cpu', quantizeOnLoadLinearLoader({ ...options, computeDtype }));
   } finally {
     await source.close();
   }
+  if (config.moe) await quantizeExpertsInPlace(model, options);
+  return model;
 }

@@ -40,11 +40,15 @@ class LayerReader {
  * and quant states in bitsandbytes' layout, every other parameter in its own dtype, config.json with transformers'
  * quantization_config (double quant and compute dtype as the layers have them). Python loads the folder with
  * `AutoModelForCausalLM.from_pretrained`; a model loaded from such a checkpoint saves back byte-identical weights.
- * LoRA layers are refused: merge them (mergeQloraToDense with requantize) or save the adapter on its own.
+ * LoRA layers are refused: merge them (mergeQloraToDense with requantize) or save the adapter on its own; so are
+ * mixture-of-experts models.
  */
 export async function saveQuantizedPretrained(model: CausalLM, dir: string, options: SaveQuantizedOptions = {}): Promise<void> {
   if (loraLayers(model).length > 0) {
     throw new QuantError('The model still has LoRA layers; merge them first (mergeQloraToDense with requantize) or save the adapter on its own.');
+  }
+  if (model.config.moe) {
+    throw new QuantError(`Saving a 4-bit ${model.config.architecture} is not supported (bitsandbytes checkpoints leave experts unquantized and this layout stores them fused); quantize on load instead (loadIn4bit, train --qlora).`);
   }
   const layers = [...model.namedModules()].filter((e): e is [string, Linear4bit] => e[1] instanceof Linear4bit);
   if (layers.length === 0) throw new QuantError('The model has no 4-bit layers; save it with saveModelPretrained instead.');

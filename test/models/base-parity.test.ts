@@ -14,7 +14,10 @@ async function refRows(ref: string, name: string): Promise<number[][]> {
   return Array.from({ length: B }, (_, b) => flat.slice(b * T, (b + 1) * T));
 }
 
-for (const name of ['tiny-llama', 'tiny-qwen2', 'tiny-qwen3', 'tiny-gemma2', 'tiny-gemma3', 'tiny-phi3', 'tiny-smollm3', 'tiny-olmo2']) {
+const DENSE = ['tiny-llama', 'tiny-qwen2', 'tiny-qwen3', 'tiny-gemma2', 'tiny-gemma3', 'tiny-phi3', 'tiny-smollm3', 'tiny-olmo2'];
+const MIXTURE_OF_EXPERTS = ['tiny-mixtral', 'tiny-qwen3moe', 'tiny-gptoss'];
+
+for (const name of [...DENSE, ...MIXTURE_OF_EXPERTS]) {
   const ref = `${name}-ref.safetensors`;
 
   test(`${name}: float32 logits and loss match transformers within 1e-4`, async () => {
@@ -36,6 +39,8 @@ for (const name of ['tiny-llama', 'tiny-qwen2', 'tiny-qwen3', 'tiny-gemma2', 'ti
     assert.deepEqual(seq!.slice(8), expected);
   });
 
+  // A router's top-k flips between near-tied experts under bf16 rounding, so the MoE models have no bf16 bound.
+  if (!DENSE.includes(name)) continue;
   test(`${name}: bfloat16 weights give logits within bf16 tolerance`, async () => {
     const model = await AutoModelForCausalLM.fromPretrained(fixturePath(name), { dtype: 'bfloat16', device: TEST_DEVICE });
     assert.equal(model.model.embed_tokens.weight.dtype, 'bfloat16');

@@ -19,7 +19,9 @@ import { fixturePath, readFixtureMetadata, readFixtureTensor } from '../helpers/
 
 await prepareTestDevice();
 
-export type BaseName = 'tiny-llama' | 'tiny-qwen2' | 'tiny-qwen3' | 'tiny-gemma2' | 'tiny-gemma3' | 'tiny-phi3' | 'tiny-smollm3' | 'tiny-olmo2';
+export type BaseName =
+  | 'tiny-llama' | 'tiny-qwen2' | 'tiny-qwen3' | 'tiny-gemma2' | 'tiny-gemma3' | 'tiny-phi3' | 'tiny-smollm3' | 'tiny-olmo2'
+  | 'tiny-mixtral' | 'tiny-qwen3moe' | 'tiny-gptoss';
 
 /** Every adapter variant of the reference files, by base model, in the order of their lora_variants metadata. */
 export const VARIANTS: Readonly<Record<BaseName, readonly string[]>> = {
@@ -31,7 +33,13 @@ export const VARIANTS: Readonly<Record<BaseName, readonly string[]>> = {
   'tiny-phi3': ['lora', 'lora_qkv'],
   'tiny-smollm3': ['lora', 'lora_qv'],
   'tiny-olmo2': ['lora', 'lora_att'],
+  'tiny-mixtral': ['lora', 'lora_experts'],
+  'tiny-qwen3moe': ['lora', 'lora_experts'],
+  'tiny-gptoss': ['lora', 'lora_experts'],
 };
+
+/** The mixture-of-experts bases. */
+export const MOE_BASES: readonly BaseName[] = ['tiny-mixtral', 'tiny-qwen3moe', 'tiny-gptoss'];
 
 /** Tolerance of the acceptance criteria: |a - e| <= 1e-4 * max(1, max|e|). */
 export const TOLERANCE = 1e-4;

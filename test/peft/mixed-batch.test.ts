@@ -4,9 +4,11 @@ import { BASE_ADAPTER_NAME, PeftModel } from '../../src/peft/index.js';
 import { getBackend } from '../../src/backend/registry.js';
 import { writeSlice, zeros } from '../../src/ops/index.js';
 import { noGrad, noGradAsync } from '../../src/tensor/grad-mode.js';
-import { adapterDir, assertClose, assertTensorClose, loadBase, mixedVariants, refBatch, refInts, refValues, VARIANTS, type BaseName } from './helpers.js';
+import { adapterDir, assertClose, assertTensorClose, loadBase, mixedVariants, refBatch, refInts, refValues, MOE_BASES, VARIANTS, type BaseName } from './helpers.js';
 
-for (const base of Object.keys(VARIANTS) as BaseName[]) {
+// PEFT's references have no mixed.logits for the MoE bases: their second variant targets expert parameters,
+// which PEFT 0.21 cannot run in a mixed batch.
+for (const base of (Object.keys(VARIANTS) as BaseName[]).filter((b) => !MOE_BASES.includes(b))) {
   test(`${base}: a batch with a different adapter per row (and the base model) matches PEFT's mixed.logits`, async () => {
     const [first, second] = await mixedVariants(base);
     assert.deepEqual(await refInts(base, 'mixed.adapters'), [0, 1, -1]);

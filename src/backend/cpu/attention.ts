@@ -4,7 +4,9 @@
  *   r_ij  = scale * q_i . k_j                                   (the raw scaled score)
  *   c_ij  = softcap * tanh(r_ij / softcap), or r_ij when softcap = 0
  *   s_ij  = c_ij + mask_j      (-inf where causality, the window or the mask hides key j)
- *   lse_i = log sum_j exp(s_ij),   p_ij = exp(s_ij - lse_i),   o_i = sum_j p_ij v_j
+ *   lse_i = log (sum_j exp(s_ij) + exp(sink_h)),   p_ij = exp(s_ij - lse_i),   o_i = sum_j p_ij v_j
+ *           (sink_h: head h's attention-sink logit, or -inf without sinks; the sink has no value row, and since
+ *           sum_j p_ij dP_ij is still dO_i . o_i the backward below holds unchanged)
  *   D_i   = dO_i . o_i,   ds_ij = p_ij (dO_i . v_j - D_i)             (dL/ds_ij = dL/dc_ij)
  *   dr_ij = ds_ij * dc/dr = ds_ij (1 - tanh^2(r_ij / softcap)) = ds_ij (1 - (c_ij / softcap)^2), or ds_ij
  *   dq_i  = scale * sum_j dr_ij k_j,   dk_j = scale * sum_i dr_ij q_i,   dv_j = sum_i p_ij dO_i
@@ -189,6 +191,7 @@ export function cpuAttention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, 
   const outRows = new Float32Array(G * QUERY_BLOCK * D);
   const lseOut = asCpu(lse).data as Float32Array;
   const mask = a.keyMask ? readF32(a.keyMask, 0, B * S) : null;
+  const sinks = a.sinks ? readF32(a.sinks, 0, H) : null;
   for (let b = 0; b < B; b++) {
     for (let hk = 0; hk < Hkv; hk++) {
       ws.loadKeysValues(k, v, b, hk, kvRows);
@@ -202,7 +205,9 @@ export function cpuAttention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, 
           // p[base + j] is key j's score; the row holds keys start .. end - 1.
           const base = row * width - start;
           const first = blk.firsts[r]!, lim = blk.limits[r]!;
-          let mx = -Infinity;
+          // A sink joins the max and the normaliser (so lse, from which the backward recomputes P, includes it).
+          const sink = sinks ? sinks[hk * G + Math.floor(row / n)]! : -Infinity;
+          let mx = sink;
           for (let j = first; j < lim; j++) {
             const x = mask ? p[base + j]! + mask[b * S + j]! : p[base + j]!;
             p[base + j] = x;
@@ -215,6 +220,7 @@ export function cpuAttention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, 
               p[base + j] = e;
               sum += e;
             }
+            if (sinks) sum += Math.exp(sink - mx);
             const inv = 1 / sum;
             for (let j = first; j < lim; j++) p[base + j] = p[base + j]! * inv;
             p.fill(0, base + start, base + first);

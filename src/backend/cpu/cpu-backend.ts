@@ -206,6 +206,10 @@ export class CpuBackend implements Backend {
   }
 
   async toHost(buffer: DeviceBuffer, offset: number, length: number): Promise<HostArray> {
+    return this.toHostNow(buffer, offset, length);
+  }
+
+  toHostNow(buffer: DeviceBuffer, offset: number, length: number): HostArray {
     const c = asCpu(buffer);
     return c.data.slice(offset, offset + length) as HostArray;
   }

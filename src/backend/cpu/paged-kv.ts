@@ -74,7 +74,7 @@ export function cpuPagedAttention(q: DeviceBuffer, kPool: DeviceBuffer, vPool: D
     // This row's cached positions are read where they lie in the pools (kvRows places them; the k and v layouts
     // below go unused).
     cpuAttention(q, kPool, vPool, out, lse, {
-      batch: 1, heads: a.heads, kvHeads: a.kvHeads, seqQ: a.seq, seqK: lengths[b]!, headDim: a.headDim, scale: a.scale, causal: true, window: a.window, softcap: a.softcap,
+      batch: 1, heads: a.heads, kvHeads: a.kvHeads, seqQ: a.seq, seqK: lengths[b]!, headDim: a.headDim, scale: a.scale, causal: true, window: a.window, softcap: a.softcap, sinks: a.sinks ?? null,
       q: { ...a.q, offset: a.q.offset + b * a.q.batchStride },
       k: PLACED_ROWS,
       v: PLACED_ROWS,

@@ -51,6 +51,11 @@ function rowThreads(cols: number): number {
   return t;
 }
 
+/** The CUDA attention kernels have no sink term: a model with attention sinks (gpt-oss) runs on the CPU. */
+function refuseSinks(a: { readonly sinks?: DeviceBuffer | null }): void {
+  if (a.sinks) throw new Error('attention sinks (gpt-oss) are not implemented by the CUDA attention kernels; run this model with device "cpu".');
+}
+
 /** Threads of every attention CTA (4 warps); ATT_THREADS in kernels/attention.cu. */
 const ATTENTION_THREADS = 128;
 /** Query rows of a tensor-core forward CTA (BR in att_forward_mma). */
@@ -276,6 +281,10 @@ export class CudaBackend implements Backend {
   }
 
   async toHost(buffer: DeviceBuffer, offset: number, length: number): Promise<HostArray> {
+    return this.toHostNow(buffer, offset, length);
+  }
+
+  toHostNow(buffer: DeviceBuffer, offset: number, length: number): HostArray {
     const src = this.span(buffer, offset, length, 'toHost');
     const out = hostArrayFor(buffer.dtype, length);
     const d = this.runtime.driver;
@@ -906,6 +915,7 @@ export class CudaBackend implements Backend {
     if (a.heads % a.kvHeads !== 0) throw new Error(`${a.heads} query heads are not a multiple of ${a.kvHeads} key/value heads.`);
     if (a.causal && a.seqQ > a.seqK) throw new Error(`causal attention needs seqQ (${a.seqQ}) <= seqK (${a.seqK}).`);
     if (a.keyMask && a.keyMask.dtype !== 'float32') throw new Error(`the attention key mask must be float32, got ${a.keyMask.dtype}.`);
+    refuseSinks(a);
   }
 
   /** Device address of an attention operand, after checking that its [batch, heads, rows, headDim] view fits its buffer. */
@@ -1091,6 +1101,7 @@ export class CudaBackend implements Backend {
 
   pagedAttention(q: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, out: DeviceBuffer, a: PagedAttentionArgs): void {
     const pools = this.pagedAddresses(a, kPool, vPool, [q, out]);
+    refuseSinks(a);
     if (a.heads % a.kvHeads !== 0) throw new Error(`${a.heads} query heads are not a multiple of ${a.kvHeads} key/value heads.`);
     if (a.batch * a.heads * a.seq === 0) return;
     if (a.seq > MAX_GRID_Y || a.batch > MAX_GRID_Y) throw new RangeError(`paged attention takes at most ${MAX_GRID_Y} rows and ${MAX_GRID_Y} new positions per row.`);
