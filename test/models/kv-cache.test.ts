@@ -93,6 +93,14 @@ test('pagedAttention with a sliding window and soft-cap matches dense attention 
   await pagedAgainstDense({ H: 8, Hkv: 2, D: 64, before: [0, 17, 63, 170], T: 1, extra: { window: 24, softcap: 2 } }, 'bfloat16', 2e-2);
 });
 
+test('pagedAttention with attention sinks (gpt-oss) matches the dense reference, alone and with a window (float32 and bfloat16)', async () => {
+  // Sinks of either sign and up to 3 in size, so that in some rows the sink outweighs every key.
+  const sinks = (H: number) => ops.tensor(seededValues(H, 41, 3), [H], { device: TEST_DEVICE });
+  await pagedAgainstDense({ H: 4, Hkv: 2, D: 64, before: [0, 5, 40, 130], T: 1, extra: { sinks: sinks(4) } }, 'float32', 1e-5);
+  await pagedAgainstDense({ H: 8, Hkv: 1, D: 64, before: [3, 200], T: 3, extra: { sinks: sinks(8), window: 128 } }, 'float32', 1e-5);
+  await pagedAgainstDense({ H: 8, Hkv: 2, D: 64, before: [0, 17, 170], T: 1, extra: { sinks: sinks(8), window: 24 } }, 'bfloat16', 2e-2);
+});
+
 test('pagedAttention refuses a negative window and an infinite softcap', () => {
   const device = TEST_DEVICE;
   const pool = new KvPool(1, 1, 16, 'float32', device);

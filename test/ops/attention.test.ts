@@ -2,8 +2,8 @@
  * The fused attention op (one kernel forward, one backward) against the composed reference (GEMMs, masks,
  * softmax) on the device that LORAFORGE_TEST_DEVICE selects: outputs and the gradients of q, k and v.
  * float32 agrees within 1e-5 of the result's scale; bfloat16 and float16 are compared with the float32
- * reference on the same rounded inputs, within a few roundings of the storage type. The sliding window and the
- * logit soft-cap (AttentionExtras) are covered the same way, alone and together, across the paths each backend
+ * reference on the same rounded inputs, within a few roundings of the storage type. The sliding window, the
+ * logit soft-cap and attention sinks (AttentionExtras) are covered the same way, alone and together, across the paths each backend
  * has (CUDA: tensor cores for bf16/f16 at head dim 64, 128 and 256, SIMT otherwise; LORAFORGE_CUDA_SHARED_OPTIN
  * picks the variants a device with less shared memory runs, see bench/results/test-cuda-*.txt).
  */
@@ -35,6 +35,8 @@ interface Case {
   /** Sliding window and logit soft-cap (ops.AttentionExtras). */
   readonly window?: number;
   readonly softcap?: number;
+  /** Attention sinks (gpt-oss): one seeded logit per query head, some larger than every score of their rows. */
+  readonly sinks?: boolean;
 }
 
 const CASES: readonly Case[] = [
@@ -60,12 +62,25 @@ const CASES: readonly Case[] = [
   { name: 'window 70, seqQ < seqK across several key tiles, head dim 128', B: 1, H: 2, Hkv: 1, T: 66, S: 260, D: 128, window: 70 },
   { name: 'window 12 with softcap 2, non-causal with seqQ != seqK', B: 1, H: 2, Hkv: 1, T: 33, S: 47, D: 16, causal: false, window: 12, softcap: 2 },
   { name: 'window 25 with softcap 1, head dim 256', B: 1, H: 2, Hkv: 1, T: 60, S: 60, D: 256, transposed: true, window: 25, softcap: 1 },
+  // From 256 queries on, head dim 64 and 128 without a cap take CUDA's forward with two m-tiles per warp (128-query tiles).
+  { name: 'two m-tiles per warp: grouped-query 4:1, head dim 64, a partial last query tile, model layout', B: 1, H: 4, Hkv: 1, T: 333, S: 333, D: 64, transposed: true },
+  { name: 'two m-tiles per warp: window 50 with a left-padding key mask, head dim 128', B: 2, H: 2, Hkv: 1, T: 260, S: 260, D: 128, padding: [7, 0], window: 50 },
+  { name: 'two m-tiles per warp: seqQ < seqK across key tiles, head dim 128', B: 1, H: 2, Hkv: 1, T: 257, S: 400, D: 128, transposed: true },
+  { name: 'two m-tiles per warp: non-causal with seqQ != seqK, head dim 64', B: 1, H: 2, Hkv: 2, T: 256, S: 300, D: 64, causal: false },
   // Head dim 256 (Gemma 2/3): its own tensor-core tiling on CUDA (8-warp backward splitting the dimensions).
   { name: 'grouped-query 4:1, head dim 256, three tiles with a partial last one, model layout', B: 1, H: 4, Hkv: 1, T: 150, S: 150, D: 256, transposed: true },
   { name: 'left-padding key mask with fully hidden queries, head dim 256', B: 2, H: 2, Hkv: 1, T: 70, S: 70, D: 256, padding: [5, 0] },
   { name: 'queries at the end of a KV-cache prefix (seqQ < seqK), head dim 256', B: 1, H: 4, Hkv: 2, T: 5, S: 83, D: 256, transposed: true, capacity: 100 },
   { name: 'window 70 with softcap 2, seqQ < seqK across several key tiles, head dim 256', B: 1, H: 2, Hkv: 1, T: 66, S: 200, D: 256, window: 70, softcap: 2 },
   { name: 'non-causal with seqQ != seqK, head dim 256', B: 1, H: 2, Hkv: 1, T: 33, S: 47, D: 256, causal: false },
+  // Attention sinks (gpt-oss: head dim 64, grouped-query 8:1, sliding window 128 on alternate layers) on every
+  // CUDA path: SIMT (float32, head dim 16), one and two m-tiles per warp, head dim 128 and 256.
+  { name: 'sinks, causal multi-head, head dim 16', B: 2, H: 2, Hkv: 2, T: 19, S: 19, D: 16, sinks: true },
+  { name: 'sinks, grouped-query 8:1, head dim 64, window 128, model layout', B: 1, H: 8, Hkv: 1, T: 200, S: 200, D: 64, transposed: true, window: 128, sinks: true },
+  { name: 'sinks, two m-tiles per warp, grouped-query 4:1, head dim 64, left-padding with fully hidden queries', B: 2, H: 4, Hkv: 1, T: 300, S: 300, D: 64, padding: [6, 0], sinks: true },
+  { name: 'sinks, queries at the end of a KV-cache prefix (seqQ < seqK), head dim 64', B: 1, H: 4, Hkv: 2, T: 5, S: 83, D: 64, transposed: true, capacity: 100, sinks: true },
+  { name: 'sinks with softcap 2 and window 30, head dim 128', B: 1, H: 2, Hkv: 1, T: 150, S: 150, D: 128, window: 30, softcap: 2, sinks: true },
+  { name: 'sinks, head dim 256, non-causal with seqQ != seqK', B: 1, H: 2, Hkv: 1, T: 33, S: 47, D: 256, causal: false, sinks: true },
 ];
 
 /** Values exactly representable in `dtype`, so both sides of a comparison see the same inputs. */
@@ -98,7 +113,8 @@ async function run(c: Case, dtype: DType, fused: boolean): Promise<Result> {
     ? ops.tensor(Float32Array.from({ length: c.B * c.S }, (_, e) => (e % c.S < c.padding![Math.floor(e / c.S)]! ? -Infinity : 0)), [c.B, c.S], { device: TEST_DEVICE })
     : null;
   const attend = fused ? ops.attention : ops.attentionReference;
-  const out = attend(q, k, v, 1 / Math.sqrt(c.D), mask, c.causal ?? true, { window: c.window, softcap: c.softcap });
+  const sinks = c.sinks ? ops.tensor(seededValues(c.H, 29, 3), [c.H], { device: TEST_DEVICE }) : null;
+  const out = attend(q, k, v, 1 / Math.sqrt(c.D), mask, c.causal ?? true, { window: c.window, softcap: c.softcap, sinks });
   assert.deepEqual(out.shape, [c.B, c.H, c.T, c.D]);
   const w = ops.tensor(representable(seededValues(out.numel, 5), dtype), out.shape, { device: TEST_DEVICE, dtype });
   await ops.sum(ops.mul(out, w)).backward();

@@ -63,8 +63,8 @@ async function run(layout: Layout, dtype: DType, f: (gate: Tensor, up: Tensor) =
   return [await bits(out), ...(await Promise.all(leaves.map((l) => bits(l.grad!))))];
 }
 
-test('the CPU backend fuses the gated activation (on it the tests below compare two code paths)', () => {
-  const b = getBackend('cpu');
+test(`the ${TEST_DEVICE} backend fuses the gated activation (the tests below then compare two code paths)`, () => {
+  const b = getBackend(TEST_DEVICE);
   assert.equal(typeof b.gated, 'function');
   assert.equal(typeof b.gatedBackward, 'function');
 });

@@ -1,6 +1,6 @@
 import type { DeviceBuffer, HostArray } from '../../tensor/buffer.js';
 import { bytesPerElement, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../tensor/dtype.js';
-import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, AttentionLayout, Backend, BinaryOp, LoraAdapterView, MatmulArgs, MultiLoraArgs, MultiLoraOutput, PagedAttentionArgs, PagedKvArgs, PagedKvWriteArgs, ReduceOp, UnaryOp, View } from '../backend.js';
+import type { AdamWArgs, AttentionArgs, AttentionBackwardArgs, AttentionLayout, Backend, BinaryOp, GatedArgs, RowView, LoraAdapterView, MatmulArgs, MultiLoraArgs, MultiLoraOutput, PagedAttentionArgs, PagedKvArgs, PagedKvWriteArgs, ReduceOp, UnaryOp, View } from '../backend.js';
 import type { AllocatorStats } from './allocator.js';
 import { CudaBuffer } from './cuda-buffer.js';
 import { ModeFlag } from '../mode-flag.js';
@@ -24,6 +24,8 @@ const REDUCE_CODES: Readonly<Record<ReduceOp, number>> = { sum: 0, max: 1 };
 /** Threads per block for elementwise kernels; grids are capped and grid-stride loops cover the rest. */
 const ELEMENTWISE_THREADS = 256;
 const MAX_GRID_X = 2 ** 31 - 1;
+/** Threads per block of the gated kernels: 8 columns each, so 2048 columns a block. */
+const GATED_THREADS = 128;
 const MAX_GRID_Y = 65535;
 
 type Dim3 = readonly [number, number, number];
@@ -51,15 +53,23 @@ function rowThreads(cols: number): number {
   return t;
 }
 
-/** The CUDA attention kernels have no sink term: a model with attention sinks (gpt-oss) runs on the CPU. */
-function refuseSinks(a: { readonly sinks?: DeviceBuffer | null }): void {
-  if (a.sinks) throw new Error('attention sinks (gpt-oss) are not implemented by the CUDA attention kernels; run this model with device "cpu".');
-}
+
+/** Rows of at most this many columns get a warp each in rmsnorm.cu; wider rows a block each. */
+const RMS_WARP_COLS = 1024;
+/** Warps per block of the kernels that give each row a warp (rmsnorm, rope, attention_dq_convert). */
+const ROW_WARPS = 8;
 
 /** Threads of every attention CTA (4 warps); ATT_THREADS in kernels/attention.cu. */
 const ATTENTION_THREADS = 128;
-/** Query rows of a tensor-core forward CTA (BR in att_forward_mma). */
+/** Query rows of a tensor-core forward CTA per m-tile of a warp (BR = 64 * MT in att_forward_mma). */
 const ATTENTION_MMA_TILE = 64;
+/**
+ * Dynamic shared memory of the two-m-tile forward (MT = 2: 128-query tiles, Q in shared memory), by head dimension:
+ * sK, sV [64][D + 8] and sQ [128][D + 8], 16-bit. Taken without a soft-cap from 256 queries on, where the device
+ * lets a block opt in to it: each K and V fragment read from shared memory then feeds two m-tiles' products.
+ */
+const ATTENTION_MMA_M2_FORWARD_BYTES: Readonly<Record<number, number>> = { 64: 256 * 72 * 2, 128: 256 * 136 * 2 };
+const ATTENTION_MMA_M2_MIN_QUERIES = 256;
 /** Shared memory a block may use without opting in to more. */
 const SHARED_LIMIT = 48 * 1024;
 /** Dynamic shared memory of the headDim-256 tensor-core forward (ATT_FWD_SMEM_256 in attention.cu). */
@@ -328,6 +338,11 @@ export class CudaBackend implements Backend {
     return [Math.max(1, Math.min(Math.ceil(n / ELEMENTWISE_THREADS), this.elementwiseBlocks)), 1, 1];
   }
 
+  /** Blocks for kernels that give a warp to each of `rows` rows, ROW_WARPS a block, striding past the cap. */
+  private warpRowGrid(rows: number): Dim3 {
+    return [Math.max(1, Math.min(Math.ceil(rows / ROW_WARPS), this.elementwiseBlocks)), 1, 1];
+  }
+
   private rowGrid(rows: number): Dim3 {
     return [Math.max(1, Math.min(rows, MAX_GRID_X)), 1, 1];
   }
@@ -407,6 +422,49 @@ export class CudaBackend implements Backend {
     this.args.i32(BINARY_CODES[op]).ptr(ap).i32(this.code(a.buffer)).ptr(bp).i32(this.code(b.buffer)).ptr(op2).i32(this.code(out));
     this.runtime.params.strided2(c.shape, c.strides[0]!, c.strides[1]!).i64(n);
     this.launch(fn, this.elementwiseGrid(n), [ELEMENTWISE_THREADS, 1, 1]);
+  }
+
+  gated(args: GatedArgs, out: DeviceBuffer): void {
+    const n = args.rows * args.cols;
+    const gate = this.rowView(args.gate, args, 'gated gate');
+    const up = this.rowView(args.up, args, 'gated up');
+    const op = this.sameDtypeSpan(out, n, args, 'gated output');
+    if (n === 0) return;
+    const fn = this.fn('elementwise', 'gated_forward');
+    this.args.i32(UNARY_CODES[args.act]).ptr(gate).i64(args.gate.rowStride).ptr(up).i64(args.up.rowStride).ptr(op).i32(this.code(out)).i64(args.rows).i64(args.cols);
+    this.launch(fn, this.gatedGrid(args), [GATED_THREADS, 1, 1]);
+  }
+
+  gatedBackward(args: GatedArgs, dy: DeviceBuffer, dgate: DeviceBuffer | null, dup: DeviceBuffer | null): void {
+    const n = args.rows * args.cols;
+    const gate = this.rowView(args.gate, args, 'gated gate');
+    const up = this.rowView(args.up, args, 'gated up');
+    const dyp = this.sameDtypeSpan(dy, n, args, 'gated gradient');
+    const dgp = dgate ? this.sameDtypeSpan(dgate, n, args, 'gated gate gradient') : 0;
+    const dup2 = dup ? this.sameDtypeSpan(dup, n, args, 'gated up gradient') : 0;
+    if (n === 0 || (!dgate && !dup)) return;
+    const fn = this.fn('elementwise', 'gated_backward');
+    this.args.i32(UNARY_CODES[args.act]).ptr(gate).i64(args.gate.rowStride).ptr(up).i64(args.up.rowStride).ptr(dyp).ptr(dgp).ptr(dup2)
+      .i32(this.code(dy)).i64(args.rows).i64(args.cols);
+    this.launch(fn, this.gatedGrid(args), [GATED_THREADS, 1, 1]);
+  }
+
+  /** Address of a gated operand's first row after checking its rows lie in the buffer and its dtype is gate's. */
+  private rowView(v: RowView, args: GatedArgs, what: string): number {
+    if (v.buffer.dtype !== args.gate.buffer.dtype) throw new Error(`${what}: ${v.buffer.dtype} does not match the gate's ${args.gate.buffer.dtype}.`);
+    if (args.rows > 1 && v.rowStride < args.cols) throw new Error(`${what}: row stride ${v.rowStride} is shorter than a row of ${args.cols}.`);
+    return this.span(v.buffer, v.offset, args.rows === 0 ? 0 : (args.rows - 1) * v.rowStride + args.cols, what);
+  }
+
+  private sameDtypeSpan(b: DeviceBuffer, n: number, args: GatedArgs, what: string): number {
+    if (b.dtype !== args.gate.buffer.dtype) throw new Error(`${what}: ${b.dtype} does not match the gate's ${args.gate.buffer.dtype}.`);
+    return this.span(b, 0, n, what);
+  }
+
+  /** x: groups of 8 columns (or columns), GATED_THREADS a block; y: rows, striding past the grid's y limit. */
+  private gatedGrid(args: GatedArgs): Dim3 {
+    const width = args.cols % 8 === 0 ? args.cols / 8 : args.cols;
+    return [Math.max(1, Math.ceil(width / GATED_THREADS)), Math.max(1, Math.min(args.rows, MAX_GRID_Y)), 1];
   }
 
   affine(x: DeviceBuffer, xOffset: number, out: DeviceBuffer, length: number, scale: number, bias: number): void {
@@ -746,7 +804,13 @@ export class CudaBackend implements Backend {
     const fn = this.fn('rmsnorm', 'rmsnorm_forward');
     this.args.ptr(xp).i32(this.code(x)).ptr(wp).i32(this.code(weight)).ptr(yp).i32(this.code(out)).ptr(rp).i32(this.code(rstd));
     this.runtime.params.i64(rows).i64(cols).f64(eps).i32(x.dtype === 'float32' ? 0 : 1);
-    this.launch(fn, this.rowGrid(rows), [rowThreads(cols), 1, 1]);
+    this.launchRms(fn, rows, cols);
+  }
+
+  /** A warp per row up to RMS_WARP_COLS columns, else a block per row. */
+  private launchRms(fn: number, rows: number, cols: number): void {
+    if (cols <= RMS_WARP_COLS) this.launch(fn, this.warpRowGrid(rows), [32, ROW_WARPS, 1]);
+    else this.launch(fn, this.rowGrid(rows), [rowThreads(cols), 1, 1]);
   }
 
   rmsNormBackward(
@@ -764,7 +828,7 @@ export class CudaBackend implements Backend {
       const fn = this.fn('rmsnorm', 'rmsnorm_backward_dx');
       this.args.ptr(xp).i32(this.code(x)).ptr(wp).i32(this.code(weight)).ptr(rp).i32(this.code(rstd)).ptr(gp).i32(this.code(dy));
       this.runtime.params.ptr(dxp).i32(this.code(dx)).i64(rows).i64(cols);
-      this.launch(fn, this.rowGrid(rows), [rowThreads(cols), 1, 1]);
+      this.launchRms(fn, rows, cols);
     }
     if (!dweight) return;
     if (rows === 0) {
@@ -801,8 +865,8 @@ export class CudaBackend implements Backend {
     const fn = this.fn('rope', 'rope');
     this.args.ptr(xp).i32(this.code(x)).ptr(cp).i32(this.code(cos)).ptr(sp).i32(this.code(sin)).ptr(yp).i32(this.code(out));
     this.runtime.params.i64(tableBatchStride).i64(batch).i64(seq).i64(heads).i64(headDim).i64(rotaryDim).i32(inverse ? 1 : 0);
-    // One thread per rotated pair and per passed-through element.
-    this.launch(fn, this.elementwiseGrid((n / headDim) * (headDim - rotaryDim / 2)), [ELEMENTWISE_THREADS, 1, 1]);
+    // A warp per (b, t, head) row.
+    this.launch(fn, this.warpRowGrid(n / headDim), [32, ROW_WARPS, 1]);
   }
 
   // ---- embedding ----
@@ -915,7 +979,13 @@ export class CudaBackend implements Backend {
     if (a.heads % a.kvHeads !== 0) throw new Error(`${a.heads} query heads are not a multiple of ${a.kvHeads} key/value heads.`);
     if (a.causal && a.seqQ > a.seqK) throw new Error(`causal attention needs seqQ (${a.seqQ}) <= seqK (${a.seqK}).`);
     if (a.keyMask && a.keyMask.dtype !== 'float32') throw new Error(`the attention key mask must be float32, got ${a.keyMask.dtype}.`);
-    refuseSinks(a);
+  }
+
+  /** Device address of the attention sinks (float32, one logit per query head), or 0 without them. */
+  private sinksAddress(a: { readonly sinks?: DeviceBuffer | null; readonly heads: number }): number {
+    if (!a.sinks) return 0;
+    if (a.sinks.dtype !== 'float32') throw new Error(`attention sinks must be float32, got ${a.sinks.dtype}.`);
+    return this.span(a.sinks, 0, a.heads, 'attention sinks');
   }
 
   /** Device address of an attention operand, after checking that its [batch, heads, rows, headDim] view fits its buffer. */
@@ -997,13 +1067,16 @@ export class CudaBackend implements Backend {
     const storage = this.attentionMma(q.dtype, D, [qp, kp, vp, op], [a.q, a.k, a.v, a.out]);
     const mma = storage && (D !== 256 || this.sharedOptin() >= ATTENTION_MMA_256_FORWARD_BYTES) ? storage : null;
     const tiles = mma ? null : simtAttentionTiles(D, 1, 2, 0);
-    const fn = this.fn('attention', mma ? `attention_forward_mma_${attentionMmaName(a, mma)}` : 'attention_forward_simt');
-    const shared = mma && D === 256 ? this.allowShared(fn, ATTENTION_MMA_256_FORWARD_BYTES) : 0;
+    const m2Bytes = ATTENTION_MMA_M2_FORWARD_BYTES[D];
+    const m2 = mma !== null && m2Bytes !== undefined && a.softcap === 0 && T >= ATTENTION_MMA_M2_MIN_QUERIES && m2Bytes <= this.sharedOptin();
+    const fn = this.fn('attention', mma ? `attention_forward_mma_${attentionMmaName(a, mma)}${m2 ? '_m2' : ''}` : 'attention_forward_simt');
+    const shared = m2 ? this.allowShared(fn, m2Bytes) : mma && D === 256 ? this.allowShared(fn, ATTENTION_MMA_256_FORWARD_BYTES) : 0;
     this.args.ptr(qp).ptr(kp).ptr(vp).ptr(op).ptr(lp).ptr(mp).i32(this.code(q));
     for (const l of [a.q, a.k, a.v, a.out]) this.pushLayout(l);
     this.pushShape(a);
+    this.runtime.params.ptr(this.sinksAddress(a));
     if (!tiles) {
-      this.runtime.params.launch(fn, [Math.ceil(T / ATTENTION_MMA_TILE), H, B], [ATTENTION_THREADS, 1, 1], shared);
+      this.runtime.params.launch(fn, [Math.ceil(T / (ATTENTION_MMA_TILE * (m2 ? 2 : 1))), H, B], [ATTENTION_THREADS, 1, 1], shared);
       return;
     }
     this.runtime.params.i32(tiles.rpw).i32(tiles.bc);
@@ -1051,7 +1124,7 @@ export class CudaBackend implements Backend {
       const convert = this.fn('attention', 'attention_dq_convert');
       this.args.ptr(scratch.at(0)).ptr(dqp).i32(this.code(dq)).i64(a.dq.batchStride).i64(a.dq.headStride).i64(a.dq.rowStride);
       this.runtime.params.i32(B).i32(H).i32(T).i32(D).f32(a.scale);
-      this.launch(convert, this.elementwiseGrid(rows * D), [ELEMENTWISE_THREADS, 1, 1]);
+      this.launch(convert, this.warpRowGrid(rows), [32, ROW_WARPS, 1]);
       this.release(scratch);
     } else {
       const qTiles = simtAttentionTiles(D, 2, 2, 0);
@@ -1101,7 +1174,6 @@ export class CudaBackend implements Backend {
 
   pagedAttention(q: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, out: DeviceBuffer, a: PagedAttentionArgs): void {
     const pools = this.pagedAddresses(a, kPool, vPool, [q, out]);
-    refuseSinks(a);
     if (a.heads % a.kvHeads !== 0) throw new Error(`${a.heads} query heads are not a multiple of ${a.kvHeads} key/value heads.`);
     if (a.batch * a.heads * a.seq === 0) return;
     if (a.seq > MAX_GRID_Y || a.batch > MAX_GRID_Y) throw new RangeError(`paged attention takes at most ${MAX_GRID_Y} rows and ${MAX_GRID_Y} new positions per row.`);
@@ -1114,7 +1186,7 @@ export class CudaBackend implements Backend {
     this.pushLayout(a.out);
     this.runtime.params.i32(a.heads).i32(a.kvHeads).i32(a.seq).i32(a.headDim).i32(a.blockSize).i32(a.maxBlocks).f32(a.scale);
     // No row holds more than maxBlocks * blockSize positions, so a window that long hides nothing: it goes as 0.
-    this.runtime.params.i32(a.window < a.maxBlocks * a.blockSize ? a.window : 0).f32(a.softcap);
+    this.runtime.params.i32(a.window < a.maxBlocks * a.blockSize ? a.window : 0).f32(a.softcap).ptr(this.sinksAddress(a));
     this.launch(fn, [a.heads, a.seq, a.batch], [PAGED_THREADS, 1, 1]);
   }
 }

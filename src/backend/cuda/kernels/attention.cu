@@ -7,7 +7,9 @@
 //   r_ij  = scale * q_i . k_j                   (the raw scaled score)
 //   c_ij  = C tanh(r_ij / C), or r_ij when C = 0
 //   s_ij  = c_ij + m_j                          (-inf where !visible(i, j) or the mask hides key j)
-//   lse_i = log sum_j exp(s_ij)                 (-inf when query i sees no key; its output row is 0)
+//   lse_i = log (sum_j exp(s_ij) + exp(sink_h)) (sink_h: head h's attention-sink logit (gpt-oss), -inf without
+//                                               sinks; -inf when query i sees no key and no sink; with no key seen
+//                                               its output row is 0)
 //   p_ij  = exp(s_ij - lse_i),   o_i = sum_j p_ij v_j
 //   D_i   = dO_i . o_i,          ds_ij = p_ij (dO_i . v_j - D_i)      (= dL/ds_ij = dL/dc_ij)
 //   dr_ij = ds_ij dc_ij/dr_ij = ds_ij (1 - tanh^2(r_ij / C)) = ds_ij (1 - (c_ij / C)^2), or ds_ij when C = 0
@@ -21,7 +23,8 @@
 // sum rescale the partial output when the max moves) and writes o and lse; with a window it starts at the tile
 // of the first key its first query sees. Backward: D_i first; then one CTA per (key tile, key/value head, batch)
 // walks every query head of its group and every query tile that can see its keys (causality bounds them below,
-// the window above), keeping dk and dv in registers (so no atomics for them), recomputing p from lse.
+// the window above), keeping dk and dv in registers (so no atomics for them), recomputing p from lse. A sink
+// has no value row and is a frozen weight, so it changes only lse: the backward is the same kernel with or without.
 //
 // Two implementations of each:
 // - tensor cores (mma.sync m16n8k16, bf16 or f16 storage, headDim 64, 128 or 256, rows 16-byte aligned): tiles
@@ -56,10 +59,10 @@
 #define ATT_FWD_PARAMS                                                                                         \
   const void *q, const void *k, const void *v, void *o, float *lse, const float *mask, int dt, i64 qsb, i64 qsh, \
       i64 qst, i64 ksb, i64 ksh, i64 kst, i64 vsb, i64 vsh, i64 vst, i64 osb, i64 osh, i64 ost, int B, int H,     \
-      int Hkv, int T, int S, int D, float scale, int causal, int window, float softcap
+      int Hkv, int T, int S, int D, float scale, int causal, int window, float softcap, const float *sinks
 #define ATT_FWD_ARGS                                                                                                \
   q, k, v, o, lse, mask, dt, qsb, qsh, qst, ksb, ksh, kst, vsb, vsh, vst, osb, osh, ost, B, H, Hkv, T, S, D, scale, causal, \
-      window, softcap
+      window, softcap, sinks
 
 // dq is the final gradient (SIMT) or float32 scratch [B, H, T, D] (tensor cores); dvec holds D_i.
 #define ATT_BWD_PARAMS                                                                                              \
@@ -125,9 +128,11 @@ extern "C" __global__ void attention_forward_simt(ATT_FWD_PARAMS, int rpw, int b
   const int kEnd = causal ? min(S, off + min(T, i0 + br)) : S;
   float acc[ATT_MAX_RPW][ATT_DCHUNKS], m[ATT_MAX_RPW], l[ATT_MAX_RPW];
 #pragma unroll
+  // An attention sink (one logit of head h, no value row) starts every row's max and sum: exp(sink - sink) = 1.
+  const float sink = sinks ? sinks[h] : -F32_INF;
   for (int r = 0; r < ATT_MAX_RPW; ++r) {
-    m[r] = -F32_INF;
-    l[r] = 0.0f;
+    m[r] = sink;
+    l[r] = sinks ? 1.0f : 0.0f;
 #pragma unroll
     for (int c = 0; c < ATT_DCHUNKS; ++c) acc[r][c] = 0.0f;
   }
@@ -334,13 +339,15 @@ extern "C" __global__ void attention_backward_dkdv_simt(ATT_BWD_PARAMS, int rpw,
   }
 }
 
-// dq = scale * scratch, rounded into dq's dtype and layout. scratch is float32 [B, H, T, D], contiguous.
+// dq = scale * scratch, rounded into dq's dtype and layout. scratch is float32 [B, H, T, D], contiguous. A warp
+// takes one (b, h, i) row at a time (blockDim = (32, warps)).
 extern "C" __global__ void attention_dq_convert(const float *scratch, void *dq, int dt, i64 sb, i64 sh, i64 st, int B, int H, int T, int D,
                                                 float scale) {
-  const i64 n = (i64)B * H * T * D;
-  GRID_STRIDE(e, n) {
-    const i64 r = e / D, d = e - r * D, i = r % T, h = (r / T) % H, b = r / ((i64)T * H);
-    store_f(dq, dt, b * sb + h * sh + i * st + d, scratch[e] * scale);
+  const i64 rows = (i64)B * H * T;
+  for (i64 r = (i64)blockIdx.x * blockDim.y + threadIdx.y; r < rows; r += (i64)gridDim.x * blockDim.y) {
+    const i64 i = r % T, h = (r / T) % H, b = r / ((i64)T * H);
+    const i64 o = b * sb + h * sh + i * st;
+    for (int d = threadIdx.x; d < D; d += 32) store_f(dq, dt, o + d, scratch[r * D + d] * scale);
   }
 }
 
@@ -515,20 +522,24 @@ __device__ __forceinline__ u32 att_bk_addr(u32 tile, int row0, int col0, int lan
   return tile + (u32)(((row0 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + col0 + (lane >> 4) * 8) * 2);
 }
 
-// Forward: 4 warps x 16 query rows; K and V tiles of 64 keys. Q is staged through sV into registers once. The
+// Forward: 4 warps x MT m-tiles of 16 query rows (a warp owns 16 * MT consecutive rows); K and V tiles of 64 keys.
+// MT = 1 at headDim <= 128: Q is staged through sV into registers once. MT = 2 (128-query tiles): Q stays in
+// dynamic shared memory ([128][D + 8] after sK and sV) and each k-block's A fragments are read as S = Q K^T
+// reaches them, so that every K and V fragment read from shared memory feeds two m-tiles' products (shared-memory
+// reads per mma go from 1/2 to 5/16 at headDim 128, the FlashAttention-2 tiling). The
 // V tile of step t loads while S = Q K^T runs, the K tile of step t+1 while O += P V runs. With a window the walk
 // starts at the tile holding the first key the CTA's first query sees; tiles wholly before it are never loaded.
-// Grid: (ceil(T / 64), H, B).
+// Grid: (ceil(T / (64 * MT)), H, B).
 //
 // headDim 256 (QREG false): a thread's output is 16 x 256 / 32 = 128 float registers (acc[32][4]: n-tile n holds
 // columns n*8 + 2t, +1 of rows A and B) and its scores 32 more (s[8][4]), so Q's fragments (KD x 4 = 64 registers)
 // cannot stay beside them. Q keeps a shared tile of its own, sQ [64][264] after sK and sV [64][264] (dynamic shared
 // memory, 3 x 64 x 264 x 2 = 101376 bytes, ATT_FWD_SMEM_256), and each k-block's A fragment (rows 16*warp ..
 // +15, columns 16kk .. +15) is read with ldmatrix as the S = Q K^T loop reaches it, once per key tile.
-template <bool BF16, int DH, bool CAP>
+template <bool BF16, int DH, bool CAP, int MT>
 __device__ __forceinline__ void att_forward_mma(ATT_FWD_PARAMS) {
-  constexpr int BR = 64, BC = 64, LDS = DH + 8, KD = DH / 16, NS = BC / 8, NO = DH / 8;
-  constexpr bool QREG = DH <= 128;
+  constexpr int BR = 64 * MT, BC = 64, LDS = DH + 8, KD = DH / 16, NS = BC / 8, NO = DH / 8, WR = 16 * MT;
+  constexpr bool QREG = MT == 1 && DH <= 128;
   u16 *sK, *sV, *sQ;
   if constexpr (QREG) {
     __shared__ __align__(16) u16 sKs[BC * LDS];
@@ -537,7 +548,7 @@ __device__ __forceinline__ void att_forward_mma(ATT_FWD_PARAMS) {
     sV = sVs;
     sQ = sVs;
   } else {
-    static_assert(3 * BC * LDS * 2 == ATT_FWD_SMEM_256, "the launcher's dynamic shared memory");
+    static_assert(DH != 256 || MT != 1 || (2 * BC + BR) * LDS * 2 == ATT_FWD_SMEM_256, "the launcher's dynamic shared memory");
     extern __shared__ __align__(16) u16 att_smem16[];
     sK = att_smem16;
     sV = sK + BC * LDS;
@@ -546,6 +557,7 @@ __device__ __forceinline__ void att_forward_mma(ATT_FWD_PARAMS) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tg = lane & 3;
   const int b = blockIdx.z, h = blockIdx.y, hk = h / (H / Hkv), off = S - T;
   const int q0 = (gridDim.x - 1 - blockIdx.x) * BR;  // the longest causal tiles start first
+  const int w0 = q0 + warp * WR;                     // this warp's first query row
   const u16 *Qp = (const u16 *)q + b * qsb + h * qsh;
   const u16 *Kp = (const u16 *)k + b * ksb + hk * ksh;
   const u16 *Vp = (const u16 *)v + b * vsb + hk * vsh;
@@ -566,75 +578,101 @@ __device__ __forceinline__ void att_forward_mma(ATT_FWD_PARAMS) {
     __syncthreads();  // sQ is sV, which the first V tile overwrites
   }
 
-  float acc[NO][4];
+  float acc[MT][NO][4];
 #pragma unroll
-  for (int n = 0; n < NO; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-  // Row state in log2 units for rows A = q0 + 16*warp + g and B = A + 8; l is this thread's partial sum.
-  float mA = -F32_INF, mB = -F32_INF, lA = 0.0f, lB = 0.0f;
+  for (int m = 0; m < MT; ++m)
+#pragma unroll
+    for (int n = 0; n < NO; ++n) acc[m][n][0] = acc[m][n][1] = acc[m][n][2] = acc[m][n][3] = 0.0f;
+  // Row state in log2 units for rows A = w0 + 16*m + g and B = A + 8 of each m-tile m; l is this thread's partial sum.
+  float mA[MT], mB[MT], lA[MT], lB[MT];
+#pragma unroll
+  // An attention sink (one logit of head h, no value row) starts every row's max and sum, the sum in one thread of
+  // the quad (the partial sums add up at the end): exp2(sink - sink) = 1.
+  const float sinkL2 = sinks ? sinks[h] * ATT_LOG2E : -F32_INF, sinkL = sinks && tg == 0 ? 1.0f : 0.0f;
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+    mA[m] = mB[m] = sinkL2;
+    lA[m] = lB[m] = sinkL;
+  }
   const float sl2 = scale * ATT_LOG2E, capL2 = softcap * ATT_LOG2E, rawToCap = softcap > 0.0f ? scale / softcap : 0.0f;
-  const int rowA = q0 + warp * 16 + g, rowB = rowA + 8;
-  // The keys rows A and B see, lo .. hi: S and causality bound them above, the window below. Masking compares a
-  // key with these bounds alone, so the element loop keeps the selects it compiled to before the window existed.
-  const int hiA = causal ? min(S - 1, off + rowA) : S - 1, hiB = causal ? min(S - 1, off + rowB) : S - 1;
-  const int loA = att_first_key(off + rowA, window), loB = att_first_key(off + rowB, window);
   for (int t = tile0; t < tiles; ++t) {
     const int k0 = t * BC;
     att_tile_load<DH, BC>(sVa, Vp, vst, k0, S);
     att_cp_commit();
-    float s[NS][4];
+    float s[MT][NS][4];
 #pragma unroll
-    for (int n = 0; n < NS; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+      for (int n = 0; n < NS; ++n) s[m][n][0] = s[m][n][1] = s[m][n][2] = s[m][n][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < KD; ++kk) {
-      if constexpr (!QREG) att_ldsm4(qf[0], att_a_addr<LDS>(sQa, warp * 16, kk * 16, lane));
-      const u32(&qa)[4] = qf[QREG ? kk : 0];
+      u32 qs[QREG ? 1 : MT][4];
+      if constexpr (!QREG) {
+#pragma unroll
+        for (int m = 0; m < MT; ++m) att_ldsm4(qs[m], att_a_addr<LDS>(sQa, warp * WR + m * 16, kk * 16, lane));
+      }
 #pragma unroll
       for (int np = 0; np < BC / 16; ++np) {
         u32 bk[4];
         att_ldsm4(bk, att_bn_addr<LDS>(sKa, np * 16, kk * 16, lane));
-        att_mma<BF16>(s[2 * np], qa, bk[0], bk[1]);
-        att_mma<BF16>(s[2 * np + 1], qa, bk[2], bk[3]);
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+          const u32(&qa)[4] = QREG ? qf[kk] : qs[QREG ? 0 : m];
+          att_mma<BF16>(s[m][2 * np], qa, bk[0], bk[1]);
+          att_mma<BF16>(s[m][2 * np + 1], qa, bk[2], bk[3]);
+        }
       }
     }
-    // Whether some key of the tile is hidden from some row of this warp: past S, after the row (causal), or at or
-    // beyond the window behind it.
-    const bool edge = k0 + BC > S || (causal && k0 + BC - 1 > off + q0 + warp * 16) ||
-                      (window > 0 && off + q0 + warp * 16 + 15 - k0 >= window);
-    if (edge) att_forward_scores<true, CAP>(s, k0 + tg * 2, maskRow, S, sl2, capL2, rawToCap, loA, hiA, loB, hiB);
-    else att_forward_scores<false, CAP>(s, k0 + tg * 2, maskRow, S, sl2, capL2, rawToCap, loA, hiA, loB, hiB);
-    float nA = mA, nB = mB;
 #pragma unroll
-    for (int n = 0; n < NS; ++n) {
-      nA = fmaxf(nA, fmaxf(s[n][0], s[n][1]));
-      nB = fmaxf(nB, fmaxf(s[n][2], s[n][3]));
-    }
-    nA = fmaxf(nA, __shfl_xor_sync(ATT_FULL, nA, 1));
-    nA = fmaxf(nA, __shfl_xor_sync(ATT_FULL, nA, 2));
-    nB = fmaxf(nB, __shfl_xor_sync(ATT_FULL, nB, 1));
-    nB = fmaxf(nB, __shfl_xor_sync(ATT_FULL, nB, 2));
-    // A row that has seen no key yet keeps max -inf; exponents then use 0 so that exp2(-inf - 0) = 0.
-    const float uA = nA == -F32_INF ? 0.0f : nA, uB = nB == -F32_INF ? 0.0f : nB;
-    const float cA = exp2f(mA - uA), cB = exp2f(mB - uB);
-    mA = nA;
-    mB = nB;
-    float sumA = 0.0f, sumB = 0.0f;
+    for (int m = 0; m < MT; ++m) {
+      // Whether some key of the tile is hidden from some row of this m-tile: past S, after the row (causal), or at
+      // or beyond the window behind it.
+      const int r0 = w0 + m * 16;
+      const bool edge = k0 + BC > S || (causal && k0 + BC - 1 > off + r0) || (window > 0 && off + r0 + 15 - k0 >= window);
+      if (edge) {
+        // The keys rows A and B see, lo .. hi: S and causality bound them above, the window below. Masking compares
+        // a key with these bounds alone (recomputed here, on edge tiles only, rather than held in registers).
+        const int rowA = r0 + g, rowB = rowA + 8;
+        const int hiA = causal ? min(S - 1, off + rowA) : S - 1, hiB = causal ? min(S - 1, off + rowB) : S - 1;
+        att_forward_scores<true, CAP>(s[m], k0 + tg * 2, maskRow, S, sl2, capL2, rawToCap, att_first_key(off + rowA, window), hiA,
+                                      att_first_key(off + rowB, window), hiB);
+      } else {
+        att_forward_scores<false, CAP>(s[m], k0 + tg * 2, maskRow, S, sl2, capL2, rawToCap, 0, S - 1, 0, S - 1);
+      }
+      float nA = mA[m], nB = mB[m];
 #pragma unroll
-    for (int n = 0; n < NS; ++n) {
-      s[n][0] = exp2f(s[n][0] - uA);
-      s[n][1] = exp2f(s[n][1] - uA);
-      s[n][2] = exp2f(s[n][2] - uB);
-      s[n][3] = exp2f(s[n][3] - uB);
-      sumA += s[n][0] + s[n][1];
-      sumB += s[n][2] + s[n][3];
-    }
-    lA = lA * cA + sumA;
-    lB = lB * cB + sumB;
+      for (int n = 0; n < NS; ++n) {
+        nA = fmaxf(nA, fmaxf(s[m][n][0], s[m][n][1]));
+        nB = fmaxf(nB, fmaxf(s[m][n][2], s[m][n][3]));
+      }
+      nA = fmaxf(nA, __shfl_xor_sync(ATT_FULL, nA, 1));
+      nA = fmaxf(nA, __shfl_xor_sync(ATT_FULL, nA, 2));
+      nB = fmaxf(nB, __shfl_xor_sync(ATT_FULL, nB, 1));
+      nB = fmaxf(nB, __shfl_xor_sync(ATT_FULL, nB, 2));
+      // A row that has seen no key yet keeps max -inf; exponents then use 0 so that exp2(-inf - 0) = 0.
+      const float uA = nA == -F32_INF ? 0.0f : nA, uB = nB == -F32_INF ? 0.0f : nB;
+      const float cA = exp2f(mA[m] - uA), cB = exp2f(mB[m] - uB);
+      mA[m] = nA;
+      mB[m] = nB;
+      float sumA = 0.0f, sumB = 0.0f;
 #pragma unroll
-    for (int n = 0; n < NO; ++n) {
-      acc[n][0] *= cA;
-      acc[n][1] *= cA;
-      acc[n][2] *= cB;
-      acc[n][3] *= cB;
+      for (int n = 0; n < NS; ++n) {
+        s[m][n][0] = exp2f(s[m][n][0] - uA);
+        s[m][n][1] = exp2f(s[m][n][1] - uA);
+        s[m][n][2] = exp2f(s[m][n][2] - uB);
+        s[m][n][3] = exp2f(s[m][n][3] - uB);
+        sumA += s[m][n][0] + s[m][n][1];
+        sumB += s[m][n][2] + s[m][n][3];
+      }
+      lA[m] = lA[m] * cA + sumA;
+      lB[m] = lB[m] * cB + sumB;
+#pragma unroll
+      for (int n = 0; n < NO; ++n) {
+        acc[m][n][0] *= cA;
+        acc[m][n][1] *= cA;
+        acc[m][n][2] *= cB;
+        acc[m][n][3] *= cB;
+      }
     }
     att_cp_wait_all();
     __syncthreads();  // V has landed, and every warp is done with this K tile
@@ -642,38 +680,49 @@ __device__ __forceinline__ void att_forward_mma(ATT_FWD_PARAMS) {
     att_cp_commit();
 #pragma unroll
     for (int kk = 0; kk < BC / 16; ++kk) {
-      u32 pa[4];
-      att_c_to_a<BF16>(pa, s[2 * kk], s[2 * kk + 1]);
+      u32 pa[MT][4];
+#pragma unroll
+      for (int m = 0; m < MT; ++m) att_c_to_a<BF16>(pa[m], s[m][2 * kk], s[m][2 * kk + 1]);
 #pragma unroll
       for (int dp = 0; dp < DH / 16; ++dp) {
         u32 bv[4];
         att_ldsm4t(bv, att_bk_addr<LDS>(sVa, kk * 16, dp * 16, lane));
-        att_mma<BF16>(acc[2 * dp], pa, bv[0], bv[1]);
-        att_mma<BF16>(acc[2 * dp + 1], pa, bv[2], bv[3]);
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+          att_mma<BF16>(acc[m][2 * dp], pa[m], bv[0], bv[1]);
+          att_mma<BF16>(acc[m][2 * dp + 1], pa[m], bv[2], bv[3]);
+        }
       }
     }
     att_cp_wait_all();
     __syncthreads();  // the next K tile has landed, and every warp is done with this V tile
   }
 
-  lA += __shfl_xor_sync(ATT_FULL, lA, 1);
-  lA += __shfl_xor_sync(ATT_FULL, lA, 2);
-  lB += __shfl_xor_sync(ATT_FULL, lB, 1);
-  lB += __shfl_xor_sync(ATT_FULL, lB, 2);
-  const float iA = lA > 0.0f ? 1.0f / lA : 0.0f, iB = lB > 0.0f ? 1.0f / lB : 0.0f;
-  if (tg == 0) {
-    float *L = lse + ((i64)b * H + h) * T;
-    if (rowA < T) L[rowA] = lA > 0.0f ? (mA + log2f(lA)) * ATT_LN2 : -F32_INF;
-    if (rowB < T) L[rowB] = lB > 0.0f ? (mB + log2f(lB)) * ATT_LN2 : -F32_INF;
-  }
-  // The output tile goes through sK (no longer read after the last barrier) for 16-byte stores.
+  // The output tile goes through shared memory no longer read after the last barrier (sK holds BC = 64 rows, enough
+  // for one m-tile per warp; sQ holds BR) for 16-byte stores.
+  u16 *const sO = QREG ? sK : sQ;
 #pragma unroll
-  for (int n = 0; n < NO; ++n) {
-    *(u32 *)(sK + (warp * 16 + g) * LDS + n * 8 + tg * 2) = att_pack<BF16>(acc[n][0] * iA, acc[n][1] * iA);
-    *(u32 *)(sK + (warp * 16 + g + 8) * LDS + n * 8 + tg * 2) = att_pack<BF16>(acc[n][2] * iB, acc[n][3] * iB);
+  for (int m = 0; m < MT; ++m) {
+    float la = lA[m], lb = lB[m];
+    la += __shfl_xor_sync(ATT_FULL, la, 1);
+    la += __shfl_xor_sync(ATT_FULL, la, 2);
+    lb += __shfl_xor_sync(ATT_FULL, lb, 1);
+    lb += __shfl_xor_sync(ATT_FULL, lb, 2);
+    const float iA = la > 0.0f ? 1.0f / la : 0.0f, iB = lb > 0.0f ? 1.0f / lb : 0.0f;
+    const int rA = warp * WR + m * 16 + g, rowA = q0 + rA, rowB = rowA + 8;
+    if (tg == 0) {
+      float *L = lse + ((i64)b * H + h) * T;
+      if (rowA < T) L[rowA] = la > 0.0f ? (mA[m] + log2f(la)) * ATT_LN2 : -F32_INF;
+      if (rowB < T) L[rowB] = lb > 0.0f ? (mB[m] + log2f(lb)) * ATT_LN2 : -F32_INF;
+    }
+#pragma unroll
+    for (int n = 0; n < NO; ++n) {
+      *(u32 *)(sO + rA * LDS + n * 8 + tg * 2) = att_pack<BF16>(acc[m][n][0] * iA, acc[m][n][1] * iA);
+      *(u32 *)(sO + (rA + 8) * LDS + n * 8 + tg * 2) = att_pack<BF16>(acc[m][n][2] * iB, acc[m][n][3] * iB);
+    }
   }
   __syncthreads();
-  att_tile_store<DH, BR>((u16 *)o + b * osb + h * osh, ost, sK, q0, T);
+  att_tile_store<DH, BR>((u16 *)o + b * osb + h * osh, ost, sO, q0, T);
 }
 
 // Backward: one CTA per (key tile, key/value head, batch); its warps own the CTA's keys in groups of 16 (a warp's
@@ -909,19 +958,24 @@ __device__ __forceinline__ void att_backward_mma(ATT_BWD_PARAMS) {
 
 // The forward kernels; NAME gets a softcap_ prefix for the soft-capped one (CAP), which the launcher picks when
 // softcap > 0.
-#define ATT_MMA_FORWARD(NAME, BF16, DH)                                                                        \
+#define ATT_MMA_FORWARD_ONE(NAME, BF16, DH, CAP, MT)                                                     \
   extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_forward_mma_##NAME(ATT_FWD_PARAMS) {   \
-    att_forward_mma<BF16, DH, false>(ATT_FWD_ARGS);                                                          \
-  }                                                                                                          \
-  extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_forward_mma_softcap_##NAME(ATT_FWD_PARAMS) { \
-    att_forward_mma<BF16, DH, true>(ATT_FWD_ARGS);                                                           \
+    att_forward_mma<BF16, DH, CAP, MT>(ATT_FWD_ARGS);                                                        \
   }
-ATT_MMA_FORWARD(bf16_d64, true, 64)
-ATT_MMA_FORWARD(bf16_d128, true, 128)
-ATT_MMA_FORWARD(bf16_d256, true, 256)
-ATT_MMA_FORWARD(f16_d64, false, 64)
-ATT_MMA_FORWARD(f16_d128, false, 128)
-ATT_MMA_FORWARD(f16_d256, false, 256)
+// Per dtype: one m-tile per warp (64-query tiles) at every head dimension, with and without the cap; two
+// (128-query tiles, Q in dynamic shared memory) at 64 and 128 without it, which the launcher takes where the
+// block may opt in to their shared memory (ATTENTION_MMA_M2_FORWARD_BYTES in cuda-backend.ts).
+#define ATT_MMA_FORWARD(TYPE, BF16)                                 \
+  ATT_MMA_FORWARD_ONE(TYPE##_d64, BF16, 64, false, 1)               \
+  ATT_MMA_FORWARD_ONE(softcap_##TYPE##_d64, BF16, 64, true, 1)      \
+  ATT_MMA_FORWARD_ONE(TYPE##_d128, BF16, 128, false, 1)             \
+  ATT_MMA_FORWARD_ONE(softcap_##TYPE##_d128, BF16, 128, true, 1)    \
+  ATT_MMA_FORWARD_ONE(TYPE##_d256, BF16, 256, false, 1)             \
+  ATT_MMA_FORWARD_ONE(softcap_##TYPE##_d256, BF16, 256, true, 1)    \
+  ATT_MMA_FORWARD_ONE(TYPE##_d64_m2, BF16, 64, false, 2)            \
+  ATT_MMA_FORWARD_ONE(TYPE##_d128_m2, BF16, 128, false, 2)
+ATT_MMA_FORWARD(bf16, true)
+ATT_MMA_FORWARD(f16, false)
 
 // The backward kernels, named attention_backward_mma_[softcap_]{bf16,f16}_d<DH>_r<BR>_w<NW>_b<NB>. The launcher
 // takes, per head dimension, the first variant whose shared memory the device lets a block opt in to.

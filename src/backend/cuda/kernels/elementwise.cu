@@ -225,3 +225,77 @@ extern "C" __global__ void affine(const void* x, int xDt, void* out, int outDt, 
   }
   GRID_STRIDE(i, n) store_f(out, outDt, i, (float)((double)load_f(x, xDt, i) * scale + bias));
 }
+
+// ---- gated MLP activation: out = act(gate) * up over [rows, cols] (GatedArgs in backend.ts) ----
+//
+// gate and up are row views (row r at r * rowStride, columns contiguous: the halves of Phi-3's gate_up_proj too);
+// dy and the outputs are contiguous. act(gate) is rounded to the dtype before it meets up or dy, so every element
+// gets the bits the composed unary + binary kernels give. Blocks: x over column groups, y over rows (strided).
+
+__device__ __forceinline__ float round_to(int dt, float v) {
+  if (dt == DT_BF16) return bf16_to_f32(f32_to_bf16(v));
+  if (dt == DT_F16) return f16_to_f32(f32_to_f16(v));
+  return v;
+}
+
+__device__ __forceinline__ int gated_grad_op(int act) {
+  return act == U_SILU ? B_SILU_GRAD : act == U_GELU ? B_GELU_GRAD : B_GELU_TANH_GRAD;
+}
+
+// 8 columns per thread when every row of every operand starts 16-byte aligned.
+__device__ __forceinline__ bool gated_vec(int dt, i64 cols, i64 gateRow, i64 upRow, const void* gate, const void* up) {
+  return vector_dtype(dt) && cols % VEC == 0 && gateRow % VEC == 0 && upRow % VEC == 0 && aligned16(gate) && aligned16(up);
+}
+
+extern "C" __global__ void gated_forward(int act, const void* gate, i64 gateRow, const void* up, i64 upRow, void* out, int dt, i64 rows, i64 cols) {
+  const bool vec = gated_vec(dt, cols, gateRow, upRow, gate, up) && aligned16(out);
+  const i64 width = vec ? cols / VEC : cols;
+  for (i64 r = blockIdx.y; r < rows; r += gridDim.y) {
+    for (i64 c = (i64)blockIdx.x * blockDim.x + threadIdx.x; c < width; c += (i64)gridDim.x * blockDim.x) {
+      if (vec) {
+        float g[VEC], u[VEC];
+        load8(gate, dt, r * (gateRow / VEC) + c, g);
+        load8(up, dt, r * (upRow / VEC) + c, u);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) g[j] = round_to(dt, unary_op(act, g[j])) * u[j];
+        store8(out, dt, r * width + c, g);
+      } else {
+        const float a = round_to(dt, unary_op(act, load_f(gate, dt, r * gateRow + c)));
+        store_f(out, dt, r * cols + c, a * load_f(up, dt, r * upRow + c));
+      }
+    }
+  }
+}
+
+extern "C" __global__ void gated_backward(int act, const void* gate, i64 gateRow, const void* up, i64 upRow, const void* dy, void* dgate, void* dup, int dt,
+                                          i64 rows, i64 cols) {
+  const bool vec = gated_vec(dt, cols, gateRow, upRow, gate, up) && aligned16(dy) && aligned16(dgate) && aligned16(dup);
+  const i64 width = vec ? cols / VEC : cols;
+  const int gradOp = gated_grad_op(act);
+  for (i64 r = blockIdx.y; r < rows; r += gridDim.y) {
+    for (i64 c = (i64)blockIdx.x * blockDim.x + threadIdx.x; c < width; c += (i64)gridDim.x * blockDim.x) {
+      if (vec) {
+        float g[VEC], u[VEC], d[VEC], o[VEC];
+        load8(gate, dt, r * (gateRow / VEC) + c, g);
+        load8(up, dt, r * (upRow / VEC) + c, u);
+        load8(dy, dt, r * width + c, d);
+        if (dup) {
+#pragma unroll
+          for (int j = 0; j < VEC; ++j) o[j] = d[j] * round_to(dt, unary_op(act, g[j]));
+          store8(dup, dt, r * width + c, o);
+        }
+        if (dgate) {
+#pragma unroll
+          for (int j = 0; j < VEC; ++j) o[j] = binary_op(gradOp, g[j], round_to(dt, d[j] * u[j]));
+          store8(dgate, dt, r * width + c, o);
+        }
+      } else {
+        const float g = load_f(gate, dt, r * gateRow + c);
+        const float u = load_f(up, dt, r * upRow + c);
+        const float d = load_f(dy, dt, r * cols + c);
+        if (dup) store_f(dup, dt, r * cols + c, d * round_to(dt, unary_op(act, g)));
+        if (dgate) store_f(dgate, dt, r * cols + c, binary_op(gradOp, g, round_to(dt, d * u)));
+      }
+    }
+  }
+}

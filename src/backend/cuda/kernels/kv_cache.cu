@@ -43,7 +43,7 @@ extern "C" __global__ void paged_attention(const void* q, void* out, const void*
                                            const int* table, const int* lengths,
                                            i64 qB, i64 qH, i64 qR, i64 oB, i64 oH, i64 oR,
                                            int heads, int kvHeads, int seq, int headDim, int blockSize, int maxBlocks,
-                                           float scale, int window, float softcap) {
+                                           float scale, int window, float softcap, const float* sinks) {
   __shared__ float qs[32 * PAGED_DIMS_PER_LANE];
   __shared__ float warpMax[PAGED_WARPS];
   __shared__ float warpSum[PAGED_WARPS];
@@ -109,7 +109,9 @@ extern "C" __global__ void paged_attention(const void* q, void* out, const void*
   __syncthreads();
   float M = -F32_INF;
   for (int w = 0; w < PAGED_WARPS; w++) M = fmaxf(M, warpMax[w]);
-  float L = 0.f;
+  // An attention sink (one logit of head h, no value row) joins the max and the normaliser once.
+  if (sinks) M = fmaxf(M, sinks[h]);
+  float L = sinks ? expf(sinks[h] - M) : 0.f;
   for (int w = 0; w < PAGED_WARPS; w++) L += warpSum[w] * expf(warpMax[w] - M);
   for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
     float o = 0.f;

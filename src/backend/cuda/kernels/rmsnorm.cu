@@ -6,18 +6,27 @@
 //             y_j = w_j * n_j
 //   backward: dx_j = r * w_j * dy_j - x_j * r^3 * (sum_k w_k * dy_k * x_k) / cols
 //             dw_j = sum_rows dy_j * x_j * r            (partial sums per row chunk, then reduce_cols)
+//
+// forward and backward_dx take a row per block row: blockDim.y == 1 gives a whole block to each row (wide
+// rows), blockDim = (32, y) a warp to each row (rows of at most 1024, such as per-head q/k norms), so short
+// rows do not pay two block barriers each. Which one a shape gets depends on cols only (launchRms).
+
+// Sum over the threads that share a row: the warp when rows are warp-wide, else the whole block.
+__device__ __forceinline__ float row_sum(float v, float* scratch) { return blockDim.y > 1 ? warp_sum(v) : block_sum(v, scratch); }
+
+#define RMS_ROWS(r, rows) for (i64 r = (i64)blockIdx.x * blockDim.y + threadIdx.y; r < (rows); r += (i64)gridDim.x * blockDim.y)
 
 extern "C" __global__ void rmsnorm_forward(const void* x, int xDt, const void* w, int wDt, void* y, int yDt, void* rstd, int rstdDt,
                                            i64 rows, i64 cols, double eps, int roundBf16) {
   __shared__ float scratch[32];
-  for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+  RMS_ROWS(r, rows) {
     const i64 base = r * cols;
     float ss = 0.0f;
     for (i64 j = threadIdx.x; j < cols; j += blockDim.x) {
       float v = load_f(x, xDt, base + j);
       ss += v * v;
     }
-    ss = block_sum(ss, scratch);
+    ss = row_sum(ss, scratch);
     // As the CPU: mean rounded to float32, then 1/sqrt(mean + eps) in float64, rounded to float32.
     const float inv = (float)(1.0 / sqrt((double)(ss / (float)cols) + eps));
     if (threadIdx.x == 0) store_f(rstd, rstdDt, r, inv);
@@ -32,12 +41,12 @@ extern "C" __global__ void rmsnorm_forward(const void* x, int xDt, const void* w
 extern "C" __global__ void rmsnorm_backward_dx(const void* x, int xDt, const void* w, int wDt, const void* rstd, int rstdDt, const void* dy, int dyDt,
                                                void* dx, int dxDt, i64 rows, i64 cols) {
   __shared__ float scratch[32];
-  for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+  RMS_ROWS(r, rows) {
     const i64 base = r * cols;
     const float inv = load_f(rstd, rstdDt, r);
     float dot = 0.0f;
     for (i64 j = threadIdx.x; j < cols; j += blockDim.x) dot += load_f(w, wDt, j) * load_f(dy, dyDt, base + j) * load_f(x, xDt, base + j);
-    dot = block_sum(dot, scratch);
+    dot = row_sum(dot, scratch);
     const float k = inv * inv * inv * dot / (float)cols;
     for (i64 j = threadIdx.x; j < cols; j += blockDim.x) {
       store_f(dx, dxDt, base + j, inv * load_f(w, wDt, j) * load_f(dy, dyDt, base + j) - k * load_f(x, xDt, base + j));
