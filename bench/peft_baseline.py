@@ -1,7 +1,8 @@
 """PyTorch + PEFT LoRA training throughput: the baseline bench/train_gpu.ts is compared with.
 
 Random weights with the shapes of bench/shapes.json built directly on the GPU in bf16, SDPA attention, LoRA r=16 alpha 16
-dropout 0 on all seven projections (adapters in float32, PEFT's default autocast_adapter_dtype), torch AdamW,
+dropout 0 on all seven projections (mixture-of-experts shapes: attention, plus the experts through target_parameters;
+adapters in float32, PEFT's default autocast_adapter_dtype), torch AdamW,
 no gradient checkpointing. Warm-up steps, then timed steps between two synchronisations. One JSON line per shape:
   {stack, shape, batch, seq, tokens_per_s, step_ms, peak_gib, peak_reserved_gib, ...}
 peak_gib is torch.cuda.max_memory_allocated (live tensors, as loraforge's allocator counts in-use blocks);
@@ -28,14 +29,29 @@ SHAPES = {
     "qwen3-8b-8k": dict(MODEL_SHAPES["qwen3-8b"], batch=1, seq=8192),
     "gemma3-4b": dict(MODEL_SHAPES["gemma3-4b"], batch=1, seq=2048),
     "gemma3-4b-8k": dict(MODEL_SHAPES["gemma3-4b"], batch=1, seq=8192),
+    # Mixture of experts: LoRA on attention plus the experts (target_parameters), and on attention only.
+    "gpt-oss-20b": dict(MODEL_SHAPES["gpt-oss-20b"], batch=1, seq=2048, targets="experts"),
+    "gpt-oss-20b-attn": dict(MODEL_SHAPES["gpt-oss-20b"], batch=1, seq=2048, targets="attention"),
+    "qwen3-30b-a3b": dict(MODEL_SHAPES["qwen3-30b-a3b"], batch=1, seq=2048, targets="experts"),
+    "qwen3-30b-a3b-attn": dict(MODEL_SHAPES["qwen3-30b-a3b"], batch=1, seq=2048, targets="attention"),
 }
+ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
+EXPERTS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
 GIB = 2**30
 
 
 def build(shape: dict) -> torch.nn.Module:
-    dims = {k: v for k, v in shape.items() if k not in ("batch", "seq")}
+    dims = {k: v for k, v in shape.items() if k not in ("batch", "seq", "targets")}
     model = random_model(dims, use_cache=False)
-    lora = LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
+    targets = shape.get("targets", "all")
+    lora = LoraConfig(
+        r=16,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        target_modules=TARGETS if targets == "all" else ATTENTION,
+        target_parameters=EXPERTS if targets == "experts" else None,
+        task_type="CAUSAL_LM",
+    )
     model = get_peft_model(model, lora)
     model.train()
     return model
@@ -74,6 +90,7 @@ def run(name: str, steps: int, warmup: int) -> dict:
         "shape": name,
         "batch": batch,
         "seq": seq,
+        "lora_targets": shape.get("targets", "all"),
         "trainable_params": sum(p.numel() for p in params),
         "steps": steps,
         "tokens_per_s": round(batch * seq * steps / seconds),

@@ -1,6 +1,7 @@
 // LoRA / QLoRA training throughput of loraforge on a CUDA GPU, the counterpart of bench/peft_baseline.py:
 // random weights of real shapes (bench/shapes.json) built on the device, LoRA r=16 alpha 16 dropout 0 on all seven
-// projections, AdamW, bf16, one step per scopeAsync. Prints one JSON line per case:
+// projections (mixture-of-experts cases: attention, plus the experts through target_parameters), AdamW, bf16, one
+// step per scopeAsync. Prints one JSON line per case:
 //   {stack, shape, batch, seq, tokens_per_s, step_ms, host_ms, peak_gib, peak_reserved_gib, ...}
 // and, when LORAFORGE_PROFILE=1, a second line with the device time per kernel of one extra step.
 // Usage: node dist/bench/train_gpu.js <case> [steps=10] [warmup=2]; cases are listed in CASES.
@@ -26,6 +27,11 @@ interface Case {
   readonly checkpointing: boolean;
   /** AdamW moments in pinned host memory (paged optimizer). */
   readonly paged: boolean;
+  /**
+   * LoRA targets: 'all' the seven projections (dense models); 'attention' q/k/v/o only; 'experts' q/k/v/o plus the
+   * experts' fused weights through PEFT's target_parameters (mixture-of-experts models).
+   */
+  readonly targets?: 'all' | 'attention' | 'experts';
 }
 
 const CASES: Readonly<Record<string, Case>> = {
@@ -40,9 +46,19 @@ const CASES: Readonly<Record<string, Case>> = {
   'qwen3-8b-8k': { shape: 'qwen3-8b', batch: 1, seq: 8192, nf4: false, checkpointing: false, paged: false },
   'gemma3-4b': { shape: 'gemma3-4b', batch: 1, seq: 2048, nf4: false, checkpointing: false, paged: false },
   'gemma3-4b-8k': { shape: 'gemma3-4b', batch: 1, seq: 8192, nf4: false, checkpointing: false, paged: false },
+  // Mixture of experts (issue 14): bf16 LoRA on attention and experts, on attention only, and QLoRA (NF4
+  // projections and per-expert NF4 experts) with LoRA on attention and experts.
+  'gpt-oss-20b': { shape: 'gpt-oss-20b', batch: 1, seq: 2048, nf4: false, checkpointing: false, paged: false, targets: 'experts' },
+  'gpt-oss-20b-attn': { shape: 'gpt-oss-20b', batch: 1, seq: 2048, nf4: false, checkpointing: false, paged: false, targets: 'attention' },
+  'gpt-oss-20b-qlora': { shape: 'gpt-oss-20b', batch: 1, seq: 2048, nf4: true, checkpointing: true, paged: true, targets: 'experts' },
+  'qwen3-30b-a3b': { shape: 'qwen3-30b-a3b', batch: 1, seq: 2048, nf4: false, checkpointing: false, paged: false, targets: 'experts' },
+  'qwen3-30b-a3b-attn': { shape: 'qwen3-30b-a3b', batch: 1, seq: 2048, nf4: false, checkpointing: false, paged: false, targets: 'attention' },
+  'qwen3-30b-a3b-qlora': { shape: 'qwen3-30b-a3b', batch: 1, seq: 2048, nf4: true, checkpointing: true, paged: true, targets: 'experts' },
 };
 
-const TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+const ATTENTION = ['q_proj', 'k_proj', 'v_proj', 'o_proj'];
+const TARGETS = [...ATTENTION, 'gate_proj', 'up_proj', 'down_proj'];
+const EXPERTS = ['mlp.experts.gate_up_proj', 'mlp.experts.down_proj'];
 const GIB = 2 ** 30;
 
 const name = process.argv[2] ?? 'tiny';
@@ -55,7 +71,14 @@ const device = 'cuda';
 const t0 = performance.now();
 const config = benchConfig(spec.shape);
 const model = await randomModel(config, { device, dtype: 'bfloat16', nf4: spec.nf4 });
-const peft = getPeftModel(model, { r: 16, loraAlpha: 16, loraDropout: 0, targetModules: TARGETS });
+const targets = spec.targets ?? 'all';
+const peft = getPeftModel(model, {
+  r: 16,
+  loraAlpha: 16,
+  loraDropout: 0,
+  targetModules: targets === 'all' ? TARGETS : ATTENTION,
+  targetParameters: targets === 'experts' ? EXPERTS : null,
+});
 peft.train();
 if (spec.checkpointing) enableGradientCheckpointing(peft.model);
 const params = peft.trainableParameters();
@@ -111,6 +134,7 @@ console.log(
     qlora: spec.nf4,
     gradient_checkpointing: spec.checkpointing,
     paged_optimizer: spec.paged,
+    lora_targets: targets,
     trainable_params: trainable,
     steps,
     tokens_per_s: Math.round((B * T * steps) / (wallMs / 1000)),

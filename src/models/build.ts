@@ -18,6 +18,7 @@ import {
   type MlpProjections,
 } from './causal-lm.js';
 import { decoderPrefix, layerProjections, qkNormWidths, type LayerProjection } from './layout.js';
+import type { SparseMoeBlock } from './moe.js';
 import { loadSparseMoeBlock } from './moe-weights.js';
 import { loadTensor } from './weights.js';
 
@@ -69,8 +70,11 @@ export function configDType(config: ModelConfig): DType {
   return d === 'bfloat16' || d === 'float16' ? d : 'float32';
 }
 
-/** Loads one non-projection tensor (embedding, norm, output head) by checkpoint name, checked against `shape`. */
-export type WeightLoader = (name: string, shape: readonly number[], kind: 'embedding' | 'norm' | 'head') => Promise<Tensor>;
+/** Loads one non-projection tensor (embedding, norm, output head, attention sinks) by checkpoint name, checked against `shape`. */
+export type WeightLoader = (name: string, shape: readonly number[], kind: 'embedding' | 'norm' | 'head' | 'sinks') => Promise<Tensor>;
+
+/** Loads the sparse block of the layer under `layerPrefix` ("model.layers.3"): its router and experts. */
+export type MoeBlockLoader = (layerPrefix: string) => Promise<SparseMoeBlock>;
 
 /** How this checkpoint's projections are stored and loaded: dense, or the registered quantized format config.json names. */
 export interface ProjectionFormat {
@@ -98,6 +102,7 @@ export async function buildCausalLM(
   device: string,
   loadLinear: LinearLoader = denseLinear,
   loadWeight: WeightLoader = (name, shape) => loadTensor(source, name, dtype, device, shape),
+  loadMoe: MoeBlockLoader = (layerPrefix) => loadSparseMoeBlock(config, source, layerPrefix, dtype, device),
 ): Promise<CausalLM> {
   const c = config;
   const { prefix: root, lmHead: lmHeadName } = decoderPrefix(c, source);
@@ -116,11 +121,11 @@ export async function buildCausalLM(
       ? { qkv: get('self_attn.qkv_proj'), o: get('self_attn.o_proj') }
       : { q: get('self_attn.q_proj'), k: get('self_attn.k_proj'), v: get('self_attn.v_proj'), o: get('self_attn.o_proj') };
     const qkNorms = qk ? { q: await norm(`${p}.self_attn.q_norm`, qk.q), k: await norm(`${p}.self_attn.k_norm`, qk.k) } : null;
-    const sinks = c.attentionSinks ? await loadTensor(source, `${p}.self_attn.sinks`, dtype, device, [c.numAttentionHeads]) : null;
+    const sinks = c.attentionSinks ? await loadWeight(`${p}.self_attn.sinks`, [c.numAttentionHeads], 'sinks') : null;
     const attn = new DecoderAttention(c, i, attnProjections, qkNorms, sinks);
     let mlp: FeedForward;
     if (c.moe?.sparseLayers[i]) {
-      mlp = await loadSparseMoeBlock(c, source, p, dtype, device);
+      mlp = await loadMoe(p);
     } else {
       const mlpProjections: MlpProjections = c.fusedProjections
         ? { gateUp: get('mlp.gate_up_proj'), down: get('mlp.down_proj') }

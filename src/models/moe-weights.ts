@@ -11,7 +11,7 @@ import { dequantizeMxfp4 } from './mxfp4.js';
 import { convertHost, loadHostTensor } from './weights.js';
 
 /** Shapes of the fused parameters transformers 5.17 computes with (MoeExperts), per target. */
-function fusedShape(c: ModelConfig, target: StoredMoeTensor['target']): number[] {
+export function fusedShape(c: ModelConfig, target: StoredMoeTensor['target']): number[] {
   const { numExperts: E, expertIntermediateSize: I } = c.moe!;
   const H = c.hiddenSize;
   const gpt = c.moe!.family === 'gpt_oss';
