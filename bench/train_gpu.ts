@@ -98,9 +98,9 @@ const buildSeconds = (performance.now() - t0) / 1000;
 async function step(): Promise<number> {
   const start = performance.now();
   await scopeAsync(async () => {
-    const { loss } = peft.run({ inputIds, labels });
+    const loss = peft.runLoss({ inputIds, labels });
     optimizer.prefetchState();
-    await loss!.backward();
+    await loss.backward();
     optimizer.step();
     optimizer.zeroGrad();
   });

@@ -23,6 +23,7 @@ import {
   full,
   gatedActivation,
   linear,
+  linearCrossEntropy,
   mulScalar,
   narrow,
   pagedAttention,
@@ -35,7 +36,7 @@ import {
   type AttentionExtras,
   type PagedKvStep,
 } from '../ops/index.js';
-import { Embedding, RMSNorm } from '../nn/layers.js';
+import { Embedding, Linear, RMSNorm } from '../nn/layers.js';
 import { forwardSharedInput, Module, ModuleList, type ForwardContext, type LinearLike } from '../nn/module.js';
 import { roundToDType, type DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -333,6 +334,39 @@ export class CausalLM extends Module {
 
   /** Synchronous forward pass used by training, generation and serving loops. */
   run(input: CausalLMInput): CausalLMOutput {
+    const { h, ctx, B, T } = this.decode(input);
+    const logits = this.softcapLogits(this.lm_head ? this.lm_head.forward(h, ctx) : linear(h, this.model.embed_tokens.weight));
+    if (input.labels === undefined) return { logits };
+    const loss = crossEntropy(reshape(logits, [B * T, this.config.vocabSize]), this.shiftedLabels(input.labels, B, T));
+    return { logits, loss };
+  }
+
+  /**
+   * The loss of run() without the logits: where the output projection is a plain frozen-or-trainable weight (the
+   * lm_head Linear without bias, or the tied embeddings), projection and cross-entropy run fused in chunks of rows
+   * (ops.linearCrossEntropy), so the [tokens, vocab] logits and their gradient never exist; with a LoRA or 4-bit
+   * lm_head it is run()'s loss. Training loops that read only the loss call this.
+   */
+  runLoss(input: CausalLMInput & { labels: number[][] | Tensor }): Tensor {
+    if (input.lastTokenOnly) throw new Error('runLoss computes the loss over every position; lastTokenOnly is for generation.');
+    const head = this.lm_head === null ? this.model.embed_tokens.weight : this.lm_head instanceof Linear && this.lm_head.bias === null ? this.lm_head.weight : null;
+    if (head === null) return this.run(input).loss!;
+    const { h, B, T } = this.decode(input);
+    return linearCrossEntropy(reshape(h, [B * T, this.config.hiddenSize]), head, this.shiftedLabels(input.labels, B, T), { softcap: this.config.finalLogitSoftcap });
+  }
+
+  /** Final-logit soft-capping (Gemma 2): cap * tanh(logits / cap) in the logits' dtype, or the logits unchanged. */
+  private softcapLogits(logits: Tensor): Tensor {
+    const cap = this.config.finalLogitSoftcap;
+    return cap > 0 ? mulScalar(tanh(div(logits, full([], cap, { dtype: logits.dtype, device: this.device }))), cap) : logits;
+  }
+
+  private shiftedLabels(labels: number[][] | Tensor, B: number, T: number): Tensor {
+    return tensor(shiftLabels(labels, B, T), [B * T], { dtype: 'int32', device: this.device });
+  }
+
+  /** Embeddings through the decoder layers and the final norm: the hidden states the output projection reads. */
+  private decode(input: CausalLMInput): { h: Tensor; ctx: ForwardContext; B: number; T: number } {
     const ids = Array.isArray(input.inputIds) ? idsTensor(input.inputIds, this.device) : (input.inputIds as Tensor);
     const [B, T] = ids.shape as [number, number];
     if (input.caches && input.caches.length !== B) throw new Error(`${input.caches.length} KV caches for a batch of ${B} rows.`);
@@ -350,14 +384,7 @@ export class CausalLM extends Module {
     h = this.model.norm.forward(h);
     if (input.caches) for (const c of input.caches) c.advance(T);
     if (input.lastTokenOnly) h = narrow(h, 1, T - 1, 1);
-    let logits = this.lm_head ? this.lm_head.forward(h, ctx) : linear(h, this.model.embed_tokens.weight);
-    const cap = this.config.finalLogitSoftcap;
-    if (cap > 0) logits = mulScalar(tanh(div(logits, full([], cap, { dtype: logits.dtype, device: this.device }))), cap);
-    if (input.labels === undefined) return { logits };
-    const shifted = shiftLabels(input.labels, B, T);
-    const V = this.config.vocabSize;
-    const loss = crossEntropy(reshape(logits, [B * T, V]), tensor(shifted, [B * T], { dtype: 'int32', device: this.device }));
-    return { logits, loss };
+    return { h, ctx, B, T };
   }
 
   /** The cos/sin tables of each layer type for these positions (one computation when both types share a RoPE). */

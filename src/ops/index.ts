@@ -10,6 +10,7 @@ export * from './creation.js';
 export * from './elementwise.js';
 export * from './frozen-linear.js';
 export * from './grouped-matmul.js';
+export * from './linear-cross-entropy.js';
 export * from './lora-linear.js';
 export * from './matmul.js';
 export * from './moe-routing.js';

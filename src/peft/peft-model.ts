@@ -199,6 +199,13 @@ export class PeftModel extends Module {
     return this.model.run(input);
   }
 
+  /** run()'s loss without the logits where the output projection allows it (CausalLM.runLoss). */
+  runLoss(input: CausalLMInput & { labels: number[][] | Tensor }): Tensor {
+    this.assertUsable();
+    if (input.adapterNames) this.assertRowAdapters(input.adapterNames);
+    return this.model.runLoss(input);
+  }
+
   /** The base model's generate with the adapters in place; options.adapterNames selects an adapter per prompt. */
   async generate(promptIds: number[][], options: Record<string, unknown> & { adapterNames?: readonly string[] } = {}): Promise<number[][]> {
     this.assertUsable();

@@ -8,6 +8,8 @@ import type { Tensor } from '../tensor/tensor.js';
  */
 export interface TrainableModel {
   run(input: CausalLMInput): CausalLMOutput;
+  /** The loss of run() alone, which a model may compute without materialising the logits (CausalLM.runLoss). */
+  runLoss(input: CausalLMInput & { labels: number[][] | Tensor }): Tensor;
   trainableParameters(): Map<string, Tensor>;
   savePretrained(dir: string): Promise<void>;
 }

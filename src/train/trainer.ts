@@ -211,12 +211,12 @@ export class Trainer {
       let loss = 0;
       for (const b of batches) {
         if (b.targetTokens === 0) continue;
-        const out = this.options.model.run({ inputIds: b.inputIds, labels: b.labels, attentionMask: b.attentionMask });
-        const value = await out.loss!.item();
+        const batchLoss = this.options.model.runLoss({ inputIds: b.inputIds, labels: b.labels, attentionMask: b.attentionMask });
+        const value = await batchLoss.item();
         if (!Number.isFinite(value)) throw await this.nonFinite(`the loss is ${value}`);
         // Each micro-batch's mean loss weighted by its share of the window's targets: the window's token mean.
         const weight = b.targetTokens / targets;
-        await this.backwardAccumulating(weight === 1 ? out.loss! : mulScalar(out.loss!, weight));
+        await this.backwardAccumulating(weight === 1 ? batchLoss : mulScalar(batchLoss, weight));
         loss += value * weight;
       }
       const gradNorm = this.args.maxGradNorm > 0 ? await clipGradNorm(this.params.values(), this.args.maxGradNorm) : null;
@@ -281,7 +281,7 @@ export class Trainer {
       for (let i = 0; i < examples.length; i += this.args.batchSize) {
         const b = collate(examples.slice(i, i + this.args.batchSize), this.options.padId);
         if (b.targetTokens === 0) continue;
-        const loss = await scopeAsync(async () => this.options.model.run({ inputIds: b.inputIds, labels: b.labels, attentionMask: b.attentionMask }).loss!.item());
+        const loss = await scopeAsync(async () => this.options.model.runLoss({ inputIds: b.inputIds, labels: b.labels, attentionMask: b.attentionMask }).item());
         total += loss * b.targetTokens;
         targets += b.targetTokens;
       }

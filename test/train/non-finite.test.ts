@@ -15,10 +15,11 @@ async function lossTurningAt(from: number, factor: number): Promise<{ model: Tra
   let runs = 0;
   const model: TrainableModel = {
     // testArgs accumulates two micro-batches per step.
-    run: (input) => {
-      const out = peft.run(input);
+    run: (input) => peft.run(input),
+    runLoss: (input) => {
+      const loss = peft.runLoss(input);
       runs += 1;
-      return Math.ceil(runs / 2) >= from ? { ...out, loss: mulScalar(out.loss!, factor) } : out;
+      return Math.ceil(runs / 2) >= from ? mulScalar(loss, factor) : loss;
     },
     trainableParameters: () => peft.trainableParameters(),
     savePretrained: (dir) => peft.savePretrained(dir),
