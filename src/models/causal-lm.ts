@@ -57,6 +57,8 @@ interface LayerInputs {
   mask: Tensor | null;
   /** The paged KV cache when decoding incrementally: one cache per batch row, all in `pool`. */
   kv: { pool: KvPool; step: PagedKvStep; fresh: boolean } | null;
+  /** Packed rows: per row, the lengths of its sequences covering all T positions (AttentionExtras.segments), or null. */
+  segments: number[][] | null;
   ctx: ForwardContext;
 }
 
@@ -152,7 +154,7 @@ export class DecoderAttention extends Module {
       // A prefill (every cache empty) attends over its own keys with the dense kernel; later steps read the pages.
       out = fresh ? attention(qh, kh, vh, scale, null, true, extras) : pagedAttention(qh, kPool, vPool, step, scale, extras);
     } else {
-      out = attention(qh, kh, vh, scale, inp.mask, true, extras);
+      out = attention(qh, kh, vh, scale, inp.mask, true, inp.segments ? { ...extras, segments: inp.segments } : extras);
     }
     return this.o_proj.forward(reshape(transpose(out, 1, 2), [B, T, H * D]), inp.ctx);
   }
@@ -279,6 +281,13 @@ export interface CausalLMInput {
   labels?: number[][] | Tensor;
   /** 1 for real tokens, 0 for padding (left or right), per row. */
   attentionMask?: number[][];
+  /**
+   * Packed rows: per row, the lengths of the examples it holds, in order, summing to at most T (positions after
+   * them are padding, which attentionMask hides). Each example then runs as if alone: its positions restart at 0
+   * (RoPE, with the frequencies of its own length), its tokens attend only to its own earlier tokens (a sliding
+   * window counts within it), and its last token has no target (the next example's first token is not its label).
+   */
+  segmentLengths?: readonly (readonly number[])[];
   /** Per-row adapter names for mixed-adapter batches ("__base__" for none). */
   adapterNames?: readonly string[];
   /** One KV cache per row for incremental decoding; positions continue from each cache's length. */
@@ -336,12 +345,13 @@ export class CausalLM extends Module {
     const ids = Array.isArray(input.inputIds) ? idsTensor(input.inputIds, this.device) : (input.inputIds as Tensor);
     const [B, T] = ids.shape as [number, number];
     if (input.caches && input.caches.length !== B) throw new Error(`${input.caches.length} KV caches for a batch of ${B} rows.`);
-    const positions = this.positions(B, T, input);
+    const segments = input.segmentLengths ? packedSegments(input.segmentLengths, B, T, input.caches !== undefined) : null;
+    const positions = this.positions(B, T, input, segments);
     const mask = input.attentionMask && !input.caches ? paddingMask(input.attentionMask, T, this.device) : null;
     const ctx: ForwardContext = input.adapterNames ? { rowAdapters: input.adapterNames } : {};
     const caches = input.caches;
     const kv = caches ? { pool: caches[0]!.pool, step: pagedKvStep(caches, T, this.device), fresh: caches.every((c) => c.length === 0) } : null;
-    const inp: LayerInputs = { rope: this.ropeTables(B, T, positions), mask, kv, ctx };
+    const inp: LayerInputs = { rope: this.ropeTables(B, T, positions, segments), mask, kv, ctx, segments };
 
     let h = this.model.embed_tokens.forward(ids, ctx);
     // Gemma: embeddings times sqrt(hidden_size), the factor itself rounded to the model dtype as transformers does.
@@ -354,14 +364,18 @@ export class CausalLM extends Module {
     const cap = this.config.finalLogitSoftcap;
     if (cap > 0) logits = mulScalar(tanh(div(logits, full([], cap, { dtype: logits.dtype, device: this.device }))), cap);
     if (input.labels === undefined) return { logits };
-    const shifted = shiftLabels(input.labels, B, T);
+    const shifted = shiftLabels(input.labels, B, T, segments);
     const V = this.config.vocabSize;
     const loss = crossEntropy(reshape(logits, [B * T, V]), tensor(shifted, [B * T], { dtype: 'int32', device: this.device }));
     return { logits, loss };
   }
 
-  /** The cos/sin tables of each layer type for these positions (one computation when both types share a RoPE). */
-  private ropeTables(B: number, T: number, positions: Int32Array): Record<LayerType, RopeTables> | null {
+  /**
+   * The cos/sin tables of each layer type for these positions (one computation when both types share a RoPE).
+   * Packed rows take each sequence's tables as that sequence alone would: the frequencies of dynamic and longrope
+   * RoPE depend on the largest position, which is then the sequence's own.
+   */
+  private ropeTables(B: number, T: number, positions: Int32Array, segments: number[][] | null): Record<LayerType, RopeTables> | null {
     const c = this.config;
     if (!c.ropeLayers.some((r) => r)) return null;
     const perRow = positions.length > T;
@@ -369,7 +383,7 @@ export class CausalLM extends Module {
     for (const p of positions) if (p > maxPosition) maxPosition = p;
     const shape = perRow ? [B, T, c.rotaryDim] : [T, c.rotaryDim];
     const make = (type: LayerType): RopeTables => {
-      const t = ropeTables(ropeFrequencies(c.rope[type], c.rotaryDim, maxPosition), positions);
+      const t = segments ? packedRopeTables(c.rope[type], c.rotaryDim, segments, T) : ropeTables(ropeFrequencies(c.rope[type], c.rotaryDim, maxPosition), positions);
       return { cos: fromHost(t.cos, shape, 'float32', this.device), sin: fromHost(t.sin, shape, 'float32', this.device) };
     };
     const full = make('full_attention');
@@ -377,8 +391,19 @@ export class CausalLM extends Module {
     return { full_attention: full, sliding_attention: sliding };
   }
 
-  /** Position ids: 0..T-1, continued from each cache, or counted over the attention mask's real tokens. */
-  private positions(B: number, T: number, input: CausalLMInput): Int32Array {
+  /**
+   * Position ids: 0..T-1, continued from each cache, restarted at every packed sequence, or counted over the
+   * attention mask's real tokens.
+   */
+  private positions(B: number, T: number, input: CausalLMInput, segments: number[][] | null): Int32Array {
+    if (segments) {
+      const out = new Int32Array(B * T);
+      segments.forEach((row, b) => {
+        let t = b * T;
+        for (const len of row) for (let p = 0; p < len; p++) out[t++] = p;
+      });
+      return out;
+    }
     if (input.caches) {
       const out = new Int32Array(B * T);
       input.caches.forEach((c, b) => {
@@ -424,16 +449,63 @@ function idsTensor(rows: number[][], device: string): Tensor {
   return fromHost(flat, [rows.length, T], 'int32', device);
 }
 
-/** transformers' causal-LM shift: the target of position t is labels[t+1]; the last position has none. */
-function shiftLabels(labels: number[][] | Tensor, B: number, T: number): Int32Array {
+/**
+ * transformers' causal-LM shift: the target of position t is labels[t+1]; the last position has none, nor, in
+ * packed rows, the last position of each sequence.
+ */
+function shiftLabels(labels: number[][] | Tensor, B: number, T: number, segments: number[][] | null): Int32Array {
   if (!Array.isArray(labels)) throw new Error('labels must be number[][] (use the same shape as inputIds).');
   const out = new Int32Array(B * T).fill(-100);
   for (let b = 0; b < B; b++) {
     const row = labels[b];
     if (!row || row.length !== T) throw new Error(`labels must have the shape of inputIds [${B}, ${T}].`);
     for (let t = 0; t + 1 < T; t++) out[b * T + t] = row[t + 1]!;
+    let end = 0;
+    for (const len of segments?.[b] ?? []) {
+      end += len;
+      out[b * T + end - 1] = -100;
+    }
   }
   return out;
+}
+
+/**
+ * CausalLMInput.segmentLengths checked against the batch, each row completed to T positions: padding after the
+ * examples becomes one more sequence of its own, so that every position belongs to one.
+ */
+function packedSegments(lengths: readonly (readonly number[])[], B: number, T: number, cached: boolean): number[][] {
+  if (cached) throw new Error('segmentLengths describes packed training rows and cannot be combined with KV caches; decode each sequence in its own row.');
+  if (lengths.length !== B) throw new Error(`segmentLengths lists ${lengths.length} rows for a batch of ${B}.`);
+  return lengths.map((row, b) => {
+    let sum = 0;
+    for (const n of row) {
+      if (!Number.isInteger(n) || n < 1) throw new Error(`segmentLengths must hold whole numbers >= 1; row ${b} has ${String(n)}.`);
+      sum += n;
+    }
+    if (sum > T) throw new Error(`segmentLengths of row ${b} add up to ${sum}, more than the row's ${T} tokens.`);
+    return sum < T ? [...row, T - sum] : [...row];
+  });
+}
+
+/** cos/sin tables [B, T, rotaryDim] for packed rows: each sequence's as it has alone (computed once per length). */
+function packedRopeTables(spec: ModelConfig['rope'][LayerType], rotaryDim: number, segments: number[][], T: number): { cos: Float32Array; sin: Float32Array } {
+  const cos = new Float32Array(segments.length * T * rotaryDim);
+  const sin = new Float32Array(segments.length * T * rotaryDim);
+  const byLength = new Map<number, { cos: Float32Array; sin: Float32Array }>();
+  segments.forEach((row, b) => {
+    let at = b * T * rotaryDim;
+    for (const len of row) {
+      let t = byLength.get(len);
+      if (!t) {
+        t = ropeTables(ropeFrequencies(spec, rotaryDim, len - 1), Int32Array.from({ length: len }, (_, p) => p));
+        byLength.set(len, t);
+      }
+      cos.set(t.cos, at);
+      sin.set(t.sin, at);
+      at += len * rotaryDim;
+    }
+  });
+  return { cos, sin };
 }
 
 /** Additive key-padding mask [B, S=T]: -inf on padded keys. */
