@@ -347,7 +347,10 @@ export class CausalLM extends Module {
     if (input.caches && input.caches.length !== B) throw new Error(`${input.caches.length} KV caches for a batch of ${B} rows.`);
     const segments = input.segmentLengths ? packedSegments(input.segmentLengths, B, T, input.caches !== undefined) : null;
     const positions = this.positions(B, T, input, segments);
-    const mask = input.attentionMask && !input.caches ? paddingMask(input.attentionMask, T, this.device) : null;
+    // Padding that only follows a packed row's examples is a sequence of its own, which no example attends to:
+    // such rows need no key mask (and the attention calls per sequence no mask slices).
+    const tailOnly = segments !== null && input.attentionMask !== undefined && paddingFollowsSegments(input.attentionMask, input.segmentLengths!);
+    const mask = input.attentionMask && !input.caches && !tailOnly ? paddingMask(input.attentionMask, T, this.device) : null;
     const ctx: ForwardContext = input.adapterNames ? { rowAdapters: input.adapterNames } : {};
     const caches = input.caches;
     const kv = caches ? { pool: caches[0]!.pool, step: pagedKvStep(caches, T, this.device), fresh: caches.every((c) => c.length === 0) } : null;
@@ -484,6 +487,14 @@ function packedSegments(lengths: readonly (readonly number[])[], B: number, T: n
     }
     if (sum > T) throw new Error(`segmentLengths of row ${b} add up to ${sum}, more than the row's ${T} tokens.`);
     return sum < T ? [...row, T - sum] : [...row];
+  });
+}
+
+/** Whether every row's mask is 1 on its packed examples and 0 after them (right padding, nothing else hidden). */
+function paddingFollowsSegments(mask: readonly (readonly number[])[], lengths: readonly (readonly number[])[]): boolean {
+  return mask.every((row, b) => {
+    const real = (lengths[b] ?? []).reduce((s, n) => s + n, 0);
+    return row.every((m, t) => (t < real ? m === 1 : m === 0));
   });
 }
 
