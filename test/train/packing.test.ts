@@ -14,7 +14,10 @@ import type { CausalLMInput } from '../../src/models/causal-lm.js';
 import type { PeftModel } from '../../src/peft/index.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { editedFolder } from '../models/edited-checkpoint.js';
-import { tempDir } from './helpers.js';
+import { Trainer } from '../../src/train/trainer.js';
+import { enableGradientCheckpointing } from '../../src/train/gradient-checkpointing.js';
+import { assertClose } from '../helpers/numeric.js';
+import { freshPeft, reversalExamples, tempDir, testArgs } from './helpers.js';
 import { TEST_DEVICE, prepareTestDevice } from '../helpers/device.js';
 import { maxAbsDiff, seededValues } from '../helpers/numeric.js';
 
@@ -164,5 +167,26 @@ test('segment lengths that do not fit the batch, or with KV caches, are refused 
     assert.throws(() => base.run({ inputIds: ids, segmentLengths: [[4]], caches: [cache] }), /cannot be combined with KV caches/);
   } finally {
     cache.dispose();
+  }
+});
+
+test('the Trainer trains packed rows as it trains their examples: same losses and adapter, with checkpointing too', async () => {
+  const examples = await reversalExamples(12);
+  const rows = packExamples(examples, 24);
+  assert.ok(rows.length <= 6, `${rows.length} rows`);
+  const run = async (train: TokenizedExample[], checkpointing: boolean) => {
+    const peft = await freshPeft({ loraDropout: 0 });
+    if (checkpointing) enableGradientCheckpointing(peft.model);
+    const args = testArgs(await tempDir(), { maxSteps: 3, batchSize: train.length, gradAccum: 1, shuffle: false, maxGradNorm: 0, lrScheduler: 'constant', warmupSteps: 0, gradientCheckpointing: checkpointing });
+    const result = await new Trainer({ model: peft, args, train, padId: 0 }).train();
+    const params = new Map<string, Float32Array>();
+    for (const [k, t] of peft.trainableParameters()) params.set(k, await t.data());
+    return { losses: result.state.logHistory.filter((e) => 'loss' in e).map((e) => e['loss'] as number), params };
+  };
+  const plain = await run(examples, false);
+  for (const checkpointing of [false, true]) {
+    const packed = await run(rows, checkpointing);
+    assertClose(packed.losses, plain.losses, 1e-5, `losses (checkpointing ${checkpointing})`);
+    for (const [k, v] of plain.params) assertClose(packed.params.get(k)!, v, 1e-5, `${k} (checkpointing ${checkpointing})`);
   }
 });
