@@ -5,7 +5,9 @@
  * reference on the same rounded inputs, within a few roundings of the storage type. The sliding window and the
  * logit soft-cap (AttentionExtras) are covered the same way, alone and together, across the paths each backend
  * has (CUDA: tensor cores for bf16/f16 at head dim 64, 128 and 256, SIMT otherwise; LORAFORGE_CUDA_SHARED_OPTIN
- * picks the variants a device with less shared memory runs, see bench/results/test-cuda-*.txt).
+ * picks the variants a device with less shared memory runs, see bench/results/test-cuda-*.txt). Packed rows
+ * (AttentionExtras.segments: block-diagonal causal attention, one kernel call per sequence) are compared with the
+ * composition under a block-diagonal mask, and each sequence with itself run alone.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
