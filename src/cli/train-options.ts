@@ -18,7 +18,7 @@ export const TRAIN_OPTIONS: OptionSpecs = {
   'validation-split': { kind: 'number', min: 0, max: 1, exclusiveMax: true, default: 0, help: 'fraction of --data held out when there is no --validation-data' },
   'data-format': { kind: 'enum', values: ['auto', ...DATA_FORMATS], default: 'auto', help: 'shape of the records (sharegpt: {"conversations": [{"from", "value"}]})' },
   'seq-len': { kind: 'number', integer: true, min: 2, default: 512, help: 'tokens per example; longer ones are truncated' },
-  packing: { kind: 'boolean', default: false, help: 'join short examples into rows of seq-len tokens' },
+  packing: { kind: 'boolean', default: false, help: 'bin-pack examples into rows of seq-len tokens, each attending only to itself with its own positions' },
   'train-on-inputs': { kind: 'boolean', default: false, help: 'take the loss on prompts and user turns too' },
   'chat-template-kwargs': { kind: 'json-object', help: 'JSON object of chat template variables, e.g. \'{"enable_thinking": false}\' for Qwen3' },
   'skip-malformed': { kind: 'boolean', default: false, help: 'skip malformed JSONL lines (counted) instead of stopping' },

@@ -26,7 +26,10 @@ export interface DatasetOptions {
   trainOnInputs?: boolean;
   /** How chat examples render: template kwargs (enable_thinking, tools), another template. */
   chatTemplate?: TokenizeOptions['chatTemplate'];
-  /** Join short examples into rows of up to seqLen tokens (training split only). */
+  /**
+   * Bin-pack training examples into rows of up to seqLen tokens (first-fit decreasing, packExamples); each still
+   * trains as if alone (training split only).
+   */
   packing?: boolean;
   /** Skip malformed lines and records instead of stopping; the summary counts them. */
   skipMalformed?: boolean;
@@ -58,6 +61,8 @@ export interface DataSummary {
   truncated: number;
   /** Examples left without any loss target after truncation; they cannot teach anything and are left out. */
   withoutTargets: number;
+  /** With packing: the rows the training examples were packed into, and the share of their seqLen slots filled. */
+  packed?: { rows: number; seqLen: number; fill: number };
 }
 
 export interface PreparedData {
@@ -161,7 +166,11 @@ export async function prepareDataset(options: DatasetOptions, tok: DataTokenizer
   if (trainSplit.examples.length === 0) {
     throw new DataError(`No training example of ${options.path} keeps a loss target within seq-len ${options.seqLen}; raise --seq-len.`);
   }
-  if (options.packing) trainSplit.examples = packExamples(trainSplit.examples, options.seqLen);
+  if (options.packing) {
+    trainSplit.examples = packExamples(trainSplit.examples, options.seqLen);
+    const tokens = trainSplit.examples.reduce((s, r) => s + r.inputIds.length, 0);
+    summary.packed = { rows: trainSplit.examples.length, seqLen: options.seqLen, fill: tokens / (trainSplit.examples.length * options.seqLen) };
+  }
   return { format: train.format, train: trainSplit, eval: evalRead ? tokenizeAll(evalRead) : null, summary };
 }
 
@@ -173,5 +182,6 @@ export function describeSummary(s: DataSummary): string[] {
   }
   if (s.truncated) lines.push(`${s.truncated} example(s) were truncated to seq-len`);
   if (s.withoutTargets) lines.push(`${s.withoutTargets} example(s) had no loss target left within seq-len and were left out`);
+  if (s.packed) lines.push(`packed into ${s.packed.rows} row(s) of up to ${s.packed.seqLen} tokens, ${(s.packed.fill * 100).toFixed(1)}% filled; each example attends only to itself`);
   return lines;
 }

@@ -28,6 +28,8 @@ export interface TokenizeOptions {
 export interface TokenizedExample {
   inputIds: number[];
   labels: number[];
+  /** A packed row (packExamples): the lengths of the examples it holds, in order, adding up to inputIds.length. */
+  segmentLengths?: number[];
 }
 
 export const IGNORE_INDEX = -100;

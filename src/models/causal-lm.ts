@@ -58,6 +58,8 @@ interface LayerInputs {
   mask: Tensor | null;
   /** The paged KV cache when decoding incrementally: one cache per batch row, all in `pool`. */
   kv: { pool: KvPool; step: PagedKvStep; fresh: boolean } | null;
+  /** Packed rows: per row, the lengths of its sequences covering all T positions (AttentionExtras.segments), or null. */
+  segments: number[][] | null;
   ctx: ForwardContext;
 }
 
@@ -153,7 +155,7 @@ export class DecoderAttention extends Module {
       // A prefill (every cache empty) attends over its own keys with the dense kernel; later steps read the pages.
       out = fresh ? attention(qh, kh, vh, scale, null, true, extras) : pagedAttention(qh, kPool, vPool, step, scale, extras);
     } else {
-      out = attention(qh, kh, vh, scale, inp.mask, true, extras);
+      out = attention(qh, kh, vh, scale, inp.mask, true, inp.segments ? { ...extras, segments: inp.segments } : extras);
     }
     return this.o_proj.forward(reshape(transpose(out, 1, 2), [B, T, H * D]), inp.ctx);
   }
@@ -280,6 +282,13 @@ export interface CausalLMInput {
   labels?: number[][] | Tensor;
   /** 1 for real tokens, 0 for padding (left or right), per row. */
   attentionMask?: number[][];
+  /**
+   * Packed rows: per row, the lengths of the examples it holds, in order, summing to at most T (positions after
+   * them are padding, which attentionMask hides). Each example then runs as if alone: its positions restart at 0
+   * (RoPE, with the frequencies of its own length), its tokens attend only to its own earlier tokens (a sliding
+   * window counts within it), and its last token has no target (the next example's first token is not its label).
+   */
+  segmentLengths?: readonly (readonly number[])[];
   /** Per-row adapter names for mixed-adapter batches ("__base__" for none). */
   adapterNames?: readonly string[];
   /** One KV cache per row for incremental decoding; positions continue from each cache's length. */
@@ -334,10 +343,10 @@ export class CausalLM extends Module {
 
   /** Synchronous forward pass used by training, generation and serving loops. */
   run(input: CausalLMInput): CausalLMOutput {
-    const { h, ctx, B, T } = this.decode(input);
+    const { h, ctx, B, T, segments } = this.decode(input);
     const logits = this.softcapLogits(this.lm_head ? this.lm_head.forward(h, ctx) : linear(h, this.model.embed_tokens.weight));
     if (input.labels === undefined) return { logits };
-    const loss = crossEntropy(reshape(logits, [B * T, this.config.vocabSize]), this.shiftedLabels(input.labels, B, T));
+    const loss = crossEntropy(reshape(logits, [B * T, this.config.vocabSize]), this.shiftedLabels(input.labels, B, T, segments));
     return { logits, loss };
   }
 
@@ -351,8 +360,8 @@ export class CausalLM extends Module {
     if (input.lastTokenOnly) throw new Error('runLoss computes the loss over every position; lastTokenOnly is for generation.');
     const head = this.lm_head === null ? this.model.embed_tokens.weight : this.lm_head instanceof Linear && this.lm_head.bias === null ? this.lm_head.weight : null;
     if (head === null) return this.run(input).loss!;
-    const { h, B, T } = this.decode(input);
-    return linearCrossEntropy(reshape(h, [B * T, this.config.hiddenSize]), head, this.shiftedLabels(input.labels, B, T), { softcap: this.config.finalLogitSoftcap });
+    const { h, B, T, segments } = this.decode(input);
+    return linearCrossEntropy(reshape(h, [B * T, this.config.hiddenSize]), head, this.shiftedLabels(input.labels, B, T, segments), { softcap: this.config.finalLogitSoftcap });
   }
 
   /** Final-logit soft-capping (Gemma 2): cap * tanh(logits / cap) in the logits' dtype, or the logits unchanged. */
@@ -361,21 +370,26 @@ export class CausalLM extends Module {
     return cap > 0 ? mulScalar(tanh(div(logits, full([], cap, { dtype: logits.dtype, device: this.device }))), cap) : logits;
   }
 
-  private shiftedLabels(labels: number[][] | Tensor, B: number, T: number): Tensor {
-    return tensor(shiftLabels(labels, B, T), [B * T], { dtype: 'int32', device: this.device });
+  /** The causal-LM targets as an int32 [B * T] tensor; a packed row's examples each lose their last target. */
+  private shiftedLabels(labels: number[][] | Tensor, B: number, T: number, segments: number[][] | null): Tensor {
+    return tensor(shiftLabels(labels, B, T, segments), [B * T], { dtype: 'int32', device: this.device });
   }
 
   /** Embeddings through the decoder layers and the final norm: the hidden states the output projection reads. */
-  private decode(input: CausalLMInput): { h: Tensor; ctx: ForwardContext; B: number; T: number } {
+  private decode(input: CausalLMInput): { h: Tensor; ctx: ForwardContext; B: number; T: number; segments: number[][] | null } {
     const ids = Array.isArray(input.inputIds) ? idsTensor(input.inputIds, this.device) : (input.inputIds as Tensor);
     const [B, T] = ids.shape as [number, number];
     if (input.caches && input.caches.length !== B) throw new Error(`${input.caches.length} KV caches for a batch of ${B} rows.`);
-    const positions = this.positions(B, T, input);
-    const mask = input.attentionMask && !input.caches ? paddingMask(input.attentionMask, T, this.device) : null;
+    const segments = input.segmentLengths ? packedSegments(input.segmentLengths, B, T, input.caches !== undefined) : null;
+    const positions = this.positions(B, T, input, segments);
+    // Padding that only follows a packed row's examples is a sequence of its own, which no example attends to:
+    // such rows need no key mask (and the attention calls per sequence no mask slices).
+    const tailOnly = segments !== null && input.attentionMask !== undefined && paddingFollowsSegments(input.attentionMask, input.segmentLengths!);
+    const mask = input.attentionMask && !input.caches && !tailOnly ? paddingMask(input.attentionMask, T, this.device) : null;
     const ctx: ForwardContext = input.adapterNames ? { rowAdapters: input.adapterNames } : {};
     const caches = input.caches;
     const kv = caches ? { pool: caches[0]!.pool, step: pagedKvStep(caches, T, this.device), fresh: caches.every((c) => c.length === 0) } : null;
-    const inp: LayerInputs = { rope: this.ropeTables(B, T, positions), mask, kv, ctx };
+    const inp: LayerInputs = { rope: this.ropeTables(B, T, positions, segments), mask, kv, ctx, segments };
 
     let h = this.model.embed_tokens.forward(ids, ctx);
     // Gemma: embeddings times sqrt(hidden_size), the factor itself rounded to the model dtype as transformers does.
@@ -384,11 +398,15 @@ export class CausalLM extends Module {
     h = this.model.norm.forward(h);
     if (input.caches) for (const c of input.caches) c.advance(T);
     if (input.lastTokenOnly) h = narrow(h, 1, T - 1, 1);
-    return { h, ctx, B, T };
+    return { h, ctx, B, T, segments };
   }
 
-  /** The cos/sin tables of each layer type for these positions (one computation when both types share a RoPE). */
-  private ropeTables(B: number, T: number, positions: Int32Array): Record<LayerType, RopeTables> | null {
+  /**
+   * The cos/sin tables of each layer type for these positions (one computation when both types share a RoPE).
+   * Packed rows take each sequence's tables as that sequence alone would: the frequencies of dynamic and longrope
+   * RoPE depend on the largest position, which is then the sequence's own.
+   */
+  private ropeTables(B: number, T: number, positions: Int32Array, segments: number[][] | null): Record<LayerType, RopeTables> | null {
     const c = this.config;
     if (!c.ropeLayers.some((r) => r)) return null;
     const perRow = positions.length > T;
@@ -396,7 +414,7 @@ export class CausalLM extends Module {
     for (const p of positions) if (p > maxPosition) maxPosition = p;
     const shape = perRow ? [B, T, c.rotaryDim] : [T, c.rotaryDim];
     const make = (type: LayerType): RopeTables => {
-      const t = ropeTables(ropeFrequencies(c.rope[type], c.rotaryDim, maxPosition), positions);
+      const t = segments ? packedRopeTables(c.rope[type], c.rotaryDim, segments, T) : ropeTables(ropeFrequencies(c.rope[type], c.rotaryDim, maxPosition), positions);
       return { cos: fromHost(t.cos, shape, 'float32', this.device), sin: fromHost(t.sin, shape, 'float32', this.device) };
     };
     const full = make('full_attention');
@@ -404,8 +422,19 @@ export class CausalLM extends Module {
     return { full_attention: full, sliding_attention: sliding };
   }
 
-  /** Position ids: 0..T-1, continued from each cache, or counted over the attention mask's real tokens. */
-  private positions(B: number, T: number, input: CausalLMInput): Int32Array {
+  /**
+   * Position ids: 0..T-1, continued from each cache, restarted at every packed sequence, or counted over the
+   * attention mask's real tokens.
+   */
+  private positions(B: number, T: number, input: CausalLMInput, segments: number[][] | null): Int32Array {
+    if (segments) {
+      const out = new Int32Array(B * T);
+      segments.forEach((row, b) => {
+        let t = b * T;
+        for (const len of row) for (let p = 0; p < len; p++) out[t++] = p;
+      });
+      return out;
+    }
     if (input.caches) {
       const out = new Int32Array(B * T);
       input.caches.forEach((c, b) => {
@@ -451,16 +480,71 @@ function idsTensor(rows: number[][], device: string): Tensor {
   return fromHost(flat, [rows.length, T], 'int32', device);
 }
 
-/** transformers' causal-LM shift: the target of position t is labels[t+1]; the last position has none. */
-function shiftLabels(labels: number[][] | Tensor, B: number, T: number): Int32Array {
+/**
+ * transformers' causal-LM shift: the target of position t is labels[t+1]; the last position has none, nor, in
+ * packed rows, the last position of each sequence.
+ */
+function shiftLabels(labels: number[][] | Tensor, B: number, T: number, segments: number[][] | null): Int32Array {
   if (!Array.isArray(labels)) throw new Error('labels must be number[][] (use the same shape as inputIds).');
   const out = new Int32Array(B * T).fill(-100);
   for (let b = 0; b < B; b++) {
     const row = labels[b];
     if (!row || row.length !== T) throw new Error(`labels must have the shape of inputIds [${B}, ${T}].`);
     for (let t = 0; t + 1 < T; t++) out[b * T + t] = row[t + 1]!;
+    let end = 0;
+    for (const len of segments?.[b] ?? []) {
+      end += len;
+      out[b * T + end - 1] = -100;
+    }
   }
   return out;
+}
+
+/**
+ * CausalLMInput.segmentLengths checked against the batch, each row completed to T positions: padding after the
+ * examples becomes one more sequence of its own, so that every position belongs to one.
+ */
+function packedSegments(lengths: readonly (readonly number[])[], B: number, T: number, cached: boolean): number[][] {
+  if (cached) throw new Error('segmentLengths describes packed training rows and cannot be combined with KV caches; decode each sequence in its own row.');
+  if (lengths.length !== B) throw new Error(`segmentLengths lists ${lengths.length} rows for a batch of ${B}.`);
+  return lengths.map((row, b) => {
+    let sum = 0;
+    for (const n of row) {
+      if (!Number.isInteger(n) || n < 1) throw new Error(`segmentLengths must hold whole numbers >= 1; row ${b} has ${String(n)}.`);
+      sum += n;
+    }
+    if (sum > T) throw new Error(`segmentLengths of row ${b} add up to ${sum}, more than the row's ${T} tokens.`);
+    return sum < T ? [...row, T - sum] : [...row];
+  });
+}
+
+/** Whether every row's mask is 1 on its packed examples and 0 after them (right padding, nothing else hidden). */
+function paddingFollowsSegments(mask: readonly (readonly number[])[], lengths: readonly (readonly number[])[]): boolean {
+  return mask.every((row, b) => {
+    const real = (lengths[b] ?? []).reduce((s, n) => s + n, 0);
+    return row.every((m, t) => (t < real ? m === 1 : m === 0));
+  });
+}
+
+/** cos/sin tables [B, T, rotaryDim] for packed rows: each sequence's as it has alone (computed once per length). */
+function packedRopeTables(spec: ModelConfig['rope'][LayerType], rotaryDim: number, segments: number[][], T: number): { cos: Float32Array; sin: Float32Array } {
+  const cos = new Float32Array(segments.length * T * rotaryDim);
+  const sin = new Float32Array(segments.length * T * rotaryDim);
+  const byLength = new Map<number, { cos: Float32Array; sin: Float32Array }>();
+  segments.forEach((row, b) => {
+    let at = b * T * rotaryDim;
+    for (const len of row) {
+      let t = byLength.get(len);
+      if (!t) {
+        t = ropeTables(ropeFrequencies(spec, rotaryDim, len - 1), Int32Array.from({ length: len }, (_, p) => p));
+        byLength.set(len, t);
+      }
+      cos.set(t.cos, at);
+      sin.set(t.sin, at);
+      at += len * rotaryDim;
+    }
+  });
+  return { cos, sin };
 }
 
 /** Additive key-padding mask [B, S=T]: -inf on padded keys. */

@@ -158,6 +158,38 @@ export interface AttentionExtras {
   readonly window?: number;
   readonly softcap?: number;
   readonly sinks?: Tensor | null;
+  /**
+   * Packed rows (causal self-attention, T = S): per batch row, the lengths of the sequences it holds, in order,
+   * summing to the row's length. A query sees only the keys of its own sequence (block-diagonal causal), and a
+   * window counts within it. Absent or null: each row is one sequence.
+   */
+  readonly segments?: readonly (readonly number[])[] | null;
+}
+
+/**
+ * The segments of a packed batch checked against its shape, or null when every row is one sequence (the plain
+ * kernels then serve it). Each entry is [batch row, first position, length].
+ */
+function attentionSegments(segments: AttentionExtras['segments'], B: number, T: number, S: number, causal: boolean): [number, number, number][] | null {
+  if (!segments) return null;
+  if (!causal || T !== S) throw new Error(`attention segments describe packed rows of causal self-attention, so they need causal attention with T = S; got causal ${causal}, T = ${T}, S = ${S}.`);
+  if (segments.length !== B) throw new Error(`attention segments list ${segments.length} rows for a batch of ${B}.`);
+  const pieces: [number, number, number][] = [];
+  segments.forEach((row, b) => {
+    let start = 0;
+    for (const len of row) {
+      if (!Number.isInteger(len) || len < 1) throw new Error(`attention segment lengths must be whole numbers >= 1; row ${b} has ${String(len)}.`);
+      pieces.push([b, start, len]);
+      start += len;
+    }
+    if (start !== T) throw new Error(`attention segments of row ${b} cover ${start} positions, not the row's ${T}.`);
+  });
+  return pieces.length === B ? null : pieces;
+}
+
+/** A layout moved to batch row b, position `start`: the view of one packed sequence as a batch of one. */
+function shiftLayout(l: AttentionLayout, b: number, start: number): AttentionLayout {
+  return { ...l, offset: l.offset + b * l.batchStride + start * l.rowStride };
 }
 
 /** The extras with their defaults, checked once for every attention entry point against `heads` query heads. */
@@ -211,6 +243,7 @@ function attentionShape(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, ca
 export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?: Tensor | null, causal = true, extra: AttentionExtras = {}): Tensor {
   const { B, H, Hkv, T, S, D } = attentionShape(q, k, v, mask ?? null, causal);
   const { window, softcap, sinks } = attentionExtras(extra, H);
+  const segments = attentionSegments(extra.segments, B, T, S, causal);
   const dtype = promote(q, k, v);
   const qa = attentionOperand(q, dtype);
   const ka = attentionOperand(k, dtype);
@@ -219,21 +252,36 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?:
   const keyMask = mask ? compact(to(mask, { dtype: 'float32' })) : null;
   const outStrides = [T * H * D, D, H * D, 1];
   const outBuf = backend.alloc(dtype, B * H * T * D);
-  const lse = makeResult(backend.alloc('float32', B * H * T), [B, H, T], 'attentionLse', [], null);
-  const args: AttentionArgs = {
+  const whole: AttentionArgs = {
     batch: B, heads: H, kvHeads: Hkv, seqQ: T, seqK: S, headDim: D, scale, causal, window, softcap, sinks: sinks?.buffer ?? null,
     q: attentionLayout(qa), k: attentionLayout(ka), v: attentionLayout(va),
     out: { offset: 0, batchStride: outStrides[0]!, headStride: outStrides[1]!, rowStride: outStrides[2]! },
     keyMask: keyMask ? keyMask.buffer : null,
   };
-  backend.attention(qa.buffer, ka.buffer, va.buffer, outBuf, lse.buffer, args);
+  // Packed rows run one kernel call per sequence, over views of the operands (offsets into the same buffers),
+  // each with its own lse; every position belongs to one sequence, so the calls together write the whole output.
+  const pieces = (segments ?? [null]).map((seg) => {
+    if (!seg) return { seg, args: whole, lse: makeResult(backend.alloc('float32', B * H * T), [B, H, T], 'attentionLse', [], null) };
+    const [b, start, len] = seg;
+    const pieceMask = keyMask ? compact(narrow(narrow(keyMask, 0, b, 1), 1, start, len)).buffer : null;
+    const args: AttentionArgs = {
+      ...whole, batch: 1, seqQ: len, seqK: len, keyMask: pieceMask,
+      q: shiftLayout(whole.q, b, start), k: shiftLayout(whole.k, b, start), v: shiftLayout(whole.v, b, start), out: shiftLayout(whole.out, b, start),
+    };
+    return { seg, args, lse: makeResult(backend.alloc('float32', H * len), [1, H, len], 'attentionLse', [], null) };
+  });
+  for (const p of pieces) backend.attention(qa.buffer, ka.buffer, va.buffer, outBuf, p.lse.buffer, p.args);
   return makeResult(outBuf, [B, H, T, D], 'attention', [qa, ka, va], (g) => {
     const dout = attentionOperand(g, dtype);
     const grads = [qa, ka, va].map((t) => makeResult(backend.alloc(dtype, t.numel), t.shape, 'attentionBackward', [], null, denseStridesLike(t)));
     const [dq, dk, dv] = grads as [Tensor, Tensor, Tensor];
-    backend.attentionBackward(qa.buffer, ka.buffer, va.buffer, outBuf, lse.buffer, dout.buffer, dq.buffer, dk.buffer, dv.buffer, {
-      ...args, dout: attentionLayout(dout), dq: attentionLayout(dq), dk: attentionLayout(dk), dv: attentionLayout(dv),
-    });
+    const layouts = [dout, dq, dk, dv].map(attentionLayout) as [AttentionLayout, AttentionLayout, AttentionLayout, AttentionLayout];
+    for (const { seg, args, lse } of pieces) {
+      const [gl, dql, dkl, dvl] = seg ? layouts.map((l) => shiftLayout(l, seg[0], seg[1])) : layouts;
+      backend.attentionBackward(qa.buffer, ka.buffer, va.buffer, outBuf, lse.buffer, dout.buffer, dq.buffer, dk.buffer, dv.buffer, {
+        ...args, dout: gl!, dq: dql!, dk: dkl!, dv: dvl!,
+      });
+    }
     return grads;
   }, outStrides);
 }
@@ -312,13 +360,24 @@ export function attentionReference(q: Tensor, k: Tensor, v: Tensor, scale: numbe
   const scores = reshape(capped, [B, Hkv, groups, T, S]);
   // Masks take the scores' dtype so that a bf16 model stays bf16 (transformers builds them in the model dtype).
   const masked = causal || window > 0 ? add(scores, positionMask(T, S, causal, window, q.device, scores.dtype)) : scores;
-  const withPad = mask ? add(masked, reshape(to(mask, { dtype: scores.dtype }), [B, 1, 1, 1, S])) : masked;
+  const padded = mask ? add(masked, reshape(to(mask, { dtype: scores.dtype }), [B, 1, 1, 1, S])) : masked;
+  const pieces = attentionSegments(extra.segments, B, T, S, causal);
+  const withPad = pieces ? add(padded, reshape(segmentMask(pieces, B, T, q.device, scores.dtype), [B, 1, 1, T, S])) : padded;
   // Sinks: one more softmax column per head (transformers' cat([attn_weights, sinks])), dropped after.
   const withSinks = sinks
     ? cat([withPad, expand(reshape(to(sinks, { dtype: scores.dtype }), [1, Hkv, groups, 1, 1]), [B, Hkv, groups, T, 1])], 4)
     : withPad;
   const probs = softmax(reshape(withSinks, [B, Hkv, groups * T, sinks ? S + 1 : S]));
   return reshape(matmul(sinks ? narrow(probs, 3, 0, S) : probs, v), [B, H, T, D]);
+}
+
+/** Additive [B, T, T] mask of packed rows: -inf wherever query and key belong to different sequences. */
+function segmentMask(pieces: readonly [number, number, number][], B: number, T: number, device: string, dtype: DType): Tensor {
+  const values = new Float32Array(B * T * T).fill(-Infinity);
+  for (const [b, start, len] of pieces) {
+    for (let i = start; i < start + len; i++) values.fill(0, (b * T + i) * T + start, (b * T + i) * T + start + len);
+  }
+  return makeResult(backendOf(full([], 0, { device })).fromHost(dtype, hostArray(dtype, values)), [B, T, T], 'segmentMask', [], null);
 }
 
 const maskCache = new Map<string, Tensor>();

@@ -6,6 +6,7 @@ import { AdamW, clipGradNorm, loadOptimizerState, loraplusParamGroups, LrSchedul
 import { noGradAsync } from '../tensor/grad-mode.js';
 import { scopeAsync } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { CausalLMInput } from '../models/causal-lm.js';
 import { assignParametersFromFile } from './assign-parameters.js';
 import { checkpointSteps, CHECKPOINT_PREFIX, pruneCheckpoints, writeCheckpointDir, writeJsonFile } from './checkpoint-dir.js';
 import { TrainingError } from './errors.js';
@@ -211,7 +212,7 @@ export class Trainer {
       let loss = 0;
       for (const b of batches) {
         if (b.targetTokens === 0) continue;
-        const batchLoss = this.options.model.runLoss({ inputIds: b.inputIds, labels: b.labels, attentionMask: b.attentionMask });
+        const batchLoss = this.options.model.runLoss(modelInput(b));
         const value = await batchLoss.item();
         if (!Number.isFinite(value)) throw await this.nonFinite(`the loss is ${value}`);
         // Each micro-batch's mean loss weighted by its share of the window's targets: the window's token mean.
@@ -281,7 +282,7 @@ export class Trainer {
       for (let i = 0; i < examples.length; i += this.args.batchSize) {
         const b = collate(examples.slice(i, i + this.args.batchSize), this.options.padId);
         if (b.targetTokens === 0) continue;
-        const loss = await scopeAsync(async () => this.options.model.runLoss({ inputIds: b.inputIds, labels: b.labels, attentionMask: b.attentionMask }).item());
+        const loss = await scopeAsync(async () => this.options.model.runLoss(modelInput(b)).item());
         total += loss * b.targetTokens;
         targets += b.targetTokens;
       }
@@ -381,6 +382,11 @@ export class Trainer {
     this.pendingLosses = pendingLosses;
     Object.assign(this.state, { ...saved, maxSteps: this.state.maxSteps });
   }
+}
+
+/** A micro-batch as the model takes it: ids, labels, the padding mask and the segments of packed rows. */
+function modelInput(b: Batch): CausalLMInput & { labels: number[][] } {
+  return { inputIds: b.inputIds, labels: b.labels, attentionMask: b.attentionMask, ...(b.segmentLengths ? { segmentLengths: b.segmentLengths } : {}) };
 }
 
 /** rng_state.json's "dropout": the four 32-bit words of the dropout generator (xoshiro128**, never all zero). */

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { collate, epochBatches, IGNORE_INDEX, packExamples, prepareDataset } from '../../src/data/index.js';
 import { fixtureTokenizer, jsonlFile } from './helpers.js';
+import { seededValues } from '../helpers/numeric.js';
 
 test('examples longer than seqLen are truncated, and the summary counts them', async () => {
   const tok = await fixtureTokenizer();
@@ -19,10 +20,53 @@ test('an example whose completion is cut off entirely is left out and counted', 
   assert.equal(data.summary.withoutTargets, 1);
 });
 
-test('packing joins consecutive examples up to seqLen without splitting any', () => {
+test('packing is first-fit decreasing: longest first, each into the first row with room, no example split', () => {
   const ex = (n: number) => ({ inputIds: Array(n).fill(n), labels: Array(n).fill(n) });
   const rows = packExamples([ex(3), ex(4), ex(2), ex(6), ex(1)], 8);
-  assert.deepEqual(rows.map((r) => r.inputIds), [[3, 3, 3, 4, 4, 4, 4], [2, 2, 6, 6, 6, 6, 6, 6], [1]]);
+  assert.deepEqual(rows.map((r) => r.inputIds), [[6, 6, 6, 6, 6, 6, 2, 2], [4, 4, 4, 4, 3, 3, 3, 1]]);
+  assert.deepEqual(rows.map((r) => r.segmentLengths), [[6, 2], [4, 3, 1]]);
+  assert.throws(() => packExamples([ex(9)], 8), /an example of 9 tokens cannot be packed into rows of 8/);
+});
+
+test('bin packing matches a plain first-fit-decreasing over 2,000 seeded examples, deterministically', () => {
+  const lengths = Array.from(seededValues(2000, 23), (v) => 1 + Math.floor(Math.abs(v) ** 3 * 511));
+  const exs = lengths.map((n, i) => ({ inputIds: Array.from({ length: n }, (_, t) => i * 1000 + t), labels: Array.from({ length: n }, (_, t) => (t % 3 ? t : IGNORE_INDEX)) }));
+  const seqLen = 512;
+  const rows = packExamples(exs, seqLen);
+  assert.deepEqual(packExamples(exs, seqLen), rows);
+  // The reference: the textbook loop over every open row.
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[b]! - lengths[a]! || a - b);
+  const bins: number[][] = [];
+  const room: number[] = [];
+  for (const i of order) {
+    const r = room.findIndex((x) => x >= lengths[i]!);
+    if (r === -1) {
+      bins.push([i]);
+      room.push(seqLen - lengths[i]!);
+    } else {
+      bins[r]!.push(i);
+      room[r] = room[r]! - lengths[i]!;
+    }
+  }
+  assert.equal(rows.length, bins.length);
+  rows.forEach((row, r) => {
+    assert.ok(row.inputIds.length <= seqLen);
+    assert.deepEqual(row.segmentLengths, bins[r]!.map((i) => lengths[i]!));
+    assert.deepEqual(row.inputIds, bins[r]!.flatMap((i) => exs[i]!.inputIds));
+    assert.deepEqual(row.labels, bins[r]!.flatMap((i) => exs[i]!.labels));
+  });
+  // FFD's bound: at most 11/9 of the optimum plus one row (the optimum is at least total / seqLen).
+  const total = lengths.reduce((a, b) => a + b, 0);
+  assert.ok(rows.length <= Math.ceil((11 / 9) * Math.ceil(total / seqLen)) + 1, `${rows.length} rows for ${total} tokens`);
+});
+
+test('collate passes packed rows\' segments on and counts only targets inside each example', () => {
+  const b = collate([{ inputIds: [1, 2, 3, 4, 5], labels: [1, 2, 3, 4, 5], segmentLengths: [2, 3] }, { inputIds: [6, 7], labels: [-100, 7] }], 0);
+  assert.deepEqual(b.segmentLengths, [[2, 3], [2]]);
+  // Row 0: 2 | 4 5 (3 is the second example's first token, nobody's target); row 1: 7.
+  assert.equal(b.targetTokens, 4);
+  assert.deepEqual(b.attentionMask, [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]);
+  assert.throws(() => collate([{ inputIds: [1, 2], labels: [1, 2], segmentLengths: [3] }], 0), /segment lengths add up to 3, not its 2 tokens/);
 });
 
 test('a validation split holds out a seeded share of the records', async () => {

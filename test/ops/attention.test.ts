@@ -5,7 +5,9 @@
  * reference on the same rounded inputs, within a few roundings of the storage type. The sliding window, the
  * logit soft-cap and attention sinks (AttentionExtras) are covered the same way, alone and together, across the paths each backend
  * has (CUDA: tensor cores for bf16/f16 at head dim 64, 128 and 256, SIMT otherwise; LORAFORGE_CUDA_SHARED_OPTIN
- * picks the variants a device with less shared memory runs, see bench/results/test-cuda-*.txt).
+ * picks the variants a device with less shared memory runs, see bench/results/test-cuda-*.txt). Packed rows
+ * (AttentionExtras.segments: block-diagonal causal attention, one kernel call per sequence) are compared with the
+ * composition under a block-diagonal mask, and each sequence with itself run alone.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -37,6 +39,8 @@ interface Case {
   readonly softcap?: number;
   /** Attention sinks (gpt-oss): one seeded logit per query head, some larger than every score of their rows. */
   readonly sinks?: boolean;
+  /** Packed rows: per batch row, the lengths of its sequences (ops.AttentionExtras.segments). */
+  readonly segments?: readonly (readonly number[])[];
 }
 
 const CASES: readonly Case[] = [
@@ -81,6 +85,12 @@ const CASES: readonly Case[] = [
   { name: 'sinks, queries at the end of a KV-cache prefix (seqQ < seqK), head dim 64', B: 1, H: 4, Hkv: 2, T: 5, S: 83, D: 64, transposed: true, capacity: 100, sinks: true },
   { name: 'sinks with softcap 2 and window 30, head dim 128', B: 1, H: 2, Hkv: 1, T: 150, S: 150, D: 128, window: 30, softcap: 2, sinks: true },
   { name: 'sinks, head dim 256, non-causal with seqQ != seqK', B: 1, H: 2, Hkv: 1, T: 33, S: 47, D: 256, causal: false, sinks: true },
+  // Packed rows: block-diagonal causal attention, one kernel call per sequence over views of the operands.
+  { name: 'packed rows of 3 and 1 sequences, grouped-query 2:1, head dim 64, model layout', B: 2, H: 4, Hkv: 2, T: 150, S: 150, D: 64, transposed: true, segments: [[40, 71, 39], [150]] },
+  { name: 'packed row with window 20 and softcap 2 inside each sequence, head dim 128, model layout', B: 1, H: 4, Hkv: 1, T: 150, S: 150, D: 128, transposed: true, window: 20, softcap: 2, segments: [[33, 100, 1, 16]] },
+  { name: 'packed rows with a key mask hiding a whole sequence, head dim 64', B: 2, H: 4, Hkv: 2, T: 70, S: 70, D: 64, padding: [5, 0], segments: [[5, 30, 35], [69, 1]] },
+  { name: 'packed row of sequences shorter than a tile, head dim 16', B: 1, H: 2, Hkv: 1, T: 19, S: 19, D: 16, segments: [[3, 7, 2, 7]] },
+  { name: 'packed row, head dim 256, model layout', B: 1, H: 4, Hkv: 2, T: 90, S: 90, D: 256, transposed: true, segments: [[64, 26]] },
 ];
 
 /** Values exactly representable in `dtype`, so both sides of a comparison see the same inputs. */
@@ -114,7 +124,7 @@ async function run(c: Case, dtype: DType, fused: boolean): Promise<Result> {
     : null;
   const attend = fused ? ops.attention : ops.attentionReference;
   const sinks = c.sinks ? ops.tensor(seededValues(c.H, 29, 3), [c.H], { device: TEST_DEVICE }) : null;
-  const out = attend(q, k, v, 1 / Math.sqrt(c.D), mask, c.causal ?? true, { window: c.window, softcap: c.softcap, sinks });
+  const out = attend(q, k, v, 1 / Math.sqrt(c.D), mask, c.causal ?? true, { window: c.window, softcap: c.softcap, sinks, segments: c.segments ?? null });
   assert.deepEqual(out.shape, [c.B, c.H, c.T, c.D]);
   const w = ops.tensor(representable(seededValues(out.numel, 5), dtype), out.shape, { device: TEST_DEVICE, dtype });
   await ops.sum(ops.mul(out, w)).backward();
@@ -203,5 +213,39 @@ test('a window or softcap that is negative, fractional (window), infinite or NaN
     for (const attend of [ops.attention, ops.attentionReference]) {
       assert.throws(() => attend(q, q, q, 0.25, null, true, extra), /window must be a whole number >= 0 and its softcap a finite number >= 0/);
     }
+  }
+});
+
+test('each sequence of a packed row gets what it gets alone, its gradients included', async () => {
+  const [H, D, lengths] = [4, 64, [23, 41, 17]];
+  const T = lengths.reduce((a, b) => a + b, 0);
+  const leaves = [0, 1, 2].map((i) => ops.tensor(seededValues(T * H * D, 31 + i, 1.5), [1, T, H, D], { device: TEST_DEVICE, requiresGrad: true }));
+  const w = seededValues(T * H * D, 9);
+  const heads = (t: Tensor) => ops.transpose(t, 1, 2);
+  const packed = ops.attention(heads(leaves[0]!), heads(leaves[1]!), heads(leaves[2]!), 0.125, null, true, { segments: [lengths] });
+  await ops.sum(ops.mul(ops.transpose(packed, 1, 2), ops.tensor(w, [1, T, H, D], { device: TEST_DEVICE }))).backward();
+  const packedOut = await ops.contiguous(ops.transpose(packed, 1, 2)).data();
+  const packedGrads = await Promise.all(leaves.map((t) => t.grad!.data()));
+  let start = 0;
+  for (const len of lengths) {
+    const alone = await Promise.all(leaves.map(async (t) => ops.tensor((await t.data()).slice(start * H * D, (start + len) * H * D), [1, len, H, D], { device: TEST_DEVICE, requiresGrad: true })));
+    const out = ops.attention(heads(alone[0]!), heads(alone[1]!), heads(alone[2]!), 0.125);
+    await ops.sum(ops.mul(ops.transpose(out, 1, 2), ops.tensor(w.slice(start * H * D, (start + len) * H * D), [1, len, H, D], { device: TEST_DEVICE }))).backward();
+    const span = (a: Float32Array) => a.subarray(start * H * D, (start + len) * H * D);
+    assertClose(span(packedOut), await ops.contiguous(ops.transpose(out, 1, 2)).data(), 1e-6, `sequence at ${start} out`);
+    for (let i = 0; i < 3; i++) assertClose(span(packedGrads[i]!), await alone[i]!.grad!.data(), 1e-6, `sequence at ${start} ${NAMES[i + 1]}`);
+    start += len;
+  }
+});
+
+test('attention segments that do not tile the row, or a non-causal or cached call with them, are refused in one sentence', () => {
+  const q = ops.zeros([1, 2, 6, 16], { device: TEST_DEVICE });
+  const k = ops.zeros([1, 2, 8, 16], { device: TEST_DEVICE });
+  for (const attend of [ops.attention, ops.attentionReference]) {
+    assert.throws(() => attend(q, q, q, 0.25, null, true, { segments: [[2, 3]] }), /segments of row 0 cover 5 positions, not the row's 6/);
+    assert.throws(() => attend(q, q, q, 0.25, null, true, { segments: [[3, 3], [6]] }), /segments list 2 rows for a batch of 1/);
+    assert.throws(() => attend(q, q, q, 0.25, null, true, { segments: [[0, 6]] }), /whole numbers >= 1; row 0 has 0/);
+    assert.throws(() => attend(q, q, q, 0.25, null, false, { segments: [[6]] }), /need causal attention with T = S/);
+    assert.throws(() => attend(q, k, k, 0.25, null, true, { segments: [[8]] }), /need causal attention with T = S/);
   }
 });
