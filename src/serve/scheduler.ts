@@ -196,11 +196,11 @@ export class Scheduler {
       seq.cache = this.model.newCache(r.promptIds.length + r.maxTokens, caching ? { namespace: r.prefixNamespace ?? r.adapterName, tokens: r.promptIds } : undefined);
     } catch (error) {
       if (error instanceof KvPoolFullError && this.running.length > 0) return false;
-      r.observer?.scheduled();
+      r.observer?.scheduled(0);
       this.fail([seq], error);
       return true;
     }
-    r.observer?.scheduled();
+    r.observer?.scheduled(seq.cache.cachedTokens);
     try {
       seq.cachedTokens = seq.cache.cachedTokens;
       await seq.startGrammar();

@@ -44,8 +44,8 @@ export interface SequenceRequest {
 }
 
 export interface SequenceObserver {
-  /** The sequence's prefill is about to run. */
-  scheduled(): void;
+  /** The sequence's prefill is about to run; `cachedTokens` of its prompt were found in the prefix cache. */
+  scheduled(cachedTokens: number): void;
   /** A token was generated, stop tokens included. */
   generated(): void;
 }

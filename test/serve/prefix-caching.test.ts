@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { BASE_MODEL, adapterDir, rawRequest, startServer, type TestServer } from './harness.js';
+import { parseExposition, sampleValue } from './metrics-exposition.js';
 
 const SYSTEM = 'You are a careful assistant for a small shop that sells tea, coffee and ceramic cups. Answer in one short sentence, politely, and never invent prices or opening hours you were not told about.';
 
@@ -92,6 +93,17 @@ describe('prefix caching over HTTP', () => {
     };
     await response();
     assert.ok((await response()) >= 48);
+  });
+
+  it('counts the cached prompt tokens in /metrics, as usage reports them', async () => {
+    const scrape = async (t: TestServer) => parseExposition(await (await fetch(`${t.baseURL.replace(/\/v1$/, '')}/metrics`)).text());
+    const count = async (t: TestServer) => sampleValue(await scrape(t), 'loraforge_prompt_cached_tokens_total', { model_name: BASE_MODEL });
+    const before = await count(cached);
+    const r = await chat(cached, BASE_MODEL, 'Do you sell mugs?');
+    const reused = r.usage.prompt_tokens_details?.cached_tokens ?? 0;
+    assert.ok(reused > 0);
+    assert.equal(await count(cached), before + reused);
+    assert.equal(await count(cold), 0, 'nothing is cached without the flag');
   });
 });
 
