@@ -127,7 +127,9 @@ export interface KvPrefix {
  * positions it has stored. Reserved for `capacity` positions when created; dispose() returns the blocks.
  * Given a prefix, it starts with the longest published run of the prompt's full blocks shared (at most
  * floor((L - 1) / KV_BLOCK_SIZE) of L tokens, so at least one prompt token is computed for the next token's
- * logits) and `length` already at their end; publishPrefix() publishes the prompt's full blocks once stored.
+ * logits) and `length` already at their end; publish() publishes the prompt's full blocks once stored, and
+ * those of the prompt and the tokens generated after it when given them (a later turn of the conversation then
+ * shares those too).
  */
 export class KvCache {
   /** Positions already stored (the next token's position). */
@@ -135,6 +137,9 @@ export class KvCache {
   /** Positions at the start that were shared from the prefix cache, not computed by this sequence. */
   readonly cachedTokens: number = 0;
   private ids: number[] | null;
+  /** The prefix given at creation, or null: such a cache shares and publishes nothing. */
+  private readonly prefix: KvPrefix | null;
+  /** The chained hashes of the prefix's full blocks. */
   private readonly hashes: readonly string[];
 
   constructor(
@@ -144,6 +149,7 @@ export class KvCache {
   ) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new Error(`A KV cache needs a positive whole number of positions, got ${capacity}.`);
     const total = Math.ceil(capacity / KV_BLOCK_SIZE);
+    this.prefix = prefix ?? null;
     const full = prefix ? Math.min(Math.floor(prefix.tokens.length / KV_BLOCK_SIZE), Math.floor(capacity / KV_BLOCK_SIZE)) : 0;
     this.hashes = prefix ? prefixBlockHashes(prefix.namespace, prefix.tokens, full, KV_BLOCK_SIZE) : [];
     const shared = prefix ? pool.share(this.hashes.slice(0, Math.floor((prefix.tokens.length - 1) / KV_BLOCK_SIZE))) : [];
@@ -167,11 +173,18 @@ export class KvCache {
     this.length += t;
   }
 
-  /** Publishes the prompt's full blocks that are stored (the prefix given at creation) for later sequences. */
-  publishPrefix(): void {
+  /**
+   * Publishes, for later sequences of the same namespace, the full blocks of `tokens` that this cache stores:
+   * position i must hold tokens[i]. Default: the prompt given at creation; at the end of a sequence, its prompt
+   * and generated tokens (the last one has no keys yet, so at most `length` positions count). Nothing for a cache
+   * made without a prefix.
+   */
+  publish(tokens: readonly number[] | undefined = this.prefix?.tokens): void {
+    if (!this.prefix || !tokens) return;
     const ids = this.blocks;
-    const stored = Math.min(this.hashes.length, Math.floor(this.length / KV_BLOCK_SIZE));
-    for (let i = 0; i < stored; i++) this.pool.publish(ids[i]!, this.hashes[i]!);
+    const stored = Math.min(Math.floor(tokens.length / KV_BLOCK_SIZE), Math.floor(this.length / KV_BLOCK_SIZE));
+    const hashes = tokens === this.prefix.tokens && stored <= this.hashes.length ? this.hashes : prefixBlockHashes(this.prefix.namespace, tokens, stored, KV_BLOCK_SIZE);
+    for (let i = 0; i < stored; i++) this.pool.publish(ids[i]!, hashes[i]!);
   }
 
   dispose(): void {

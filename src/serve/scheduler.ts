@@ -206,7 +206,7 @@ export class Scheduler {
       await seq.startGrammar();
       const [pick] = await this.step([seq.tokens.slice(seq.cachedTokens)], [seq], caching, caching);
       // Published before the pick is recorded, which may end the sequence and give its blocks back.
-      if (caching) seq.cache?.publishPrefix();
+      if (caching) seq.cache?.publish();
       this.options.onTokens?.('prompt', r.promptIds.length);
       this.options.onTokens?.('generated', 1);
       if (this.record(seq, pick!)) this.running.push(seq);

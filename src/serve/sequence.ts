@@ -143,10 +143,14 @@ export class Sequence {
     return this.outcome === null;
   }
 
-  /** Ends the sequence once (later calls are ignored) and frees its cache. */
+  /**
+   * Ends the sequence once (later calls are ignored) and frees its cache; a finished one first publishes the full
+   * blocks of its prompt and generated tokens (with prefix caching), for a later turn that repeats them.
+   */
   end(outcome: SequenceOutcome): void {
     if (this.outcome) return;
     this.outcome = outcome;
+    if (outcome.status === 'finished') this.cache?.publish(this.tokens);
     this.cache?.dispose();
     this.cache = null;
     this.grammar?.dispose();

@@ -127,7 +127,7 @@ test('a cache shares at most floor((L - 1) / 16) published blocks of an L-token 
     const first = new KvCache(pool, 60, { namespace: 'base', tokens: prompt });
     assert.equal(first.cachedTokens, 0);
     first.length = 48;
-    first.publishPrefix();
+    first.publish();
     assert.equal(pool.cachedBlocks, 3);
     // 48 tokens: 2 blocks shared, the third is computed again so the last token has logits.
     const same = new KvCache(pool, 60, { namespace: 'base', tokens: prompt });
@@ -140,7 +140,7 @@ test('a cache shares at most floor((L - 1) / 16) published blocks of an L-token 
     const adapter = new KvCache(pool, 60, { namespace: 'adapter-a#1', tokens: prompt });
     assert.equal(adapter.cachedTokens, 0, "the base's blocks never serve an adapter");
     adapter.length = 48;
-    adapter.publishPrefix();
+    adapter.publish();
     const otherAdapter = new KvCache(pool, 60, { namespace: 'adapter-b#2', tokens: prompt });
     assert.equal(otherAdapter.cachedTokens, 0, "nor one adapter's another's");
     const sameAdapter = new KvCache(pool, 60, { namespace: 'adapter-a#1', tokens: prompt });
@@ -157,25 +157,35 @@ test('a cache shares at most floor((L - 1) / 16) published blocks of an L-token 
 
 /**
  * Prefills `prompt` into a new cache (sharing what the pool has published) the way the scheduler does with prefix
- * caching, then decodes `steps` greedy tokens; returns the cached positions and every step's logits.
+ * caching, then decodes `steps` greedy tokens and publishes the prompt's and those tokens' full blocks, as a
+ * finished sequence does; returns the cached positions, every step's logits and the tokens.
  */
-async function prefillAndDecode(model: CausalLM, namespace: string, prompt: readonly number[], steps: number, adapter = '__base__'): Promise<{ cached: number; logits: Float32Array[] }> {
+interface Decoded {
+  readonly cached: number;
+  readonly logits: Float32Array[];
+  readonly tokens: number[];
+}
+
+async function prefillAndDecode(model: CausalLM, namespace: string, prompt: readonly number[], steps: number, adapter = '__base__'): Promise<Decoded> {
   const backend = getBackend(model.device);
   const invariant = <T>(fn: () => T): T => (backend.batchInvariant ? backend.batchInvariant(fn) : fn());
   const cache = model.newCache(prompt.length + steps, { namespace, tokens: prompt });
   try {
     return await noGradAsync(async () => {
       const logits: Float32Array[] = [];
+      const tokens: number[] = [];
       let out = invariant(() => model.run({ inputIds: [prompt.slice(cache.cachedTokens)], caches: [cache], lastTokenOnly: true, pagedPrefill: true, adapterNames: [adapter] }));
-      cache.publishPrefix();
+      cache.publish();
       for (let s = 0; s < steps; s++) {
         const row = await out.logits.data();
         logits.push(Float32Array.from(row));
         let best = 0;
         for (let v = 1; v < row.length; v++) if (row[v]! > row[best]!) best = v;
+        tokens.push(best);
         if (s + 1 < steps) out = invariant(() => model.run({ inputIds: [[best]], caches: [cache], lastTokenOnly: true, adapterNames: [adapter] }));
       }
-      return { cached: cache.cachedTokens, logits };
+      cache.publish([...prompt, ...tokens]);
+      return { cached: cache.cachedTokens, logits, tokens };
     });
   } finally {
     cache.dispose();
@@ -190,17 +200,24 @@ for (const [name, dtype] of [['tiny-llama', 'float32'], ['tiny-llama', 'bfloat16
     const prompts = [[...system, ...tokens(9, 12)], [...system, ...tokens(30, 13)], system.slice(0, 64), [...system.slice(0, 20), ...tokens(10, 14)]];
     try {
       // Each cold run gets a pool of its own, so nothing is shared; the warm model keeps one pool for all prompts.
-      const expected: { cached: number; logits: Float32Array[] }[] = [];
+      const expected: Decoded[] = [];
       for (const p of prompts) {
         expected.push(await prefillAndDecode(cold, 'base', p, 3));
         cold.releaseKvPool();
       }
-      const got: { cached: number; logits: Float32Array[] }[] = [];
+      const got: Decoded[] = [];
       for (const p of prompts) got.push(await prefillAndDecode(warm, 'base', p, 3));
-      assert.deepEqual(expected.map((r) => r.cached), [0, 0, 0, 0]);
+      // A next turn: the first prompt, its answer and more. Its 80 positions written by prefill and decode steps
+      // are shared, one block more than the prompt alone published.
+      const turn = [...prompts[0]!, ...got[0]!.tokens, ...tokens(7, 15)];
+      prompts.push(turn);
+      expected.push(await prefillAndDecode(cold, 'base', turn, 3));
+      cold.releaseKvPool();
+      got.push(await prefillAndDecode(warm, 'base', turn, 3));
+      assert.deepEqual(expected.map((r) => r.cached), [0, 0, 0, 0, 0]);
       // The first publishes 4 blocks of the system prompt; the second shares them, the 64-token third shares 3
       // (its last block is computed for its logits), the fourth 1 (20 tokens in common).
-      assert.deepEqual(got.map((r) => r.cached), [0, 64, 48, 16]);
+      assert.deepEqual(got.map((r) => r.cached), [0, 64, 48, 16, 80]);
       got.forEach((r, i) => assert.deepEqual(r.logits, expected[i]!.logits, `prompt ${i}: warm logits equal the cold ones`));
       // A dense prefill (cache off) of the same prompt gives the same bits where the GEMM is the built-in one
       // (OpenBLAS computes a row by its place in the batch, which only the batch-invariant mode avoids).

@@ -309,6 +309,35 @@ describe('Scheduler: prefix caching and a bounded KV pool', () => {
     model.releaseKvPool();
   });
 
+  it('publishes a finished sequence\'s generated tokens too, so the next turn of a conversation shares them', async () => {
+    const model = await loadFixtureModel();
+    const prompt = Array.from({ length: 40 }, (_, i) => (i * 23 + 9) % 384);
+    const on = new Scheduler(model, { maxBatch: 2, maxQueue: 2, prefixCaching: true });
+    const answer: number[] = [];
+    await on.submit(request(prompt, 30, answer));
+    // 40 + 30 tokens, 69 positions stored (the last token has no keys): 4 full blocks, where the prompt had 2.
+    const turn = [...prompt, ...answer, 3, 1, 4];
+    const got: number[] = [];
+    const outcome = await on.submit(request(turn, 10, got));
+    await on.close();
+    assert.equal(outcome.status === 'finished' && outcome.cachedTokens, 64);
+    model.releaseKvPool();
+    const off = new Scheduler(model, { maxBatch: 2, maxQueue: 2 });
+    const expected: number[] = [];
+    await off.submit(request(turn, 10, expected));
+    await off.close();
+    assert.deepEqual(got, expected);
+    // A sequence that did not finish publishes only its prompt's blocks.
+    const cancelled = new Scheduler(model, { maxBatch: 2, maxQueue: 2, prefixCaching: true });
+    const controller = new AbortController();
+    let seen = 0;
+    const ended = await cancelled.submit(request(prompt, 30, [], { signal: controller.signal, onToken: () => (++seen === 20 && controller.abort(), false) }));
+    assert.equal(ended.status, 'cancelled');
+    assert.equal(model.pagedKvPool.cachedBlocks, 2);
+    await cancelled.close();
+    model.releaseKvPool();
+  });
+
   it('keeps a sequence queued while the pool at its block limit is held, and runs it once blocks come back', async () => {
     const model = await loadFixtureModel();
     const prompts = [await inputRow(0, 20), await inputRow(1, 20)];
