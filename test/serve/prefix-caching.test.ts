@@ -114,6 +114,10 @@ describe('--max-kv-blocks', () => {
   });
   after(() => t.server.close());
 
+  it('refuses a block count that is not a positive whole number before loading the model', async () => {
+    for (const bad of [0, 1.5, -3]) await assert.rejects(startServer({ maxKvBlocks: bad }), { name: 'ServeOptionError', message: `--max-kv-blocks must be a positive whole number, got ${bad}.` });
+  });
+
   it('refuses a request that could never fit the pool, naming the field, and defaults max_tokens to what fits', async () => {
     const prompt = Array.from({ length: 40 }, (_, i) => (i * 7 + 1) % 384);
     const tooMany = await rawRequest(t.baseURL, 'POST', '/completions', JSON.stringify({ model: BASE_MODEL, prompt, max_tokens: 30, temperature: 0 }));
