@@ -41,7 +41,8 @@ export {
   type ModelConfig,
   type ModelFamily,
 } from './models/config.js';
-export { KvCache, KvPool, KV_BLOCK_SIZE } from './models/kv-cache.js';
+export { KvCache, KvPool, KV_BLOCK_SIZE, type KvPoolOptions, type KvPrefix } from './models/kv-cache.js';
+export { KvBlockTable, KvPoolFullError, prefixBlockHashes } from './models/kv-blocks.js';
 
 export {
   AutoTokenizer,

@@ -41,7 +41,7 @@ import { forwardSharedInput, Module, ModuleList, type ForwardContext, type Linea
 import { roundToDType, type DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { LayerType, ModelConfig } from './config.js';
-import { KvCache, KvPool, pagedKvStep } from './kv-cache.js';
+import { KvCache, KvPool, pagedKvStep, type KvPoolOptions, type KvPrefix } from './kv-cache.js';
 import { ropeFrequencies, ropeTables } from './rope.js';
 
 /** cos/sin tables [T, rotaryDim] (or [B, T, rotaryDim] per row) of one layer type. */
@@ -295,6 +295,12 @@ export interface CausalLMInput {
   caches?: readonly KvCache[];
   /** Only compute logits for the last position of every row (generation). */
   lastTokenOnly?: boolean;
+  /**
+   * With caches: attend through the paged pool even when every cache starts empty, instead of the dense kernel
+   * over the step's own keys. A prompt then computes each query the same way whether its first blocks were
+   * computed now or shared from the prefix cache (the serving scheduler sets it while prefix caching is on).
+   */
+  pagedPrefill?: boolean;
 }
 
 export interface CausalLMOutput {
@@ -311,6 +317,7 @@ export function installGenerate(fn: GenerateFn): void {
 
 export class CausalLM extends Module {
   private kvPool: KvPool | null = null;
+  private kvPoolOptions: KvPoolOptions = {};
   /** Module path of the decoder ("model", or "model.language_model" for Gemma 3's multimodal class). */
   readonly decoderPath: string;
   constructor(
@@ -388,7 +395,7 @@ export class CausalLM extends Module {
     const mask = input.attentionMask && !input.caches && !tailOnly ? paddingMask(input.attentionMask, T, this.device) : null;
     const ctx: ForwardContext = input.adapterNames ? { rowAdapters: input.adapterNames } : {};
     const caches = input.caches;
-    const kv = caches ? { pool: caches[0]!.pool, step: pagedKvStep(caches, T, this.device), fresh: caches.every((c) => c.length === 0) } : null;
+    const kv = caches ? { pool: caches[0]!.pool, step: pagedKvStep(caches, T, this.device), fresh: !input.pagedPrefill && caches.every((c) => c.length === 0) } : null;
     const inp: LayerInputs = { rope: this.ropeTables(B, T, positions, segments), mask, kv, ctx, segments };
 
     let h = this.model.embed_tokens.forward(ids, ctx);
@@ -454,14 +461,28 @@ export class CausalLM extends Module {
     return Int32Array.from({ length: T }, (_, t) => t);
   }
 
-  /** A cache for one sequence of up to `capacity` positions, in this model's paged KV pool. */
-  newCache(capacity: number): KvCache {
+  /** This model's paged KV pool, opened on first use. */
+  get pagedKvPool(): KvPool {
     const c = this.config;
-    this.kvPool ??= new KvPool(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, this.dtype, this.device);
-    return new KvCache(this.kvPool, capacity);
+    this.kvPool ??= new KvPool(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, this.dtype, this.device, this.kvPoolOptions);
+    return this.kvPool;
   }
 
-  /** Frees the KV pool's memory; every cache from newCache() must be disposed first. */
+  /**
+   * A cache for one sequence of up to `capacity` positions, in this model's paged KV pool; given a prefix (the
+   * prompt and what computes it), it starts with the prompt's published full blocks shared (KvCache).
+   */
+  newCache(capacity: number, prefix?: KvPrefix): KvCache {
+    return new KvCache(this.pagedKvPool, capacity, prefix);
+  }
+
+  /** Options of the KV pool (maxBlocks); the pool must be unused, and is reopened with them on its next cache. */
+  configureKvPool(options: KvPoolOptions): void {
+    this.releaseKvPool();
+    this.kvPoolOptions = options;
+  }
+
+  /** Frees the KV pool's memory (cached prefixes included); every cache from newCache() must be disposed first. */
   releaseKvPool(): void {
     if (this.kvPool && this.kvPool.freeBlocks !== this.kvPool.capacity) throw new Error('KV caches of this model are still in use; dispose them before releasing the pool.');
     this.kvPool?.dispose();

@@ -5,6 +5,8 @@ import { BASE_ROW, type AdapterBackend } from './adapter-backend.js';
 export interface AdapterLease {
   /** The row name for the scheduler: the adapter's name, or "__base__". */
   readonly rowName: string;
+  /** What prefix caching keys the request's KV blocks by: the row name and, for an adapter, which load of it. */
+  readonly prefixNamespace: string;
   release(): void;
 }
 
@@ -24,6 +26,8 @@ interface Entry {
   state: EntryState;
   /** Requests holding a lease. An adapter with leases is never unloaded. */
   inFlight: number;
+  /** Which load this is (a number no other load of any adapter had); 0 before the first. */
+  loadId: number;
   /** Use counter value at the last lease, for LRU order. */
   lastUsed: number;
   /** Set by remove(): no new leases; unloaded and forgotten once inFlight reaches 0. */
@@ -78,6 +82,7 @@ export class AdapterRegistry {
   /** Names being looked up by discover: every request naming one waits for the same lookup. */
   private readonly discovering = new Map<string, Promise<Entry | undefined>>();
   private clock = 0;
+  private loads = 0;
 
   constructor(
     private readonly backend: AdapterBackend,
@@ -125,7 +130,7 @@ export class AdapterRegistry {
 
   /** Holds the named model for one request, loading the adapter first when it was evicted or is found on demand. */
   async acquire(model: string): Promise<AdapterLease> {
-    if (model === this.options.baseModelName) return { rowName: BASE_ROW, release: () => {} };
+    if (model === this.options.baseModelName) return { rowName: BASE_ROW, prefixNamespace: BASE_ROW, release: () => {} };
     const entry = this.entries.get(model) ?? (await this.discovered(model));
     if (!entry || entry.removing) throw unknownModel(model, this.modelNames());
     entry.inFlight++;
@@ -140,6 +145,7 @@ export class AdapterRegistry {
     let released = false;
     return {
       rowName: entry.name,
+      prefixNamespace: `${entry.name}#${entry.loadId}`,
       release: () => {
         if (released) return;
         released = true;
@@ -170,7 +176,7 @@ export class AdapterRegistry {
   }
 
   private register(name: string, path: string, provisional: boolean): Entry {
-    const entry: Entry = { name, path, state: 'unloaded', inFlight: 0, lastUsed: ++this.clock, removing: false, provisional, pending: null, onDrained: null };
+    const entry: Entry = { name, path, state: 'unloaded', loadId: 0, inFlight: 0, lastUsed: ++this.clock, removing: false, provisional, pending: null, onDrained: null };
     this.entries.set(name, entry);
     return entry;
   }
@@ -234,6 +240,7 @@ export class AdapterRegistry {
       await this.makeRoom(entry);
       await this.options.exclusive(() => this.backend.load(entry.name, entry.path));
       entry.state = 'loaded';
+      entry.loadId = ++this.loads;
       entry.provisional = false;
     } catch (error) {
       entry.state = 'unloaded';

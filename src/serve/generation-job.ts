@@ -1,4 +1,5 @@
 import { randomInt } from 'node:crypto';
+import { KV_BLOCK_SIZE } from '../models/kv-cache.js';
 import { invalidRequest, type ApiError } from './api-error.js';
 import type { AdapterLease } from './adapter-registry.js';
 import { ChoiceOutput, type ChoiceDelta, type Echo } from './choice-output.js';
@@ -14,6 +15,8 @@ export interface Usage {
   readonly prompt_tokens: number;
   readonly completion_tokens: number;
   readonly total_tokens: number;
+  /** With prefix caching on: the prompt tokens whose keys and values the first sequence found cached. */
+  readonly prompt_tokens_details?: { readonly cached_tokens: number };
 }
 
 export interface ChoiceResult {
@@ -69,13 +72,24 @@ export class GenerationJob {
     if (room < 1) {
       throw invalidRequest(`The prompt has ${promptIds.length} tokens and the model's context holds ${contextLength}; shorten it.`, promptParam, 'context_length_exceeded');
     }
-    const maxTokens = params.maxTokens ?? Math.min(cap, room);
+    // Positions one sequence's KV cache may take (--max-kv-blocks), past the prompt.
+    const poolRoom = ctx.limits.maxKvBlocks * KV_BLOCK_SIZE - promptIds.length;
+    if (poolRoom < 1) {
+      throw invalidRequest(`The prompt has ${promptIds.length} tokens and the KV pool holds ${ctx.limits.maxKvBlocks * KV_BLOCK_SIZE} positions; shorten it.`, promptParam, 'context_length_exceeded');
+    }
+    const maxTokens = params.maxTokens ?? Math.min(cap, room, poolRoom);
     if (maxTokens > cap) throw invalidRequest(`"max_tokens" is ${maxTokens}; this server allows at most ${cap}.`, 'max_tokens');
     if (maxTokens > room) {
       throw invalidRequest(
         `The prompt (${promptIds.length} tokens) plus max_tokens (${maxTokens}) exceeds the model's context of ${contextLength} tokens; lower max_tokens.`,
         'max_tokens',
         'context_length_exceeded',
+      );
+    }
+    if (maxTokens > poolRoom) {
+      throw invalidRequest(
+        `The prompt (${promptIds.length} tokens) plus max_tokens (${maxTokens}) needs more than the KV pool's ${ctx.limits.maxKvBlocks} blocks of ${KV_BLOCK_SIZE} positions; lower max_tokens.`,
+        'max_tokens',
       );
     }
     if (params.sampling.minTokens > maxTokens) throw invalidRequest(`"min_tokens" (${params.sampling.minTokens}) must not exceed max_tokens (${maxTokens}).`, 'min_tokens');
@@ -120,6 +134,7 @@ export class GenerationJob {
     const requests = outputs.map((output, i): SequenceRequest => ({
       promptIds: this.promptIds,
       adapterName: this.lease.rowName,
+      prefixNamespace: this.lease.prefixNamespace,
       maxTokens: this.maxTokens,
       sampling: { ...params.sampling, seed: ((seed >>> 0) + i) >>> 0 },
       stopTokenIds,
@@ -166,7 +181,13 @@ export class GenerationJob {
       const completionTokens = finished.reduce((total, o) => total + o.completionTokens, 0);
       return {
         choices: returned.map((c, index) => ({ index, text: c.text, finishReason: c.finishReason, logprobs: c.logprobs })),
-        usage: { prompt_tokens: this.promptIds.length, completion_tokens: completionTokens, total_tokens: this.promptIds.length + completionTokens },
+        usage: {
+          prompt_tokens: this.promptIds.length,
+          completion_tokens: completionTokens,
+          total_tokens: this.promptIds.length + completionTokens,
+          // The prompt counts once however many sequences ran it: the first sequence, prefilled first, says.
+          ...(ctx.prefixCaching ? { prompt_tokens_details: { cached_tokens: finished[0]!.cachedTokens } } : {}),
+        },
       };
     });
     return { result };

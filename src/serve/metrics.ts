@@ -66,6 +66,7 @@ export class Metrics {
 interface RequestFamilies {
   readonly requests: Counter;
   readonly promptTokens: Counter;
+  readonly cachedPromptTokens: Counter;
   readonly generationTokens: Counter;
   readonly queueTime: Histogram;
   readonly ttft: Histogram;
@@ -80,6 +81,10 @@ function requestFamilies(): RequestFamilies {
       'Generation requests ended, by model and finished_reason: stop, length (a choice reached max_tokens), abort (the client disconnected), timeout, error.',
     ),
     promptTokens: new Counter('loraforge_prompt_tokens_total', 'Prompt tokens of requests whose prefill began (once per request, however many sequences), by model.'),
+    cachedPromptTokens: new Counter(
+      'loraforge_prompt_cached_tokens_total',
+      "Prompt tokens of those whose keys and values came from the prefix cache (the request's first sequence; 0 without --enable-prefix-caching), by model.",
+    ),
     generationTokens: new Counter('loraforge_generation_tokens_total', 'Tokens generated, by model: every sequence of n and best_of, stop tokens included.'),
     queueTime: new Histogram('loraforge_request_queue_time_seconds', 'Seconds a request waited in the queue before its first sequence was prefilled.', LATENCY_BUCKETS),
     ttft: new Histogram('loraforge_time_to_first_token_seconds', "Seconds from a request's acceptance (body parsed and tokenized) to its first generated token.", TTFT_BUCKETS),
@@ -120,11 +125,12 @@ export class RequestMetrics {
     const times: SequenceTimes = { first: 0, last: 0, tokens: 0 };
     this.sequences.push(times);
     return {
-      scheduled: () => {
+      scheduled: (cachedTokens) => {
         if (this.scheduled) return;
         this.scheduled = true;
         this.families.queueTime.observe(this.labels, (performance.now() - this.queuedAt) / 1000);
         this.families.promptTokens.inc(this.labels, promptTokens);
+        this.families.cachedPromptTokens.inc(this.labels, cachedTokens);
       },
       generated: () => {
         const now = performance.now();

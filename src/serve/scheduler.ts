@@ -1,6 +1,7 @@
 import { setImmediate as yieldToIo } from 'node:timers/promises';
 import { getBackend } from '../backend/registry.js';
 import type { CausalLM } from '../models/causal-lm.js';
+import { KvPoolFullError } from '../models/kv-blocks.js';
 import { argmax } from '../ops/index.js';
 import { noGradAsync } from '../tensor/grad-mode.js';
 import { scopeAsync } from '../tensor/scope.js';
@@ -22,6 +23,13 @@ export interface SchedulerOptions {
   readonly onTokens?: (kind: 'prompt' | 'generated', count: number) => void;
   /** Told about a forward pass that threw (logging); the affected sequences fail with a 500. */
   readonly onError?: (error: unknown) => void;
+  /**
+   * Automatic prefix caching: a prompt shares the full KV blocks an earlier prompt of the same namespace (adapter)
+   * published for the same leading tokens, and prefills only the rest. Prefills then run under the batch-invariant
+   * matmuls and through paged attention, so a prompt gets the same bits whether its prefix was cached or not.
+   * Default false.
+   */
+  readonly prefixCaching?: boolean;
 }
 
 /**
@@ -49,7 +57,9 @@ interface ExclusiveTask {
  * whole batch. Each row's result depends on that row alone: attention, norms and the adapters' products work row
  * by row, and decode steps run under the backend's batch-invariant matmuls (Backend.batchInvariant, where the
  * backend has them: the CPU and CUDA backends both do), whose m is the number of running sequences. A prefill runs
- * alone, so its products need no such care and take the fastest kernels.
+ * alone, so its products need no such care and take the fastest kernels; with prefix caching it computes only the
+ * tokens after its shared blocks, so it too runs batch-invariant (its m is that count). A sequence whose cache does
+ * not fit a pool at its block limit waits at the head of the queue until running sequences give blocks back.
  */
 export class Scheduler {
   private readonly waiting: Sequence[] = [];
@@ -138,7 +148,11 @@ export class Scheduler {
       while (this.tasks.length > 0) await this.tasks.shift()!.run();
       this.reap();
       while (this.running.length < this.options.maxBatch && this.waiting.length > 0 && this.tasks.length === 0) {
-        await this.prefill(this.waiting.shift()!);
+        const seq = this.waiting.shift()!;
+        if (!(await this.prefill(seq))) {
+          this.waiting.unshift(seq);
+          break;
+        }
         await yieldToIo();
         this.reap();
       }
@@ -170,20 +184,36 @@ export class Scheduler {
     }
   }
 
-  /** Runs the prompt alone (rows of one batch must have equal length) and picks the first token. */
-  private async prefill(seq: Sequence): Promise<void> {
+  /**
+   * Runs the prompt alone (rows of one batch must have equal length), after its shared prefix blocks where prefix
+   * caching found some, and picks the first token. False when the KV pool is at its limit and running sequences
+   * will free blocks: the sequence stays queued.
+   */
+  private async prefill(seq: Sequence): Promise<boolean> {
     const r = seq.request;
-    r.observer?.scheduled();
+    const caching = this.options.prefixCaching === true;
     try {
-      seq.cache = this.model.newCache(r.promptIds.length + r.maxTokens);
+      seq.cache = this.model.newCache(r.promptIds.length + r.maxTokens, caching ? { namespace: r.prefixNamespace ?? r.adapterName, tokens: r.promptIds } : undefined);
+    } catch (error) {
+      if (error instanceof KvPoolFullError && this.running.length > 0) return false;
+      r.observer?.scheduled(0);
+      this.fail([seq], error);
+      return true;
+    }
+    r.observer?.scheduled(seq.cache.cachedTokens);
+    try {
+      seq.cachedTokens = seq.cache.cachedTokens;
       await seq.startGrammar();
-      const [pick] = await this.step([seq.tokens], [seq], false);
+      const [pick] = await this.step([seq.tokens.slice(seq.cachedTokens)], [seq], caching, caching);
+      // Published before the pick is recorded, which may end the sequence and give its blocks back.
+      if (caching) seq.cache?.publish();
       this.options.onTokens?.('prompt', r.promptIds.length);
       this.options.onTokens?.('generated', 1);
       if (this.record(seq, pick!)) this.running.push(seq);
     } catch (error) {
       this.fail([seq], error);
     }
+    return true;
   }
 
   /**
@@ -212,7 +242,7 @@ export class Scheduler {
    * rows that asked, on the device, before the step's memory scope ends. The masks are computed on the host while
    * the device runs the forward pass.
    */
-  private async step(inputIds: number[][], batch: readonly Sequence[], batchInvariant: boolean): Promise<RowPick[]> {
+  private async step(inputIds: number[][], batch: readonly Sequence[], batchInvariant: boolean, pagedPrefill = false): Promise<RowPick[]> {
     const backend = getBackend(this.model.device);
     const greedy = batch.filter((s) => s.chooser.choosesGreedy).length;
     return noGradAsync(() =>
@@ -222,6 +252,7 @@ export class Scheduler {
             inputIds,
             caches: batch.map((s) => s.cache!),
             lastTokenOnly: true,
+            pagedPrefill,
             // Always per row: "__base__" rows must not fall back to whichever adapter is active.
             adapterNames: batch.map((s) => s.request.adapterName),
           });

@@ -11,6 +11,12 @@ export interface SequenceRequest {
   readonly promptIds: readonly number[];
   /** "__base__" for the base model. */
   readonly adapterName: string;
+  /**
+   * What the prefix cache keys this sequence's KV blocks by (prefix caching shares blocks only within one
+   * namespace); default: adapterName. The server passes one per load of an adapter, so a name reused for other
+   * weights never meets the old blocks.
+   */
+  readonly prefixNamespace?: string;
   /** New tokens at most; the KV cache is sized for prompt + maxTokens. */
   readonly maxTokens: number;
   readonly sampling: SamplingParams;
@@ -38,8 +44,8 @@ export interface SequenceRequest {
 }
 
 export interface SequenceObserver {
-  /** The sequence's prefill is about to run. */
-  scheduled(): void;
+  /** The sequence's prefill is about to run; `cachedTokens` of its prompt were found in the prefix cache. */
+  scheduled(cachedTokens: number): void;
   /** A token was generated, stop tokens included. */
   generated(): void;
 }
@@ -52,6 +58,8 @@ export type SequenceOutcome =
       readonly finishReason: FinishReason;
       readonly promptTokens: number;
       readonly completionTokens: number;
+      /** Prompt tokens whose keys and values came from the prefix cache instead of being computed. */
+      readonly cachedTokens: number;
       /** The generated tokens' mean log-probability (best_of ranks by it); null when none were computed. */
       readonly meanLogprob: number | null;
     }
@@ -70,6 +78,8 @@ export class Sequence {
   /** The token to feed at the next decode step. */
   next = -1;
   generated = 0;
+  /** Prompt tokens shared from the prefix cache (set at prefill). */
+  cachedTokens = 0;
   private logprobSum = 0;
   private scored = 0;
   outcome: SequenceOutcome | null = null;
@@ -133,10 +143,14 @@ export class Sequence {
     return this.outcome === null;
   }
 
-  /** Ends the sequence once (later calls are ignored) and frees its cache. */
+  /**
+   * Ends the sequence once (later calls are ignored) and frees its cache; a finished one first publishes the full
+   * blocks of its prompt and generated tokens (with prefix caching), for a later turn that repeats them.
+   */
   end(outcome: SequenceOutcome): void {
     if (this.outcome) return;
     this.outcome = outcome;
+    if (outcome.status === 'finished') this.cache?.publish(this.tokens);
     this.cache?.dispose();
     this.cache = null;
     this.grammar?.dispose();
@@ -144,7 +158,7 @@ export class Sequence {
     this.resolve(outcome);
   }
 
-  private counts(): { promptTokens: number; completionTokens: number; meanLogprob: number | null } {
-    return { promptTokens: this.request.promptIds.length, completionTokens: this.generated, meanLogprob: this.scored > 0 ? this.logprobSum / this.scored : null };
+  private counts(): { promptTokens: number; completionTokens: number; cachedTokens: number; meanLogprob: number | null } {
+    return { promptTokens: this.request.promptIds.length, completionTokens: this.generated, cachedTokens: this.cachedTokens, meanLogprob: this.scored > 0 ? this.logprobSum / this.scored : null };
   }
 }

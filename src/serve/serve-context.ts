@@ -11,6 +11,8 @@ export interface GenerationLimits {
   /** Prompt plus generated tokens at most (the model's max_position_embeddings). */
   readonly contextLength: number;
   readonly requestTimeoutMs: number;
+  /** KV blocks (KV_BLOCK_SIZE positions each) one sequence may need at most: the pool's limit, or Infinity. */
+  readonly maxKvBlocks: number;
 }
 
 /** What the route handlers share: one per server. */
@@ -29,4 +31,6 @@ export interface ServeContext {
   /** Folder runtime adapter loads must stay inside; null disables POST /v1/adapters. */
   readonly adapterRoot: string | null;
   readonly apiKey: string | null;
+  /** Whether the scheduler shares prompt prefixes (usage then reports prompt_tokens_details.cached_tokens). */
+  readonly prefixCaching: boolean;
 }

@@ -43,6 +43,15 @@ export interface ServerOptions {
   readonly maxBatch?: number;
   /** Requests waiting for a batch slot before 429. Default 256. */
   readonly maxQueue?: number;
+  /**
+   * Automatic prefix caching: requests whose prompts start with the same full KV blocks (16 tokens each) through
+   * the same adapter share those blocks instead of computing them again; usage reports
+   * prompt_tokens_details.cached_tokens. Prefills then run under the batch-invariant matmuls and paged attention, so
+   * a cached prefix gives the same tokens as a cold one. Default false.
+   */
+  readonly prefixCaching?: boolean;
+  /** Blocks (16 positions each) the KV pool may hold; a request waits while they are in use. Default: no limit. */
+  readonly maxKvBlocks?: number;
   /** Largest max_tokens a request may ask for. Default 4096 (and never beyond the model's context). */
   readonly maxTokens?: number;
   /** Per-request limit from queueing to the last token, in milliseconds. Default 600000. */

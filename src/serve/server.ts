@@ -43,6 +43,10 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   }
   const hostNames = allowedHostNames(o.host, o.allowedHosts ?? []);
   const cors = corsPolicy(o.corsOrigins ?? []);
+  const maxKvBlocks = o.maxKvBlocks ?? Number.POSITIVE_INFINITY;
+  if (maxKvBlocks !== Number.POSITIVE_INFINITY && (!Number.isInteger(maxKvBlocks) || maxKvBlocks < 1)) {
+    throw new ServeOptionError(`--max-kv-blocks must be a positive whole number, got ${maxKvBlocks}.`);
+  }
   const model = await AutoModelForCausalLM.fromPretrained(options.modelDir, { dtype: options.dtype, device: options.device });
   const tokenizer = await AutoTokenizer.fromPretrained(options.modelDir);
   // Errors (a failed forward pass, a 500) are always logged; requests only with `logger`. forceCloseConnections:
@@ -51,9 +55,12 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   const app = Fastify({ bodyLimit: o.bodyLimit, logger: { level: o.logger ? 'info' : 'error' }, forceCloseConnections: true });
   installJsonBodyParser(app);
   let listening = false;
+  if (o.maxKvBlocks !== undefined) model.configureKvPool({ maxBlocks: o.maxKvBlocks });
+  const prefixCaching = o.prefixCaching ?? false;
   const scheduler = new Scheduler(model, {
     maxBatch: o.maxBatch,
     maxQueue: o.maxQueue,
+    prefixCaching,
     onError: (error) => app.log.error(error),
   });
   const baseModelName = o.modelName ?? basename(resolve(options.modelDir));
@@ -75,12 +82,13 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
     tokenizer,
     metrics,
     grammar: new GrammarEngine(() => grammarVocabulary(tokenizer, model.config.vocabSize), [...stopTokenIds]),
-    limits: { maxTokens: Math.min(o.maxTokens, contextLength), contextLength, requestTimeoutMs: o.requestTimeoutMs },
+    limits: { maxTokens: Math.min(o.maxTokens, contextLength), contextLength, requestTimeoutMs: o.requestTimeoutMs, maxKvBlocks },
     stopTokenIds,
     vocabSize: model.config.vocabSize,
     baseModelName,
     adapterRoot,
     apiKey: o.apiKey ?? null,
+    prefixCaching,
   };
 
   installErrorHandling(app);

@@ -2,7 +2,7 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { configureGemm, gemmInfo, sgemm, sgemmBatchInvariant, sgemv, type GemmImplementation, type SgemmArgs } from '../../src/backend/cpu/gemm.js';
+import { configureGemm, gemmInfo, sgemm, sgemmBatchInvariant, sgemmBuiltIn, sgemv, type GemmImplementation, type SgemmArgs } from '../../src/backend/cpu/gemm.js';
 import { blasLoads, gemmOperand } from '../helpers/gemm.js';
 import { checkAgainstReference, makeProblem, reference } from '../helpers/gemm-reference.js';
 
@@ -191,6 +191,28 @@ function suite(implementation: GemmImplementation): void {
 
   it('sgemmBatchInvariant gives each row of C the same bits whatever the row count and its neighbours', () => {
     checkRowInvariance(sgemmBatchInvariant);
+  });
+
+  it('sgemmBuiltIn matches the float64 reference, gives each row the same bits whatever the row count, and ignores a zero tail of the depth', () => {
+    let seed = 900;
+    for (const [m, n, k] of SIZES) {
+      for (const [transA, transB] of TRANSPOSES) checkAgainstReference(makeProblem({ m, n, k, transA, transB }, seed++), `${m}x${n}x${k}`, sgemmBuiltIn);
+    }
+    checkRowInvariance(sgemmBuiltIn);
+    // Attention's P V over a block wider than a row's keys: zeros past them change no bit (k across depth blocks).
+    for (const [k, wide] of [[100, 164], [300, 700]] as const) {
+      const n = 24, m = 6;
+      const b = gemmOperand(wide * n, k);
+      const a = new Float32Array(new SharedArrayBuffer(4 * m * wide));
+      const values = gemmOperand(m * k, k + 1);
+      for (let i = 0; i < m; i++) a.set(values.subarray(i * k, (i + 1) * k), i * wide);
+      const run = (depth: number): Float32Array => {
+        const c = new Float32Array(new SharedArrayBuffer(4 * m * n));
+        sgemmBuiltIn({ m, n, k: depth, transA: false, transB: false, a, aOffset: 0, lda: wide, b, bOffset: 0, ldb: n, c, cOffset: 0, ldc: n, alpha: 1, beta: 0, batch: 1, strideA: 0, strideB: 0, strideC: 0 });
+        return c;
+      };
+      assert.deepEqual(run(wide), run(k), `depth ${k} against ${wide} with a zero tail`);
+    }
   });
 
   if (implementation !== 'openblas') {

@@ -107,6 +107,26 @@ describe('AdapterRegistry: LRU cache of loaded adapters', () => {
     assert.deepEqual(reg.modelNames(), ['base']);
   });
 
+  it('keys prefix caching by the load: a reload, or another adapter under a removed name, gets a new namespace', async () => {
+    const { reg } = registry(1);
+    await reg.add('a', 'dir-a');
+    await reg.add('b', 'dir-b');
+    const namespace = async (name: string) => {
+      const lease = await reg.acquire(name);
+      lease.release();
+      return lease.prefixNamespace;
+    };
+    const first = await namespace('a');
+    assert.equal(await namespace('a'), first, 'the same load keeps its namespace');
+    const b = await namespace('b');
+    const reloaded = await namespace('a');
+    assert.equal(new Set([first, b, reloaded]).size, 3, 'b evicted a; a loaded again is another namespace');
+    await reg.remove('a');
+    await reg.add('a', 'dir-other');
+    assert.ok(![first, reloaded].includes(await namespace('a')), 'a new adapter under an old name shares nothing');
+    assert.equal(await namespace('base'), '__base__');
+  });
+
   it('leases the base model without touching adapters', async () => {
     const { reg, backend } = registry(1);
     const lease = await reg.acquire('base');

@@ -35,6 +35,17 @@ describe('loraforge serve: flags', () => {
     assert.deepEqual(parseServeArgs(['--model', 'm'], {})!.corsOrigins, []);
   });
 
+  it('reads --enable-prefix-caching and --max-kv-blocks, off and unbounded by default', () => {
+    const o = parseServeArgs(['--model', 'm', '--enable-prefix-caching', '--max-kv-blocks', '512'], {})!;
+    assert.equal(o.prefixCaching, true);
+    assert.equal(o.maxKvBlocks, 512);
+    const d = parseServeArgs(['--model', 'm'], {})!;
+    assert.equal(d.prefixCaching, false);
+    assert.equal(d.maxKvBlocks, undefined);
+    assert.throws(() => parseServeArgs(['--model', 'm', '--max-kv-blocks', '0'], {}), { name: 'UsageError' });
+    assert.throws(() => parseServeArgs(['--model', 'm', '--max-kv-blocks', '2.5'], {}), { name: 'UsageError' });
+  });
+
   it('reads --adapter-dtype and refuses other values', () => {
     assert.equal(parseServeArgs(['--model', 'm', '--adapter-dtype', 'float32'], {})!.adapterDtype, 'float32');
     assert.throws(() => parseServeArgs(['--model', 'm', '--adapter-dtype', 'int8'], {}), { name: 'UsageError' });

@@ -123,6 +123,7 @@ describe('metrics: counters and histograms of generation requests', () => {
         'loraforge_http_requests_total counter',
         'loraforge_requests_total counter',
         'loraforge_prompt_tokens_total counter',
+        'loraforge_prompt_cached_tokens_total counter',
         'loraforge_generation_tokens_total counter',
         'loraforge_request_queue_time_seconds histogram',
         'loraforge_time_to_first_token_seconds histogram',

@@ -47,7 +47,7 @@ describe('Scheduler: continuous batching', () => {
     const outcome = await scheduler.submit(request(await fixturePrompt(), 16, tokens));
     await scheduler.close();
     assert.deepEqual(tokens, await fixtureGeneration('base'));
-    assert.deepEqual(outcome, { status: 'finished', finishReason: 'length', promptTokens: 8, completionTokens: 16, meanLogprob: null });
+    assert.deepEqual(outcome, { status: 'finished', finishReason: 'length', promptTokens: 8, completionTokens: 16, cachedTokens: 0, meanLogprob: null });
   });
 
   it('gives every sequence the same tokens alone and in a batch that others join and leave', async () => {
@@ -81,7 +81,7 @@ describe('Scheduler: continuous batching', () => {
     const outcome = await scheduler.submit(request(await fixturePrompt(), 16, tokens, { stopTokenIds: new Set([first!]) }));
     await scheduler.close();
     assert.deepEqual(tokens, []);
-    assert.deepEqual(outcome, { status: 'finished', finishReason: 'stop', promptTokens: 8, completionTokens: 1, meanLogprob: null });
+    assert.deepEqual(outcome, { status: 'finished', finishReason: 'stop', promptTokens: 8, completionTokens: 1, cachedTokens: 0, meanLogprob: null });
   });
 
   it('ends a sequence with "stop" when its token callback asks to', async () => {
@@ -90,7 +90,7 @@ describe('Scheduler: continuous batching', () => {
     const outcome = await scheduler.submit({ ...request(await fixturePrompt(), 16, tokens), onToken: (t) => tokens.push(t) === 3 });
     await scheduler.close();
     assert.equal(tokens.length, 3);
-    assert.deepEqual(outcome, { status: 'finished', finishReason: 'stop', promptTokens: 8, completionTokens: 3, meanLogprob: null });
+    assert.deepEqual(outcome, { status: 'finished', finishReason: 'stop', promptTokens: 8, completionTokens: 3, cachedTokens: 0, meanLogprob: null });
   });
 
   it('refuses with 429 when the queue is full', async () => {
@@ -265,3 +265,101 @@ for (const implementation of IMPLEMENTATIONS) {
     });
   });
 }
+
+describe('Scheduler: prefix caching and a bounded KV pool', () => {
+  /** The model, recording the rows and tokens per row of every forward pass. */
+  function recording(model: CausalLM, passes: { rows: number; tokens: number }[]): DecoderModel {
+    return {
+      config: model.config,
+      device: model.device,
+      newCache: (n, prefix) => model.newCache(n, prefix),
+      run: (input) => {
+        const ids = input.inputIds as number[][];
+        passes.push({ rows: ids.length, tokens: ids[0]!.length });
+        return model.run(input);
+      },
+    };
+  }
+
+  it('prefills only what follows a published prefix, and generates what a scheduler without the cache does', async () => {
+    const model = await loadFixtureModel();
+    const system = Array.from({ length: 50 }, (_, i) => (i * 29 + 5) % 384);
+    const prompts = [[...system, 1, 2, 3], [...system, 7, 8], [...system, 9, 10, 11, 12], system.slice(0, 40)];
+    const expected: number[][] = [];
+    const off = new Scheduler(model, { maxBatch: 4, maxQueue: 4 });
+    for (const p of prompts) {
+      const tokens: number[] = [];
+      await off.submit(request(p, 12, tokens));
+      expected.push(tokens);
+    }
+    await off.close();
+    const passes: { rows: number; tokens: number }[] = [];
+    const on = new Scheduler(recording(model, passes), { maxBatch: 4, maxQueue: 4, prefixCaching: true });
+    const got = prompts.map(() => [] as number[]);
+    // All arrive together: prefills run one at a time, so the first publishes the system prompt before the others
+    // look it up, and all four decode in one batch.
+    const outcomes = await Promise.all(prompts.map((p, i) => on.submit(request(p, 12, got[i]!))));
+    await on.close();
+    assert.deepEqual(got, expected);
+    const cached = outcomes.map((o) => (o.status === 'finished' ? o.cachedTokens : -1));
+    // 53 tokens publish 3 blocks; 40 tokens share floor(39 / 16) = 2 of them.
+    assert.deepEqual(cached, [0, 48, 48, 32]);
+    const prefills = passes.filter((p) => p.tokens > 1).map((p) => p.tokens);
+    assert.deepEqual(prefills, [53, 52 - 48, 54 - 48, 40 - 32], 'each prefill computed only the tokens after its shared blocks');
+    model.releaseKvPool();
+  });
+
+  it('publishes a finished sequence\'s generated tokens too, so the next turn of a conversation shares them', async () => {
+    const model = await loadFixtureModel();
+    const prompt = Array.from({ length: 40 }, (_, i) => (i * 23 + 9) % 384);
+    const on = new Scheduler(model, { maxBatch: 2, maxQueue: 2, prefixCaching: true });
+    const answer: number[] = [];
+    await on.submit(request(prompt, 30, answer));
+    // 40 + 30 tokens, 69 positions stored (the last token has no keys): 4 full blocks, where the prompt had 2.
+    const turn = [...prompt, ...answer, 3, 1, 4];
+    const got: number[] = [];
+    const outcome = await on.submit(request(turn, 10, got));
+    await on.close();
+    assert.equal(outcome.status === 'finished' && outcome.cachedTokens, 64);
+    model.releaseKvPool();
+    const off = new Scheduler(model, { maxBatch: 2, maxQueue: 2 });
+    const expected: number[] = [];
+    await off.submit(request(turn, 10, expected));
+    await off.close();
+    assert.deepEqual(got, expected);
+    // A sequence that did not finish publishes only its prompt's blocks.
+    const cancelled = new Scheduler(model, { maxBatch: 2, maxQueue: 2, prefixCaching: true });
+    const controller = new AbortController();
+    let seen = 0;
+    const ended = await cancelled.submit(request(prompt, 30, [], { signal: controller.signal, onToken: () => (++seen === 20 && controller.abort(), false) }));
+    assert.equal(ended.status, 'cancelled');
+    assert.equal(model.pagedKvPool.cachedBlocks, 2);
+    await cancelled.close();
+    model.releaseKvPool();
+  });
+
+  it('keeps a sequence queued while the pool at its block limit is held, and runs it once blocks come back', async () => {
+    const model = await loadFixtureModel();
+    const prompts = [await inputRow(0, 20), await inputRow(1, 20)];
+    const alone: number[][] = [];
+    for (const p of prompts) {
+      const s = new Scheduler(model, { maxBatch: 2, maxQueue: 2 });
+      const tokens: number[] = [];
+      await s.submit(request(p, 20, tokens));
+      await s.close();
+      alone.push(tokens);
+    }
+    model.configureKvPool({ maxBlocks: 3 });
+    const passes: { rows: number; tokens: number }[] = [];
+    const s = new Scheduler(recording(model, passes), { maxBatch: 2, maxQueue: 2 });
+    // 20 + 20 positions: 3 blocks each, so the two never hold the pool together.
+    const together = prompts.map(() => [] as number[]);
+    const outcomes = await Promise.all(prompts.map((p, i) => s.submit(request(p, 20, together[i]!))));
+    await s.close();
+    assert.deepEqual(outcomes.map((o) => o.status), ['finished', 'finished']);
+    assert.deepEqual(together, alone);
+    assert.equal(Math.max(...passes.map((p) => p.rows)), 1, 'no step ran both sequences');
+    assert.equal(model.pagedKvPool.capacity, 3);
+    model.releaseKvPool();
+  });
+});

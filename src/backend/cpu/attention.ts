@@ -24,7 +24,7 @@ import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from '..
 import type { DeviceBuffer } from '../../tensor/buffer.js';
 import type { AttentionArgs, AttentionBackwardArgs, AttentionLayout } from '../backend.js';
 import { asCpu, readF32 } from './cpu-buffer.js';
-import { sgemm } from './gemm.js';
+import { sgemm, sgemmBuiltIn } from './gemm.js';
 
 const QUERY_BLOCK = 64;
 
@@ -78,8 +78,8 @@ interface GemmOffsets {
 }
 
 /** Row-major product C = alpha * op(A) op(B) + beta * C of single matrices. */
-function gemm(m: number, n: number, k: number, a: Float32Array, lda: number, transA: boolean, b: Float32Array, ldb: number, transB: boolean, c: Float32Array, ldc: number, alpha: number, beta: number, at: GemmOffsets = {}): void {
-  sgemm({ m, n, k, transA, transB, a, aOffset: 0, lda, b, bOffset: at.b ?? 0, ldb, c, cOffset: at.c ?? 0, ldc, alpha, beta, batch: 1, strideA: 0, strideB: 0, strideC: 0 });
+function gemm(m: number, n: number, k: number, a: Float32Array, lda: number, transA: boolean, b: Float32Array, ldb: number, transB: boolean, c: Float32Array, ldc: number, alpha: number, beta: number, at: GemmOffsets = {}, invariant = false): void {
+  (invariant ? sgemmBuiltIn : sgemm)({ m, n, k, transA, transB, a, aOffset: 0, lda, b, bOffset: at.b ?? 0, ldb, c, cOffset: at.c ?? 0, ldc, alpha, beta, batch: 1, strideA: 0, strideB: 0, strideC: 0 });
 }
 
 /** The first key query i sees: 0, or the window's first position. */
@@ -161,10 +161,10 @@ class Workspace {
    * scores [G*n, width] = scale * Q K^T over keys blk.start .. blk.end - 1 (row stride `width`), soft-capped
    * where each query sees its key when a.softcap > 0: the block's scores before the mask (c_ij).
    */
-  computeScores(blk: QueryBlock): void {
+  computeScores(blk: QueryBlock, invariant = false): void {
     const { a } = this;
     const rows = (a.heads / a.kvHeads) * blk.n;
-    gemm(rows, blk.width, a.headDim, this.queries, a.headDim, false, this.keys, a.headDim, true, this.scores, blk.width, a.scale, 0, { b: blk.start * a.headDim });
+    gemm(rows, blk.width, a.headDim, this.queries, a.headDim, false, this.keys, a.headDim, true, this.scores, blk.width, a.scale, 0, { b: blk.start * a.headDim }, invariant);
     const cap = a.softcap;
     if (cap === 0) return;
     const p = this.scores;
@@ -182,7 +182,11 @@ class Workspace {
  */
 export type KvRows = (hk: number, p: number) => number;
 
-export function cpuAttention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, a: AttentionArgs, kvRows?: KvRows): void {
+/**
+ * `invariant` (the backend's batch-invariant mode): the block products run on the built-in kernel even where a
+ * CBLAS library is loaded, so each query's output is the same bits whichever queries share its block.
+ */
+export function cpuAttention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, a: AttentionArgs, kvRows?: KvRows, invariant = false): void {
   checkArgs(a, [q, k, v, out]);
   if (kvRows && a.batch !== 1) throw new Error(`attention with placed key/value rows takes one batch row, got ${a.batch}.`);
   const { batch: B, heads: H, kvHeads: Hkv, seqQ: T, seqK: S, headDim: D } = a;
@@ -198,7 +202,7 @@ export function cpuAttention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, 
       for (const blk of queryBlocks(a)) {
         const { n, start, width } = blk;
         ws.loadRows(q, a.q, b, hk, blk, ws.queries);
-        ws.computeScores(blk);
+        ws.computeScores(blk, invariant);
         const p = ws.scores;
         for (let row = 0; row < G * n; row++) {
           const r = row % n;
@@ -230,7 +234,7 @@ export function cpuAttention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, 
           }
           lseOut[(b * H + hk * G + Math.floor(row / n)) * T + blk.i0 + r] = sum > 0 ? mx + Math.log(sum) : -Infinity;
         }
-        gemm(G * n, D, width, p, width, false, ws.values, D, false, outRows, D, 1, 0, { b: start * D });
+        gemm(G * n, D, width, p, width, false, ws.values, D, false, outRows, D, 1, 0, { b: start * D }, invariant);
         ws.storeRows(outRows, out, a.out, b, hk, blk);
       }
     }

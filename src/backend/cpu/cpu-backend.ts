@@ -186,7 +186,7 @@ const POOL_BYTES = Number(globalThis.process?.env?.['LORAFORGE_CPU_POOL_MIB'] ??
 export class CpuBackend implements Backend {
   readonly device = 'cpu';
   readonly pool = new HostPool(POOL_BYTES);
-  /** Inside batchInvariant(): matmul through sgemmBatchInvariant, multiLora row by row. */
+  /** Inside batchInvariant(): matmul through sgemmBatchInvariant, multiLora row by row, attention's block products on the built-in kernel. */
   private readonly invariant = new ModeFlag();
 
   alloc(dtype: DType, length: number): DeviceBuffer {
@@ -644,7 +644,7 @@ export class CpuBackend implements Backend {
   }
 
   attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, args: AttentionArgs): void {
-    cpuAttention(q, k, v, out, lse, args);
+    cpuAttention(q, k, v, out, lse, args, undefined, this.invariant.active);
   }
 
   attentionBackward(
@@ -659,6 +659,6 @@ export class CpuBackend implements Backend {
   }
 
   pagedAttention(q: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, out: DeviceBuffer, args: PagedAttentionArgs): void {
-    cpuPagedAttention(q, kPool, vPool, out, args);
+    cpuPagedAttention(q, kPool, vPool, out, args, this.invariant.active);
   }
 }

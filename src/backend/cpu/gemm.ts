@@ -138,11 +138,36 @@ export function sgemm(args: SgemmArgs): void {
     library()!.sgemm(p);
     return;
   }
+  builtInGemm(p, info.implementation === 'workers');
+}
+
+/** The built-in kernel over normalized arguments with work to do, on the worker pool when asked and worth it. */
+function builtInGemm(p: SgemmArgs, workers: boolean): void {
   const flops = 2 * p.m * p.n * p.k * p.batch;
-  const threads = info.implementation === 'workers' && flops >= settings.parallelMinFlops ? workerPool() : undefined;
+  const threads = workers && flops >= settings.parallelMinFlops ? workerPool() : undefined;
   if (threads?.run(p, workspace())) return;
   const ws = workspace();
   for (let item = 0; item < p.batch; item++) ws.gemmBlock(p, item, 0, p.m, 0, p.n);
+}
+
+/**
+ * sgemm through the built-in kernel even where a CBLAS library is loaded: element (i, j) is the same f32
+ * operations whatever m and n are, and a zero tail of the depth adds nothing (gemm-kernel.ts). Attention's
+ * block products use it in the batch-invariant mode, where a query's result must not depend on which other
+ * queries share its block (a prompt prefilled after a cached prefix against the same prompt prefilled whole).
+ */
+export function sgemmBuiltIn(args: SgemmArgs): void {
+  const p = normalize(args);
+  if (p.m === 0 || p.n === 0 || p.batch === 0) return;
+  if (p.k === 0 || p.alpha === 0 || gemmInfo().implementation !== 'openblas') {
+    sgemm(p);
+    return;
+  }
+  if (p.batch > 1 && p.strideC === 0) {
+    for (let item = 0; item < p.batch; item++) sgemmBuiltIn({ ...p, batch: 1, aOffset: p.aOffset + item * p.strideA, bOffset: p.bOffset + item * p.strideB });
+    return;
+  }
+  builtInGemm(p, settings.threads > 1 && pool !== null);
 }
 
 /**

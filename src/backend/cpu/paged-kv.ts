@@ -66,7 +66,8 @@ export function cpuPagedKvWrite(k: DeviceBuffer, v: DeviceBuffer, kPool: DeviceB
   }
 }
 
-export function cpuPagedAttention(q: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, out: DeviceBuffer, a: PagedAttentionArgs): void {
+/** `invariant`: the backend's batch-invariant mode (cpuAttention's). */
+export function cpuPagedAttention(q: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, out: DeviceBuffer, a: PagedAttentionArgs, invariant = false): void {
   const { table, lengths } = tables(a, [kPool, vPool, q, out]);
   if (a.heads % a.kvHeads !== 0) throw new Error(`${a.heads} query heads are not a multiple of ${a.kvHeads} key/value heads.`);
   const lse = new CpuBuffer('float32', a.heads * a.seq, allocHost('float32', a.heads * a.seq));
@@ -80,7 +81,7 @@ export function cpuPagedAttention(q: DeviceBuffer, kPool: DeviceBuffer, vPool: D
       v: PLACED_ROWS,
       out: { ...a.out, offset: a.out.offset + b * a.out.batchStride },
       keyMask: null,
-    }, (h, p) => slotAt(a, table, b, h, p));
+    }, (h, p) => slotAt(a, table, b, h, p), invariant);
   }
 }
 
