@@ -24,7 +24,10 @@ function trainMeasured(data: string, output: string): Outcome {
 
 const example = (completion: string) => JSON.stringify({ prompt: 'ab>', completion });
 
-test('a 1 MB JSONL line costs less than 32 MiB of peak memory over a file of short lines', async () => {
+// Tokenizing the line's ~700k tokens before truncation costs ~34 MiB of peak RSS on this project's 2-core machines
+// (measured 2026-12-08: 130-135 MiB against 96-100 MiB, on the landed main as well); 48 MiB still fails a reader that
+// holds the line a few dozen times over, and the 50 MB case below checks the line limit itself.
+test('a 1 MB JSONL line costs less than 48 MiB of peak memory over a file of short lines', async () => {
   const dir = await tempDir();
   const small = join(dir, 'small.jsonl');
   await writeFile(small, `${example('ba')}\n${example('ab')}\n`);
@@ -33,7 +36,7 @@ test('a 1 MB JSONL line costs less than 32 MiB of peak memory over a file of sho
   const baseline = trainMeasured(small, join(dir, 'run-small'));
   const measured = trainMeasured(big, join(dir, 'run-big'));
   assert.equal(measured.code, 0, measured.stderr);
-  assert.ok(measured.peakMiB - baseline.peakMiB < 32, `peak ${measured.peakMiB.toFixed(0)} MiB against ${baseline.peakMiB.toFixed(0)} MiB with short lines`);
+  assert.ok(measured.peakMiB - baseline.peakMiB < 48, `peak ${measured.peakMiB.toFixed(0)} MiB against ${baseline.peakMiB.toFixed(0)} MiB with short lines`);
 });
 
 test('a 50 MB JSONL line is refused at the 16 MiB line limit, naming file and line, without holding the line', async () => {
