@@ -14,4 +14,24 @@ export type GuidedDecoding =
   /** xgrammar's EBNF, GBNF-like: `root ::= ...` (guided_grammar). */
   | { readonly kind: 'grammar'; readonly ebnf: string; readonly field: string }
   /** The output is one of these strings (guided_choice). */
-  | { readonly kind: 'choice'; readonly choices: readonly string[]; readonly field: string };
+  | { readonly kind: 'choice'; readonly choices: readonly string[]; readonly field: string }
+  /**
+   * Tool calls as a chat template writes them (tool_choice "required" or a named function): `call` is the JSON
+   * Schema of one call object (its name and its arguments' schema, rewritten for the engine), framed by `written`;
+   * one call, or one or more when `multiple`.
+   */
+  | { readonly kind: 'tool_calls'; readonly call: JsonObject; readonly written: WrittenCalls; readonly multiple: boolean; readonly field: string };
+
+/**
+ * The text around the JSON objects of a model family's tool calls: `begin`, then each call as `callBegin` + its
+ * JSON + `callEnd`, `separator` between calls, then `end`. Hermes: `<tool_call>\n{...}\n</tool_call>`, one line apart.
+ */
+export interface WrittenCalls {
+  readonly begin: string;
+  readonly callBegin: string;
+  readonly callEnd: string;
+  readonly separator: string;
+  readonly end: string;
+  /** The key of the call object that holds the arguments: "arguments", or Llama 3's "parameters". */
+  readonly argumentsKey: 'arguments' | 'parameters';
+}
