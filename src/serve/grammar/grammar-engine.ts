@@ -2,6 +2,7 @@ import type { CompiledGrammar, GrammarCompiler, StructuralTag } from '@mlc-ai/we
 import { invalidRequest } from '../api-error.js';
 import type { JsonObject } from '../json-fields.js';
 import type { GuidedDecoding, WrittenCalls } from './guided-decoding.js';
+import { withIntegerRanges } from './integer-range.js';
 import { RowGrammar, type Guide } from './row-grammar.js';
 import type { GrammarVocabulary } from './vocabulary.js';
 import { loadXgrammar, type XgrammarInstance } from './xgrammar-module.js';
@@ -147,9 +148,9 @@ export class GrammarEngine {
   }
 }
 
-/** xgrammar's grammar of JSON matching `schema`, in JSON_LAYOUT, its numbers bounded; `strict`: no properties beyond the schema's. */
+/** xgrammar's grammar of JSON matching `schema`, in JSON_LAYOUT, its numbers bounded, its integer ranges written out; `strict`: no properties beyond the schema's. */
 async function jsonGrammar(checker: XgrammarInstance, schema: JsonObject | boolean, strict: boolean): Promise<string> {
-  return finiteNumbers(await checker.xgr.Testings._jsonSchemaToEBNF(JSON.stringify(schema), JSON_LAYOUT.anyWhitespace, JSON_LAYOUT.indent, JSON_LAYOUT.separators, strict));
+  return withIntegerRanges(finiteNumbers(await checker.xgr.Testings._jsonSchemaToEBNF(JSON.stringify(schema), JSON_LAYOUT.anyWhitespace, JSON_LAYOUT.indent, JSON_LAYOUT.separators, strict)));
 }
 
 /**
