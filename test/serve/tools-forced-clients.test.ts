@@ -1,35 +1,21 @@
 import assert from 'node:assert/strict';
-import { readFile, rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { createOpenAI } from '@ai-sdk/openai';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { ChatOpenAI } from '@langchain/openai';
 import { generateText, jsonSchema, tool, type LanguageModel } from 'ai';
-import { fixturePath } from '../helpers/fixtures.js';
-import { BASE_MODEL, startServer, type TestServer } from './harness.js';
+import { BASE_MODEL, type TestServer } from './harness.js';
 import { schemaErrors } from './structured-schema.js';
-import { modelWithTemplate } from './template-model.js';
+import { qwen3Template, SCHEMAS, serveWithTemplate, TIME, WEATHER } from './template-model.js';
 
-const WEATHER = {
-  type: 'object',
-  properties: { city: { type: 'string', maxLength: 10 }, unit: { enum: ['c', 'f'] } },
-  required: ['city', 'unit'],
-  additionalProperties: false,
-} as const;
-const TIME = { type: 'object', properties: { zone: { type: 'string', maxLength: 6 } }, required: ['zone'], additionalProperties: false } as const;
-const SCHEMAS: Record<string, object> = { get_weather: WEATHER, get_time: TIME };
 
 describe('forced tool calls through the Vercel AI SDK and LangChain JS (Qwen3\'s template, Hermes calls)', () => {
-  let dir: string;
   let t: TestServer;
+  let close: () => Promise<void>;
   before(async () => {
-    dir = await modelWithTemplate(await readFile(fixturePath('templates', 'Qwen-Qwen3-0.6B.jinja'), 'utf8'));
-    t = await startServer({ modelDir: dir, modelName: BASE_MODEL });
+    ({ t, close } = await serveWithTemplate(await qwen3Template()));
   });
-  after(async () => {
-    await t.server.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => close());
 
   const tools = {
     get_weather: tool({ description: 'The weather in a city.', inputSchema: jsonSchema<Record<string, unknown>>(WEATHER) }),

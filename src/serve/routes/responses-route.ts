@@ -6,12 +6,14 @@ import { parseResponsesRequest } from '../responses/responses-request.js';
 import { responsesFormat } from '../responses/responses-format.js';
 import type { ServeContext } from '../serve-context.js';
 
-/** POST /v1/responses: text in, text out, through the chat template as chat completions are. */
+/** POST /v1/responses: text and function calls, through the chat template as chat completions are. */
 export function registerResponsesRoute(app: FastifyInstance, ctx: ServeContext): void {
   app.post('/v1/responses', async (request, reply) => {
     const req = parseResponsesRequest(request.body, ctx.vocabSize);
-    const prompt = chatPrompt(ctx.tokenizer, req.messages, null, 'input');
-    const job = await GenerationJob.prepare(ctx, req.model, prompt.ids, req.params, 'input');
-    return respond(reply, job, responsesFormat(req), req.params);
+    const prompt = chatPrompt(ctx.tokenizer, req.messages, req.tools, 'input');
+    // Forced tool calls are held to their grammar, as on chat completions.
+    const params = prompt.guided ? { ...req.params, guided: prompt.guided } : req.params;
+    const job = await GenerationJob.prepare(ctx, req.model, prompt.ids, params, 'input');
+    return respond(reply, job, responsesFormat(req, prompt.toolCalling), params);
   });
 }
