@@ -17,7 +17,8 @@ export interface ChatRequest {
   readonly tools: ToolRequest | null;
 }
 
-const CHAT_FIELD_RULES: FieldRules = {
+/** Every field of a chat body and what it is to this server (the test of refused fields walks it). */
+export const CHAT_FIELD_RULES: FieldRules = {
   ...GENERATION_FIELD_RULES,
   ...GUIDED_FIELD_RULES,
   ...TOOL_FIELD_RULES,

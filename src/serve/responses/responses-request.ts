@@ -24,7 +24,8 @@ export interface ResponsesRequest {
 
 const SHARED = ['model', 'stream', 'temperature', 'top_p', 'user', 'safety_identifier', 'prompt_cache_key', 'service_tier'] as const;
 
-const RESPONSES_FIELD_RULES: FieldRules = {
+/** Every field of a Responses body and what it is to this server. */
+export const RESPONSES_FIELD_RULES: FieldRules = {
   ...Object.fromEntries(SHARED.map((key) => [key, GENERATION_FIELD_RULES[key]!])),
   input: READ,
   instructions: READ,
