@@ -2,7 +2,7 @@ import type { ChatMessage, PreTrainedTokenizer } from '../tokenizer/index.js';
 import { invalidRequest } from './api-error.js';
 import type { GuidedDecoding } from './grammar/guided-decoding.js';
 import type { ToolCalling } from './tools/choice-tool-calls.js';
-import { toolCallGuide } from './tools/tool-call-guide.js';
+import { strictAutoGuide, toolCallGuide } from './tools/tool-call-guide.js';
 import type { ToolRequest } from './tools/tool-fields.js';
 import { TOOL_CALL_SYNTAXES, toolCallSyntaxOf } from './tools/tool-call-syntax.js';
 
@@ -10,7 +10,7 @@ import { TOOL_CALL_SYNTAXES, toolCallSyntaxOf } from './tools/tool-call-syntax.j
 export interface ChatPrompt {
   readonly ids: number[];
   readonly toolCalling: ToolCalling | null;
-  /** tool_choice "required" or a named function: the calls' grammar in the template's syntax; otherwise null. */
+  /** tool_choice "required" or a named function, or "auto" with a strict function: the calls' grammar in the template's syntax; otherwise null. */
   readonly guided: GuidedDecoding | null;
 }
 
@@ -35,7 +35,8 @@ export function chatPrompt(tokenizer: PreTrainedTokenizer, messages: readonly Ch
     const known = TOOL_CALL_SYNTAXES.map((s) => `${s.name} (${s.openers[0]})`).join(', ');
     throw invalidRequest(`The chat template in ${origin} writes tool calls in none of the syntaxes this server parses (${known}); send "tool_choice": "none" or leave "tools" out.`, 'tools');
   }
-  const guided = choice === 'auto' ? null : toolCallGuide(syntax, toolRequest.definitions, choice, toolRequest.maxCalls);
+  const { definitions, maxCalls } = toolRequest;
+  const guided = choice !== 'auto' ? toolCallGuide(syntax, definitions, choice, maxCalls) : toolRequest.strict ? strictAutoGuide(syntax, definitions, maxCalls) : null;
   return { ids, toolCalling: { syntax, maxCalls: toolRequest.maxCalls }, guided };
 }
 

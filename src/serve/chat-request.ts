@@ -40,8 +40,9 @@ export function parseChatRequest(raw: unknown, vocabSize: number): ChatRequest {
   if (top !== undefined && !wantsLogprobs) throw invalidRequest('"top_logprobs" needs "logprobs": true.', 'top_logprobs');
   const tools = parseToolFields(body);
   const guided = parseGuidedDecoding(body);
-  if (guided && tools && tools.choice !== 'auto' && tools.choice !== 'none') {
-    throw invalidRequest(`"tool_choice" (which forces tool calls) and "${guided.field}" both constrain the output; send one of them.`, guided.field);
+  if (guided && tools && tools.choice !== 'none' && (tools.choice !== 'auto' || tools.strict)) {
+    const what = tools.choice === 'auto' ? '"strict" tools (whose calls are held to their schemas)' : '"tool_choice" (which forces tool calls)';
+    throw invalidRequest(`${what} and "${guided.field}" both constrain the output; send one of them.`, guided.field);
   }
   const params = parseGenerationParams(body, ['max_tokens', 'max_completion_tokens'], undefined, vocabSize, {
     bestOf: undefined,

@@ -165,14 +165,14 @@ describe('function tools on /v1/responses over a port (Qwen3\'s template, Hermes
     for (const call of twoSteps.steps[1]!.toolCalls) assert.deepEqual(schemaErrors(SCHEMAS[call.toolName]!, JSON.stringify(call.input)), []);
   });
 
-  it('refuses tools in the Responses spelling\'s terms: strict under "auto", an unknown named function, a malformed tool_choice', async () => {
+  it('refuses tools in the Responses spelling\'s terms: strict under "none", an unknown named function, a malformed tool_choice', async () => {
     const refusal = async (body: object) => {
       const { status, json } = await rawRequest(t.baseURL, 'POST', '/responses', JSON.stringify({ model: BASE_MODEL, input: QUESTION, max_output_tokens: 2, ...body }));
       assert.equal(status, 400, JSON.stringify(json));
       return (json as { error: { message: string; param: string } }).error;
     };
-    const strict = await refusal({ tools: [{ ...TOOLS[0], strict: true }] });
-    assert.deepEqual([strict.param, strict.message], ['tools[0].strict', 'tools[0].strict true keeps the arguments to the schema only where a call is forced, and "tool_choice" is "auto"; send "tool_choice": "required" or a named function, or leave strict out.']);
+    const strict = await refusal({ tools: [{ ...TOOLS[0], strict: true }], tool_choice: 'none' });
+    assert.deepEqual([strict.param, strict.message], ['tools[0].strict', 'tools[0].strict true keeps a call\'s arguments to the schema, and "tool_choice" "none" reads no calls; send "auto", "required" or a named function, or leave strict out.']);
     const unknown = await refusal({ tools: TOOLS, tool_choice: { type: 'function', name: 'get_news' } });
     assert.equal(unknown.message, '"tool_choice" names the function "get_news", which is not among "tools" ("get_weather", "get_time"); name one of them.');
     const shape = await refusal({ tools: TOOLS, tool_choice: { type: 'allowed_tools', mode: 'auto', tools: [] } });

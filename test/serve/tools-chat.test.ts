@@ -149,13 +149,13 @@ describe('chat tools over a port: rendered through the chat template, history ac
   it('refuses malformed tools, each naming its field', async () => {
     const fn = TOOLS[0]!.function;
     const cases: [object, string, string][] = [
-      [[{ type: 'function', function: { ...fn, strict: true } }], 'tools[0].function.strict', 'tools[0].function.strict true keeps the arguments to the schema only where a call is forced, and "tool_choice" is "auto"; send "tool_choice": "required" or a named function, or leave strict out.'],
+      [[{ type: 'function', function: { ...fn, strict: 'yes' } }], 'tools[0].function.strict', 'tools[0].function.strict must be true or false.'],
       [[{ type: 'function', function: { ...fn, returns: {} } }], 'tools[0].function.returns', 'tools[0].function.returns is not a field of a function; remove it.'],
       [[{ type: 'web_search' }], 'tools[0].type', 'tools[0].type must be "function", the only tool type this server calls.'],
       [[{ type: 'function', function: { name: 'get weather' } }], 'tools[0].function.name', 'tools[0].function.name must be 1 to 64 letters, digits, underscores or dashes.'],
       [[TOOLS[0], TOOLS[0]], 'tools[1].function.name', 'tools[1].function.name "get_weather" is given twice; give each function once.'],
     ];
-    for (const [tools, param, message] of cases) assert.deepEqual(await refusal(t, { messages: QUESTION, tools }), { message, type: 'invalid_request_error', param, code: param.endsWith('returns') ? 'unknown_parameter' : param.endsWith('strict') ? 'unsupported_parameter' : null });
+    for (const [tools, param, message] of cases) assert.deepEqual(await refusal(t, { messages: QUESTION, tools }), { message, type: 'invalid_request_error', param, code: param.endsWith('returns') ? 'unknown_parameter' : null });
   });
 
   it('refuses a history whose tool fields are malformed, naming the message field', async () => {

@@ -6,7 +6,7 @@ import type OpenAI from 'openai';
 import { GrammarEngine } from '../../src/serve/grammar/grammar-engine.js';
 import { maskAllows } from '../../src/serve/grammar/token-mask.js';
 import { grammarVocabulary } from '../../src/serve/grammar/vocabulary.js';
-import { toolCallGuide } from '../../src/serve/tools/tool-call-guide.js';
+import { strictAutoGuide, toolCallGuide } from '../../src/serve/tools/tool-call-guide.js';
 import { toolCallSyntaxOf } from '../../src/serve/tools/tool-call-syntax.js';
 import { AutoTokenizer, type PreTrainedTokenizer } from '../../src/tokenizer/index.js';
 import { fixturePath } from '../helpers/fixtures.js';
@@ -194,16 +194,41 @@ describe('forced tool calls over a port: tool_choice "required" and a named func
     assert.equal((await refusal(hermes, { tools: TOOLS, tool_choice: 'any' })).message, '"tool_choice" must be "none", "auto", "required" or {"type": "function", "function": {"name": ...}}.');
   });
 
-  it('refuses strict: true under "auto" and "none" in one sentence naming the field', async () => {
+  it('strict: true under "auto" holds the calls the model opens to the grammar (special tokens, outside it, can no longer be written)', async () => {
+    const strictTools = [{ ...TOOLS[0]!, function: { ...TOOLS[0]!.function, strict: true } }, TOOLS[1]!];
+    // logit_bias makes every token <|im_start|> (id 1), a special token, which plain "auto" writes and no grammar allows.
+    const body = { model: BASE_MODEL, messages: QUESTION, max_tokens: 3, temperature: 0, logit_bias: { '1': 100 } };
+    const content = async (tools: object[]) => (((await rawRequest(hermes.baseURL, 'POST', '/chat/completions', JSON.stringify({ ...body, tools }))).json as { choices: { message: { content: string } }[] }).choices[0]!.message.content);
+    assert.equal(await content(TOOLS), '<|im_start|><|im_start|><|im_start|>');
+    const held = await content(strictTools);
+    assert.equal(held.includes('<|im_start|>'), false, held);
+    for (const seed of SEEDS.slice(0, 5)) {
+      const body = { model: BASE_MODEL, messages: QUESTION, tools: strictTools, temperature: 1, seed, max_tokens: 40 };
+      const whole = await hermes.client().chat.completions.create(body);
+      let streamed = '';
+      for await (const chunk of await hermes.client().chat.completions.create({ ...body, stream: true })) streamed += chunk.choices[0]?.delta.content ?? '';
+      assert.equal(streamed, whole.choices[0]!.message.content ?? '', `seed ${seed}`);
+      assert.deepEqual(callErrors((whole.choices[0]!.message.tool_calls ?? []) as ToolCall[], ['get_weather', 'get_time']), [], `seed ${seed}`);
+    }
+  });
+
+  it('refuses strict: true under "none", and under "auto" where the syntax\'s calls open with no tag of their own', async () => {
     const strictTools = [{ ...TOOLS[0]!, function: { ...TOOLS[0]!.function, strict: true } }];
-    for (const choice of ['auto', 'none']) {
-      assert.deepEqual(await refusal(hermes, { tools: strictTools, tool_choice: choice }), {
-        message: `tools[0].function.strict true keeps the arguments to the schema only where a call is forced, and "tool_choice" is "${choice}"; send "tool_choice": "required" or a named function, or leave strict out.`,
+    assert.deepEqual(await refusal(hermes, { tools: strictTools, tool_choice: 'none' }), {
+      message: 'tools[0].function.strict true keeps a call\'s arguments to the schema, and "tool_choice" "none" reads no calls; send "auto", "required" or a named function, or leave strict out.',
+      type: 'invalid_request_error',
+      param: 'tools[0].function.strict',
+      code: 'unsupported_parameter',
+    });
+    for (const [server, name] of [[llama, 'llama3_json'], [mistral, 'mistral']] as const) {
+      assert.deepEqual(await refusal(server, { tools: [TOOLS[1], ...strictTools] }), {
+        message: `tools[1].function.strict true under "tool_choice": "auto" needs calls that each open with a tag, and ${name} calls do not; send "tool_choice": "required" or a named function, or leave strict out.`,
         type: 'invalid_request_error',
-        param: 'tools[0].function.strict',
+        param: 'tools[1].function.strict',
         code: 'unsupported_parameter',
       });
     }
+    assert.equal((await refusal(hermes, { tools: strictTools, response_format: { type: 'json_object' } })).message, '"strict" tools (whose calls are held to their schemas) and "response_format" both constrain the output; send one of them.');
   });
 
   it('refuses a forced call beside another output constraint, parameters that are not an object schema, and keywords the grammar cannot keep', async () => {
@@ -256,11 +281,11 @@ describe('forced tool calls: the grammar is the text the chat template writes fo
     return text.slice(start, text.indexOf(end, start));
   }
 
-  /** Whether the grammar of `choice` in the template's syntax accepts `text` whole, token by token. */
-  async function accepts(tokenizer: PreTrainedTokenizer, template: string, choice: 'required' | { name: string }, text: string, maxCalls = Infinity): Promise<boolean> {
+  /** Whether the grammar of `choice` ("auto": strict tools under auto) in the template's syntax accepts `text` whole, token by token. */
+  async function accepts(tokenizer: PreTrainedTokenizer, template: string, choice: 'auto' | 'required' | { name: string }, text: string, maxCalls = Infinity): Promise<boolean> {
     const syntax = toolCallSyntaxOf(template)!;
     const engine = new GrammarEngine(() => grammarVocabulary(tokenizer, 384), [2]);
-    const guide = await engine.compile(toolCallGuide(syntax, TOOLS, choice, maxCalls));
+    const guide = await engine.compile(choice === 'auto' ? strictAutoGuide(syntax, TOOLS, maxCalls) : toolCallGuide(syntax, TOOLS, choice, maxCalls));
     const row = await guide.start(new Set([2]));
     try {
       for (const token of tokenizer.encode(text, { addSpecialTokens: false })) {
@@ -274,6 +299,19 @@ describe('forced tool calls: the grammar is the text the chat template writes fo
       guide.release();
     }
   }
+
+  it('strict tools under "auto" (Hermes): free text, and every call the text opens held to the grammar', async () => {
+    const tokenizer = await AutoTokenizer.fromPretrained(fixturePath('tiny-llama'));
+    const template = await readFile(fixturePath('templates', 'Qwen-Qwen3-0.6B.jinja'), 'utf8');
+    const call = '<tool_call>\n{"name": "get_time", "arguments": {"zone": "CET"}}\n</tool_call>';
+    assert.equal(await accepts(tokenizer, template, 'auto', 'Any text at all, <b>tags</b> too.'), true);
+    assert.equal(await accepts(tokenizer, template, 'auto', `Let me look.\n${call}`), true);
+    assert.equal(await accepts(tokenizer, template, 'auto', `${call}\n${call}`), true);
+    assert.equal(await accepts(tokenizer, template, 'auto', `${call}\n${call}`, 1), false);
+    assert.equal(await accepts(tokenizer, template, 'auto', call.replace('"CET"', '"CENTRAL"')), false);
+    assert.equal(await accepts(tokenizer, template, 'auto', call.replace('get_time', 'get_news')), false);
+    assert.equal(await accepts(tokenizer, template, 'auto', 'Half a call: <tool_call>\n{"name": "get_time"'), false);
+  });
 
   it('Hermes (Qwen3\'s template): accepts the calls as the template writes them, one or two, and nothing else', async () => {
     const tokenizer = await AutoTokenizer.fromPretrained(fixturePath('tiny-llama'));

@@ -113,6 +113,11 @@ export class GrammarEngine {
         (await xgr.Grammar.fromStructuralTag(tag)).dispose();
         return { tag };
       }
+      if (guided.kind === 'tool_calls' && guided.trigger !== null) {
+        const tag = triggeredCallsTag(await jsonGrammar(checker, guided.call, true), guided.written, guided.trigger, guided.multiple);
+        (await xgr.Grammar.fromStructuralTag(tag)).dispose();
+        return { tag };
+      }
       if (guided.kind === 'tool_calls') {
         const grammar = toolCallsGrammar(await jsonGrammar(checker, guided.call, true), guided.written, guided.multiple);
         (await xgr.Grammar.fromEBNF(grammar.ebnf, grammar.root)).dispose();
@@ -167,6 +172,16 @@ export function toolCallsGrammar(callJson: string, written: WrittenCalls, multip
     ebnf: `${callJson}\n${call} ::= ${literal(written.callBegin)} root ${literal(written.callEnd)}\n${prefix} ::= ${literal(written.begin)} ${calls} ${literal(written.end)}\n`,
     root: prefix,
   };
+}
+
+/**
+ * Free text in which each `trigger` opens one call, written as `written` frames a single call (its callBegin
+ * starting with the trigger), its JSON held to the call's grammar; after the first call only the end under
+ * `multiple` false. xgrammar's triggered tags: text that never writes the trigger is unconstrained.
+ */
+function triggeredCallsTag(callJson: string, written: WrittenCalls, trigger: string, multiple: boolean): StructuralTag {
+  const tag = { type: 'tag' as const, begin: written.callBegin, content: { type: 'grammar' as const, grammar: callJson }, end: written.callEnd };
+  return { type: 'structural_tag', format: { type: 'triggered_tags', triggers: [trigger], tags: [tag], stop_after_first: !multiple } };
 }
 
 /**

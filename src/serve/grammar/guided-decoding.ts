@@ -16,11 +16,12 @@ export type GuidedDecoding =
   /** The output is one of these strings (guided_choice). */
   | { readonly kind: 'choice'; readonly choices: readonly string[]; readonly field: string }
   /**
-   * Tool calls as a chat template writes them (tool_choice "required" or a named function): `call` is the JSON
-   * Schema of one call object (its name and its arguments' schema, rewritten for the engine), framed by `written`;
-   * one call, or one or more when `multiple`.
+   * Tool calls as a chat template writes them: `call` is the JSON Schema of one call object (its name and its
+   * arguments' schema, rewritten for the engine), framed by `written`; one call, or one or more when `multiple`.
+   * `trigger` null (tool_choice "required" or a named function): the output is the calls. Otherwise (tool_choice
+   * "auto" with strict functions) the output is free text in which each `trigger` opens one call held to the grammar.
    */
-  | { readonly kind: 'tool_calls'; readonly call: JsonObject; readonly written: WrittenCalls; readonly multiple: boolean; readonly field: string };
+  | { readonly kind: 'tool_calls'; readonly call: JsonObject; readonly written: WrittenCalls; readonly multiple: boolean; readonly trigger: string | null; readonly field: string };
 
 /**
  * The text around the JSON objects of a model family's tool calls: `begin`, then each call as `callBegin` + its

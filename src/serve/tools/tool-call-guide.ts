@@ -18,6 +18,30 @@ const NO_PARAMETERS: JsonObject = { type: 'object', properties: {}, additionalPr
  * allows no property the schema does not name. A schema keyword the engine cannot enforce is refused, naming the tool.
  */
 export function toolCallGuide(syntax: ToolCallSyntax, definitions: readonly JsonObject[], choice: 'required' | { readonly name: string }, maxCalls: number): GuidedDecoding {
+  return { kind: 'tool_calls', call: callSchema(syntax, definitions, choice), written: syntax.written, multiple: choice === 'required' && maxCalls > 1, trigger: null, field: 'tools' };
+}
+
+/**
+ * Under tool_choice "auto" with a strict function: the model writes freely, and each call it opens is held to the
+ * grammar of a call of any of the tools (every function's arguments then follow its schema, strict or not). Only
+ * syntaxes whose every call opens with a tag of its own can be triggered; the others are refused.
+ */
+export function strictAutoGuide(syntax: ToolCallSyntax, definitions: readonly JsonObject[], maxCalls: number): GuidedDecoding {
+  const { written } = syntax;
+  const trigger = syntax.openers.find((o) => written.begin === '' && o.length > 0 && written.callBegin.startsWith(o));
+  if (trigger === undefined) {
+    const i = definitions.findIndex((d) => (d['function'] as JsonObject)['strict'] === true);
+    throw invalidRequest(
+      `tools[${i}].function.strict true under "tool_choice": "auto" needs calls that each open with a tag, and ${syntax.name} calls do not; send "tool_choice": "required" or a named function, or leave strict out.`,
+      `tools[${i}].function.strict`,
+      'unsupported_parameter',
+    );
+  }
+  return { kind: 'tool_calls', call: callSchema(syntax, definitions, 'required'), written, multiple: maxCalls > 1, trigger, field: 'tools' };
+}
+
+/** The JSON Schema of one call object: any of the functions under "required", the named one otherwise. */
+function callSchema(syntax: ToolCallSyntax, definitions: readonly JsonObject[], choice: 'required' | { readonly name: string }): JsonObject {
   const { argumentsKey } = syntax.written;
   const cases = definitions.flatMap((tool, i) => {
     const fn = tool['function'] as JsonObject;
@@ -32,8 +56,7 @@ export function toolCallGuide(syntax: ToolCallSyntax, definitions: readonly Json
       },
     ];
   });
-  const call = cases.length === 1 ? cases[0]! : { anyOf: cases };
-  return { kind: 'tool_calls', call, written: syntax.written, multiple: choice === 'required' && maxCalls > 1, field: 'tools' };
+  return cases.length === 1 ? cases[0]! : { anyOf: cases };
 }
 
 /** A function's parameters as the engine compiles them: an object schema ("type" defaults to "object"). */

@@ -14,6 +14,8 @@ export interface ToolRequest {
   readonly choice: ToolChoice;
   /** parallel_tool_calls false: 1. */
   readonly maxCalls: number;
+  /** Some function has strict true: under "auto" each call the model opens is held to the calls' grammar. */
+  readonly strict: boolean;
 }
 
 export const TOOL_FIELD_RULES: FieldRules = {
@@ -48,7 +50,8 @@ export function parseToolFields(body: JsonObject): ToolRequest | null {
   if (typeof choice === 'object' && !names.has(choice.name)) {
     throw invalidRequest(`"tool_choice" names the function "${choice.name}", which is not among "tools" (${[...names].map((n) => `"${n}"`).join(', ')}); name one of them.`, 'tool_choice');
   }
-  return { definitions, choice, maxCalls: parallel ? Number.POSITIVE_INFINITY : 1 };
+  const strict = definitions.some((d) => (d['function'] as JsonObject)['strict'] === true);
+  return { definitions, choice, maxCalls: parallel ? Number.POSITIVE_INFINITY : 1, strict };
 }
 
 /** "auto" (the default), "none", "required", or {"type": "function", "function": {"name": ...}}. */
@@ -88,10 +91,10 @@ function toolDefinition(tool: unknown, param: string, choice: ToolChoice): JsonO
   if (description !== undefined && description !== null && typeof description !== 'string') throw invalidRequest(`${param}.function.description must be a string.`, `${param}.function.description`);
   if (parameters !== undefined && parameters !== null && !isObject(parameters)) throw invalidRequest(`${param}.function.parameters must be a JSON Schema object.`, `${param}.function.parameters`);
   if (strict !== undefined && strict !== null && typeof strict !== 'boolean') throw invalidRequest(`${param}.function.strict must be true or false.`, `${param}.function.strict`);
-  // Under "auto" the model may write anything, so only a forced call's arguments can be kept to the schema.
-  if (strict === true && (choice === 'auto' || choice === 'none')) {
+  // Under "none" no call is read, so there are no arguments to keep to the schema.
+  if (strict === true && choice === 'none') {
     throw invalidRequest(
-      `${param}.function.strict true keeps the arguments to the schema only where a call is forced, and "tool_choice" is ${describeChoice(choice)}; send "tool_choice": "required" or a named function, or leave strict out.`,
+      `${param}.function.strict true keeps a call's arguments to the schema, and "tool_choice" "none" reads no calls; send "auto", "required" or a named function, or leave strict out.`,
       `${param}.function.strict`,
       'unsupported_parameter',
     );
