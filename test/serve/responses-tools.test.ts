@@ -177,6 +177,11 @@ describe('function tools on /v1/responses over a port (Qwen3\'s template, Hermes
     assert.equal(unknown.message, '"tool_choice" names the function "get_news", which is not among "tools" ("get_weather", "get_time"); name one of them.');
     const shape = await refusal({ tools: TOOLS, tool_choice: { type: 'allowed_tools', mode: 'auto', tools: [] } });
     assert.equal(shape.message, '"tool_choice" must be "none", "auto", "required" or {"type": "function", "name": ...}.');
+    const keyword = await refusal({ tools: [{ ...TOOLS[0], parameters: { type: 'object', properties: { n: { type: 'number', multipleOf: 2 } } } }], tool_choice: 'required' });
+    assert.deepEqual([keyword.param, keyword.message], [
+      'tools[0].parameters',
+      '"tools[0].parameters" uses the JSON Schema keyword "multipleOf" at #/properties/n/multipleOf, which this server cannot guarantee: the grammar engine does not enforce it; remove it or list the values with "enum".',
+    ]);
     const extra = await refusal({ tools: [{ ...TOOLS[0], returns: {} }] });
     assert.deepEqual([extra.param, extra.message], ['tools[0].returns', 'tools[0].returns is not a field of a function tool; remove it.']);
   });

@@ -98,12 +98,19 @@ function responsesTools(body: JsonObject): ToolRequest | null {
     }
     chatChoice = { type: 'function', function: { name: choice['name'] } };
   }
+  return inResponsesTerms(() => parseToolFields({ tools, tool_choice: chatChoice, parallel_tool_calls: body['parallel_tool_calls'] }));
+}
+
+/**
+ * Runs what reads the tools by chat's rules, its refusals respelled: chat nests a function's fields under
+ * "function" (tools[0].function.strict), the Responses API sets them on the tool and on tool_choice (tools[0].strict).
+ */
+export function inResponsesTerms<T>(read: () => T): T {
   try {
-    return parseToolFields({ tools, tool_choice: chatChoice, parallel_tool_calls: body['parallel_tool_calls'] });
+    return read();
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
-    // Chat nests a function's fields under "function"; here they sit on the tool and on tool_choice.
-    const flat = (text: string) => text.replaceAll('.function.', '.');
+    const flat = (text: string) => text.replace(/(tools\[\d+\]|tool_choice)\.function\./g, '$1.');
     throw new ApiError(error.status, flat(error.message), error.type, error.code, error.param === null ? null : flat(error.param));
   }
 }
