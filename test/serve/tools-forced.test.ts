@@ -118,6 +118,16 @@ describe('forced tool calls over a port: tool_choice "required" and a named func
     }
   });
 
+  it('"required" holds every one of n choices to calls, each choice sampled on its own', async () => {
+    const r = await create(hermes, 11, { n: 4, parallel_tool_calls: false });
+    assert.equal(r.choices.length, 4);
+    for (const choice of r.choices) {
+      assert.equal(choice.finish_reason, 'tool_calls');
+      assert.deepEqual(callErrors((choice.message.tool_calls ?? []) as ToolCall[], ['get_weather', 'get_time', 'now']), [], JSON.stringify(choice.message));
+    }
+    assert.ok(new Set(r.choices.map((c) => JSON.stringify((c.message.tool_calls as ToolCall[]).map((t) => t.function)))).size > 1);
+  });
+
   it('a named function: one call of that function, with arguments that validate, whatever the seed', async () => {
     for (const name of ['get_time', 'get_weather', 'now']) {
       for (const seed of SEEDS.slice(0, 5)) {
