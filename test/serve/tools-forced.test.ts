@@ -43,6 +43,10 @@ const LLAMA3_TEMPLATE =
 const MISTRAL_TEMPLATE =
   '{% if tools %}[AVAILABLE_TOOLS]{{ tools | tojson }}[/AVAILABLE_TOOLS]{% endif %}{% for m in messages %}{% if m.role == "user" %}[INST]{{ m.content }}[/INST]{% elif m.tool_calls %}[TOOL_CALLS]{{ m.tool_calls | tojson }}{% else %}{{ m.content }}{% endif %}{% endfor %}';
 
+/** Mistral's v11 templates write each past call as [TOOL_CALLS]name[ARGS]{...}. */
+const MISTRAL_V11_TEMPLATE =
+  '{% if tools %}[AVAILABLE_TOOLS]{{ tools | tojson }}[/AVAILABLE_TOOLS]{% endif %}{% for m in messages %}{% if m.role == "user" %}[INST]{{ m.content }}[/INST]{% elif m.tool_calls %}{% for c in m.tool_calls %}[TOOL_CALLS]{{ c.function.name }}[ARGS]{{ c.function.arguments | tojson }}{% endfor %}{% else %}{{ m.content }}{% endif %}{% endfor %}';
+
 interface ErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
 }
@@ -65,6 +69,7 @@ describe('forced tool calls over a port: tool_choice "required" and a named func
   let phi: TestServer;
   let llama: TestServer;
   let mistral: TestServer;
+  let mistralV11: TestServer;
   let plain: TestServer;
   before(async () => {
     const serve = async (template: string) => {
@@ -76,10 +81,11 @@ describe('forced tool calls over a port: tool_choice "required" and a named func
     phi = await serve(await readFile(fixturePath('templates', 'llama-cpp-microsoft-Phi-4-mini-instruct.jinja'), 'utf8'));
     llama = await serve(LLAMA3_TEMPLATE);
     mistral = await serve(MISTRAL_TEMPLATE);
+    mistralV11 = await serve(MISTRAL_V11_TEMPLATE);
     plain = await startServer();
   });
   after(async () => {
-    for (const t of [hermes, phi, llama, mistral, plain]) await t.server.close();
+    for (const t of [hermes, phi, llama, mistral, mistralV11, plain]) await t.server.close();
     for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   });
 
@@ -177,7 +183,7 @@ describe('forced tool calls over a port: tool_choice "required" and a named func
     }
   });
 
-  for (const [syntax, server] of [['phi4_mini (llama.cpp\'s Phi-4-mini template)', () => phi], ['llama3_json', () => llama], ['mistral', () => mistral]] as const) {
+  for (const [syntax, server] of [['phi4_mini (llama.cpp\'s Phi-4-mini template)', () => phi], ['llama3_json', () => llama], ['mistral', () => mistral], ['mistral, v11 template ([ARGS])', () => mistralV11]] as const) {
     it(`"required" and a named function in ${syntax}: calls that parse and validate`, async () => {
       for (const seed of SEEDS.slice(0, 6)) {
         const required = await create(server(), seed);
@@ -347,6 +353,22 @@ describe('forced tool calls: the grammar is the text the chat template writes fo
     assert.equal(two, '<|tool_call|>{"name": "get_weather", "arguments": {"city": "Paris", "days": 3, "unit": "c"}}<|/tool_call|><|tool_call|>{"name": "get_time", "arguments": {"zone": "CET"}}<|/tool_call|>');
     assert.equal(await accepts(tokenizer, template, 'required', two), true);
     assert.equal(await accepts(tokenizer, template, { name: 'get_time' }, two), false);
+  });
+
+  it('Mistral v11 ([ARGS] in its template): accepts [TOOL_CALLS]name[ARGS]{...} per call as written, forced and under strict "auto"', async () => {
+    const tokenizer = await AutoTokenizer.fromPretrained(fixturePath('tiny-llama'));
+    const messages = [...QUESTION, { role: 'assistant', content: '', tool_calls: CALLS }];
+    const rendered = tokenizer.applyChatTemplate(messages, { chatTemplate: MISTRAL_V11_TEMPLATE, tools: TOOLS, tokenize: false });
+    const written = rendered.slice(rendered.indexOf('[TOOL_CALLS]'));
+    assert.equal(written, '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris", "days": 3, "unit": "c"}[TOOL_CALLS]get_time[ARGS]{"zone": "CET"}');
+    const one = written.slice(0, written.indexOf('[TOOL_CALLS]', 1));
+    assert.equal(await accepts(tokenizer, MISTRAL_V11_TEMPLATE, 'required', written), true);
+    assert.equal(await accepts(tokenizer, MISTRAL_V11_TEMPLATE, 'required', written, 1), false);
+    assert.equal(await accepts(tokenizer, MISTRAL_V11_TEMPLATE, 'required', one, 1), true);
+    assert.equal(await accepts(tokenizer, MISTRAL_V11_TEMPLATE, { name: 'get_time' }, one), false);
+    assert.equal(await accepts(tokenizer, MISTRAL_V11_TEMPLATE, 'required', one.replace('"c"', '"k"')), false);
+    assert.equal(await accepts(tokenizer, MISTRAL_V11_TEMPLATE, 'auto', `Let me check. ${written}`), true);
+    assert.equal(await accepts(tokenizer, MISTRAL_V11_TEMPLATE, 'auto', `Let me check. ${one.replace('get_weather', 'get_news')}`), false);
   });
 
   it('Mistral: accepts the [TOOL_CALLS] list as a template writes it', async () => {

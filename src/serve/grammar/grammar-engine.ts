@@ -1,8 +1,9 @@
 import type { CompiledGrammar, GrammarCompiler, StructuralTag } from '@mlc-ai/web-xgrammar';
 import { invalidRequest } from '../api-error.js';
 import type { JsonObject } from '../json-fields.js';
-import type { GuidedDecoding, WrittenCalls } from './guided-decoding.js';
+import type { GuidedDecoding } from './guided-decoding.js';
 import { withIntegerRanges } from './integer-range.js';
+import { toolCallsGrammar } from './tool-calls-grammar.js';
 import { RowGrammar, type Guide } from './row-grammar.js';
 import type { GrammarVocabulary } from './vocabulary.js';
 import { loadXgrammar, type XgrammarInstance } from './xgrammar-module.js';
@@ -113,14 +114,10 @@ export class GrammarEngine {
         (await xgr.Grammar.fromStructuralTag(tag)).dispose();
         return { tag };
       }
-      if (guided.kind === 'tool_calls' && guided.trigger !== null) {
-        const tag = triggeredCallsTag(await jsonGrammar(checker, guided.call, true), guided.written, guided.trigger, guided.multiple);
-        (await xgr.Grammar.fromStructuralTag(tag)).dispose();
-        return { tag };
-      }
       if (guided.kind === 'tool_calls') {
-        const grammar = toolCallsGrammar(await jsonGrammar(checker, guided.call, true), guided.written, guided.multiple);
-        (await xgr.Grammar.fromEBNF(grammar.ebnf, grammar.root)).dispose();
+        const grammar = await toolCallsGrammar(guided, (schema) => jsonGrammar(checker, schema, true));
+        if ('tag' in grammar) (await xgr.Grammar.fromStructuralTag(grammar.tag)).dispose();
+        else (await xgr.Grammar.fromEBNF(grammar.ebnf, grammar.root)).dispose();
         return grammar;
       }
       const ebnf =
@@ -156,32 +153,6 @@ export class GrammarEngine {
 /** xgrammar's grammar of JSON matching `schema`, in JSON_LAYOUT, its numbers bounded, its integer ranges written out; `strict`: no properties beyond the schema's. */
 async function jsonGrammar(checker: XgrammarInstance, schema: JsonObject | boolean, strict: boolean): Promise<string> {
   return withIntegerRanges(finiteNumbers(await checker.xgr.Testings._jsonSchemaToEBNF(JSON.stringify(schema), JSON_LAYOUT.anyWhitespace, JSON_LAYOUT.indent, JSON_LAYOUT.separators, strict)));
-}
-
-/**
- * Calls framed as `written` says around the JSON of one call (whose grammar's root is "root"): the frame's rules
- * take names the JSON grammar does not define, and the grammar starts at the frame's own root.
- */
-export function toolCallsGrammar(callJson: string, written: WrittenCalls, multiple: boolean): { ebnf: string; root: string } {
-  let prefix = 'tool_calls';
-  while (new RegExp(`^${prefix}(_call)? ::=`, 'm').test(callJson)) prefix += '_';
-  const call = `${prefix}_call`;
-  const literal = (text: string) => JSON.stringify(text);
-  const calls = multiple ? `${call} (${literal(written.separator)} ${call})*` : call;
-  return {
-    ebnf: `${callJson}\n${call} ::= ${literal(written.callBegin)} root ${literal(written.callEnd)}\n${prefix} ::= ${literal(written.begin)} ${calls} ${literal(written.end)}\n`,
-    root: prefix,
-  };
-}
-
-/**
- * Free text in which each `trigger` opens one call, written as `written` frames a single call (its callBegin
- * starting with the trigger), its JSON held to the call's grammar; after the first call only the end under
- * `multiple` false. xgrammar's triggered tags: text that never writes the trigger is unconstrained.
- */
-function triggeredCallsTag(callJson: string, written: WrittenCalls, trigger: string, multiple: boolean): StructuralTag {
-  const tag = { type: 'tag' as const, begin: written.callBegin, content: { type: 'grammar' as const, grammar: callJson }, end: written.callEnd };
-  return { type: 'structural_tag', format: { type: 'triggered_tags', triggers: [trigger], tags: [tag], stop_after_first: !multiple } };
 }
 
 /**

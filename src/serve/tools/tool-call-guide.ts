@@ -1,5 +1,5 @@
 import { invalidRequest } from '../api-error.js';
-import type { GuidedDecoding } from '../grammar/guided-decoding.js';
+import type { GuidedDecoding, ToolFunction } from '../grammar/guided-decoding.js';
 import { engineJsonSchema } from '../grammar/json-schema-support.js';
 import { isObject, type JsonObject } from '../json-fields.js';
 import type { ToolCallSyntax } from './tool-call-syntax.js';
@@ -12,13 +12,12 @@ const NO_PARAMETERS: JsonObject = { type: 'object', properties: {}, additionalPr
 
 /**
  * The grammar that forces tool calls in `syntax`'s written form: under "required" one or more calls (one under
- * parallel_tool_calls false) of any of the tools, under a named function one call of it. Each call is the object
- * {"name": ..., "arguments": ...} (Llama 3's "parameters") as the template writes it, its name one of the
- * functions and its arguments kept to that function's `parameters` schema, whatever `strict` says: the grammar
+ * parallel_tool_calls false) of any of the tools, under a named function one call of it. Each call names one of
+ * the functions and its arguments keep to that function's `parameters` schema, whatever `strict` says: the grammar
  * allows no property the schema does not name. A schema keyword the engine cannot enforce is refused, naming the tool.
  */
 export function toolCallGuide(syntax: ToolCallSyntax, definitions: readonly JsonObject[], choice: 'required' | { readonly name: string }, maxCalls: number): GuidedDecoding {
-  return { kind: 'tool_calls', call: callSchema(syntax, definitions, choice), written: syntax.written, multiple: choice === 'required' && maxCalls > 1, trigger: null, field: 'tools' };
+  return { kind: 'tool_calls', functions: toolFunctions(definitions, choice), written: syntax.written, multiple: choice === 'required' && maxCalls > 1, trigger: null, field: 'tools' };
 }
 
 /**
@@ -28,7 +27,7 @@ export function toolCallGuide(syntax: ToolCallSyntax, definitions: readonly Json
  */
 export function strictAutoGuide(syntax: ToolCallSyntax, definitions: readonly JsonObject[], maxCalls: number): GuidedDecoding {
   const { written } = syntax;
-  const trigger = syntax.openers.find((o) => written.begin === '' && o.length > 0 && written.callBegin.startsWith(o));
+  const trigger = written.form === 'named' ? written.callBegin : syntax.openers.find((o) => written.begin === '' && o.length > 0 && written.callBegin.startsWith(o));
   if (trigger === undefined) {
     const i = definitions.findIndex((d) => (d['function'] as JsonObject)['strict'] === true);
     throw invalidRequest(
@@ -37,26 +36,17 @@ export function strictAutoGuide(syntax: ToolCallSyntax, definitions: readonly Js
       'unsupported_parameter',
     );
   }
-  return { kind: 'tool_calls', call: callSchema(syntax, definitions, 'required'), written, multiple: maxCalls > 1, trigger, field: 'tools' };
+  return { kind: 'tool_calls', functions: toolFunctions(definitions, 'required'), written, multiple: maxCalls > 1, trigger, field: 'tools' };
 }
 
-/** The JSON Schema of one call object: any of the functions under "required", the named one otherwise. */
-function callSchema(syntax: ToolCallSyntax, definitions: readonly JsonObject[], choice: 'required' | { readonly name: string }): JsonObject {
-  const { argumentsKey } = syntax.written;
-  const cases = definitions.flatMap((tool, i) => {
+/** The functions a call may name: all of them under "required", the named one otherwise; each with its arguments' schema. */
+function toolFunctions(definitions: readonly JsonObject[], choice: 'required' | { readonly name: string }): ToolFunction[] {
+  return definitions.flatMap((tool, i) => {
     const fn = tool['function'] as JsonObject;
     const name = fn['name'] as string;
     if (choice !== 'required' && choice.name !== name) return [];
-    return [
-      {
-        type: 'object',
-        properties: { name: { const: name }, [argumentsKey]: argumentsSchema(fn['parameters'], `tools[${i}].function.parameters`) },
-        required: ['name', argumentsKey],
-        additionalProperties: false,
-      },
-    ];
+    return [{ name, arguments: argumentsSchema(fn['parameters'], `tools[${i}].function.parameters`) }];
   });
-  return cases.length === 1 ? cases[0]! : { anyOf: cases };
 }
 
 /** A function's parameters as the engine compiles them: an object schema ("type" defaults to "object"). */

@@ -105,7 +105,7 @@ const LLAMA3_JSON: ToolCallSyntax = {
   },
   newId: openAiId,
   // Llama 3.1's template writes a past call as {"name": ..., "parameters": ...}, and the model answers in kind.
-  written: { begin: '', callBegin: '', callEnd: '', separator: '; ', end: '', argumentsKey: 'parameters' },
+  written: { form: 'object', begin: '', callBegin: '', callEnd: '', separator: '; ', end: '', argumentsKey: 'parameters' },
 };
 
 /**
@@ -131,14 +131,17 @@ const MISTRAL: ToolCallSyntax = {
     return { length: json.end, calls: call ? [call] : null };
   },
   newId: () => randomId(9),
-  written: { begin: '[TOOL_CALLS][', callBegin: '', callEnd: '', separator: ', ', end: ']', argumentsKey: 'arguments' },
+  written: { form: 'object', begin: '[TOOL_CALLS][', callBegin: '', callEnd: '', separator: ', ', end: ']', argumentsKey: 'arguments' },
 };
+
+/** Mistral with the v11 tokenizer's templates (they write `[ARGS]`): calls read the same, forced ones written `[TOOL_CALLS]name[ARGS]{...}`. */
+const MISTRAL_V11: ToolCallSyntax = { ...MISTRAL, written: { form: 'named', callBegin: '[TOOL_CALLS]', nameEnd: '[ARGS]' } };
 
 export const TOOL_CALL_SYNTAXES: readonly ToolCallSyntax[] = [
   // Qwen2.5's and Qwen3's templates: each call on its own lines between the tags, calls one line apart.
-  tagged('hermes', '<tool_call>', '</tool_call>', { begin: '', callBegin: '<tool_call>\n', callEnd: '\n</tool_call>', separator: '\n', end: '', argumentsKey: 'arguments' }),
+  tagged('hermes', '<tool_call>', '</tool_call>', { form: 'object', begin: '', callBegin: '<tool_call>\n', callEnd: '\n</tool_call>', separator: '\n', end: '', argumentsKey: 'arguments' }),
   // llama.cpp's Phi-4-mini template: each call's {"name", "arguments"} between the tags, nothing between calls.
-  tagged('phi4_mini', '<|tool_call|>', '<|/tool_call|>', { begin: '', callBegin: '<|tool_call|>', callEnd: '<|/tool_call|>', separator: '', end: '', argumentsKey: 'arguments' }),
+  tagged('phi4_mini', '<|tool_call|>', '<|/tool_call|>', { form: 'object', begin: '', callBegin: '<|tool_call|>', callEnd: '<|/tool_call|>', separator: '', end: '', argumentsKey: 'arguments' }),
   LLAMA3_JSON,
   MISTRAL,
 ];
@@ -148,5 +151,6 @@ export const TOOL_CALL_SYNTAXES: readonly ToolCallSyntax[] = [
  * source (the text its tool instructions or its rendering of past calls write), or null for none we parse.
  */
 export function toolCallSyntaxOf(templateSource: string): ToolCallSyntax | null {
-  return TOOL_CALL_SYNTAXES.find((s) => templateSource.includes(s.openers[0]!)) ?? null;
+  const syntax = TOOL_CALL_SYNTAXES.find((s) => templateSource.includes(s.openers[0]!)) ?? null;
+  return syntax === MISTRAL && templateSource.includes('[ARGS]') ? MISTRAL_V11 : syntax;
 }
