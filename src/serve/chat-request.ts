@@ -17,7 +17,8 @@ export interface ChatRequest {
   readonly tools: ToolRequest | null;
 }
 
-const CHAT_FIELD_RULES: FieldRules = {
+/** Every field of a chat body and what it is to this server (the test of refused fields walks it). */
+export const CHAT_FIELD_RULES: FieldRules = {
   ...GENERATION_FIELD_RULES,
   ...GUIDED_FIELD_RULES,
   ...TOOL_FIELD_RULES,
@@ -38,14 +39,19 @@ export function parseChatRequest(raw: unknown, vocabSize: number): ChatRequest {
   const top = optionalInteger(body, 'top_logprobs', 0, MAX_LOGPROBS);
   if (top !== undefined && !wantsLogprobs) throw invalidRequest('"top_logprobs" needs "logprobs": true.', 'top_logprobs');
   const tools = parseToolFields(body);
+  const guided = parseGuidedDecoding(body);
+  if (guided && tools && tools.choice !== 'none' && (tools.choice !== 'auto' || tools.strict)) {
+    const what = tools.choice === 'auto' ? '"strict" tools (whose calls are held to their schemas)' : '"tool_choice" (which forces tool calls)';
+    throw invalidRequest(`${what} and "${guided.field}" both constrain the output; send one of them.`, guided.field);
+  }
   const params = parseGenerationParams(body, ['max_tokens', 'max_completion_tokens'], undefined, vocabSize, {
     bestOf: undefined,
     logprobs: wantsLogprobs ? (top ?? 0) : null,
     echo: false,
-    guided: parseGuidedDecoding(body),
+    guided,
   });
   // Llama 3's <|python_tag|> and Mistral's [TOOL_CALLS] are special tokens: the parser must see them (as vLLM does).
-  const keepSpecial = tools?.parse === true && (body['skip_special_tokens'] === undefined || body['skip_special_tokens'] === null);
+  const keepSpecial = tools !== null && tools.choice !== 'none' && (body['skip_special_tokens'] === undefined || body['skip_special_tokens'] === null);
   return { model, messages: parseMessages(body['messages']), params: keepSpecial ? { ...params, skipSpecialTokens: false } : params, tools };
 }
 

@@ -15,7 +15,8 @@ export interface CompletionRequest {
 /** OpenAI's default max_tokens for the completions endpoint. */
 const DEFAULT_MAX_TOKENS = 16;
 
-const COMPLETION_FIELD_RULES: FieldRules = {
+/** Every field of a completions body and what it is to this server. */
+export const COMPLETION_FIELD_RULES: FieldRules = {
   ...GENERATION_FIELD_RULES,
   ...GUIDED_FIELD_RULES,
   prompt: READ,

@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { CHAT_FIELD_RULES } from '../../src/serve/chat-request.js';
+import { COMPLETION_FIELD_RULES } from '../../src/serve/completion-request.js';
+import type { FieldRules } from '../../src/serve/request-fields.js';
+import { RESPONSES_FIELD_RULES } from '../../src/serve/responses/responses-request.js';
 import { BASE_MODEL, fixturePrompt, fixtureTokenizer, rawRequest, startServer, type TestServer } from './harness.js';
 
 interface ErrorBody {
@@ -68,6 +72,29 @@ describe('request fields: every field is read, a documented no-op, or refused wi
     const b = await rawRequest(t.baseURL, 'POST', '/chat/completions', JSON.stringify({ ...plain, ...extras }));
     assert.equal(b.status, 200, JSON.stringify(b.json));
     assert.equal((b.json as { choices: { message: { content: string } }[] }).choices[0]!.message.content, a.choices[0]!.message.content);
+  });
+
+  it('refuses every field each endpoint accepts only off, sent on, with 400 naming it; the only no-ops are the documented ones', async () => {
+    const endpoints: [string, FieldRules, object][] = [
+      ['/chat/completions', CHAT_FIELD_RULES, { model: BASE_MODEL, messages, max_tokens: 2 }],
+      ['/completions', COMPLETION_FIELD_RULES, { model: BASE_MODEL, prompt, max_tokens: 2 }],
+      ['/responses', RESPONSES_FIELD_RULES, { model: BASE_MODEL, input: 'hi', max_output_tokens: 2 }],
+    ];
+    // Values tried in turn: the first that a rule does not take as off is sent.
+    const candidates: unknown[] = [true, 'on', 7, { a: 1 }, ['text', 'audio'], [{}]];
+    let refused = 0;
+    for (const [path, rules, base] of endpoints) {
+      for (const [field, rule] of Object.entries(rules)) {
+        if (rule.kind === 'noOp') assert.ok(['user', 'safety_identifier', 'prompt_cache_key', 'metadata'].includes(field), `${path} ${field} is a no-op`);
+        if (rule.kind !== 'offOnly') continue;
+        const on = candidates.find((v) => !rule.isOff(v));
+        assert.notEqual(on, undefined, `${path} ${field}`);
+        assert.deepEqual(await refusal(path, { ...base, [field]: on }), { message: `"${field}" ${rule.refusal}.`, type: 'invalid_request_error', param: field, code: 'unsupported_parameter' }, `${path} ${field}`);
+        refused++;
+      }
+      assert.equal((await refusal(path, { ...base, foo_bar: 1 })).code, 'unknown_parameter');
+    }
+    assert.ok(refused >= 15, `${refused} refused fields`);
   });
 
   it('renders a developer message as the system turn of the chat template', async () => {

@@ -15,6 +15,8 @@ const REQUEST: ResponsesRequest = {
   instructions: null,
   maxOutputTokens: null,
   metadata: {},
+  tools: null,
+  toolEcho: { tools: [], toolChoice: 'auto', parallelToolCalls: true },
 };
 const RESULT = { choices: [{ index: 0, text: 'Hello.', finishReason: 'stop' as const, logprobs: null }], usage: { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 } };
 

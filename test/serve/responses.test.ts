@@ -130,21 +130,24 @@ describe('POST /v1/responses: text in, a Response object out, streamed as OpenAI
   });
 
   it('refuses unknown fields and what it does not implement, naming the field', async () => {
-    const cases: [object, string, string, string][] = [
+    const cases: [object, string, string | null, string][] = [
       [{ foo_bar: 1 }, 'foo_bar', 'unknown_parameter', '"foo_bar" is not a field of POST /v1/responses requests on this server; remove it.'],
       [{ previous_response_id: 'resp_1' }, 'previous_response_id', 'unsupported_parameter', '"previous_response_id" is not supported by this server (it stores no responses); send the whole conversation as "input".'],
       [{ store: true }, 'store', 'unsupported_parameter', '"store" is not supported by this server (it stores no responses); send false or leave it out.'],
-      [{ tools: [{ type: 'function', name: 'f' }] }, 'tools', 'unsupported_parameter', '"tools" is not supported by this server on /v1/responses (tools); use /v1/chat/completions for tools.'],
+      [{ tools: [{ type: 'web_search' }] }, 'tools[0].type', null, 'tools[0].type must be "function", the only tool type this server calls.'],
+      [{ max_tool_calls: 2 }, 'max_tool_calls', 'unsupported_parameter', '"max_tool_calls" is not supported by this server (calls are bounded by max_output_tokens and parallel_tool_calls); remove it.'],
       [{ text: { format: { type: 'json_object' } } }, 'text', 'unsupported_parameter', '"text" is not supported by this server beyond {"format": {"type": "text"}} (structured output); remove it.'],
       [{ reasoning: { effort: 'low' } }, 'reasoning', 'unsupported_parameter', '"reasoning" is not supported by this server (its chat templates take no reasoning effort); remove it.'],
     ];
     for (const [extra, param, code, message] of cases) assert.deepEqual(await refusal(extra), { message, type: 'invalid_request_error', param, code });
   });
 
-  it('refuses input items other than text messages, naming the item', async () => {
+  it('refuses input items other than messages and function calls, and malformed calls, naming the item', async () => {
     const cases: [unknown, string, string][] = [
       [[{ type: 'item_reference', id: 'msg_1' }], 'input[0]', 'input[0] refers to a stored item, and this server stores none; send the item itself (with the AI SDK, providerOptions.openai.store: false).'],
-      [[{ type: 'function_call_output', call_id: 'c', output: '1' }], 'input[0].type', 'input[0] is a "function_call_output" item; this server\'s /v1/responses takes message items only (use /v1/chat/completions for tools).'],
+      [[{ type: 'web_search_call', id: 'ws_1', status: 'completed' }], 'input[0].type', 'input[0] is a "web_search_call" item; this server\'s /v1/responses takes message, function_call and function_call_output items.'],
+      [[{ type: 'function_call', call_id: 'c', name: 'f', arguments: 'x=1' }], 'input[0].arguments', 'input[0].arguments must be a JSON object as text, as the call returned it.'],
+      [[{ type: 'function_call_output', output: '1' }], 'input[0].call_id', 'input[0].call_id must be the call_id of the call this output answers.'],
       [[{ role: 'user', content: [{ type: 'input_image', image_url: 'x' }] }], 'input[0].content[0]', 'input[0].content[0] must be {"type": "input_text", "text": "..."}; this server reads text only.'],
       [[], 'input', '"input" must be a string or a non-empty array of message items.'],
     ];

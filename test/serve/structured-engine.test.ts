@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { integerRangeGrammar } from '../../src/serve/grammar/integer-range.js';
 import { lengthPattern, unsafePiece } from '../../src/serve/grammar/string-pattern.js';
 import { applyTokenMask } from '../../src/serve/grammar/token-mask.js';
 import { grammarVocabulary } from '../../src/serve/grammar/vocabulary.js';
@@ -39,6 +40,21 @@ describe('structured output: vocabulary, patterns and masks', () => {
     const re = new RegExp(lengthPattern(2, 4));
     assert.deepEqual(['ab', 'a b!', 'a', 'abcde', 'a"', 'a\\', 'a\n', 'é1'].map((s) => re.test(s)), [true, true, false, false, false, false, false, false]);
     assert.equal(lengthPattern(0, undefined), '^[ !#-\\[\\]-~]{0,}$');
+  });
+
+  it('writes an integer range as a grammar of exactly its decimals, for every range within -1100..1100 tried', () => {
+    // The grammar's pieces ("5", [1-3], [0-9]{2}, "-") read as a regular expression once quotes and spaces go.
+    const asRegex = (lo: number, hi: number) => new RegExp(`^(?:${integerRangeGrammar(BigInt(lo), BigInt(hi)).replace(/"/g, '').replace(/ /g, '')})$`);
+    const ends = [-1100, -1000, -999, -120, -100, -99, -10, -9, -1, 0, 1, 5, 9, 10, 19, 20, 99, 100, 101, 120, 199, 999, 1000, 1100];
+    for (const lo of ends) {
+      for (const hi of ends.filter((h) => h >= lo)) {
+        const re = asRegex(lo, hi);
+        for (let n = -1200; n <= 1200; n++) assert.equal(re.test(String(n)), n >= lo && n <= hi, `${n} in [${lo}, ${hi}]: ${re.source}`);
+        assert.equal(re.test('-0'), false);
+        assert.equal(re.test('05'), false);
+      }
+    }
+    assert.equal(integerRangeGrammar(5n, 120n), '[5-9] | [1-9] [0-9]{1} | "1" [0-1] [0-9]{1} | "1" "2" "0"');
   });
 
   it('sets every score the mask does not allow to -Infinity and leaves the others', () => {

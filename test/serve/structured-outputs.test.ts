@@ -118,9 +118,36 @@ describe('structured outputs: response_format and vLLM guided decoding keep ever
     assert.deepEqual([c.choices[0]!.text, c.choices[0]!.finish_reason, c.usage.completion_tokens], ['', 'length', 0]);
   });
 
+  it('keeps integers to minimum / maximum / exclusiveMinimum / exclusiveMaximum on every one of 50 seeded runs', async () => {
+    const schema = {
+      type: 'object',
+      properties: {
+        small: { type: 'integer', minimum: 5, maximum: 120 },
+        negative: { type: 'integer', exclusiveMinimum: -1000, exclusiveMaximum: -7 },
+        around: { type: 'integer', minimum: -3.5, maximum: 3.5 },
+        low: { type: 'integer', minimum: 99 },
+        high: { type: 'integer', maximum: -250 },
+      },
+      required: ['small', 'negative', 'around', 'low', 'high'],
+      additionalProperties: false,
+    };
+    const runs = await Promise.all(SEEDS.map((seed) => complete({ seed, max_tokens: 200, guided_json: schema })));
+    const seen = new Set<number>();
+    for (const [seed, c] of runs.entries()) {
+      assert.equal(c.choices[0]!.finish_reason, 'stop', `seed ${seed}: ${c.choices[0]!.text}`);
+      assert.deepEqual(schemaErrors(schema, c.choices[0]!.text), [], `seed ${seed}: ${c.choices[0]!.text}`);
+      seen.add((JSON.parse(c.choices[0]!.text) as { around: number }).around);
+    }
+    assert.ok(seen.size > 2, 'sampling picks among the values in range');
+  });
+
   it('refuses JSON Schema keywords the engine would not enforce, naming the keyword, where it is and the field', async () => {
     const cases: [object, string][] = [
-      [{ type: 'object', properties: { age: { type: 'integer', minimum: 0 } } }, '"guided_json" uses the JSON Schema keyword "minimum" at #/properties/age/minimum, which this server cannot guarantee: numeric bounds are not enforced correctly by the grammar engine; remove it or list the values with "enum".'],
+      [{ type: 'object', properties: { score: { type: 'number', minimum: 0 } } }, '"guided_json" uses "minimum" at #/properties/score on a schema whose "type" is not "integer"; this server keeps bounds on integers only: use "type": "integer", or list the values with "enum".'],
+      [{ type: 'integer', minimum: 0, enum: [1, 2] }, '"guided_json" has "enum" beside "minimum" at #; an integer with bounds takes no other keyword here: drop one of them.'],
+      [{ type: 'integer', exclusiveMinimum: 3, maximum: 3.5 }, '"guided_json" has bounds at # that no integer (of up to 16 digits) meets; fix them.'],
+      [{ type: 'integer', maximum: '9' }, '"guided_json" has "maximum": "9" at #; it must be a number.'],
+      [{ const: 'loraforge-integer-range:0:9' }, '"guided_json" holds the text this server marks integer ranges with; remove it from the schema.'],
       [{ oneOf: [{ type: 'string' }, { type: 'integer' }] }, '"guided_json" uses the JSON Schema keyword "oneOf" at #/oneOf, which this server cannot guarantee: the grammar engine treats it as "anyOf", which lets a value match several branches; use "anyOf".'],
       [{ type: 'string', format: 'credit-card' }, '"guided_json" has "format": "credit-card" at #/format; this server enforces only "date", "time", "date-time", "duration", "email", "hostname", "ipv4", "ipv6", "uri", "uuid".'],
       [{ type: 'string', pattern: '^.+$' }, '"guided_json" has a "pattern" at #/pattern whose "." can match a quote, a backslash, a control character or a character beyond ASCII, which the grammar engine cannot keep to JSON and the pattern; narrow it to printable ASCII.'],

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ChatOpenAI } from '@langchain/openai';
 import { AutoTokenizer, type PreTrainedTokenizer } from '../../src/tokenizer/index.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { BASE_MODEL, MODEL_DIR, rawRequest, startServer, type TestServer } from './harness.js';
+import { modelWithTemplate } from './template-model.js';
 
 interface ErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
@@ -30,19 +30,6 @@ const HISTORY = [...QUESTION, { role: 'assistant' as const, content: null, tool_
 
 /** Renders tools as JSON in the system turn but names no tool-call syntax. */
 const UNPARSED_TOOLS_TEMPLATE = "{% if tools %}<|im_start|>system\n{{ tools | tojson }}<|im_end|>\n{% endif %}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
-
-/**
- * The fixture model with another chat template (Qwen3's renders tools and writes Hermes <tool_call> calls), and a
- * context of 2048 positions for a template's tool instructions (default RoPE does not depend on it).
- */
-async function modelWithTemplate(template: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'loraforge-tools-'));
-  for (const file of await readdir(MODEL_DIR)) if (file !== 'chat_template.jinja' && file !== 'config.json') await copyFile(join(MODEL_DIR, file), join(dir, file));
-  await writeFile(join(dir, 'chat_template.jinja'), template);
-  const config = JSON.parse(await readFile(join(MODEL_DIR, 'config.json'), 'utf8')) as Record<string, unknown>;
-  await writeFile(join(dir, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: 2048 }));
-  return dir;
-}
 
 describe('chat tools over a port: rendered through the chat template, history accepted, refusals named', () => {
   let dir: string;
@@ -159,27 +146,16 @@ describe('chat tools over a port: rendered through the chat template, history ac
     assert.equal(none.choices[0]!.message.tool_calls, undefined);
   });
 
-  it('refuses tool_choice "required" and a named function: nothing here could guarantee the call', async () => {
-    for (const [choice, what] of [['required', '"required"'], [{ type: 'function', function: { name: 'get_weather' } }, 'a named function']] as const) {
-      assert.deepEqual(await refusal(t, { messages: QUESTION, tools: TOOLS, tool_choice: choice }), {
-        message: `"tool_choice" ${what} would need constrained decoding to guarantee a call, which this server does not do; send "auto" (the model decides) or "none".`,
-        type: 'invalid_request_error',
-        param: 'tool_choice',
-        code: 'unsupported_parameter',
-      });
-    }
-  });
-
   it('refuses malformed tools, each naming its field', async () => {
     const fn = TOOLS[0]!.function;
     const cases: [object, string, string][] = [
-      [[{ type: 'function', function: { ...fn, strict: true } }], 'tools[0].function.strict', 'tools[0].function.strict true would need constrained decoding to keep the arguments to the schema, which this server does not do; send false or leave it out.'],
+      [[{ type: 'function', function: { ...fn, strict: 'yes' } }], 'tools[0].function.strict', 'tools[0].function.strict must be true or false.'],
       [[{ type: 'function', function: { ...fn, returns: {} } }], 'tools[0].function.returns', 'tools[0].function.returns is not a field of a function; remove it.'],
       [[{ type: 'web_search' }], 'tools[0].type', 'tools[0].type must be "function", the only tool type this server calls.'],
       [[{ type: 'function', function: { name: 'get weather' } }], 'tools[0].function.name', 'tools[0].function.name must be 1 to 64 letters, digits, underscores or dashes.'],
       [[TOOLS[0], TOOLS[0]], 'tools[1].function.name', 'tools[1].function.name "get_weather" is given twice; give each function once.'],
     ];
-    for (const [tools, param, message] of cases) assert.deepEqual(await refusal(t, { messages: QUESTION, tools }), { message, type: 'invalid_request_error', param, code: param.endsWith('returns') ? 'unknown_parameter' : param.endsWith('strict') ? 'unsupported_parameter' : null });
+    for (const [tools, param, message] of cases) assert.deepEqual(await refusal(t, { messages: QUESTION, tools }), { message, type: 'invalid_request_error', param, code: param.endsWith('returns') ? 'unknown_parameter' : null });
   });
 
   it('refuses a history whose tool fields are malformed, naming the message field', async () => {

@@ -1,6 +1,9 @@
 import type { CompiledGrammar, GrammarCompiler, StructuralTag } from '@mlc-ai/web-xgrammar';
 import { invalidRequest } from '../api-error.js';
+import type { JsonObject } from '../json-fields.js';
 import type { GuidedDecoding } from './guided-decoding.js';
+import { withIntegerRanges } from './integer-range.js';
+import { toolCallsGrammar } from './tool-calls-grammar.js';
 import { RowGrammar, type Guide } from './row-grammar.js';
 import type { GrammarVocabulary } from './vocabulary.js';
 import { loadXgrammar, type XgrammarInstance } from './xgrammar-module.js';
@@ -17,8 +20,8 @@ const CACHED_GRAMMARS = 32;
  */
 const JSON_LAYOUT = { anyWhitespace: false, indent: -1, separators: [', ', ': '] as [string, string] };
 
-/** What the main instance compiles: xgrammar EBNF, or a structural tag (regular expressions). */
-type EngineGrammar = { readonly ebnf: string } | { readonly tag: StructuralTag };
+/** What the main instance compiles: xgrammar EBNF starting at `root` ("root" when absent), or a structural tag (regular expressions). */
+type EngineGrammar = { readonly ebnf: string; readonly root?: string } | { readonly tag: StructuralTag };
 
 interface Compiler {
   readonly module: XgrammarInstance;
@@ -111,10 +114,16 @@ export class GrammarEngine {
         (await xgr.Grammar.fromStructuralTag(tag)).dispose();
         return { tag };
       }
+      if (guided.kind === 'tool_calls') {
+        const grammar = await toolCallsGrammar(guided, (schema) => jsonGrammar(checker, schema, true));
+        if ('tag' in grammar) (await xgr.Grammar.fromStructuralTag(grammar.tag)).dispose();
+        else (await xgr.Grammar.fromEBNF(grammar.ebnf, grammar.root)).dispose();
+        return grammar;
+      }
       const ebnf =
         guided.kind === 'grammar' ? guided.ebnf
         : guided.kind === 'choice' ? choiceGrammar(guided.choices)
-        : finiteNumbers(await xgr.Testings._jsonSchemaToEBNF(guided.kind === 'json_schema' ? JSON.stringify(guided.schema) : '{"type": "object"}', JSON_LAYOUT.anyWhitespace, JSON_LAYOUT.indent, JSON_LAYOUT.separators, guided.kind === 'json_schema'));
+        : await jsonGrammar(checker, guided.kind === 'json_schema' ? guided.schema : { type: 'object' }, guided.kind === 'json_schema');
       (await xgr.Grammar.fromEBNF(ebnf)).dispose();
       return { ebnf };
     } catch (error) {
@@ -125,7 +134,7 @@ export class GrammarEngine {
 
   private async compileChecked(grammar: EngineGrammar): Promise<CompiledGrammar> {
     const { compiler } = await this.start();
-    return 'tag' in grammar ? compiler.compileStructuralTag(grammar.tag) : compiler.compileGrammar(grammar.ebnf);
+    return 'tag' in grammar ? compiler.compileStructuralTag(grammar.tag) : compiler.compileGrammar(grammar.ebnf, grammar.root ?? 'root');
   }
 
   /** Frees the least recently used grammars no guide holds, down to CACHED_GRAMMARS (matchers hold their own reference). */
@@ -139,6 +148,11 @@ export class GrammarEngine {
       void entry.grammar.then((g) => g.dispose(), () => undefined);
     }
   }
+}
+
+/** xgrammar's grammar of JSON matching `schema`, in JSON_LAYOUT, its numbers bounded, its integer ranges written out; `strict`: no properties beyond the schema's. */
+async function jsonGrammar(checker: XgrammarInstance, schema: JsonObject | boolean, strict: boolean): Promise<string> {
+  return withIntegerRanges(finiteNumbers(await checker.xgr.Testings._jsonSchemaToEBNF(JSON.stringify(schema), JSON_LAYOUT.anyWhitespace, JSON_LAYOUT.indent, JSON_LAYOUT.separators, strict)));
 }
 
 /**

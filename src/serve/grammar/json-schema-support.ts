@@ -1,5 +1,6 @@
 import { invalidRequest } from '../api-error.js';
 import { isObject, type JsonObject } from '../json-fields.js';
+import { holdsRangeMarker, INTEGER_LIMIT, integerRangeSchema } from './integer-range.js';
 import { lengthPattern, unsafePiece } from './string-pattern.js';
 
 /** Keywords that describe a schema without constraining its instances: accepted, and change nothing. */
@@ -19,13 +20,10 @@ const FORMATS = new Set(['date', 'time', 'date-time', 'duration', 'email', 'host
 /**
  * Keywords the engine (xgrammar 0.1.27) would accept without enforcing, or enforces wrongly, so that the output
  * could break the schema; each with what to do instead. Found by compiling each keyword and matching values
- * just inside and outside it (numeric bounds: wrong for most ranges, e.g. minimum 5 lets 3 through).
+ * just inside and outside it. Numeric bounds are enforced wrongly for most ranges ([5, 120] lets 125 through), so
+ * integer bounds are written as a grammar of their own (integer-range.ts), and bounds on other numbers refused.
  */
 const REFUSED: Readonly<Record<string, string>> = {
-  minimum: 'numeric bounds are not enforced correctly by the grammar engine; remove it or list the values with "enum"',
-  maximum: 'numeric bounds are not enforced correctly by the grammar engine; remove it or list the values with "enum"',
-  exclusiveMinimum: 'numeric bounds are not enforced correctly by the grammar engine; remove it or list the values with "enum"',
-  exclusiveMaximum: 'numeric bounds are not enforced correctly by the grammar engine; remove it or list the values with "enum"',
   multipleOf: 'the grammar engine does not enforce it; remove it or list the values with "enum"',
   uniqueItems: 'the grammar engine does not enforce it; remove it',
   contains: 'the grammar engine does not enforce it; remove it',
@@ -53,12 +51,16 @@ const REFUSED: Readonly<Record<string, string>> = {
  * validates against it. minLength and maxLength become a pattern (see lengthPattern).
  */
 export function engineJsonSchema(schema: unknown, field: string): JsonObject | boolean {
+  if (holdsRangeMarker(JSON.stringify(schema))) throw invalidRequest(`"${field}" holds the text this server marks integer ranges with; remove it from the schema.`, field);
   return walk(schema, '#', field);
 }
+
+const BOUNDS = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'] as const;
 
 function walk(schema: unknown, at: string, field: string): JsonObject | boolean {
   if (typeof schema === 'boolean') return schema;
   if (!isObject(schema)) throw invalidRequest(`"${field}" holds ${describe(schema)} at ${at}, where a schema (an object or a boolean) belongs; fix the schema.`, field);
+  if (BOUNDS.some((key) => schema[key] !== undefined)) return integerRange(schema, at, field);
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(schema)) {
     const here = pointer(at, key);
@@ -78,6 +80,37 @@ function walk(schema: unknown, at: string, field: string): JsonObject | boolean 
     } else throw invalidRequest(`"${field}" uses "${key}" at ${here}, which is not a JSON Schema keyword this server enforces; remove it.`, field);
   }
   return withLengthPattern(out, at, field);
+}
+
+/**
+ * A {"type": "integer"} schema with minimum / maximum / exclusiveMinimum / exclusiveMaximum (and annotations only),
+ * as the marker of its range; bounds on anything else are refused. A side left open stops at the 16 digits the
+ * grammar writes integers with.
+ */
+function integerRange(schema: JsonObject, at: string, field: string): JsonObject {
+  const bound = BOUNDS.find((key) => schema[key] !== undefined)!;
+  if (schema['type'] !== 'integer') {
+    throw invalidRequest(`"${field}" uses "${bound}" at ${at} on a schema whose "type" is not "integer"; this server keeps bounds on integers only: use "type": "integer", or list the values with "enum".`, field);
+  }
+  const other = Object.keys(schema).find((key) => key !== 'type' && !ANNOTATIONS.has(key) && !(BOUNDS as readonly string[]).includes(key));
+  if (other !== undefined) throw invalidRequest(`"${field}" has "${other}" beside "${bound}" at ${at}; an integer with bounds takes no other keyword here: drop one of them.`, field);
+  const value = (key: (typeof BOUNDS)[number]): number | undefined => {
+    const v = schema[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw invalidRequest(`"${field}" has "${key}": ${JSON.stringify(v)} at ${at}; it must be a number.`, field);
+    return v;
+  };
+  const limit = Number(INTEGER_LIMIT);
+  const clamp = (v: number) => BigInt(Math.max(-limit, Math.min(limit, v)));
+  const candidates = (values: (number | undefined)[], pick: (a: bigint, b: bigint) => bigint, open: bigint) => values.reduce((acc: bigint, v) => (v === undefined ? acc : pick(acc, clamp(v))), open);
+  const min = value('minimum');
+  const exclusiveMin = value('exclusiveMinimum');
+  const max = value('maximum');
+  const exclusiveMax = value('exclusiveMaximum');
+  const lo = candidates([min === undefined ? undefined : Math.ceil(min), exclusiveMin === undefined ? undefined : Math.floor(exclusiveMin) + 1], (a, b) => (a > b ? a : b), -INTEGER_LIMIT);
+  const hi = candidates([max === undefined ? undefined : Math.floor(max), exclusiveMax === undefined ? undefined : Math.ceil(exclusiveMax) - 1], (a, b) => (a < b ? a : b), INTEGER_LIMIT);
+  if (lo > hi) throw invalidRequest(`"${field}" has bounds at ${at} that no integer (of up to 16 digits) meets; fix them.`, field);
+  return integerRangeSchema(lo, hi);
 }
 
 /** minLength / maxLength as a pattern of JSON-safe characters; with a pattern or format beside them, refused. */

@@ -19,7 +19,9 @@ export function registerGenerationRoutes(app: FastifyInstance, ctx: ServeContext
   app.post('/v1/chat/completions', async (request, reply) => {
     const req = parseChatRequest(request.body, ctx.vocabSize);
     const prompt = chatPrompt(ctx.tokenizer, req.messages, req.tools);
-    const job = await GenerationJob.prepare(ctx, req.model, prompt.ids, req.params, 'messages');
-    return respond(reply, job, chatFormat(req.model, req.params.includeUsage, prompt.toolCalling), req.params);
+    // Forced tool calls are held to their grammar (parseChatRequest refused another constraint beside them).
+    const params = prompt.guided ? { ...req.params, guided: prompt.guided } : req.params;
+    const job = await GenerationJob.prepare(ctx, req.model, prompt.ids, params, 'messages');
+    return respond(reply, job, chatFormat(req.model, params.includeUsage, prompt.toolCalling), params);
   });
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { WrittenCalls } from '../grammar/guided-decoding.js';
 import { isObject } from '../json-fields.js';
 import { jsonValueEnd, parseJson } from './json-value-end.js';
 
@@ -28,6 +29,8 @@ export interface ToolCallSyntax {
   read(text: string, final: boolean): CallRead | null;
   /** A new call id in the form the family's template accepts back in the history. */
   newId(): string;
+  /** The exact text its template writes calls in, which forced calls (tool_choice "required" or named) are kept to. */
+  readonly written: WrittenCalls;
 }
 
 const ALPHANUMERIC = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
@@ -67,7 +70,7 @@ function jsonAfter(text: string, from: number): { start: number; end: number } |
  * (`<tool_call>{...}</tool_call>`, Qwen2.5 and Qwen3) and Phi-4-mini (`<|tool_call|>...<|/tool_call|>`). A call the
  * output ends inside, its closing tag never written, is read to the end.
  */
-function tagged(name: string, open: string, close: string): ToolCallSyntax {
+function tagged(name: string, open: string, close: string, written: WrittenCalls): ToolCallSyntax {
   return {
     name,
     openers: [open],
@@ -80,6 +83,7 @@ function tagged(name: string, open: string, close: string): ToolCallSyntax {
       return { length: end < 0 ? text.length : end + close.length, calls: callsOf(body) };
     },
     newId: openAiId,
+    written,
   };
 }
 
@@ -100,6 +104,8 @@ const LLAMA3_JSON: ToolCallSyntax = {
     return { length: json.end, calls: call ? [call] : null };
   },
   newId: openAiId,
+  // Llama 3.1's template writes a past call as {"name": ..., "parameters": ...}, and the model answers in kind.
+  written: { form: 'object', begin: '', callBegin: '', callEnd: '', separator: '; ', end: '', argumentsKey: 'parameters' },
 };
 
 /**
@@ -125,11 +131,17 @@ const MISTRAL: ToolCallSyntax = {
     return { length: json.end, calls: call ? [call] : null };
   },
   newId: () => randomId(9),
+  written: { form: 'object', begin: '[TOOL_CALLS][', callBegin: '', callEnd: '', separator: ', ', end: ']', argumentsKey: 'arguments' },
 };
 
+/** Mistral with the v11 tokenizer's templates (they write `[ARGS]`): calls read the same, forced ones written `[TOOL_CALLS]name[ARGS]{...}`. */
+const MISTRAL_V11: ToolCallSyntax = { ...MISTRAL, written: { form: 'named', callBegin: '[TOOL_CALLS]', nameEnd: '[ARGS]' } };
+
 export const TOOL_CALL_SYNTAXES: readonly ToolCallSyntax[] = [
-  tagged('hermes', '<tool_call>', '</tool_call>'),
-  tagged('phi4_mini', '<|tool_call|>', '<|/tool_call|>'),
+  // Qwen2.5's and Qwen3's templates: each call on its own lines between the tags, calls one line apart.
+  tagged('hermes', '<tool_call>', '</tool_call>', { form: 'object', begin: '', callBegin: '<tool_call>\n', callEnd: '\n</tool_call>', separator: '\n', end: '', argumentsKey: 'arguments' }),
+  // llama.cpp's Phi-4-mini template: each call's {"name", "arguments"} between the tags, nothing between calls.
+  tagged('phi4_mini', '<|tool_call|>', '<|/tool_call|>', { form: 'object', begin: '', callBegin: '<|tool_call|>', callEnd: '<|/tool_call|>', separator: '', end: '', argumentsKey: 'arguments' }),
   LLAMA3_JSON,
   MISTRAL,
 ];
@@ -139,5 +151,6 @@ export const TOOL_CALL_SYNTAXES: readonly ToolCallSyntax[] = [
  * source (the text its tool instructions or its rendering of past calls write), or null for none we parse.
  */
 export function toolCallSyntaxOf(templateSource: string): ToolCallSyntax | null {
-  return TOOL_CALL_SYNTAXES.find((s) => templateSource.includes(s.openers[0]!)) ?? null;
+  const syntax = TOOL_CALL_SYNTAXES.find((s) => templateSource.includes(s.openers[0]!)) ?? null;
+  return syntax === MISTRAL && templateSource.includes('[ARGS]') ? MISTRAL_V11 : syntax;
 }
