@@ -10,7 +10,10 @@ import { after, before, describe, it } from 'node:test';
 import type OpenAI from 'openai';
 import { generate } from '../../src/generate/index.js';
 import { AutoModelForCausalLM } from '../../src/models/auto.js';
+import type { CausalLM } from '../../src/models/causal-lm.js';
+import { MoeExperts, SparseMoeBlock } from '../../src/models/moe.js';
 import { PeftModel } from '../../src/peft/index.js';
+import { loadIn4bit } from '../../src/quant/index.js';
 import { AutoTokenizer, type PreTrainedTokenizer } from '../../src/tokenizer/index.js';
 import { TEST_DEVICE } from '../helpers/device.js';
 import { fixturePath, readFixtureTensor } from '../helpers/fixtures.js';
@@ -57,6 +60,37 @@ async function streamed(client: OpenAI, model: string, prompt: number[]): Promis
   return { text, first, last };
 }
 
+/**
+ * Jobs for the base, the expert adapter and the attention adapter on every prompt. The library (PEFT over `base`,
+ * adapters stored in its dtype as the server stores them) generates each job alone and all of them as rows of one
+ * call, which must agree; the server answers each job alone, then all at once, streamed, and must give each the
+ * library's tokens, with the requests overlapping in time (each one's first token before any one's last, so all
+ * were rows of the same decode steps). Returns the library's tokens per job, models outer, prompts inner.
+ */
+async function checkMixedBatch(t: TestServer, name: string, base: CausalLM, prompts: readonly number[][], decode: (tokens: readonly number[]) => string): Promise<number[][]> {
+  const jobs: Job[] = SERVED.flatMap((model) => prompts.map((prompt) => ({ model, prompt })));
+  const peft = await PeftModel.fromPretrained(base, fixturePath(`${name}-lora_experts`), { adapterName: 'experts', dtype: base.dtype });
+  await peft.loadAdapter(fixturePath(`${name}-lora`), 'attention', { dtype: base.dtype });
+  const rowName = (m: Served) => (m === 'base' ? '__base__' : m);
+  const options = { maxNewTokens: 16, eosTokenId: null };
+  const alone: number[][] = [];
+  for (const job of jobs) alone.push((await generate(peft.model, [job.prompt], { ...options, adapterNames: [rowName(job.model)] }))[0]!.slice(job.prompt.length));
+  const together = await generate(peft.model, jobs.map((j) => j.prompt), { ...options, adapterNames: jobs.map((j) => rowName(j.model)) });
+  assert.deepEqual(together.map((row, i) => row.slice(jobs[i]!.prompt.length)), alone, 'library: mixed rows equal each row alone');
+  const served = (m: Served) => (m === 'base' ? name : m);
+  const client = t.client();
+  for (const [i, job] of jobs.entries()) {
+    const r = await client.completions.create(params(served(job.model), job.prompt));
+    assert.equal(r.choices[0]!.text, decode(alone[i]!), `server alone, job ${i} (${job.model})`);
+  }
+  const results = await Promise.all(jobs.map((job) => streamed(client, served(job.model), job.prompt)));
+  assert.deepEqual(results.map((r) => r.text), alone.map(decode), 'server batch: every request its tokens alone');
+  const firsts = Math.max(...results.map((r) => r.first));
+  const lasts = Math.min(...results.map((r) => r.last));
+  assert.ok(firsts < lasts, `the requests overlapped (last first token at ${firsts.toFixed(1)} ms, first last token at ${lasts.toFixed(1)} ms)`);
+  return alone;
+}
+
 for (const name of MOE_MODELS) {
   describe(`${name}: expert adapters served over a real port`, () => {
     const ref = `${name}-ref.safetensors`;
@@ -96,34 +130,13 @@ for (const name of MOE_MODELS) {
     }
 
     it('a mixed batch of expert, attention and base rows gives each request its tokens alone and the library\'s generate', async () => {
-      const jobs: Job[] = SERVED.flatMap((model) => prompts.map((prompt) => ({ model, prompt })));
-      // The library: PEFT with both adapters, every job alone, then all nine as rows of one generate call.
-      const peft = await PeftModel.fromPretrained(await AutoModelForCausalLM.fromPretrained(fixturePath(name), { device: TEST_DEVICE }), fixturePath(`${name}-lora_experts`), { adapterName: 'experts' });
-      await peft.loadAdapter(fixturePath(`${name}-lora`), 'attention');
-      const rowName = (m: Served) => (m === 'base' ? '__base__' : m);
-      const options = { maxNewTokens: 16, eosTokenId: null };
-      const alone: number[][] = [];
-      for (const job of jobs) alone.push((await generate(peft.model, [job.prompt], { ...options, adapterNames: [rowName(job.model)] }))[0]!.slice(job.prompt.length));
-      const together = await generate(peft.model, jobs.map((j) => j.prompt), { ...options, adapterNames: jobs.map((j) => rowName(j.model)) });
-      assert.deepEqual(together.map((row, i) => row.slice(jobs[i]!.prompt.length)), alone, 'library: mixed rows equal each row alone');
+      const base = await AutoModelForCausalLM.fromPretrained(fixturePath(name), { device: TEST_DEVICE });
+      const alone = await checkMixedBatch(t, name, base, prompts, decode);
       // The rows on the reference prompt are PEFT's own greedy tokens (up to its EOS, where PEFT stopped).
-      for (const model of SERVED) {
-        const j = jobs.findIndex((job) => job.model === model && job.prompt === prompts[0]);
+      for (const [i, model] of SERVED.entries()) {
         const expected = await ids(ref, model === 'base' ? 'generate_base' : `${ADAPTERS[model]}.generate`);
-        assert.deepEqual(alone[j]!.slice(0, expected.length), expected, `${model} alone vs PEFT`);
+        assert.deepEqual(alone[i * prompts.length]!.slice(0, expected.length), expected, `${model} alone vs PEFT`);
       }
-      // The server: each job alone, then all nine at once, streamed, so they share decode steps.
-      const client = t.client();
-      for (const [i, job] of jobs.entries()) {
-        const r = await client.completions.create(params(served(job.model), job.prompt));
-        assert.equal(r.choices[0]!.text, decode(alone[i]!), `server alone, job ${i} (${job.model})`);
-      }
-      const results = await Promise.all(jobs.map((job) => streamed(client, served(job.model), job.prompt)));
-      assert.deepEqual(results.map((r) => r.text), alone.map(decode), 'server batch: every request its tokens alone');
-      // Every request had its first token before any had its last, so all nine were rows of the same decode steps.
-      const firsts = Math.max(...results.map((r) => r.first));
-      const lasts = Math.min(...results.map((r) => r.last));
-      assert.ok(firsts < lasts, `the requests overlapped (last first token at ${firsts.toFixed(1)} ms, first last token at ${lasts.toFixed(1)} ms)`);
     });
 
     it('loads an expert adapter at run time, serves it, unloads it, and refuses one made for another model', async () => {
@@ -149,3 +162,34 @@ for (const name of MOE_MODELS) {
     });
   });
 }
+
+describe('--qlora: MoE models served with NF4 projections and NF4 experts', () => {
+  for (const name of ['tiny-qwen3moe', 'tiny-gptoss']) {
+    it(`${name}: expert adapters in a mixed batch over the 4-bit base give the library's QLoRA tokens`, async () => {
+      const t = await startServer({
+        modelDir: fixturePath(name),
+        qlora: true,
+        adapters: Object.entries(ADAPTERS).map(([n, v]) => ({ name: n, path: fixturePath(`${name}-${v}`) })),
+        maxBatch: 32,
+      });
+      try {
+        const tokenizer = await AutoTokenizer.fromPretrained(fixturePath(name));
+        const decode = (tokens: readonly number[]) => tokenizer.decode(tokens, { skipSpecialTokens: true });
+        const input = await ids(`${name}-ref.safetensors`, 'input_ids');
+        const prompts = [input.slice(0, 8), input.slice(24, 35)];
+        // What train --qlora trains on: every expert matrix in NF4, computed in bfloat16.
+        const base = await loadIn4bit(fixturePath(name), { device: TEST_DEVICE });
+        const experts = [...base.namedModules()].flatMap(([, m]) => (m instanceof SparseMoeBlock && m.experts instanceof MoeExperts ? [m.experts] : []));
+        assert.ok(experts.length > 0 && experts.every((e) => e.isQuantized('gate_up_proj') && e.isQuantized('down_proj')));
+        assert.equal(base.dtype, 'bfloat16');
+        const quantized = await checkMixedBatch(t, name, base, prompts, decode);
+        // The 4-bit experts change the tokens: the dense float32 model's differ for some job.
+        const dense = await PeftModel.fromPretrained(await AutoModelForCausalLM.fromPretrained(fixturePath(name), { device: TEST_DEVICE }), fixturePath(`${name}-lora_experts`));
+        const [denseExperts] = await generate(dense.model, [prompts[0]!], { maxNewTokens: 16, eosTokenId: null });
+        assert.notDeepEqual(denseExperts!.slice(8), quantized[prompts.length], 'NF4 experts give other tokens than the dense ones');
+      } finally {
+        await t.server.close();
+      }
+    });
+  }
+});
