@@ -129,3 +129,28 @@ test('generate --prompt-ids refuses what it cannot take, in one sentence', () =>
   assert.equal(oneSentence(cli(['generate', '--model', model, '--prompt-ids', '1', '--chat'])), 'loraforge: --chat renders text in the chat template, so it cannot take --prompt-ids; pass --prompt with --chat.');
   assert.equal(oneSentence(cli(['generate', '--model', model, '--prompt', 'a', '--system', 'terse'])), 'loraforge: --system is the system message of --chat; add --chat or drop --system.');
 });
+
+test('inspect of a MoE model names its experts and counts them as NF4 in the QLoRA estimate, as train --qlora holds them', () => {
+  const r = cli(['inspect', fixturePath('tiny-qwen3moe')]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /, 4 experts \(top 2, intermediate 48\) on 2 of 2 layers,/);
+  // 2 layers x (q, o 64x64 + k, v 32x64 = 12,288 projection weights + 4 experts x 3 x 48x64 = 36,864 expert weights)
+  // = 98,304 weights at 0.5 + 1/64 + 4/16384 bytes, and the other 148,352 - 98,304 = 50,048 parameters in bf16:
+  // 150,808 bytes.
+  assert.match(r.stdout, /parameters: 148,352 /);
+  assert.match(r.stdout, /NF4 \(QLoRA\) 147\.3 KiB\n/);
+});
+
+test('quantize of a MoE model writes NF4 projections, says the experts stay bfloat16, and the result generates with an expert adapter', async () => {
+  const dir = await tempDir();
+  const out = join(dir, 'bnb');
+  const r = cli(['quantize', '--model', fixturePath('tiny-mixtral'), '--output', out]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^Quantized 8 projection weights to NF4; /);
+  assert.match(r.stdout, /\nThe experts stay in bfloat16, as transformers \+ bitsandbytes keep fused expert parameters; train --qlora and serve --qlora on the dense model put them in NF4 too\.\n$/);
+  const stored = await readAll(join(out, 'model.safetensors'));
+  assert.equal(stored.layout['model.layers.0.self_attn.q_proj.weight']!.dtype, 'uint8');
+  assert.equal(stored.layout['model.layers.0.block_sparse_moe.experts.0.w1.weight']!.dtype, 'bfloat16');
+  const generated = cli(['generate', '--model', out, '--adapter', fixturePath('tiny-mixtral-lora_experts'), '--prompt-ids', await refPrompt('tiny-mixtral'), '--max-new-tokens', '4']);
+  assert.equal(generated.code, 0, generated.stderr);
+});
