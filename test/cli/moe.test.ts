@@ -7,11 +7,14 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { decodeTensor } from '../../src/io/decode.js';
+import { generate } from '../../src/generate/index.js';
 import { AutoModelForCausalLM } from '../../src/models/auto.js';
+import { PeftModel } from '../../src/peft/index.js';
+import { loadIn4bit } from '../../src/quant/index.js';
 import { AutoTokenizer } from '../../src/tokenizer/index.js';
 import { fixturePath, readFixtureTensor } from '../helpers/fixtures.js';
 import { assertClose } from '../helpers/numeric.js';
-import { cli, oneSentence, tempDir } from './helpers.js';
+import { cli, oneSentence, serveOnce, tempDir } from './helpers.js';
 
 const TOLERANCE = 1e-4;
 
@@ -153,4 +156,17 @@ test('quantize of a MoE model writes NF4 projections, says the experts stay bflo
   assert.equal(stored.layout['model.layers.0.block_sparse_moe.experts.0.w1.weight']!.dtype, 'bfloat16');
   const generated = cli(['generate', '--model', out, '--adapter', fixturePath('tiny-mixtral-lora_experts'), '--prompt-ids', await refPrompt('tiny-mixtral'), '--max-new-tokens', '4']);
   assert.equal(generated.code, 0, generated.stderr);
+});
+
+test("serve --qlora serves an expert adapter over NF4 experts with the library's QLoRA tokens", async () => {
+  const name = 'tiny-qwen3moe';
+  const prompt = (await refIds(name, 'input_ids')).slice(0, 8);
+  const adapter = fixturePath(`${name}-lora_experts`);
+  const text = await serveOnce(['--model', fixturePath(name), '--qlora', '--adapter', `e=${adapter}`], { model: 'e', prompt, max_tokens: 16, temperature: 0 });
+  const base = await loadIn4bit(fixturePath(name), {});
+  const peft = await PeftModel.fromPretrained(base, adapter, { dtype: base.dtype });
+  const [tokens] = await generate(peft.model, [prompt], { maxNewTokens: 16 });
+  const tokenizer = await AutoTokenizer.fromPretrained(fixturePath(name));
+  assert.equal(text, tokenizer.decode(tokens!.slice(prompt.length), { skipSpecialTokens: true }));
+  assert.notEqual(`${text}\n`, await refText(name, 'lora_experts.generate'), 'the dense model (PEFT\'s reference) gives other tokens');
 });
