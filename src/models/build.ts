@@ -100,6 +100,10 @@ export async function buildCausalLM(
   loadWeight: WeightLoader = (name, shape) => loadTensor(source, name, dtype, device, shape),
 ): Promise<CausalLM> {
   const c = config;
+  // Before any weight reaches the device: the CUDA kernels would refuse the first attention call instead.
+  if (c.attentionSinks && device.startsWith('cuda')) {
+    throw new ConfigError(`${c.architecture} uses attention sinks, which the CUDA attention kernels do not implement; load this model with device "cpu".`);
+  }
   const { prefix: root, lmHead: lmHeadName } = decoderPrefix(c, source);
   const proj = (p: LayerProjection, layer: string) =>
     loadLinear({ source, prefix: `${layer}.${p.path}`, inFeatures: p.inFeatures, outFeatures: p.outFeatures, bias: p.bias, dtype, device, config: c });

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { AutoModelForCausalLM } from '../../src/models/auto.js';
 import { ConfigError, parseModelConfig } from '../../src/models/config.js';
 import { fixturePath } from '../helpers/fixtures.js';
 
@@ -49,4 +50,11 @@ test('MoE fields loraforge does not implement are refused in one sentence naming
 
 test('output_router_logits with a zero router_aux_loss_coef leaves the loss unchanged and is accepted', () => {
   assert.equal(parseModelConfig({ ...fixture('tiny-mixtral'), output_router_logits: true, router_aux_loss_coef: 0 }).moe!.topK, 2);
+});
+
+test('gpt-oss on CUDA is refused at load, in one sentence, before anything reaches the device (no sink term in the CUDA attention)', async () => {
+  await assert.rejects(AutoModelForCausalLM.fromPretrained(fixturePath('tiny-gptoss'), { device: 'cuda' }), {
+    name: 'ConfigError',
+    message: 'GptOssForCausalLM uses attention sinks, which the CUDA attention kernels do not implement; load this model with device "cpu".',
+  });
 });
