@@ -1,6 +1,7 @@
 /**
  * Multi-adapter serving throughput: one batch of `batch` sequences decoded by the server's scheduler, with every
- * row on the base model, or the rows spread over 1, 8 or 64 distinct LoRA adapters (r16 on all seven linears).
+ * row on the base model, or the rows spread over 1, 8 or 64 distinct LoRA adapters (r16 on all seven linears, and
+ * on a mixture-of-experts shape such as moe-small or qwen3-30b-a3b on the experts too).
  * The base projections run once per step for the whole batch; every row's low-rank product follows in one gathered
  * call per group of projections that share an input (q, k, v; o; gate, up; down: multiLoraLinearGroup). Decode
  * steps run under the backend's batch-invariant matmuls, as served.
@@ -122,7 +123,8 @@ async function main(): Promise<void> {
   const config = benchConfig(args.shape);
   const model = await randomModel(config, args);
   const most = Math.max(...args.adapters);
-  const lora = { r: 16, loraAlpha: 16, loraDropout: 0, targetModules: 'all-linear' as const };
+  // On a mixture-of-experts shape the adapters also cover every expert (PEFT's target_parameters), as issue 14's serving bench asks.
+  const lora = { r: 16, loraAlpha: 16, loraDropout: 0, targetModules: 'all-linear' as const, ...(config.moe ? { targetParameters: ['experts.gate_up_proj', 'experts.down_proj'] } : {}) };
   if (most > 0) {
     const peft = getPeftModel(model, lora, 'adapter-0');
     for (let i = 1; i < most; i++) peft.addAdapter(`adapter-${i}`, lora);

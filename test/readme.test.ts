@@ -23,6 +23,7 @@ import { PROJECT_ROOT, fixturePath } from './helpers/fixtures.js';
 const SUBSTITUTIONS: readonly { readonly hubId: string; readonly fixture: string; readonly why: string }[] = [
   { hubId: 'HuggingFaceTB/SmolLM2-135M', fixture: fixturePath('tiny-llama'), why: 'a Llama like SmolLM2, 2 layers, hidden 64' },
   { hubId: 'HuggingFaceTB/SmolLM2-135M-Instruct', fixture: fixturePath('tiny-llama'), why: 'tiny-llama carries a chat template (chat_template.jinja)' },
+  { hubId: 'Qwen/Qwen3-30B-A3B', fixture: fixturePath('tiny-qwen3moe'), why: 'a Qwen3MoeForCausalLM as Qwen3-30B-A3B is: 2 layers, 4 experts, top 2' },
   { hubId: 'openai/gsm8k', fixture: fixturePath('gsm8k-mini'), why: 'a folder in the repo\'s layout (main/<split>-00000-of-00001.parquet, question and answer columns); --data takes such a folder as it takes the repo' },
 ];
 

@@ -74,14 +74,22 @@ async function inspectModel(dir: string, r: number): Promise<void> {
     return;
   }
   const c = await withCheckpoint(openCheckedCheckpoint(dir, config), countCheckpoint);
-  const other = c.params - c.projectionParams;
-  // QLoRA: 4 bits per projection weight plus one absmax byte per 64 weights and an fp32 per 256 absmax (double quant); the rest bf16.
-  const nf4 = c.projectionParams * (0.5 + 1 / 64 + 4 / (64 * 256)) + other * 2;
+  // QLoRA quantizes the projections and, on a mixture-of-experts model, every expert matrix (loadIn4bit).
+  const quantized = c.projectionParams + expertWeightParams(config);
+  const other = c.params - quantized;
+  // QLoRA: 4 bits per quantized weight plus one absmax byte per 64 weights and an fp32 per 256 absmax (double quant); the rest bf16.
+  const nf4 = quantized * (0.5 + 1 / 64 + 4 / (64 * 256)) + other * 2;
   // LoRA's A [r, in] and B [out, r] per projection, from the config's shapes (a 4-bit checkpoint stores packed bytes).
   const lora = config.numHiddenLayers * layerProjections(config).reduce((s, p) => s + r * (p.outFeatures + p.inFeatures), 0);
   console.log(`  parameters: ${n(c.params)} (${bytes(c.storedBytes)} as stored)`);
   console.log(`  weights in memory: float32 ${bytes(c.params * 4)}, bfloat16 ${bytes(c.params * 2)}, NF4 (QLoRA) ${bytes(nf4)}`);
   console.log(`  LoRA r=${r} on all linear layers: ${n(lora)} trainable parameters (${((100 * lora) / (c.params + lora)).toFixed(4)}% of ${n(c.params + lora)}); adapter ${bytes(lora * 4)} + AdamW state ${bytes(lora * 8)} in float32`);
+}
+
+/** The expert matrices of every sparse layer (gate, up and down of each expert; biases and routers aside). */
+function expertWeightParams(c: ModelConfig): number {
+  if (!c.moe) return 0;
+  return c.moe.sparseLayers.filter(Boolean).length * 3 * c.moe.numExperts * c.moe.expertIntermediateSize * c.hiddenSize;
 }
 
 /** One line on what sets this family's computation apart: attention pattern, RoPE, norms, soft-capping. */
@@ -93,6 +101,7 @@ export function describeArchitecture(c: ModelConfig): string {
     sliding ? `sliding window ${c.slidingWindow} on ${sliding} of ${c.numHiddenLayers} layers` : 'full attention on every layer',
     `RoPE ${[...new Set(Object.values(c.rope).map((r) => `${r.type} theta ${r.theta}`))].join(' / ')}${c.rotaryDim < c.headDim ? ` on ${c.rotaryDim} of ${c.headDim} dims` : ''}`,
   ];
+  if (c.moe) parts.push(`${c.moe.numExperts} experts (top ${c.moe.topK}, intermediate ${c.moe.expertIntermediateSize}) on ${c.moe.sparseLayers.filter(Boolean).length} of ${c.numHiddenLayers} layers`);
   const nope = c.ropeLayers.filter((r) => !r).length;
   if (nope) parts.push(`${nope} NoPE layers`);
   if (c.qkNorm !== 'none') parts.push(`q/k norm per ${c.qkNorm}`);

@@ -54,6 +54,9 @@ export async function quantizeCommand(argv: string[]): Promise<number> {
     const result = await quantizeModel(parsed.model, parsed.output, parsed.options);
     const mib = (result.totalSize / 2 ** 20).toFixed(1);
     process.stdout.write(`Quantized ${result.quantizedWeights} projection weights to NF4; wrote ${result.files.join(', ')} (${mib} MiB of weights) to ${parsed.output}.\n`);
+    if (result.denseExperts) {
+      process.stdout.write(`The experts stay in ${parsed.options.dtype}, as transformers + bitsandbytes keep fused expert parameters; train --qlora and serve --qlora on the dense model put them in NF4 too.\n`);
+    }
     return 0;
   } catch (err) {
     if (err instanceof QuantError || err instanceof FormatError || err instanceof ConfigError || err instanceof HubError) {

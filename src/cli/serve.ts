@@ -30,6 +30,7 @@ const SERVE_OPTIONS: OptionSpecs = {
   'body-limit': { kind: 'number', integer: true, min: 1, default: SERVER_DEFAULTS.bodyLimit, help: 'largest request body in bytes' },
   device: { kind: 'string', default: 'cpu', help: 'cpu, cuda or cuda:N' },
   dtype: { kind: 'enum', values: ['auto', 'float32', 'bfloat16', 'float16'], default: 'auto', help: 'dtype of the base weights (auto: config.json\'s)' },
+  qlora: { kind: 'boolean', default: false, help: 'quantize the base model to 4-bit NF4 on load, as train --qlora does (decoder projections, and a mixture-of-experts model\'s experts); serve a QLoRA adapter on the base it trained on' },
   'adapter-dtype': { kind: 'enum', values: ['model', 'float32', 'bfloat16', 'float16'], default: 'model', help: 'dtype adapters are stored and computed in (model: the base weights\' dtype, as vLLM serves LoRA; float32: as PEFT computes)' },
   log: { kind: 'boolean', default: false, help: 'log every request (JSON lines on stdout)' },
   help: { kind: 'boolean', help: 'show this help' },
@@ -91,6 +92,7 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     bodyLimit: v['body-limit'] as number,
     device: v['device'] as string,
     dtype: v['dtype'] as DType | 'auto',
+    qlora: v['qlora'] as boolean,
     adapterDtype: v['adapter-dtype'] as DType | 'model',
     logger: v['log'] as boolean,
   };

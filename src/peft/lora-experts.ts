@@ -1,7 +1,7 @@
 import { MoeExperts, type ExpertsLike, type ExpertWeightName } from '../models/moe.js';
 import { Linear } from '../nn/layers.js';
 import { bumpParameterEpoch, Module, type ForwardContext } from '../nn/module.js';
-import { add, contiguous, fromHost, groupedMatmul, matmul, mul, mulScalar, permute, reshape, sub, to, transpose, type ExpertRouting } from '../ops/index.js';
+import { add, cat, contiguous, embedding, fromHost, groupedMatmul, matmul, mulScalar, permute, reshape, scatterAddRows, sub, to, transpose, type ExpertRouting } from '../ops/index.js';
 import { noGrad } from '../tensor/grad-mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -131,15 +131,19 @@ export class LoraExperts extends Module implements ExpertsLike {
     if (this.merged) return this.base_layer.forward(xs, routing, ctx);
     const names = (rows ? [...new Set(rows)] : this.state.activeAdapters).filter((n) => this.settings.has(n));
     if (names.length === 0) return this.base_layer.forward(xs, routing, ctx);
-    const masks = rows ? this.rowMasks(names, rows, routing, xs) : null;
+    // Every row on one adapter: all assignments through it. Otherwise each adapter's own assignments only.
+    const groups = rows && !rows.every((n) => n === names[0]) ? this.rowGroups(names, rows, routing, xs) : null;
     const term = (parameter: ExpertParameter) => (x: Tensor, r: ExpertRouting) => {
-      let total: Tensor | null = null;
-      names.forEach((name, i) => {
-        const d = this.delta(name, parameter, x, r);
-        const masked = masks ? mul(d, masks[i]!) : d;
-        total = total ? add(total, masked) : masked;
-      });
-      return total!;
+      if (!groups) {
+        let total: Tensor | null = null;
+        for (const name of names) {
+          const d = this.delta(name, parameter, x, r.groupSizes);
+          total = total ? add(total, d) : d;
+        }
+        return total!;
+      }
+      const parts = groups.adapters.map((g) => this.delta(g.name, parameter, embedding(g.index, x), g.groupSizes));
+      return scatterAddRows(parts.length === 1 ? parts[0]! : cat(parts, 0), groups.index, x.shape[0]!);
     };
     return this.base_layer.forward(xs, routing, ctx, {
       gateUp: this.adapters.has('gate_up_proj') ? term('gate_up_proj') : undefined,
@@ -148,28 +152,42 @@ export class LoraExperts extends Module implements ExpertsLike {
   }
 
   /**
-   * A mixed batch: per adapter, 1 on the grouped assignments whose token's batch row names it, else 0 ([rows, 1]).
-   * Tokens are row-major over the batch, so token n sits in row floor(n / (tokens / batch rows)).
+   * A mixed batch: per adapter, the grouped assignments whose token's batch row names it (an int32 index into the
+   * grouped order, still sorted by expert) and their count per expert; `index` is all of them, adapter after
+   * adapter, where the adapters' terms are scattered back (an assignment of a base row gets none). Tokens are
+   * row-major over the batch, so token n sits in row floor(n / (tokens / batch rows)).
    */
-  private rowMasks(names: readonly string[], rowAdapters: readonly string[], routing: ExpertRouting, xs: Tensor): Tensor[] {
+  private rowGroups(names: readonly string[], rowAdapters: readonly string[], routing: ExpertRouting, xs: Tensor): { adapters: { name: string; index: Tensor; groupSizes: number[] }[]; index: Tensor } {
     if (routing.tokens % rowAdapters.length !== 0) {
       throw new PeftError(`${rowAdapters.length} adapter names were given for a batch of ${routing.tokens} tokens; pass one name per row.`);
     }
     const perRow = routing.tokens / rowAdapters.length;
-    return names.map((name) => {
-      const m = new Float32Array(routing.hostToken.length);
-      routing.hostToken.forEach((token, a) => (m[a] = rowAdapters[Math.floor(token / perRow)] === name ? 1 : 0));
-      return to(fromHost(m, [m.length, 1], 'float32', xs.device), { dtype: xs.dtype });
+    const positions = new Map(names.map((n) => [n, [] as number[]]));
+    const sizes = new Map(names.map((n) => [n, new Array<number>(routing.experts).fill(0)]));
+    let a = 0;
+    routing.groupSizes.forEach((size, e) => {
+      for (const end = a + size; a < end; a++) {
+        const name = rowAdapters[Math.floor(routing.hostToken[a]! / perRow)]!;
+        positions.get(name)?.push(a);
+        const counts = sizes.get(name);
+        if (counts) counts[e]!++;
+      }
     });
+    const used = names.filter((n) => positions.get(n)!.length > 0);
+    const index = (list: readonly number[]) => fromHost(Int32Array.from(list), [list.length], 'int32', xs.device);
+    return {
+      adapters: used.map((name) => ({ name, index: index(positions.get(name)!), groupSizes: sizes.get(name)! })),
+      index: index(used.flatMap((n) => positions.get(n)!)),
+    };
   }
 
-  /** scaling * (x A_e^T) B_e^T for the rows of x grouped by expert: two grouped GEMMs. */
-  private delta(name: string, parameter: ExpertParameter, x: Tensor, routing: ExpertRouting): Tensor {
+  /** scaling * (x A_e^T) B_e^T for the rows of x grouped by expert (`groupSizes` rows each): two grouped GEMMs. */
+  private delta(name: string, parameter: ExpertParameter, x: Tensor, groupSizes: readonly number[]): Tensor {
     const { r, scaling } = this.settings.get(name)!;
     const a = this.factor(parameter, 'A', name)!.weight;
     const b = this.factor(parameter, 'B', name)!.weight;
-    const low = groupedMatmul(to(x, { dtype: a.dtype }), this.stackedA(a, r), routing.groupSizes, 'out-in');
-    const out = groupedMatmul(low, this.stackedB(b, r), routing.groupSizes, 'out-in');
+    const low = groupedMatmul(to(x, { dtype: a.dtype }), this.stackedA(a, r), groupSizes, 'out-in');
+    const out = groupedMatmul(low, this.stackedB(b, r), groupSizes, 'out-in');
     return to(mulScalar(out, scaling), { dtype: x.dtype });
   }
 

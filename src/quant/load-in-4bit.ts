@@ -32,12 +32,14 @@ export function quantizeOnLoadLinearLoader(options: QuantizeLinearsOptions = {})
  * model's experts too, one NF4 weight per expert matrix (quantizeExpertsInPlace; transformers + bitsandbytes leave
  * fused expert parameters dense, so this goes beyond them). The load dtype defaults to
  * the compute dtype (bfloat16), so weights are rounded to it before quantization as transformers does. A
- * checkpoint that is already 4-bit loads as it is.
+ * checkpoint that is already 4-bit loads as it is; gpt-oss's MXFP4 experts are decoded, then put in NF4.
  */
 export async function loadIn4bit(idOrDir: string, options: FromPretrainedOptions & QuantizeLinearsOptions = {}): Promise<CausalLM> {
   const dir = await resolvePretrained(idOrDir, { revision: options.revision, token: options.token, cacheDir: options.cacheDir });
   const config = await loadConfig(dir, { attnImplementation: options.attnImplementation });
-  if (config.raw['quantization_config'] !== undefined) return AutoModelForCausalLM.fromPretrained(dir, options);
+  // A checkpoint with 4-bit projections loads as it is. gpt-oss's MXFP4 is not one: it packs the experts alone, which
+  // load dequantized to `dtype` and are quantized to NF4 below with the (dense) projections.
+  if (config.raw['quantization_config'] !== undefined && config.moe?.expertFormat !== 'mxfp4') return AutoModelForCausalLM.fromPretrained(dir, options);
   const computeDtype = options.computeDtype ?? 'bfloat16';
   const dtype = !options.dtype || options.dtype === 'auto' ? computeDtype : options.dtype;
   const source = await openCheckedCheckpoint(dir, config);

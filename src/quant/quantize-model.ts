@@ -39,6 +39,11 @@ export interface QuantizeModelResult {
   quantizedWeights: number;
   /** Tensor data bytes of the written weights. */
   totalSize: number;
+  /**
+   * A mixture-of-experts model's expert weights are written in `dtype`, not NF4, as transformers + bitsandbytes
+   * leave fused expert parameters (loadIn4bit, train --qlora and serve --qlora quantize them on load instead).
+   */
+  denseExperts: boolean;
 }
 
 function asBytes(data: HostArray): Uint8Array {
@@ -148,7 +153,7 @@ export async function quantizeModel(modelDir: string, outDir: string, options: Q
     written.push(...(await copyCompanionFiles(dir, outDir)));
     await writeText(join(outDir, 'config.json'), quantizedConfigJson(config.raw, { dtype: opts.dtype, doubleQuant: opts.doubleQuant, computeDtype: opts.dtype }));
     written.push('config.json');
-    return { files: written, quantizedWeights, totalSize };
+    return { files: written, quantizedWeights, totalSize, denseExperts: config.moe !== null };
   } catch (err) {
     await Promise.all(written.map((name) => rm(join(outDir, name), { force: true })));
     if (createsOutput) await rm(outDir, { recursive: true, force: true });

@@ -61,6 +61,12 @@ export interface ServerOptions {
   readonly device?: string;
   readonly dtype?: DType | 'auto';
   /**
+   * Quantize the base model to NF4 on load, as `train --qlora` does (src/quant's loadIn4bit): the decoder
+   * projections and a mixture-of-experts model's experts, one NF4 weight per expert matrix; compute in bfloat16
+   * unless dtype says otherwise. A bnb-4bit checkpoint is served as it is stored either way. Default false.
+   */
+  readonly qlora?: boolean;
+  /**
    * dtype adapters are stored and computed in: 'model' (default) takes the base weights' dtype, as vLLM serves LoRA,
    * which halves the bytes a bfloat16 decode step reads per adapter; 'float32' computes them as PEFT does.
    */

@@ -1,6 +1,7 @@
 import { basename, resolve } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { AutoModelForCausalLM } from '../models/auto.js';
+import { loadIn4bit } from '../quant/index.js';
 import { AutoTokenizer } from '../tokenizer/index.js';
 import type { AdapterBackend } from './adapter-backend.js';
 import { checkAdapterRoot, findAdapterDir } from './adapter-path.js';
@@ -47,7 +48,8 @@ export async function createServer(options: ServerOptions): Promise<RunningServe
   if (maxKvBlocks !== Number.POSITIVE_INFINITY && (!Number.isInteger(maxKvBlocks) || maxKvBlocks < 1)) {
     throw new ServeOptionError(`--max-kv-blocks must be a positive whole number, got ${maxKvBlocks}.`);
   }
-  const model = await AutoModelForCausalLM.fromPretrained(options.modelDir, { dtype: options.dtype, device: options.device });
+  const load = { dtype: options.dtype, device: options.device };
+  const model = o.qlora ? await loadIn4bit(options.modelDir, load) : await AutoModelForCausalLM.fromPretrained(options.modelDir, load);
   const tokenizer = await AutoTokenizer.fromPretrained(options.modelDir);
   // Errors (a failed forward pass, a 500) are always logged; requests only with `logger`. forceCloseConnections:
   // close() runs after every generation has ended, so a socket still open is idle or a client's unused pre-opened

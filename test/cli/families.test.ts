@@ -1,36 +1,12 @@
 // Every dense family works from the command line as the Llama family does: train, generate with the adapter,
 // merge, quantize, inspect and serve, on each tiny fixture model.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fixturePath } from '../helpers/fixtures.js';
-import { cli, MAIN, smallDataset, tempDir } from './helpers.js';
-
-/** Starts `loraforge serve` on a free port, sends one completion with the adapter, returns its text and stops it. */
-async function serveOnce(model: string, adapter: string): Promise<string> {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--model', model, '--adapter', `a=${adapter}`, '--port', '0'], { env: { ...process.env, LORAFORGE_DEBUG: '' } });
-  try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout.setEncoding('utf8').on('data', (c: string) => {
-        out += c;
-        const m = /listening on (http:\/\/\S+\/v1)/.exec(out);
-        if (m) resolve(m[1]!);
-      });
-      child.on('exit', (code) => reject(new Error(`serve exited with ${code} before listening`)));
-    });
-    const res = await fetch(`${url}/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'a', prompt: 'acd>', max_tokens: 4, temperature: 0 }) });
-    assert.equal(res.status, 200);
-    const body = (await res.json()) as { choices: { text: string; finish_reason: string }[]; usage: { completion_tokens: number } };
-    assert.equal(body.choices.length, 1);
-    return body.choices[0]!.text;
-  } finally {
-    child.kill('SIGTERM');
-  }
-}
+import { cli, serveOnce, smallDataset, tempDir } from './helpers.js';
 
 for (const name of ['tiny-qwen3', 'tiny-gemma2', 'tiny-gemma3', 'tiny-phi3', 'tiny-smollm3', 'tiny-olmo2']) {
   test(`${name}: train, generate, merge, quantize, inspect and serve from the CLI`, async () => {
@@ -67,6 +43,6 @@ for (const name of ['tiny-qwen3', 'tiny-gemma2', 'tiny-gemma3', 'tiny-phi3', 'ti
     assert.equal(inspect.code, 0, inspect.stderr);
     assert.match(inspect.stdout, new RegExp(`${JSON.parse(await readFile(join(model, 'config.json'), 'utf8')).architectures[0]}`));
 
-    assert.equal(typeof (await serveOnce(model, out)), 'string');
+    assert.equal(typeof (await serveOnce(['--model', model, '--adapter', `a=${out}`], { model: 'a', prompt: 'acd>', max_tokens: 4, temperature: 0 })), 'string');
   });
 }

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -60,4 +61,27 @@ export function oneSentence(r: CliResult): string {
   const lines = r.stderr.trim().split('\n');
   if (lines.length !== 1 || !lines[0]!.startsWith('loraforge: ') || /\n\s+at /.test(r.stderr)) throw new Error(`expected one error line, got:\n${r.stderr}`);
   return lines[0]!;
+}
+
+/** Starts `loraforge serve ARGS --port 0`, POSTs `body` to /v1/completions, returns the one choice's text and stops it. */
+export async function serveOnce(args: readonly string[], body: object): Promise<string> {
+  const child = spawn(process.execPath, [MAIN, 'serve', ...args, '--port', '0'], { env: { ...process.env, LORAFORGE_DEBUG: '' } });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (c: string) => {
+        out += c;
+        const m = /listening on (http:\/\/\S+\/v1)/.exec(out);
+        if (m) resolve(m[1]!);
+      });
+      child.on('exit', (code) => reject(new Error(`serve exited with ${code} before listening`)));
+    });
+    const res = await fetch(`${url}/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    assert.equal(res.status, 200);
+    const answer = (await res.json()) as { choices: { text: string }[] };
+    assert.equal(answer.choices.length, 1);
+    return answer.choices[0]!.text;
+  } finally {
+    child.kill('SIGTERM');
+  }
 }

@@ -2,7 +2,7 @@
  * gpt-oss's MXFP4 expert layout, built here from the format's definition (OCP MX: blocks of 32 FP4 E2M1 values,
  * two per byte low nibble first, one E8M0 scale per block; transformers' *_blocks [E, out, in / 32, 16] and
  * *_scales [E, out, in / 32] of the transposed [E, in, out] parameter), loads dequantized to the compute dtype and
- * matches the dequantized reference computed below from the definition alone.
+ * matches the dequantized reference computed below from the definition alone; loadIn4bit quantizes it to NF4.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { AutoModelForCausalLM } from '../../src/index.js';
+import { MoeExperts } from '../../src/models/moe.js';
+import { Linear4bit, loadIn4bit } from '../../src/quant/index.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { assertClose } from '../helpers/numeric.js';
 import { editedFolder, type StoredTensor } from './edited-checkpoint.js';
@@ -114,6 +116,18 @@ test('an MXFP4 model computes the logits of the float model holding the dequanti
   const quantized = await AutoModelForCausalLM.fromPretrained(await variant(true), { dtype: 'float32' });
   const dequantized = await AutoModelForCausalLM.fromPretrained(await variant(false), { dtype: 'float32' });
   assertClose(await (await quantized.forward({ inputIds: ids })).logits.data(), await (await dequantized.forward({ inputIds: ids })).logits.data(), 1e-6, 'logits');
+});
+
+test('loadIn4bit (train and serve --qlora) puts an MXFP4 model\'s projections and experts in NF4, as the dequantized float model\'s', async () => {
+  const ids = [[5, 9, 33, 2, 17, 120, 8, 64]];
+  const fromMxfp4 = await loadIn4bit(await variant(true), {});
+  const modules = [...fromMxfp4.namedModules()].map(([, m]) => m);
+  assert.equal(modules.filter((m) => m instanceof Linear4bit).length, 2 * 4, 'q, k, v and o of both layers');
+  const experts = modules.filter((m): m is MoeExperts => m instanceof MoeExperts);
+  assert.ok(experts.length === 2 && experts.every((e) => e.isQuantized('gate_up_proj') && e.isQuantized('down_proj')));
+  // The FP4 values times powers of two are bfloat16 values, so both round the same experts to the same NF4 codes.
+  const fromFloat = await loadIn4bit(await variant(false), {});
+  assert.deepEqual(await (await fromMxfp4.forward({ inputIds: ids })).logits.data(), await (await fromFloat.forward({ inputIds: ids })).logits.data());
 });
 
 test('an MXFP4 scale of 255 (E8M0 NaN) is refused, naming the tensor and the block', async () => {

@@ -79,3 +79,23 @@ test('expert adapters refuse what PEFT\'s ParamWrapper refuses, and parameters t
     message: 'target_parameters matched model.layers.0.mlp.experts.gate_up_proj_bias, but loraforge adapts only the experts.gate_up_proj and experts.down_proj parameters of a mixture-of-experts layer; target those.',
   });
 });
+
+test('in a mixed batch each expert adapter\'s gradient comes from its own rows: two copies of one adapter sum to its whole-batch gradient', async () => {
+  const base = 'tiny-qwen3moe';
+  const { inputIds, labels } = await refBatch(base);
+  const whole = await PeftModel.fromPretrained(await loadBase(base), adapterDir(base, 'lora_experts'), { adapterName: 'a', isTrainable: true });
+  await (await whole.forward({ inputIds, labels })).loss!.backward();
+  const split = await PeftModel.fromPretrained(await loadBase(base), adapterDir(base, 'lora_experts'), { adapterName: 'a', isTrainable: true });
+  await split.loadAdapter(adapterDir(base, 'lora_experts'), 'b', { isTrainable: true });
+  // Only the active adapter trains (PEFT's rule); b's factors are made trainable here to see their gradient.
+  for (const [name, p] of split.model.namedParameters()) if (name.includes('.b.weight')) p.requiresGrad_();
+  const out = await split.forward({ inputIds, labels, adapterNames: ['a', 'b', 'a'] });
+  await assertTensorClose(out.logits, await refValues(base, 'lora_experts.logits'), 'mixed logits');
+  await out.loss!.backward();
+  // gate_up_proj's A of layer 1: PEFT's key for the active adapter, the module path per adapter name.
+  const key = 'base_model.model.model.layers.1.mlp.experts.base_layer.lora_A.weight';
+  const params = new Map(split.model.namedParameters());
+  const [ga, gb] = await Promise.all(['a', 'b'].map((n) => params.get(`model.layers.1.mlp.experts.gate_up_proj.lora_A.${n}.weight`)!.grad!.data()));
+  assert.ok(ga!.some((v) => v !== 0) && gb!.some((v) => v !== 0), 'both copies get a gradient');
+  assertClose(ga!.map((v, i) => v + gb![i]!), await whole.trainableParameters().get(key)!.grad!.data(), 'a + b = the whole batch\'s gradient');
+});

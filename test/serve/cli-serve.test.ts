@@ -46,6 +46,11 @@ describe('loraforge serve: flags', () => {
     assert.throws(() => parseServeArgs(['--model', 'm', '--max-kv-blocks', '2.5'], {}), { name: 'UsageError' });
   });
 
+  it('reads --qlora (NF4 on load), off by default', () => {
+    assert.equal(parseServeArgs(['--model', 'm', '--qlora'], {})!.qlora, true);
+    assert.equal(parseServeArgs(['--model', 'm'], {})!.qlora, false);
+  });
+
   it('reads --adapter-dtype and refuses other values', () => {
     assert.equal(parseServeArgs(['--model', 'm', '--adapter-dtype', 'float32'], {})!.adapterDtype, 'float32');
     assert.throws(() => parseServeArgs(['--model', 'm', '--adapter-dtype', 'int8'], {}), { name: 'UsageError' });
