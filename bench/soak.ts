@@ -13,15 +13,13 @@
  * Prints JSON lines: {"event":"start"}, {"event":"reference"}, one {"event":"sample"} per sample, and last
  * {"event":"summary"}; exits 1 when a request failed or an output differed, else 0.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { basename, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { fixturePath } from '../test/helpers/fixtures.js';
+import { modelAndAdapters, startServe, type AdapterArg, type ServeChild } from './serve-child.js';
 
 interface Args {
   modelDir: string;
-  adapters: { name: string; path: string }[];
+  adapters: AdapterArg[];
   clients: number;
   durationS: number;
   /** Seconds of load before memory counts: pools, caches and the JIT fill up during it. */
@@ -30,8 +28,6 @@ interface Args {
   /** Seconds between full collections forced in the server (0: none), so that RSS follows live memory, not garbage. */
   gcEveryS: number;
 }
-
-const FIXTURE_ADAPTERS = ['lora', 'lora_qv', 'rslora', 'dora'];
 
 function parse(): Args {
   const { values } = parseArgs({
@@ -50,14 +46,8 @@ function parse(): Args {
     if (!Number.isFinite(n) || n < min) throw new Error(`--${key} must be a number of at least ${min}, got ${JSON.stringify(values[key])}.`);
     return n;
   };
-  const adapters = (values.adapter ?? []).map((spec) => {
-    const eq = spec.indexOf('=');
-    if (eq <= 0) throw new Error(`--adapter needs NAME=DIR, got ${JSON.stringify(spec)}.`);
-    return { name: spec.slice(0, eq), path: spec.slice(eq + 1) };
-  });
   const args: Args = {
-    modelDir: values.model ?? fixturePath('tiny-llama'),
-    adapters: values.model || adapters.length > 0 ? adapters : FIXTURE_ADAPTERS.map((v) => ({ name: v, path: fixturePath(`tiny-llama-${v}`) })),
+    ...modelAndAdapters(values.model, values.adapter),
     clients: Math.floor(number('clients', 1)),
     durationS: number('duration', 1),
     warmupS: number('warmup', 0),
@@ -124,25 +114,11 @@ async function send(baseURL: string, job: Job, stream: boolean): Promise<Answer>
 }
 
 /** Starts `loraforge serve` on a free loopback port; resolves once it listens. */
-async function startServer(args: Args): Promise<{ child: ChildProcess; baseURL: string }> {
-  const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+function startServer(args: Args): Promise<ServeChild> {
   // The server's garbage (each decode step's small host arrays) piles up between V8's collections and drops at each,
   // a sawtooth of about a third of RSS on the fixture model; a forced collection every few seconds leaves the live set.
   const gc = args.gcEveryS > 0 ? ['--expose-gc', '--import', `data:text/javascript,setInterval(() => globalThis.gc(), ${args.gcEveryS * 1000}).unref();`] : [];
-  const argv = [...gc, cli, 'serve', '--model', args.modelDir, '--port', '0', '--max-batch', '32', ...args.adapters.flatMap((a) => ['--adapter', `${a.name}=${a.path}`])];
-  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const baseURL = await new Promise<string>((resolve, reject) => {
-    const onData = (data: Buffer) => {
-      output += data.toString();
-      const match = /listening on (http:\/\/\S+\/v1)/.exec(output);
-      if (match) resolve(match[1]!);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`loraforge serve exited with code ${code} before listening: ${output.trim()}`)));
-  });
-  return { child, baseURL };
+  return startServe({ modelDir: args.modelDir, adapters: args.adapters, nodeArgs: gc, serveArgs: ['--max-batch', '32'] });
 }
 
 /** The server's memory in MiB from its /metrics: resident, V8 heap in use (garbage included) and external (ArrayBuffers). */
@@ -184,8 +160,8 @@ function quarters(values: readonly number[]): { first: number; last: number; max
 async function main(): Promise<number> {
   const args = parse();
   const log = (line: object) => console.log(JSON.stringify(line));
-  const { child, baseURL } = await startServer(args);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const server = await startServer(args);
+  const baseURL = server.baseURL;
   try {
     const jobs = jobsFor([basename(resolve(args.modelDir)), ...args.adapters.map((a) => a.name)]);
     log({ event: 'start', url: baseURL, clients: args.clients, models: 1 + args.adapters.length, request_kinds: jobs.length, duration_s: args.durationS, warmup_s: args.warmupS, gc_every_s: args.gcEveryS });
@@ -272,8 +248,7 @@ async function main(): Promise<number> {
     });
     return errors === 0 && mismatches.length === 0 ? 0 : 1;
   } finally {
-    child.kill('SIGTERM');
-    await exited;
+    await server.stop();
   }
 }
 

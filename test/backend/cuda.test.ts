@@ -6,6 +6,7 @@ import { CudaBackend, cudaDriverMissingReason } from '../../src/backend/cuda/ind
 import { INVARIANT_ROWS } from '../../src/backend/cuda/cuda-backend.js';
 import type { DeviceBuffer, HostArray } from '../../src/tensor/buffer.js';
 import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16, type DType } from '../../src/tensor/dtype.js';
+import { mulberry32 } from '../helpers/numeric.js';
 
 // Every CUDA kernel against the CPU reference on random inputs. float32 results agree within 1e-5 relative
 // (plus 1e-5 of the result's RMS for values near zero); bfloat16 within about one bf16 rounding step.
@@ -20,16 +21,7 @@ function gpu(): CudaBackend {
   return cudaBackend;
 }
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 function randn(n: number, seed: number, scale = 1): Float32Array {
   const r = rng(seed);

@@ -28,3 +28,15 @@ export function seededValues(n: number, seed: number, scale = 1): Float32Array {
   }
   return out;
 }
+
+/** mulberry32: a 32-bit seeded generator of uniform numbers in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
+import { runNodeScript } from '../helpers/run-node.js';
 
 const SOAK = fileURLToPath(new URL('../../bench/soak.js', import.meta.url));
 
@@ -18,16 +18,9 @@ interface Summary {
 }
 
 /** Runs bench/soak.ts as a user would; resolves with its exit code and its JSON lines. */
-function runSoak(args: string[]): Promise<{ code: number | null; lines: { event: string }[]; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [SOAK, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stderr, lines: stdout.split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as { event: string }) }));
-  });
+async function runSoak(args: string[]): Promise<{ code: number | null; lines: { event: string }[]; stderr: string }> {
+  const { code, stdout, stderr } = await runNodeScript(SOAK, args);
+  return { code, stderr, lines: stdout.split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as { event: string }) };
 }
 
 describe('soak: 30 s of 32 clients on the base model and 4 adapters through `loraforge serve`', () => {
