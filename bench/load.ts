@@ -13,7 +13,8 @@
  * {rate, requests, completed, failed, duration_s, throughput_tok_s, req_s, ttft_p50_ms, ttft_p99_ms, tpot_p50_ms,
  * tpot_p99_ms, e2e_p50_ms, e2e_p99_ms, send_lag_p99_ms}; percentiles are nearest-rank over the completed requests.
  * TTFT: from sending to the first non-empty text delta; TPOT: (last text delta - first) / (tokens - 1); e2e: from
- * sending to the end of the stream. A request fails on an HTTP error, an error event, no usage, or a token count
+ * sending to the end of the stream (a stream with no text at all, e.g. one token that is a lone UTF-8 byte, is timed
+ * by its first and last choice chunks). A request fails on an HTTP error, an error event, no usage, or a token count
  * other than the one asked for; failures go to stderr. Exits 1 when any request failed.
  */
 import { readFileSync } from 'node:fs';
@@ -123,6 +124,9 @@ async function send(baseURL: string, req: ScheduledRequest, lagMs: number): Prom
     let buffered = '';
     let first: number | null = null;
     let last = 0;
+    // A stream whose tokens all decode to no text (a lone byte of a multi-byte character) is timed by its choice chunks.
+    let firstChoice: number | null = null;
+    let lastChoice = 0;
     let tokens: number | null = null;
     for await (const bytes of res.body) {
       const now = performance.now();
@@ -136,7 +140,12 @@ async function send(baseURL: string, req: ScheduledRequest, lagMs: number): Prom
         if (data === '[DONE]') continue;
         const chunk = JSON.parse(data) as Chunk;
         if (chunk.error) return fail(`stream error ${chunk.error.message ?? JSON.stringify(chunk.error)}`);
-        if ((chunk.choices ?? []).some((c) => (c.text ?? c.delta?.content ?? '') !== '')) {
+        const choices = chunk.choices ?? [];
+        if (choices.length > 0) {
+          firstChoice ??= now;
+          lastChoice = now;
+        }
+        if (choices.some((c) => (c.text ?? c.delta?.content ?? '') !== '')) {
           first ??= now;
           last = now;
         }
@@ -146,8 +155,9 @@ async function send(baseURL: string, req: ScheduledRequest, lagMs: number): Prom
     const done = performance.now();
     if (tokens === null) return fail('the stream carried no usage (stream_options.include_usage).');
     if (tokens !== req.outputTokens) return fail(`generated ${tokens} tokens, not the ${req.outputTokens} asked for (min_tokens / ignore_eos not honoured?).`);
-    if (first === null) return fail('no text delta in the stream.');
-    return { ok: true, sendLagMs: lagMs, ttftMs: first - start, tpotMs: tokens > 1 ? (last - first) / (tokens - 1) : null, e2eMs: done - start, tokens };
+    if (first === null && firstChoice === null) return fail('the stream carried no choice.');
+    const [t1, tn] = first === null ? [firstChoice!, lastChoice] : [first, last];
+    return { ok: true, sendLagMs: lagMs, ttftMs: t1 - start, tpotMs: tokens > 1 ? (tn - t1) / (tokens - 1) : null, e2eMs: done - start, tokens };
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }
