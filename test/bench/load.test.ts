@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { runNodeScript } from '../helpers/run-node.js';
+import { startServe } from '../../bench/serve-child.js';
+import { fixturePath } from '../helpers/fixtures.js';
 import { percentile, schedule, streamSeed, type ScheduleOptions } from '../../bench/load-gen.js';
 
 const LOAD = fileURLToPath(new URL('../../bench/load.js', import.meta.url));
@@ -111,6 +113,25 @@ describe('bench/load.js against `loraforge serve` on tiny-llama and its 4 adapte
       assert.ok(line.ttft_p50_ms > 0 && line.ttft_p50_ms <= line.ttft_p99_ms);
       assert.ok(line.tpot_p50_ms > 0 && line.tpot_p50_ms <= line.tpot_p99_ms);
       assert.ok(line.e2e_p50_ms >= line.ttft_p50_ms && line.e2e_p50_ms <= line.e2e_p99_ms);
+    }
+  });
+
+  it('with --url drives a running server over every model it lists, and needs the context and vocabulary', async () => {
+    const server = await startServe({ modelDir: fixturePath('tiny-llama'), adapters: [{ name: 'lora', path: fixturePath('tiny-llama-lora') }] });
+    try {
+      const missing = await runLoad(['--url', server.baseURL, '--rates', '4', '--duration', '1']);
+      assert.equal(missing.code, 2);
+      assert.equal(missing.stderr.trim(), "The model's context and vocabulary size are unknown: pass --max-context N and --vocab N (or --model DIR with a config.json).");
+      const { code, stdout, stderr } = await runLoad(['--url', `${server.baseURL}/`, '--vocab', '384', '--max-context', '64', '--rates', '4', '--duration', '1.5', '--seed', '3', '--output-mean', '8']);
+      assert.equal(stderr, '');
+      assert.equal(code, 0);
+      const line = JSON.parse(stdout) as RateLine;
+      const expected = schedule({ seed: streamSeed(3, 0), rate: 4, durationS: 1.5, promptMean: 64, outputMean: 8, sigma: 1, maxContext: 64, vocabSize: 384, models: ['tiny-llama', 'lora'] });
+      assert.ok(expected.length > 0);
+      assert.equal(line.requests, expected.length);
+      assert.equal(line.completed, expected.length);
+    } finally {
+      await server.stop();
     }
   });
 
