@@ -220,6 +220,20 @@ export interface PagedAttentionArgs extends PagedKvArgs {
   readonly out: AttentionLayout;
 }
 
+/**
+ * The Backend's methods that are fused kernels: a backend may leave any of them out, and ops/ then composes the
+ * same result from the primitive kernels (`ops/composed-kernels.ts`; `gated` in `ops/elementwise.ts`). The list is
+ * checked against the interface: it names every optional kernel and nothing required.
+ */
+export const FUSED_KERNELS = [
+  'gated', 'gatedBackward', 'softmax', 'softmaxBackward', 'rmsNorm', 'rmsNormBackward', 'rope', 'crossEntropy', 'crossEntropyBackward',
+] as const satisfies readonly FusedKernel[];
+
+/** The optional methods of Backend other than batchInvariant (a mode, not a kernel). */
+export type FusedKernel = Exclude<{ [K in keyof Backend]-?: object extends Pick<Backend, K> ? K : never }[keyof Backend], 'batchInvariant'>;
+/** Compiles only while FUSED_KERNELS lists every FusedKernel. */
+export const FUSED_KERNELS_COMPLETE: [Exclude<FusedKernel, (typeof FUSED_KERNELS)[number]>] extends [never] ? true : never = true;
+
 export interface Backend {
   readonly device: string;
   /** A zero-filled buffer. */
@@ -276,14 +290,14 @@ export interface Backend {
   multiLora(args: MultiLoraArgs): void;
 
   /** Row softmax over the last dim of [rows, cols]. */
-  softmax(x: DeviceBuffer, rows: number, cols: number, out: DeviceBuffer): void;
+  softmax?(x: DeviceBuffer, rows: number, cols: number, out: DeviceBuffer): void;
   /** dx = y * (dy - sum(dy * y)) per row. */
-  softmaxBackward(y: DeviceBuffer, dy: DeviceBuffer, rows: number, cols: number, dx: DeviceBuffer): void;
+  softmaxBackward?(y: DeviceBuffer, dy: DeviceBuffer, rows: number, cols: number, dx: DeviceBuffer): void;
 
   /** out = x * rsqrt(mean(x^2) + eps) * weight per row; rstd receives the float32 reciprocal RMS per row. */
-  rmsNorm(x: DeviceBuffer, weight: DeviceBuffer, rows: number, cols: number, eps: number, out: DeviceBuffer, rstd: DeviceBuffer): void;
+  rmsNorm?(x: DeviceBuffer, weight: DeviceBuffer, rows: number, cols: number, eps: number, out: DeviceBuffer, rstd: DeviceBuffer): void;
   /** dx always; dweight (accumulated over rows, overwritten) only when given. */
-  rmsNormBackward(x: DeviceBuffer, weight: DeviceBuffer, rstd: DeviceBuffer, dy: DeviceBuffer, rows: number, cols: number, dx: DeviceBuffer, dweight: DeviceBuffer | null): void;
+  rmsNormBackward?(x: DeviceBuffer, weight: DeviceBuffer, rstd: DeviceBuffer, dy: DeviceBuffer, rows: number, cols: number, dx: DeviceBuffer, dweight: DeviceBuffer | null): void;
 
   /**
    * Rotary embedding, rotate-half convention (transformers' Llama): x is [batch, seq, heads, headDim];
@@ -293,7 +307,7 @@ export interface Backend {
    * rotaryDim is even, at most headDim, and headDim when omitted. inverse=true applies the transposed rotation
    * (the backward pass). out may be x.
    */
-  rope(x: DeviceBuffer, cos: DeviceBuffer, sin: DeviceBuffer, tableBatchStride: number, batch: number, seq: number, heads: number, headDim: number, out: DeviceBuffer, inverse: boolean, rotaryDim?: number): void;
+  rope?(x: DeviceBuffer, cos: DeviceBuffer, sin: DeviceBuffer, tableBatchStride: number, batch: number, seq: number, heads: number, headDim: number, out: DeviceBuffer, inverse: boolean, rotaryDim?: number): void;
 
   /** out[i, :] = table[ids[i], :]; ids are int32. */
   embedding(ids: DeviceBuffer, table: DeviceBuffer, count: number, dim: number, out: DeviceBuffer): void;
@@ -304,9 +318,9 @@ export interface Backend {
    * Per-row cross-entropy of logits [rows, vocab] against int32 labels; rows whose label equals ignoreIndex
    * get loss 0. Writes float32 losses [rows] and the log-sum-exp [rows] that the backward pass reuses.
    */
-  crossEntropy(logits: DeviceBuffer, labels: DeviceBuffer, rows: number, vocab: number, ignoreIndex: number, losses: DeviceBuffer, lse: DeviceBuffer): void;
+  crossEntropy?(logits: DeviceBuffer, labels: DeviceBuffer, rows: number, vocab: number, ignoreIndex: number, losses: DeviceBuffer, lse: DeviceBuffer): void;
   /** dlogits = (softmax(logits) - onehot(label)) * scale[row]; zero on ignored rows. scale is float32 [rows]. */
-  crossEntropyBackward(logits: DeviceBuffer, lse: DeviceBuffer, labels: DeviceBuffer, scale: DeviceBuffer, rows: number, vocab: number, ignoreIndex: number, dlogits: DeviceBuffer): void;
+  crossEntropyBackward?(logits: DeviceBuffer, lse: DeviceBuffer, labels: DeviceBuffer, scale: DeviceBuffer, rows: number, vocab: number, ignoreIndex: number, dlogits: DeviceBuffer): void;
 
   /** One AdamW step in place (torch semantics: decoupled decay, bias correction, eps after sqrt). */
   adamw(param: DeviceBuffer, grad: DeviceBuffer, expAvg: DeviceBuffer, expAvgSq: DeviceBuffer, length: number, args: AdamWArgs): void;

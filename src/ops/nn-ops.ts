@@ -5,6 +5,7 @@ import { full, hostArray, to } from './creation.js';
 import type { DType } from '../tensor/dtype.js';
 import type { DeviceBuffer } from '../tensor/buffer.js';
 import { allocLike, backendOf, makeResult, promote, sameDevice } from './engine.js';
+import { kernels } from './composed-kernels.js';
 import { add, div, greater, mul, mulScalar, tanh } from './elementwise.js';
 import { matmul } from './matmul.js';
 import { sum } from './reduce.js';
@@ -17,11 +18,11 @@ export function softmax(x: Tensor): Tensor {
   const rows = src.numel / cols;
   const backend = backendOf(src);
   const buf = allocLike(backend, src.dtype, src.shape);
-  backend.softmax(src.buffer, rows, cols, buf);
+  kernels(backend).softmax(src.buffer, rows, cols, buf);
   const out: Tensor = makeResult(buf, src.shape, 'softmax', [src], (g) => {
     const gc = compact(g);
     const dx = allocLike(backend, src.dtype, src.shape);
-    backend.softmaxBackward(out.buffer, gc.buffer, rows, cols, dx);
+    kernels(backend).softmaxBackward(out.buffer, gc.buffer, rows, cols, dx);
     return [makeResult(dx, src.shape, 'softmaxBackward', [], null)];
   });
   return out;
@@ -38,12 +39,12 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   const buf = allocLike(backend, src.dtype, src.shape);
   // Saved for backward as a tensor, so the step's scope frees it with the other activations.
   const rstd = scratch(backend, rows, 'rmsNormRstd');
-  backend.rmsNorm(src.buffer, w.buffer, rows, cols, eps, buf, rstd);
+  kernels(backend).rmsNorm(src.buffer, w.buffer, rows, cols, eps, buf, rstd);
   return makeResult(buf, src.shape, 'rmsNorm', [src, w], (g) => {
     const gc = compact(g);
     const dx = allocLike(backend, src.dtype, src.shape);
     const dw = w.requiresGrad ? backend.alloc(w.dtype, cols) : null;
-    backend.rmsNormBackward(src.buffer, w.buffer, rstd, gc.buffer, rows, cols, dx, dw);
+    kernels(backend).rmsNormBackward(src.buffer, w.buffer, rstd, gc.buffer, rows, cols, dx, dw);
     return [makeResult(dx, src.shape, 'rmsNormBackward', [], null), dw ? makeResult(dw, w.shape, 'rmsNormWeightGrad', [], null) : null];
   });
 }
@@ -66,11 +67,11 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   }
   const backend = sameDevice(src, c, s);
   const buf = allocLike(backend, src.dtype, src.shape);
-  backend.rope(src.buffer, c.buffer, s.buffer, tableBatchStride, batch, seq, heads, headDim, buf, false, rotaryDim);
+  kernels(backend).rope(src.buffer, c.buffer, s.buffer, tableBatchStride, batch, seq, heads, headDim, buf, false, rotaryDim);
   return makeResult(buf, src.shape, 'rope', [src], (g) => {
     const gc = compact(g);
     const dx = allocLike(backend, src.dtype, src.shape);
-    backend.rope(gc.buffer, c.buffer, s.buffer, tableBatchStride, batch, seq, heads, headDim, dx, true, rotaryDim);
+    kernels(backend).rope(gc.buffer, c.buffer, s.buffer, tableBatchStride, batch, seq, heads, headDim, dx, true, rotaryDim);
     return [makeResult(dx, src.shape, 'ropeBackward', [], null)];
   });
 }
@@ -107,14 +108,14 @@ export function crossEntropy(logits: Tensor, labels: Tensor, ignoreIndex = -100)
   const backend = sameDevice(lg, lb);
   const losses = scratch(backend, rows, 'crossEntropyRows');
   const lse = scratch(backend, rows, 'crossEntropyLse');
-  backend.crossEntropy(lg.buffer, lb.buffer, rows, vocab, ignoreIndex, losses, lse);
+  kernels(backend).crossEntropy(lg.buffer, lb.buffer, rows, vocab, ignoreIndex, losses, lse);
   const valid = reshape(greater(lb, full([], ignoreIndex, { device: lg.device })), [rows]);
   const count = sum(valid);
   const mean = div(sum(makeResult(losses, [rows], 'crossEntropyRows', [], null)), count);
   return makeResult(mean.buffer, [], 'crossEntropy', [lg], (g) => {
     const scale = compact(div(mul(valid, g), count));
     const dl = allocLike(backend, lg.dtype, lg.shape);
-    backend.crossEntropyBackward(lg.buffer, lse, lb.buffer, scale.buffer, rows, vocab, ignoreIndex, dl);
+    kernels(backend).crossEntropyBackward(lg.buffer, lse, lb.buffer, scale.buffer, rows, vocab, ignoreIndex, dl);
     return [makeResult(dl, lg.shape, 'crossEntropyBackward', [], null)];
   });
 }

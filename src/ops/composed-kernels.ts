@@ -1,0 +1,235 @@
+import type { BinaryOp, Backend, FusedKernel, UnaryOp, View } from '../backend/backend.js';
+import type { DeviceBuffer } from '../tensor/buffer.js';
+import { contiguousStrides } from '../tensor/shape.js';
+
+/**
+ * The fused kernels of Backend, composed from its primitive kernels (copy, fill, unary, binary, affine, reduce,
+ * fromHost) for a backend that leaves them out. Each takes the fused kernel's arguments and writes the same
+ * outputs; intermediates are float32 buffers released before it returns, and results are rounded to the
+ * outputs' dtype once, at the last step. No input buffer is also an output of the same primitive call, so a
+ * backend whose primitives cannot run in place (WebGPU) can serve them. `kernels(backend)` hands ops/ the
+ * backend's own kernel where it has one (the fast path, unchanged) and the composition where it has none.
+ */
+export type FusedKernels = Required<Pick<Backend, Exclude<FusedKernel, 'gated' | 'gatedBackward'>>>;
+
+/** float32's largest finite value: a row maximum floored to it keeps x - max finite-or-(-inf) on all -inf rows. */
+const F32_MAX = 3.4028234663852886e38;
+
+const cache = new WeakMap<Backend, FusedKernels>();
+
+export function kernels(backend: Backend): FusedKernels {
+  let k = cache.get(backend);
+  if (!k) {
+    const own = <K extends keyof FusedKernels>(name: K, composed: FusedKernels[K]): FusedKernels[K] => {
+      const fast = backend[name];
+      return fast ? (fast.bind(backend) as FusedKernels[K]) : composed;
+    };
+    k = {
+      softmax: own('softmax', (x, rows, cols, out) => composed(backend, (c) => {
+        const shape = [rows, cols];
+        const xf = c.widen(x, rows * cols);
+        const max = c.floorMax(c.reduce('max', xf, rows, cols, 1));
+        const e = c.unary('exp', c.binary('sub', c.whole(xf, shape), c.perRow(max), shape), rows * cols);
+        // A row of -inf has sum 0; max(sum, 1) changes no other row (their sum is >= 1) and gives it zeros.
+        const sum = c.binary('maximum', c.whole(c.reduce('sum', e, rows, cols, 1), [rows]), c.scalar(1, 1), [rows]);
+        backend.binary('div', c.whole(e, shape), c.perRow(sum), out, shape);
+      })),
+      softmaxBackward: own('softmaxBackward', (y, dy, rows, cols, dx) => composed(backend, (c) => {
+        const shape = [rows, cols];
+        const yf = c.widen(y, rows * cols);
+        const gf = c.widen(dy, rows * cols);
+        const dot = c.reduce('sum', c.binary('mul', c.whole(yf, shape), c.whole(gf, shape), shape), rows, cols, 1);
+        const centred = c.binary('sub', c.whole(gf, shape), c.perRow(dot), shape);
+        backend.binary('mul', c.whole(yf, shape), c.whole(centred, shape), dx, shape);
+      })),
+      rmsNorm: own('rmsNorm', (x, weight, rows, cols, eps, out, rstd) => composed(backend, (c) => {
+        const shape = [rows, cols];
+        const xf = c.widen(x, rows * cols);
+        const ss = c.reduce('sum', c.unary('square', xf, rows * cols), rows, cols, 1);
+        backend.unary('rsqrt', c.affine(ss, rows, 1 / cols, eps), 0, rstd, rows);
+        const normed = c.binary('mul', c.whole(xf, shape), c.perRow(rstd), shape);
+        // transformers normalises in float32 and casts back to the input dtype before the weight multiplies.
+        const cast = x.dtype === 'float32' ? normed : c.widen(c.round(normed, x.dtype, rows * cols), rows * cols);
+        backend.binary('mul', c.whole(cast, shape), c.perCol(c.widen(weight, cols)), out, shape);
+      })),
+      rmsNormBackward: own('rmsNormBackward', (x, weight, rstd, dy, rows, cols, dx, dweight) => composed(backend, (c) => {
+        // dx = rstd * w * dy - (rstd^3 * sum(w * dy * x) / cols) * x; dweight = sum over rows of dy * x * rstd.
+        const shape = [rows, cols];
+        const xf = c.widen(x, rows * cols);
+        const gf = c.widen(dy, rows * cols);
+        const wdy = c.binary('mul', c.whole(gf, shape), c.perCol(c.widen(weight, cols)), shape);
+        const dot = c.reduce('sum', c.binary('mul', c.whole(wdy, shape), c.whole(xf, shape), shape), rows, cols, 1);
+        const r2 = c.binary('mul', c.whole(rstd, [rows]), c.whole(rstd, [rows]), [rows]);
+        const r3 = c.binary('mul', c.whole(r2, [rows]), c.whole(rstd, [rows]), [rows]);
+        const k = c.affine(c.binary('mul', c.whole(r3, [rows]), c.whole(dot, [rows]), [rows]), rows, 1 / cols, 0);
+        const a = c.binary('mul', c.whole(wdy, shape), c.perRow(rstd), shape);
+        const b = c.binary('mul', c.whole(xf, shape), c.perRow(k), shape);
+        backend.binary('sub', c.whole(a, shape), c.whole(b, shape), dx, shape);
+        if (dweight) {
+          const xn = c.binary('mul', c.whole(xf, shape), c.perRow(rstd), shape);
+          const g = c.binary('mul', c.whole(gf, shape), c.whole(xn, shape), shape);
+          backend.reduce('sum', g, 0, 1, rows, cols, dweight);
+        }
+      })),
+      rope: own('rope', (x, cos, sin, tableBatchStride, batch, seq, heads, headDim, out, inverse, rotaryDim = headDim) => composed(backend, (c) => {
+        const half = rotaryDim / 2;
+        const shape = [batch, seq, heads, half];
+        const n = batch * seq * heads * headDim;
+        const xf = c.widen(x, n);
+        const xStrides = [seq * heads * headDim, heads * headDim, headDim, 1];
+        const tStrides = [tableBatchStride, rotaryDim, 0, 1];
+        const xv = (buffer: DeviceBuffer, offset: number): View => ({ buffer, offset, strides: xStrides });
+        const tv = (buffer: DeviceBuffer, offset: number): View => ({ buffer, offset, strides: tStrides });
+        const prod = (xo: number, table: DeviceBuffer, to: number): View => c.whole(c.binary('mul', xv(xf, xo), tv(table, to), shape), shape);
+        // Forward: y1 = x1 c1 - x2 s1, y2 = x2 c2 + x1 s2; inverse (the transposed rotation): y1 = x1 c1 + x2 s2,
+        // y2 = x2 c2 - x1 s1. Both halves are computed before out (which may be x) is written.
+        const y1 = c.binary(inverse ? 'add' : 'sub', prod(0, cos, 0), inverse ? prod(half, sin, half) : prod(half, sin, 0), shape);
+        const y2 = c.binary(inverse ? 'sub' : 'add', prod(half, cos, half), inverse ? prod(0, sin, 0) : prod(0, sin, half), shape);
+        backend.copy(c.whole(y1, shape), xv(out, 0), shape);
+        backend.copy(c.whole(y2, shape), xv(out, half), shape);
+        if (rotaryDim < headDim && out !== x) backend.copy(xv(x, rotaryDim), xv(out, rotaryDim), [batch, seq, heads, headDim - rotaryDim]);
+      })),
+      crossEntropy: own('crossEntropy', (logits, labels, rows, vocab, ignoreIndex, losses, lse) => composed(backend, (c) => {
+        const shape = [rows, vocab];
+        const xf = c.widen(logits, rows * vocab);
+        const max = c.floorMax(c.reduce('max', xf, rows, vocab, 1));
+        const e = c.unary('exp', c.binary('sub', c.whole(xf, shape), c.perRow(max), shape), rows * vocab);
+        const logSum = c.unary('log', c.reduce('sum', e, rows, vocab, 1), rows);
+        backend.binary('add', c.whole(max, [rows]), c.whole(logSum, [rows]), lse, [rows]);
+        const { valid, onehot } = c.targets(labels, rows, vocab, ignoreIndex);
+        // The target's logit: the row maximum of x + log(onehot), which is x there and -inf elsewhere.
+        const picked = c.reduce('max', c.binary('add', c.whole(xf, shape), c.whole(c.unary('log', onehot, rows * vocab), shape), shape), rows, vocab, 1);
+        const loss = c.binary('sub', c.whole(lse, [rows]), c.whole(picked, [rows]), [rows]);
+        backend.binary('mul', c.whole(loss, [rows]), c.whole(valid, [rows]), losses, [rows]);
+      })),
+      crossEntropyBackward: own('crossEntropyBackward', (logits, lse, labels, scale, rows, vocab, ignoreIndex, dlogits) => composed(backend, (c) => {
+        const shape = [rows, vocab];
+        const xf = c.widen(logits, rows * vocab);
+        const p = c.unary('exp', c.binary('sub', c.whole(xf, shape), c.perRow(lse), shape), rows * vocab);
+        const { valid, onehot } = c.targets(labels, rows, vocab, ignoreIndex);
+        const k = c.binary('mul', c.whole(scale, [rows]), c.whole(valid, [rows]), [rows]);
+        const d = c.binary('sub', c.whole(p, shape), c.whole(onehot, shape), shape);
+        backend.binary('mul', c.whole(d, shape), c.perRow(k), dlogits, shape);
+      })),
+    };
+    cache.set(backend, k);
+  }
+  return k;
+}
+
+/** Runs one composition, releasing its temporaries however it ends. */
+export function composed<T>(backend: Backend, fn: (c: Composer) => T): T {
+  const c = new Composer(backend);
+  try {
+    return fn(c);
+  } finally {
+    c.releaseAll();
+  }
+}
+
+/** Primitive calls into fresh float32 temporaries, which it releases together. */
+export class Composer {
+  private readonly held: DeviceBuffer[] = [];
+  constructor(readonly backend: Backend) {}
+
+  f32(length: number): DeviceBuffer {
+    const b = this.backend.allocUninitialized('float32', length);
+    this.held.push(b);
+    return b;
+  }
+
+  /** A broadcast constant over a shape of `rank` dimensions (a one-element buffer read with stride 0). */
+  scalar(value: number, rank: number): View {
+    const b = this.f32(1);
+    this.backend.fill(b, 0, 1, value);
+    return { buffer: b, offset: 0, strides: new Array<number>(rank).fill(0) };
+  }
+
+  whole(buffer: DeviceBuffer, shape: readonly number[], offset = 0): View {
+    return { buffer, offset, strides: contiguousStrides(shape) };
+  }
+
+  /** A per-row vector [rows] read as [rows, cols]. */
+  perRow(buffer: DeviceBuffer): View {
+    return { buffer, offset: 0, strides: [1, 0] };
+  }
+
+  /** A per-column vector [cols] read as [rows, cols]. */
+  perCol(buffer: DeviceBuffer): View {
+    return { buffer, offset: 0, strides: [0, 1] };
+  }
+
+  /** The first `length` elements of x as float32: x itself when it is float32, else a widened copy. */
+  widen(x: DeviceBuffer, length: number): DeviceBuffer {
+    if (x.dtype === 'float32') return x;
+    const out = this.f32(length);
+    this.backend.copy(this.whole(x, [length]), this.whole(out, [length]), [length]);
+    return out;
+  }
+
+  /** x (float32) rounded to dtype, in a temporary of that dtype. */
+  round(x: DeviceBuffer, dtype: DeviceBuffer['dtype'], length: number): DeviceBuffer {
+    const out = this.backend.allocUninitialized(dtype, length);
+    this.held.push(out);
+    this.backend.copy(this.whole(x, [length]), this.whole(out, [length]), [length]);
+    return out;
+  }
+
+  unary(op: UnaryOp, x: DeviceBuffer, length: number): DeviceBuffer {
+    const out = this.f32(length);
+    this.backend.unary(op, x, 0, out, length);
+    return out;
+  }
+
+  binary(op: BinaryOp, a: View, b: View, shape: readonly number[]): DeviceBuffer {
+    const out = this.f32(shape.reduce((p, d) => p * d, 1));
+    this.backend.binary(op, a, b, out, shape);
+    return out;
+  }
+
+  affine(x: DeviceBuffer, length: number, scale: number, bias: number): DeviceBuffer {
+    const out = this.f32(length);
+    this.backend.affine(x, 0, out, length, scale, bias);
+    return out;
+  }
+
+  /** x [outer, axis, inner] reduced over axis into [outer, inner]. */
+  reduce(op: 'sum' | 'max', x: DeviceBuffer, outer: number, axis: number, inner: number): DeviceBuffer {
+    const out = this.f32(outer * inner);
+    this.backend.reduce(op, x, 0, outer, axis, inner, out);
+    return out;
+  }
+
+  /** Row maxima floored to -F32_MAX, so that a row of -inf subtracts a finite number (exp then gives 0, not NaN). */
+  floorMax(max: DeviceBuffer): DeviceBuffer {
+    const rows = max.length;
+    return this.binary('maximum', this.whole(max, [rows]), this.scalar(-F32_MAX, 1), [rows]);
+  }
+
+  /** 1 where a equals b and 0 elsewhere, over `shape`: 1 - (a > b) - (b > a). */
+  equal(a: View, b: View, shape: readonly number[]): DeviceBuffer {
+    const n = shape.reduce((p, d) => p * d, 1);
+    const differs = this.binary('add', this.whole(this.binary('gt', a, b, shape), shape), this.whole(this.binary('gt', b, a, shape), shape), shape);
+    return this.affine(differs, n, -1, 1);
+  }
+
+  /**
+   * int32 labels [rows] as valid [rows] (1 where the label is not ignoreIndex) and onehot [rows, vocab] (1 at the
+   * label; an ignored row's onehot marks column 0, and valid zeroes what it contributes).
+   */
+  targets(labels: DeviceBuffer, rows: number, vocab: number, ignoreIndex: number): { valid: DeviceBuffer; onehot: DeviceBuffer } {
+    const lab = this.f32(rows);
+    this.backend.copy(this.whole(labels, [rows]), this.whole(lab, [rows]), [rows]);
+    const ignored = this.equal(this.whole(lab, [rows]), this.scalar(ignoreIndex, 1), [rows]);
+    const valid = this.affine(ignored, rows, -1, 1);
+    const safe = this.binary('mul', this.whole(lab, [rows]), this.whole(valid, [rows]), [rows]);
+    const iota = this.backend.fromHost('float32', Float32Array.from({ length: vocab }, (_, i) => i));
+    this.held.push(iota);
+    const onehot = this.equal(this.perCol(iota), this.perRow(safe), [rows, vocab]);
+    return { valid, onehot };
+  }
+
+  releaseAll(): void {
+    for (const b of this.held.splice(0)) this.backend.release(b);
+  }
+}

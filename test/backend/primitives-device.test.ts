@@ -1,0 +1,52 @@
+/**
+ * The 'cpu-primitives' test device (test/helpers/device.ts): the CPU backend with every fused kernel hidden, so
+ * that LORAFORGE_TEST_DEVICE=cpu-primitives runs the parameterized suites through ops/'s compositions
+ * (ops/composed-kernels.ts). This file checks that the device is what those runs assume, and that a backend
+ * with a kernel keeps calling its own.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { FUSED_KERNELS, type Backend } from '../../src/backend/backend.js';
+import { cpuBackend } from '../../src/backend/cpu/index.js';
+import { getBackend } from '../../src/backend/registry.js';
+import { kernels } from '../../src/ops/composed-kernels.js';
+import * as ops from '../../src/ops/index.js';
+import { PRIMITIVES_DEVICE, registerPrimitivesDevice } from '../helpers/device.js';
+
+registerPrimitivesDevice();
+
+test('cpu-primitives hides every fused kernel and keeps every other method', () => {
+  const p = getBackend(PRIMITIVES_DEVICE);
+  for (const name of FUSED_KERNELS) {
+    assert.equal(p[name], undefined, name);
+    assert.equal(name in p, false, name);
+    assert.equal(typeof cpuBackend[name], 'function', `the CPU backend implements ${name}`);
+  }
+  const hidden = new Set<string>(FUSED_KERNELS);
+  const methods = Object.getOwnPropertyNames(Object.getPrototypeOf(cpuBackend)).filter((m) => m !== 'constructor' && !hidden.has(m));
+  assert.ok(methods.length >= 20, `${methods.length} primitive methods`);
+  for (const m of methods) assert.equal(typeof (p as unknown as Record<string, unknown>)[m], 'function', m);
+});
+
+test("tensors made on cpu-primitives stay on it, and ops reach its backend", async () => {
+  const x = ops.tensor([1, 2, 3, 4], [2, 2], { device: PRIMITIVES_DEVICE });
+  assert.equal(x.device, PRIMITIVES_DEVICE);
+  const y = ops.softmax(x);
+  assert.equal(y.device, PRIMITIVES_DEVICE);
+  const e = Math.exp(1);
+  const want = [1 / (1 + e), e / (1 + e), 1 / (1 + e), e / (1 + e)];
+  (await y.data()).forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-7, `${v} vs ${want[i]}`));
+});
+
+test('kernels() hands out the backend\'s own kernel where it has one and the composition where it has none', () => {
+  const own = kernels(cpuBackend);
+  const composed = kernels(getBackend(PRIMITIVES_DEVICE));
+  for (const name of Object.keys(own) as (keyof typeof own)[]) {
+    assert.equal(own[name].name, `bound ${name}`, `CPU ${name} is CpuBackend.prototype.${name}`);
+    assert.notEqual(composed[name].name, `bound ${name}`, `cpu-primitives ${name} is composed`);
+  }
+  // Every optional kernel but gated (composed at the tensor level in ops/elementwise.ts) has a composition.
+  assert.deepEqual(Object.keys(own).sort(), FUSED_KERNELS.filter((n) => n !== 'gated' && n !== 'gatedBackward').sort());
+  const unused: Backend = cpuBackend;
+  assert.equal(kernels(unused), own, 'one table per backend');
+});
