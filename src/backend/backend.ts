@@ -226,7 +226,7 @@ export interface PagedAttentionArgs extends PagedKvArgs {
  * checked against the interface: it names every optional kernel and nothing required.
  */
 export const FUSED_KERNELS = [
-  'gated', 'gatedBackward', 'softmax', 'softmaxBackward', 'rmsNorm', 'rmsNormBackward', 'rope', 'crossEntropy', 'crossEntropyBackward',
+  'gated', 'gatedBackward', 'softmax', 'softmaxBackward', 'rmsNorm', 'rmsNormBackward', 'rope', 'crossEntropy', 'crossEntropyBackward', 'adamw',
 ] as const satisfies readonly FusedKernel[];
 
 /** The optional methods of Backend other than batchInvariant (a mode, not a kernel). */
@@ -323,7 +323,7 @@ export interface Backend {
   crossEntropyBackward?(logits: DeviceBuffer, lse: DeviceBuffer, labels: DeviceBuffer, scale: DeviceBuffer, rows: number, vocab: number, ignoreIndex: number, dlogits: DeviceBuffer): void;
 
   /** One AdamW step in place (torch semantics: decoupled decay, bias correction, eps after sqrt). */
-  adamw(param: DeviceBuffer, grad: DeviceBuffer, expAvg: DeviceBuffer, expAvgSq: DeviceBuffer, length: number, args: AdamWArgs): void;
+  adamw?(param: DeviceBuffer, grad: DeviceBuffer, expAvg: DeviceBuffer, expAvgSq: DeviceBuffer, length: number, args: AdamWArgs): void;
 
   /**
    * NF4 dequantization: packed codes (two per byte, first element in the high nibble), one float32 absmax per

@@ -111,6 +111,29 @@ export function kernels(backend: Backend): FusedKernels {
         const d = c.binary('sub', c.whole(p, shape), c.whole(onehot, shape), shape);
         backend.binary('mul', c.whole(d, shape), c.perRow(k), dlogits, shape);
       })),
+      adamw: own('adamw', (param, grad, expAvg, expAvgSq, n, a) => composed(backend, (c) => {
+        // torch.optim.AdamW's single-tensor path op by op, each op one float32 rounding, as CpuBackend.adamw.
+        const shape = [n];
+        const v = (buffer: DeviceBuffer): View => c.whole(buffer, shape);
+        const s = (value: number): View => c.scalar(value, 1);
+        const w1 = Math.fround(1 - a.beta1);
+        const stepSize = Math.fround(a.lr / (1 - a.beta1 ** a.step));
+        const g = c.widen(grad, n);
+        const m0 = c.widen(expAvg, n);
+        const decayed = c.binary('mul', v(c.widen(param, n)), s(1 - a.lr * a.weightDecay), shape);
+        const diff = c.binary('sub', v(g), v(m0), shape);
+        // torch's lerp: weight < 0.5 ? self + w * (end - self) : end - (end - self) * (1 - w).
+        const m = w1 < 0.5
+          ? c.binary('add', v(m0), v(c.binary('mul', s(w1), v(diff), shape)), shape)
+          : c.binary('sub', v(g), v(c.binary('mul', v(diff), s(1 - w1), shape)), shape);
+        const g2 = c.binary('mul', s(1 - a.beta2), v(c.binary('mul', v(g), v(g), shape)), shape);
+        const vNew = c.binary('add', v(c.binary('mul', v(c.widen(expAvgSq, n)), s(a.beta2), shape)), v(g2), shape);
+        const denom = c.binary('add', v(c.binary('div', v(c.unary('sqrt', vNew, n)), s(Math.sqrt(1 - a.beta2 ** a.step)), shape)), s(a.eps), shape);
+        const update = c.binary('mul', s(-stepSize), v(c.binary('div', v(m), v(denom), shape)), shape);
+        backend.binary('add', v(decayed), v(update), param, shape);
+        backend.copy(v(m), v(expAvg), shape);
+        backend.copy(v(vNew), v(expAvgSq), shape);
+      })),
     };
     cache.set(backend, k);
   }

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as ops from '../../src/ops/index.js';
 import { getBackend } from '../../src/backend/registry.js';
+import { kernels } from '../../src/ops/composed-kernels.js';
 import { pickToken } from '../../src/generate/sampling.js';
 import { Rng } from '../../src/tensor/random.js';
 import type { DType } from '../../src/tensor/dtype.js';
@@ -242,8 +243,8 @@ test('adamw kernel follows torch.optim.AdamW for two steps', () => {
   const m = backend.fromHost('float32', new Float32Array(3));
   const v = backend.fromHost('float32', new Float32Array(3));
   const args = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 };
-  backend.adamw(p, g, m, v, 3, { ...args, step: 1 });
-  backend.adamw(p, g, m, v, 3, { ...args, step: 2 });
+  kernels(backend).adamw(p, g, m, v, 3, { ...args, step: 1 });
+  kernels(backend).adamw(p, g, m, v, 3, { ...args, step: 2 });
   return backend.toHost(p, 0, 3).then((host) => {
     // float64 reference of the same two steps
     const ref = [0.5, -1, 2].map((p0, i) => {

@@ -50,3 +50,20 @@ test('kernels() hands out the backend\'s own kernel where it has one and the com
   const unused: Backend = cpuBackend;
   assert.equal(kernels(unused), own, 'one table per backend');
 });
+
+test('the composed AdamW step has CpuBackend.adamw\'s bits (torch\'s float32 arithmetic), lerp either side of 0.5', () => {
+  const n = 1000;
+  const rnd = (seed: number, scale: number): Float32Array => Float32Array.from({ length: n }, (_, i) => scale * Math.sin(seed * 7919 + i * 104.729));
+  const composedAdamw = kernels(getBackend(PRIMITIVES_DEVICE)).adamw;
+  for (const args of [
+    { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 3 },
+    { lr: 0.05, beta1: 0.3, beta2: 0.95, eps: 1e-6, weightDecay: 0, step: 1 },
+  ]) {
+    const outs = [cpuBackend, getBackend(PRIMITIVES_DEVICE)].map((b, which) => {
+      const [p, g, m, v] = [rnd(1, 1), rnd(2, 0.1), rnd(3, 0.05), rnd(4, 0.01).map(Math.abs)].map((a) => b.fromHost('float32', a));
+      (which === 0 ? cpuBackend.adamw.bind(cpuBackend) : composedAdamw)(p!, g!, m!, v!, n, args);
+      return [p!, m!, v!].map((buf) => Array.from(b.toHostNow(buf, 0, n) as Float32Array));
+    });
+    assert.deepEqual(outs[1], outs[0], `beta1 ${args.beta1}`);
+  }
+});
