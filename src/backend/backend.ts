@@ -227,6 +227,7 @@ export interface PagedAttentionArgs extends PagedKvArgs {
  */
 export const FUSED_KERNELS = [
   'gated', 'gatedBackward', 'softmax', 'softmaxBackward', 'rmsNorm', 'rmsNormBackward', 'rope', 'crossEntropy', 'crossEntropyBackward', 'adamw',
+  'attention', 'attentionBackward',
 ] as const satisfies readonly FusedKernel[];
 
 /** The optional methods of Backend other than batchInvariant (a mode, not a kernel). */
@@ -336,12 +337,12 @@ export interface Backend {
    * out share one float dtype. lse receives the float32 log-sum-exp of each query's masked, scaled scores
    * [batch, heads, seqQ], contiguous; a query that sees no key gets lse -inf and an output row of zeros.
    */
-  attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, args: AttentionArgs): void;
+  attention?(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, args: AttentionArgs): void;
   /**
    * Gradients of attention from the forward's out and lse (P is recomputed, never stored); dout, dq, dk and dv
    * have the dtype of q. dq, dk and dv are overwritten; dk and dv sum over the query heads of each group.
    */
-  attentionBackward(
+  attentionBackward?(
     q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, dout: DeviceBuffer,
     dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer, args: AttentionBackwardArgs,
   ): void;

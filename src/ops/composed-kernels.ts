@@ -10,7 +10,13 @@ import { contiguousStrides } from '../tensor/shape.js';
  * backend whose primitives cannot run in place (WebGPU) can serve them. `kernels(backend)` hands ops/ the
  * backend's own kernel where it has one (the fast path, unchanged) and the composition where it has none.
  */
-export type FusedKernels = Required<Pick<Backend, Exclude<FusedKernel, 'gated' | 'gatedBackward'>>>;
+export type FusedKernels = Required<Pick<Backend, Exclude<FusedKernel, (typeof COMPOSED_BY_THEIR_OPS)[number]>>>;
+
+/**
+ * Fused kernels that have no buffer-level composition here: the op composes differentiable tensor ops instead
+ * when the backend lacks them (`gatedActivation` in elementwise.ts; `attention` runs `attentionReference`).
+ */
+export const COMPOSED_BY_THEIR_OPS = ['gated', 'gatedBackward', 'attention', 'attentionBackward'] as const satisfies readonly FusedKernel[];
 
 /** float32's largest finite value: a row maximum floored to it keeps x - max finite-or-(-inf) on all -inf rows. */
 const F32_MAX = 3.4028234663852886e38;

@@ -245,6 +245,10 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?:
   const { B, H, Hkv, T, S, D } = attentionShape(q, k, v, mask ?? null, causal);
   const { window, softcap, sinks } = attentionExtras(extra, H);
   const segments = attentionSegments(extra.segments, B, T, S, causal);
+  // Without the fused kernels (forward and backward go together), the composed reference: it holds the
+  // [T, S] scores, and autograd differentiates it. One copy gives its result the fused kernels' layout.
+  const fused = backendOf(q);
+  if (!fused.attention || !fused.attentionBackward) return transpose(contiguous(transpose(attentionReference(q, k, v, scale, mask, causal, extra), 1, 2)), 1, 2);
   const dtype = promote(q, k, v);
   const qa = attentionOperand(q, dtype);
   const ka = attentionOperand(k, dtype);
@@ -271,7 +275,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?:
     };
     return { seg, args, lse: makeResult(backend.alloc('float32', H * len), [1, H, len], 'attentionLse', [], null) };
   });
-  for (const p of pieces) backend.attention(qa.buffer, ka.buffer, va.buffer, outBuf, p.lse.buffer, p.args);
+  for (const p of pieces) backend.attention!(qa.buffer, ka.buffer, va.buffer, outBuf, p.lse.buffer, p.args);
   return makeResult(outBuf, [B, H, T, D], 'attention', [qa, ka, va], (g) => {
     const dout = attentionOperand(g, dtype);
     const grads = [qa, ka, va].map((t) => makeResult(backend.alloc(dtype, t.numel), t.shape, 'attentionBackward', [], null, denseStridesLike(t)));
@@ -279,7 +283,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?:
     const layouts = [dout, dq, dk, dv].map(attentionLayout) as [AttentionLayout, AttentionLayout, AttentionLayout, AttentionLayout];
     for (const { seg, args, lse } of pieces) {
       const [gl, dql, dkl, dvl] = seg ? layouts.map((l) => shiftLayout(l, seg[0], seg[1])) : layouts;
-      backend.attentionBackward(qa.buffer, ka.buffer, va.buffer, outBuf, lse.buffer, dout.buffer, dq.buffer, dk.buffer, dv.buffer, {
+      backend.attentionBackward!(qa.buffer, ka.buffer, va.buffer, outBuf, lse.buffer, dout.buffer, dq.buffer, dk.buffer, dv.buffer, {
         ...args, dout: gl!, dq: dql!, dk: dkl!, dv: dvl!,
       });
     }
