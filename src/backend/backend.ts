@@ -227,7 +227,7 @@ export interface PagedAttentionArgs extends PagedKvArgs {
  */
 export const FUSED_KERNELS = [
   'gated', 'gatedBackward', 'softmax', 'softmaxBackward', 'rmsNorm', 'rmsNormBackward', 'rope', 'crossEntropy', 'crossEntropyBackward', 'adamw',
-  'attention', 'attentionBackward',
+  'attention', 'attentionBackward', 'nf4Dequantize',
 ] as const satisfies readonly FusedKernel[];
 
 /** The optional methods of Backend other than batchInvariant (a mode, not a kernel). */
@@ -330,7 +330,7 @@ export interface Backend {
    * NF4 dequantization: packed codes (two per byte, first element in the high nibble), one float32 absmax per
    * block of `blocksize`, the 16-entry code book; writes `length` elements to out.
    */
-  nf4Dequantize(packed: DeviceBuffer, absmax: DeviceBuffer, code: DeviceBuffer, length: number, blocksize: number, out: DeviceBuffer): void;
+  nf4Dequantize?(packed: DeviceBuffer, absmax: DeviceBuffer, code: DeviceBuffer, length: number, blocksize: number, out: DeviceBuffer): void;
 
   /**
    * out = softmax(scale * q k^T + mask) v per (batch, head) without holding the [seqQ, seqK] scores; q, k, v and

@@ -140,6 +140,34 @@ export function kernels(backend: Backend): FusedKernels {
         backend.copy(v(m), v(expAvg), shape);
         backend.copy(v(vNew), v(expAvgSq), shape);
       })),
+      nf4Dequantize: own('nf4Dequantize', (packed, absmax, code, length, blocksize, out) => composed(backend, (c) => {
+        // Byte b holds the codes of two elements (the first in its high nibble): a [256, 2] table of
+        // (code[b >> 4], code[b & 15]), gathered by byte with the embedding kernel, gives every element's level.
+        const bytes = Math.ceil(length / 2);
+        const nibbles = (pick: (b: number) => number): DeviceBuffer => {
+          const ids = c.hold(backend.fromHost('int32', Int32Array.from({ length: 256 }, (_, b) => pick(b))));
+          const levels = c.f32(256);
+          backend.embedding(ids, code, 256, 1, levels);
+          return levels;
+        };
+        const pairs = c.f32(512);
+        backend.copy(c.whole(nibbles((b) => b >> 4), [256]), { buffer: pairs, offset: 0, strides: [2] }, [256]);
+        backend.copy(c.whole(nibbles((b) => b & 15), [256]), { buffer: pairs, offset: 1, strides: [2] }, [256]);
+        const ids = c.hold(backend.allocUninitialized('int32', bytes));
+        backend.copy(c.whole(packed, [bytes]), c.whole(ids, [bytes]), [bytes]);
+        const levels = c.f32(2 * bytes);
+        backend.embedding(ids, pairs, bytes, 2, levels);
+        // level * absmax[block] in float32, rounded to out's dtype: whole blocks straight into out, a last partial
+        // block through a temporary (binary writes from element 0).
+        const whole = Math.floor(length / blocksize);
+        const rest = length - whole * blocksize;
+        if (whole > 0) backend.binary('mul', c.whole(levels, [whole, blocksize]), c.perRow(absmax), out, [whole, blocksize]);
+        if (rest > 0) {
+          const tail = c.hold(backend.allocUninitialized(out.dtype, rest));
+          backend.binary('mul', c.whole(levels, [rest], whole * blocksize), { buffer: absmax, offset: whole, strides: [0] }, tail, [rest]);
+          backend.copy(c.whole(tail, [rest]), c.whole(out, [rest], whole * blocksize), [rest]);
+        }
+      })),
     };
     cache.set(backend, k);
   }
@@ -162,9 +190,13 @@ export class Composer {
   constructor(readonly backend: Backend) {}
 
   f32(length: number): DeviceBuffer {
-    const b = this.backend.allocUninitialized('float32', length);
-    this.held.push(b);
-    return b;
+    return this.hold(this.backend.allocUninitialized('float32', length));
+  }
+
+  /** Takes a buffer the composition made itself, to release with the temporaries. */
+  hold(buffer: DeviceBuffer): DeviceBuffer {
+    this.held.push(buffer);
+    return buffer;
   }
 
   /** A broadcast constant over a shape of `rank` dimensions (a one-element buffer read with stride 0). */
@@ -198,8 +230,7 @@ export class Composer {
 
   /** x (float32) rounded to dtype, in a temporary of that dtype. */
   round(x: DeviceBuffer, dtype: DeviceBuffer['dtype'], length: number): DeviceBuffer {
-    const out = this.backend.allocUninitialized(dtype, length);
-    this.held.push(out);
+    const out = this.hold(this.backend.allocUninitialized(dtype, length));
     this.backend.copy(this.whole(x, [length]), this.whole(out, [length]), [length]);
     return out;
   }
@@ -252,8 +283,7 @@ export class Composer {
     const ignored = this.equal(this.whole(lab, [rows]), this.scalar(ignoreIndex, 1), [rows]);
     const valid = this.affine(ignored, rows, -1, 1);
     const safe = this.binary('mul', this.whole(lab, [rows]), this.whole(valid, [rows]), [rows]);
-    const iota = this.backend.fromHost('float32', Float32Array.from({ length: vocab }, (_, i) => i));
-    this.held.push(iota);
+    const iota = this.hold(this.backend.fromHost('float32', Float32Array.from({ length: vocab }, (_, i) => i)));
     const onehot = this.equal(this.perCol(iota), this.perRow(safe), [rows, vocab]);
     return { valid, onehot };
   }
