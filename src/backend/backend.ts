@@ -228,6 +228,7 @@ export interface PagedAttentionArgs extends PagedKvArgs {
 export const FUSED_KERNELS = [
   'gated', 'gatedBackward', 'softmax', 'softmaxBackward', 'rmsNorm', 'rmsNormBackward', 'rope', 'crossEntropy', 'crossEntropyBackward', 'adamw',
   'attention', 'attentionBackward', 'nf4Dequantize',
+  'pagedKvWrite', 'pagedAttention',
 ] as const satisfies readonly FusedKernel[];
 
 /** The optional methods of Backend other than batchInvariant (a mode, not a kernel). */
@@ -348,7 +349,7 @@ export interface Backend {
   ): void;
 
   /** Stores the step's new keys and values (k, v: the pools' dtype) in the paged cache: PagedKvWriteArgs. */
-  pagedKvWrite(k: DeviceBuffer, v: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, args: PagedKvWriteArgs): void;
+  pagedKvWrite?(k: DeviceBuffer, v: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, args: PagedKvWriteArgs): void;
   /** Attention over the paged cache for incremental decoding (no gradient): PagedAttentionArgs. */
-  pagedAttention(q: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, out: DeviceBuffer, args: PagedAttentionArgs): void;
+  pagedAttention?(q: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, out: DeviceBuffer, args: PagedAttentionArgs): void;
 }

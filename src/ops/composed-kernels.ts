@@ -14,9 +14,10 @@ export type FusedKernels = Required<Pick<Backend, Exclude<FusedKernel, (typeof C
 
 /**
  * Fused kernels that have no buffer-level composition here: the op composes differentiable tensor ops instead
- * when the backend lacks them (`gatedActivation` in elementwise.ts; `attention` runs `attentionReference`).
+ * when the backend lacks them (`gatedActivation` in elementwise.ts; `attention` runs `attentionReference`;
+ * `pagedKvWrite` and `pagedAttention` copy each row's positions between its blocks and dense views).
  */
-export const COMPOSED_BY_THEIR_OPS = ['gated', 'gatedBackward', 'attention', 'attentionBackward'] as const satisfies readonly FusedKernel[];
+export const COMPOSED_BY_THEIR_OPS = ['gated', 'gatedBackward', 'attention', 'attentionBackward', 'pagedKvWrite', 'pagedAttention'] as const satisfies readonly FusedKernel[];
 
 /** float32's largest finite value: a row maximum floored to it keeps x - max finite-or-(-inf) on all -inf rows. */
 const F32_MAX = 3.4028234663852886e38;

@@ -321,7 +321,51 @@ export function pagedKvWrite(kPool: Tensor, vPool: Tensor, k: Tensor, v: Tensor,
   if (!shapesEqual(vPool.shape, kPool.shape)) throw new Error(`pagedKvWrite: the value pool ${formatShape(vPool.shape)} must match the key pool ${formatShape(kPool.shape)}.`);
   const ka = attentionOperand(k, kPool.dtype);
   const va = attentionOperand(v, kPool.dtype);
-  sameDevice(kPool, vPool, ka, va).pagedKvWrite(ka.buffer, va.buffer, kPool.buffer, vPool.buffer, { ...args, k: attentionLayout(ka), v: attentionLayout(va) });
+  const backend = sameDevice(kPool, vPool, ka, va);
+  if (backend.pagedKvWrite) {
+    backend.pagedKvWrite(ka.buffer, va.buffer, kPool.buffer, vPool.buffer, { ...args, k: attentionLayout(ka), v: attentionLayout(va) });
+    return;
+  }
+  // Composed: each row's new positions copied into their blocks, one strided copy per block they touch.
+  const { blockSize, kvHeads, headDim: D } = args;
+  for (const { b, runs } of pagedRows(backend, step, args)) {
+    for (const [pool, src] of [[kPool, ka], [vPool, va]] as const) {
+      for (const { block, slot, from, n } of runs) {
+        if (from < 0) continue;
+        backend.copy(
+          { buffer: src.buffer, offset: src.offset + b * src.strides[0]! + from * src.strides[2]!, strides: [src.strides[1]!, src.strides[2]!, 1] },
+          { buffer: pool.buffer, offset: (block * kvHeads * blockSize + slot) * D, strides: [blockSize * D, D, 1] },
+          [kvHeads, n, D],
+        );
+      }
+    }
+  }
+}
+
+/**
+ * Each batch row's positions 0 .. lengths[b] - 1 as runs within its blocks (the host reads the block table and
+ * lengths): pool block, first slot, length, and where the run starts among the step's `seq` new positions
+ * (negative for runs of positions written earlier; a run is split where the new positions begin).
+ */
+function pagedRows(backend: Backend, step: PagedKvStep, args: PagedKvArgs): { b: number; length: number; runs: { block: number; slot: number; from: number; n: number }[] }[] {
+  const table = backend.toHostNow(args.blockTable, 0, args.batch * args.maxBlocks) as Int32Array;
+  const lengths = backend.toHostNow(args.lengths, 0, args.batch) as Int32Array;
+  return Array.from({ length: args.batch }, (_, b) => {
+    const length = lengths[b]!;
+    const first = length - step.seq;
+    if (first < 0) throw new Error(`paged KV: row ${b} holds ${length} positions, fewer than the step's ${step.seq} new ones.`);
+    if (Math.ceil(length / args.blockSize) > args.maxBlocks) throw new Error(`paged KV: row ${b} holds ${length} positions, more than its ${args.maxBlocks} blocks of ${args.blockSize}.`);
+    const runs: { block: number; slot: number; from: number; n: number }[] = [];
+    for (let p = 0; p < length;) {
+      const slot = p % args.blockSize;
+      const end = Math.min(length, p - slot + args.blockSize, p < first ? first : length);
+      const block = table[b * args.maxBlocks + Math.floor(p / args.blockSize)]!;
+      if (!(block >= 0 && block < args.poolBlocks)) throw new Error(`paged KV: row ${b} names block ${block}, outside the pool of ${args.poolBlocks}.`);
+      runs.push({ block, slot, from: p - first, n: end - p });
+      p = end;
+    }
+    return { b, length, runs };
+  });
 }
 
 /**
@@ -342,6 +386,35 @@ export function pagedAttention(q: Tensor, kPool: Tensor, vPool: Tensor, step: Pa
   const T = step.seq;
   // [B, T, H, D] memory, read as [B, H, T, D]: the layout the output projection wants after its transpose.
   const outStrides = [T * H * D, D, H * D, 1];
+  if (!backend.pagedAttention) {
+    // Composed: each row's cached positions gathered from their blocks into dense keys and values, then dense
+    // attention of each query alone over the positions up to its own (as the kernels compute each query alone,
+    // so a prefill over shared blocks gets a cold prefill's bits), queries and rows concatenated.
+    if (H % args.kvHeads !== 0) throw new Error(`${H} query heads are not a multiple of ${args.kvHeads} key/value heads.`);
+    const rows = pagedRows(backend, step, args).map(({ b, length, runs }) => {
+      const [kb, vb] = [kPool, vPool].map((pool) => {
+        const dense = backend.allocUninitialized(pool.dtype, args.kvHeads * length * D);
+        let at = 0;
+        for (const { block, slot, n } of runs) {
+          backend.copy(
+            { buffer: pool.buffer, offset: (block * args.kvHeads * args.blockSize + slot) * D, strides: [args.blockSize * D, D, 1] },
+            { buffer: dense, offset: at * D, strides: [length * D, D, 1] },
+            [args.kvHeads, n, D],
+          );
+          at += n;
+        }
+        return makeResult(dense, [1, args.kvHeads, length, D], 'pagedGather', [], null);
+      }) as [Tensor, Tensor];
+      const qb = narrow(qa, 0, b, 1);
+      const queries = Array.from({ length: T }, (_, t) => {
+        const seen = length - T + t + 1;
+        return attention(narrow(qb, 2, t, 1), narrow(kb, 2, 0, seen), narrow(vb, 2, 0, seen), scale, null, true, { window, softcap, sinks: extra.sinks ?? null });
+      });
+      return queries.length === 1 ? queries[0]! : cat(queries, 2);
+    });
+    // The kernels' [B, T, H, D] memory (contiguous() copies only where the pieces are not already in it).
+    return transpose(contiguous(transpose(rows.length === 1 ? rows[0]! : cat(rows, 0), 1, 2)), 1, 2);
+  }
   const out = backend.allocUninitialized(kPool.dtype, B * H * T * D);
   backend.pagedAttention(qa.buffer, kPool.buffer, vPool.buffer, out, {
     ...args, heads: H, scale, window, softcap, sinks: sinks?.buffer ?? null, q: attentionLayout(qa), out: { offset: 0, batchStride: outStrides[0]!, headStride: outStrides[1]!, rowStride: outStrides[2]! },

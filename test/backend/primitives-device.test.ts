@@ -24,7 +24,7 @@ test('cpu-primitives hides every fused kernel and keeps every other method', () 
   }
   const hidden = new Set<string>(FUSED_KERNELS);
   const methods = Object.getOwnPropertyNames(Object.getPrototypeOf(cpuBackend)).filter((m) => m !== 'constructor' && !hidden.has(m));
-  assert.ok(methods.length >= 20, `${methods.length} primitive methods`);
+  for (const m of ['alloc', 'copy', 'fill', 'unary', 'binary', 'affine', 'reduce', 'matmul', 'embedding']) assert.ok(methods.includes(m), m);
   for (const m of methods) assert.equal(typeof (p as unknown as Record<string, unknown>)[m], 'function', m);
 });
 
