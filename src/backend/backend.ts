@@ -228,7 +228,7 @@ export interface PagedAttentionArgs extends PagedKvArgs {
 export const FUSED_KERNELS = [
   'gated', 'gatedBackward', 'softmax', 'softmaxBackward', 'rmsNorm', 'rmsNormBackward', 'rope', 'crossEntropy', 'crossEntropyBackward', 'adamw',
   'attention', 'attentionBackward', 'nf4Dequantize',
-  'pagedKvWrite', 'pagedAttention',
+  'pagedKvWrite', 'pagedAttention', 'multiLora',
 ] as const satisfies readonly FusedKernel[];
 
 /** The optional methods of Backend other than batchInvariant (a mode, not a kernel). */
@@ -289,7 +289,7 @@ export interface Backend {
    */
   batchInvariant?<T>(fn: () => T): T;
   /** MultiLoraArgs: per-row LoRA adapters over one batch, after the base product ran once for every row. */
-  multiLora(args: MultiLoraArgs): void;
+  multiLora?(args: MultiLoraArgs): void;
 
   /** Row softmax over the last dim of [rows, cols]. */
   softmax?(x: DeviceBuffer, rows: number, cols: number, out: DeviceBuffer): void;

@@ -1,4 +1,4 @@
-import type { BinaryOp, Backend, FusedKernel, UnaryOp, View } from '../backend/backend.js';
+import type { BinaryOp, Backend, FusedKernel, LoraAdapterView, UnaryOp, View } from '../backend/backend.js';
 import type { DeviceBuffer } from '../tensor/buffer.js';
 import { contiguousStrides } from '../tensor/shape.js';
 
@@ -27,10 +27,11 @@ const cache = new WeakMap<Backend, FusedKernels>();
 export function kernels(backend: Backend): FusedKernels {
   let k = cache.get(backend);
   if (!k) {
-    const own = <K extends keyof FusedKernels>(name: K, composed: FusedKernels[K]): FusedKernels[K] => {
-      const fast = backend[name];
-      return fast ? (fast.bind(backend) as FusedKernels[K]) : composed;
-    };
+    // Looked up at each call, so the backend's method is the one called whatever happened to it since.
+    const own = <K extends keyof FusedKernels>(name: K, composed: FusedKernels[K]): FusedKernels[K] => ((...args: unknown[]) => {
+      const fast = backend[name] as ((...a: unknown[]) => void) | undefined;
+      return fast ? fast.apply(backend, args) : (composed as (...a: unknown[]) => void)(...args);
+    }) as FusedKernels[K];
     k = {
       softmax: own('softmax', (x, rows, cols, out) => composed(backend, (c) => {
         const shape = [rows, cols];
@@ -169,6 +170,45 @@ export function kernels(backend: Backend): FusedKernels {
           backend.copy(c.whole(tail, [rest]), c.whole(out, [rest], whole * blocksize), [rest]);
         }
       })),
+      multiLora: own('multiLora', ({ rows, inFeatures, x, xOffset, outputs }) => composed(backend, (c) => {
+        // SGMV from two GEMMs per run of rows that name one adapter: h = x A^T (float32 [n, rank]), then
+        // acc += scale * h B^T into a float32 copy of base, rounded to out's dtype once.
+        const xf = c.f32At(x, xOffset, rows * inFeatures);
+        const widened = new Map<LoraAdapterView, [F32At, F32At]>();
+        const weights = (ad: LoraAdapterView, n: number): [F32At, F32At] => {
+          let w = widened.get(ad);
+          if (!w) widened.set(ad, (w = [c.f32At(ad.a, ad.aOffset, ad.rank * inFeatures), c.f32At(ad.b, ad.bOffset, n * ad.rank)]));
+          return w;
+        };
+        for (const o of outputs) {
+          const n = o.outFeatures;
+          const acc = c.f32(rows * n);
+          backend.copy(c.whole(o.base, [rows * n], o.baseOffset), c.whole(acc, [rows * n]), [rows * n]);
+          for (let start = 0; start < rows;) {
+            const s = o.rowAdapter[start]!;
+            let end = start + 1;
+            while (end < rows && o.rowAdapter[end] === s) end++;
+            const ad = s >= 0 ? o.adapters[s] : undefined;
+            if (s >= 0 && !ad) throw new Error(`multiLora: row ${start} names adapter ${s} of ${o.adapters.length}.`);
+            if (ad && ad.rank > 0) {
+              const m = end - start;
+              const h = c.f32(m * ad.rank);
+              const [wa, wb] = weights(ad, n);
+              const gemm = { batch: 1, strideA: 0, strideB: 0, strideC: 0, transA: false, transB: true, m };
+              backend.matmul({
+                ...gemm, a: xf.buffer, aOffset: xf.offset + start * inFeatures, lda: inFeatures, b: wa.buffer, bOffset: wa.offset, ldb: inFeatures,
+                c: h, cOffset: 0, ldc: ad.rank, n: ad.rank, k: inFeatures, alpha: 1, beta: 0,
+              });
+              backend.matmul({
+                ...gemm, a: h, aOffset: 0, lda: ad.rank, b: wb.buffer, bOffset: wb.offset, ldb: ad.rank,
+                c: acc, cOffset: start * n, ldc: n, n, k: ad.rank, alpha: ad.scale, beta: 1,
+              });
+            }
+            start = end;
+          }
+          backend.copy(c.whole(acc, [rows * n]), c.whole(o.out, [rows * n]), [rows * n]);
+        }
+      })),
     };
     cache.set(backend, k);
   }
@@ -183,6 +223,12 @@ export function composed<T>(backend: Backend, fn: (c: Composer) => T): T {
   } finally {
     c.releaseAll();
   }
+}
+
+/** float32 elements of a buffer from an element offset. */
+interface F32At {
+  readonly buffer: DeviceBuffer;
+  readonly offset: number;
 }
 
 /** Primitive calls into fresh float32 temporaries, which it releases together. */
@@ -219,6 +265,14 @@ export class Composer {
   /** A per-column vector [cols] read as [rows, cols]. */
   perCol(buffer: DeviceBuffer): View {
     return { buffer, offset: 0, strides: [0, 1] };
+  }
+
+  /** x's elements offset .. offset + length - 1 as float32: where they are when x is float32, else a widened copy. */
+  f32At(x: DeviceBuffer, offset: number, length: number): F32At {
+    if (x.dtype === 'float32') return { buffer: x, offset };
+    const out = this.f32(length);
+    this.backend.copy(this.whole(x, [length], offset), this.whole(out, [length]), [length]);
+    return { buffer: out, offset: 0 };
   }
 
   /** The first `length` elements of x as float32: x itself when it is float32, else a widened copy. */
