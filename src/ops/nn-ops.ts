@@ -2,7 +2,7 @@ import type { AttentionArgs, AttentionLayout, Backend, PagedKvArgs } from '../ba
 import { contiguousStrides, formatShape, shapesEqual } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { full, hostArray, to } from './creation.js';
-import type { DType } from '../tensor/dtype.js';
+import { isFloatDType, type DType } from '../tensor/dtype.js';
 import type { DeviceBuffer } from '../tensor/buffer.js';
 import { allocLike, backendOf, makeResult, promote, sameDevice } from './engine.js';
 import { kernels } from './composed-kernels.js';
@@ -224,6 +224,8 @@ function attentionShape(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, ca
     throw new Error(`attention: k ${formatShape(k.shape)} and v ${formatShape(v.shape)} must both be [${B}, Hkv, S, ${D}] for q ${formatShape(q.shape)}.`);
   }
   if (H % Hkv !== 0) throw new Error(`${H} query heads are not a multiple of ${Hkv} key/value heads.`);
+  const notFloat = [q, k, v].find((t) => !isFloatDType(t.dtype));
+  if (notFloat) throw new Error(`attention needs float tensors, got ${notFloat.dtype}.`);
   if (T === 0 || S === 0) throw new Error(`attention needs at least one query and one key; got T = ${T}, S = ${S}.`);
   if (causal && T > S) throw new Error(`causal attention puts the ${T} queries at the last of the ${S} key positions, so it needs T <= S.`);
   if (mask && (mask.rank !== 2 || mask.shape[0] !== B || mask.shape[1] !== S)) {
@@ -308,9 +310,18 @@ function pagedArgs(pool: Tensor, step: PagedKvStep): PagedKvArgs {
   if (pool.rank !== 4 || !pool.isContiguous()) throw new Error(`a paged KV pool must be a contiguous [blocks, kvHeads, blockSize, headDim] tensor, got ${formatShape(pool.shape)}.`);
   const [poolBlocks, kvHeads, blockSize, headDim] = pool.shape as [number, number, number, number];
   if (blockSize !== step.blockSize) throw new Error(`the paged KV pool has blocks of ${blockSize} positions but the step was built for ${step.blockSize}.`);
+  if (!isFloatDType(pool.dtype)) throw new Error(`the paged KV cache needs float pools, got ${pool.dtype}.`);
+  if (step.blockTable.dtype !== 'int32' || step.lengths.dtype !== 'int32') throw new Error('the paged KV block table and lengths must be int32.');
   const [batch, maxBlocks] = step.blockTable.shape as [number, number];
   if (step.lengths.shape[0] !== batch) throw new Error(`paged KV: ${step.lengths.shape[0]} lengths for a block table of ${batch} rows.`);
   return { batch, kvHeads, headDim, blockSize, poolBlocks, blockTable: compact(step.blockTable).buffer, maxBlocks, lengths: compact(step.lengths).buffer, seq: step.seq };
+}
+
+/** The value pool must match the key pool in shape and dtype (the kernels read both with one layout). */
+function checkValuePool(kPool: Tensor, vPool: Tensor): void {
+  if (!shapesEqual(vPool.shape, kPool.shape) || vPool.dtype !== kPool.dtype || !vPool.isContiguous()) {
+    throw new Error(`paged KV: the value pool (${vPool.dtype} ${formatShape(vPool.shape)}) must be a contiguous tensor matching the key pool (${kPool.dtype} ${formatShape(kPool.shape)}).`);
+  }
 }
 
 /** Stores k, v [batch, kvHeads, seq, headDim] (one step's new positions) in the paged pools; no gradient. */
@@ -318,7 +329,7 @@ export function pagedKvWrite(kPool: Tensor, vPool: Tensor, k: Tensor, v: Tensor,
   const args = pagedArgs(kPool, step);
   const want = [args.batch, args.kvHeads, step.seq, args.headDim];
   if (!shapesEqual(k.shape, want) || !shapesEqual(v.shape, want)) throw new Error(`pagedKvWrite: k ${formatShape(k.shape)} and v ${formatShape(v.shape)} must be ${formatShape(want)}.`);
-  if (!shapesEqual(vPool.shape, kPool.shape)) throw new Error(`pagedKvWrite: the value pool ${formatShape(vPool.shape)} must match the key pool ${formatShape(kPool.shape)}.`);
+  checkValuePool(kPool, vPool);
   const ka = attentionOperand(k, kPool.dtype);
   const va = attentionOperand(v, kPool.dtype);
   const backend = sameDevice(kPool, vPool, ka, va);
@@ -380,6 +391,8 @@ export function pagedAttention(q: Tensor, kPool: Tensor, vPool: Tensor, step: Pa
     throw new Error(`pagedAttention: q ${formatShape(q.shape)} must be [${args.batch}, heads, ${step.seq}, ${args.headDim}].`);
   }
   const H = q.shape[1]!;
+  checkValuePool(kPool, vPool);
+  if (H % args.kvHeads !== 0) throw new Error(`${H} query heads are not a multiple of ${args.kvHeads} key/value heads.`);
   const qa = attentionOperand(q, kPool.dtype);
   const backend = sameDevice(qa, kPool, vPool);
   const { batch: B, headDim: D } = args;
@@ -390,7 +403,6 @@ export function pagedAttention(q: Tensor, kPool: Tensor, vPool: Tensor, step: Pa
     // Composed: each row's cached positions gathered from their blocks into dense keys and values, then dense
     // attention of each query alone over the positions up to its own (as the kernels compute each query alone,
     // so a prefill over shared blocks gets a cold prefill's bits), queries and rows concatenated.
-    if (H % args.kvHeads !== 0) throw new Error(`${H} query heads are not a multiple of ${args.kvHeads} key/value heads.`);
     const rows = pagedRows(backend, step, args).map(({ b, length, runs }) => {
       const [kb, vb] = [kPool, vPool].map((pool) => {
         const dense = backend.allocUninitialized(pool.dtype, args.kvHeads * length * D);
