@@ -104,6 +104,8 @@ export function kernels(backend: Backend): FusedKernels {
         const e = c.unary('exp', c.binary('sub', c.whole(xf, shape), c.perRow(max), shape), rows * vocab);
         const logSum = c.unary('log', c.reduce('sum', e, rows, vocab, 1), rows);
         backend.binary('add', c.whole(max, [rows]), c.whole(logSum, [rows]), lse, [rows]);
+        // Unlike CpuBackend's kernel, which reads labels on the host and refuses one outside the vocabulary, the
+        // composition never reads them back: such a label matches no column and its row's loss is +inf.
         const { valid, onehot } = c.targets(labels, rows, vocab, ignoreIndex);
         // The target's logit: the row maximum of x + log(onehot), which is x there and -inf elsewhere.
         const picked = c.reduce('max', c.binary('add', c.whole(xf, shape), c.whole(c.unary('log', onehot, rows * vocab), shape), shape), rows, vocab, 1);
