@@ -220,6 +220,22 @@ export interface PagedAttentionArgs extends PagedKvArgs {
   readonly out: AttentionLayout;
 }
 
+/**
+ * The Backend's methods that are fused kernels: a backend may leave any of them out, and ops/ then composes the
+ * same result from the primitive kernels (`ops/composed-kernels.ts`; `gated` in `ops/elementwise.ts`). The list is
+ * checked against the interface: it names every optional kernel and nothing required.
+ */
+export const FUSED_KERNELS = [
+  'gated', 'gatedBackward', 'softmax', 'softmaxBackward', 'rmsNorm', 'rmsNormBackward', 'rope', 'crossEntropy', 'crossEntropyBackward', 'adamw',
+  'attention', 'attentionBackward', 'nf4Dequantize',
+  'pagedKvWrite', 'pagedAttention', 'multiLora',
+] as const satisfies readonly FusedKernel[];
+
+/** The optional methods of Backend other than batchInvariant (a mode, not a kernel). */
+export type FusedKernel = Exclude<{ [K in keyof Backend]-?: object extends Pick<Backend, K> ? K : never }[keyof Backend], 'batchInvariant'>;
+/** Compiles only while FUSED_KERNELS lists every FusedKernel. */
+export const FUSED_KERNELS_COMPLETE: [Exclude<FusedKernel, (typeof FUSED_KERNELS)[number]>] extends [never] ? true : never = true;
+
 export interface Backend {
   readonly device: string;
   /** A zero-filled buffer. */
@@ -273,17 +289,17 @@ export interface Backend {
    */
   batchInvariant?<T>(fn: () => T): T;
   /** MultiLoraArgs: per-row LoRA adapters over one batch, after the base product ran once for every row. */
-  multiLora(args: MultiLoraArgs): void;
+  multiLora?(args: MultiLoraArgs): void;
 
   /** Row softmax over the last dim of [rows, cols]. */
-  softmax(x: DeviceBuffer, rows: number, cols: number, out: DeviceBuffer): void;
+  softmax?(x: DeviceBuffer, rows: number, cols: number, out: DeviceBuffer): void;
   /** dx = y * (dy - sum(dy * y)) per row. */
-  softmaxBackward(y: DeviceBuffer, dy: DeviceBuffer, rows: number, cols: number, dx: DeviceBuffer): void;
+  softmaxBackward?(y: DeviceBuffer, dy: DeviceBuffer, rows: number, cols: number, dx: DeviceBuffer): void;
 
   /** out = x * rsqrt(mean(x^2) + eps) * weight per row; rstd receives the float32 reciprocal RMS per row. */
-  rmsNorm(x: DeviceBuffer, weight: DeviceBuffer, rows: number, cols: number, eps: number, out: DeviceBuffer, rstd: DeviceBuffer): void;
+  rmsNorm?(x: DeviceBuffer, weight: DeviceBuffer, rows: number, cols: number, eps: number, out: DeviceBuffer, rstd: DeviceBuffer): void;
   /** dx always; dweight (accumulated over rows, overwritten) only when given. */
-  rmsNormBackward(x: DeviceBuffer, weight: DeviceBuffer, rstd: DeviceBuffer, dy: DeviceBuffer, rows: number, cols: number, dx: DeviceBuffer, dweight: DeviceBuffer | null): void;
+  rmsNormBackward?(x: DeviceBuffer, weight: DeviceBuffer, rstd: DeviceBuffer, dy: DeviceBuffer, rows: number, cols: number, dx: DeviceBuffer, dweight: DeviceBuffer | null): void;
 
   /**
    * Rotary embedding, rotate-half convention (transformers' Llama): x is [batch, seq, heads, headDim];
@@ -293,7 +309,7 @@ export interface Backend {
    * rotaryDim is even, at most headDim, and headDim when omitted. inverse=true applies the transposed rotation
    * (the backward pass). out may be x.
    */
-  rope(x: DeviceBuffer, cos: DeviceBuffer, sin: DeviceBuffer, tableBatchStride: number, batch: number, seq: number, heads: number, headDim: number, out: DeviceBuffer, inverse: boolean, rotaryDim?: number): void;
+  rope?(x: DeviceBuffer, cos: DeviceBuffer, sin: DeviceBuffer, tableBatchStride: number, batch: number, seq: number, heads: number, headDim: number, out: DeviceBuffer, inverse: boolean, rotaryDim?: number): void;
 
   /** out[i, :] = table[ids[i], :]; ids are int32. */
   embedding(ids: DeviceBuffer, table: DeviceBuffer, count: number, dim: number, out: DeviceBuffer): void;
@@ -304,36 +320,36 @@ export interface Backend {
    * Per-row cross-entropy of logits [rows, vocab] against int32 labels; rows whose label equals ignoreIndex
    * get loss 0. Writes float32 losses [rows] and the log-sum-exp [rows] that the backward pass reuses.
    */
-  crossEntropy(logits: DeviceBuffer, labels: DeviceBuffer, rows: number, vocab: number, ignoreIndex: number, losses: DeviceBuffer, lse: DeviceBuffer): void;
+  crossEntropy?(logits: DeviceBuffer, labels: DeviceBuffer, rows: number, vocab: number, ignoreIndex: number, losses: DeviceBuffer, lse: DeviceBuffer): void;
   /** dlogits = (softmax(logits) - onehot(label)) * scale[row]; zero on ignored rows. scale is float32 [rows]. */
-  crossEntropyBackward(logits: DeviceBuffer, lse: DeviceBuffer, labels: DeviceBuffer, scale: DeviceBuffer, rows: number, vocab: number, ignoreIndex: number, dlogits: DeviceBuffer): void;
+  crossEntropyBackward?(logits: DeviceBuffer, lse: DeviceBuffer, labels: DeviceBuffer, scale: DeviceBuffer, rows: number, vocab: number, ignoreIndex: number, dlogits: DeviceBuffer): void;
 
   /** One AdamW step in place (torch semantics: decoupled decay, bias correction, eps after sqrt). */
-  adamw(param: DeviceBuffer, grad: DeviceBuffer, expAvg: DeviceBuffer, expAvgSq: DeviceBuffer, length: number, args: AdamWArgs): void;
+  adamw?(param: DeviceBuffer, grad: DeviceBuffer, expAvg: DeviceBuffer, expAvgSq: DeviceBuffer, length: number, args: AdamWArgs): void;
 
   /**
    * NF4 dequantization: packed codes (two per byte, first element in the high nibble), one float32 absmax per
    * block of `blocksize`, the 16-entry code book; writes `length` elements to out.
    */
-  nf4Dequantize(packed: DeviceBuffer, absmax: DeviceBuffer, code: DeviceBuffer, length: number, blocksize: number, out: DeviceBuffer): void;
+  nf4Dequantize?(packed: DeviceBuffer, absmax: DeviceBuffer, code: DeviceBuffer, length: number, blocksize: number, out: DeviceBuffer): void;
 
   /**
    * out = softmax(scale * q k^T + mask) v per (batch, head) without holding the [seqQ, seqK] scores; q, k, v and
    * out share one float dtype. lse receives the float32 log-sum-exp of each query's masked, scaled scores
    * [batch, heads, seqQ], contiguous; a query that sees no key gets lse -inf and an output row of zeros.
    */
-  attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, args: AttentionArgs): void;
+  attention?(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, args: AttentionArgs): void;
   /**
    * Gradients of attention from the forward's out and lse (P is recomputed, never stored); dout, dq, dk and dv
    * have the dtype of q. dq, dk and dv are overwritten; dk and dv sum over the query heads of each group.
    */
-  attentionBackward(
+  attentionBackward?(
     q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, dout: DeviceBuffer,
     dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer, args: AttentionBackwardArgs,
   ): void;
 
   /** Stores the step's new keys and values (k, v: the pools' dtype) in the paged cache: PagedKvWriteArgs. */
-  pagedKvWrite(k: DeviceBuffer, v: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, args: PagedKvWriteArgs): void;
+  pagedKvWrite?(k: DeviceBuffer, v: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, args: PagedKvWriteArgs): void;
   /** Attention over the paged cache for incremental decoding (no gradient): PagedAttentionArgs. */
-  pagedAttention(q: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, out: DeviceBuffer, args: PagedAttentionArgs): void;
+  pagedAttention?(q: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, out: DeviceBuffer, args: PagedAttentionArgs): void;
 }

@@ -5,6 +5,7 @@ import { scope } from '../tensor/scope.js';
 import { full, to } from './creation.js';
 import { add, addScalar, div, greater, mul, mulScalar, neg, tanh } from './elementwise.js';
 import { allocLike, makeResult, sameDevice } from './engine.js';
+import { kernels } from './composed-kernels.js';
 import { linear, matmul } from './matmul.js';
 import { sum } from './reduce.js';
 import { cat, compact, narrow, reshape, transpose } from './shape-ops.js';
@@ -63,13 +64,13 @@ export function linearCrossEntropy(h: Tensor, weight: Tensor, labels: Tensor, op
         }
         const loss = makeResult(backend.alloc('float32', n), [n], 'linearCrossEntropyRows', [], null);
         const lse = makeResult(backend.alloc('float32', n), [n], 'linearCrossEntropyLse', [], null);
-        backend.crossEntropy(z.buffer, lc.buffer, n, vocab, ignoreIndex, loss.buffer, lse.buffer);
+        kernels(backend).crossEntropy(z.buffer, lc.buffer, n, vocab, ignoreIndex, loss.buffer, lse.buffer);
         const out: { loss: Tensor; dh: Tensor | null; dw: Tensor | null } = { loss, dh: null, dw: null };
         if (!needDh && !needDw) return out;
         // d(mean loss)/dz for a loss gradient of 1; then back through the soft-cap as its ops' backward would go.
         const scale = compact(div(narrow(valid, 0, r0, n), count));
         const dzBuffer = allocLike(backend, z.dtype, z.shape);
-        backend.crossEntropyBackward(z.buffer, lse.buffer, lc.buffer, scale.buffer, n, vocab, ignoreIndex, dzBuffer);
+        kernels(backend).crossEntropyBackward(z.buffer, lse.buffer, lc.buffer, scale.buffer, n, vocab, ignoreIndex, dzBuffer);
         let dz = makeResult(dzBuffer, z.shape, 'linearCrossEntropyChunk', [], null);
         if (t) dz = div(mul(mulScalar(dz, softcap), addScalar(neg(mul(t, t)), 1)), full([], softcap, { dtype: dz.dtype, device: dz.device }));
         if (needDh) out.dh = matmul(dz, weight);

@@ -4,6 +4,7 @@ import { formatShape } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { makeResult, sameDevice } from './engine.js';
 import { contiguous } from './shape-ops.js';
+import { kernels } from './composed-kernels.js';
 
 /** One adapter of a multi-adapter batch: A [rank, in], B [out, rank] and the factor on B A x. */
 export interface MultiLoraAdapter {
@@ -122,7 +123,7 @@ export function multiLoraLinearGroup(x: Tensor, projections: readonly MultiLoraP
   const xc = contiguous(x);
   const bases = projections.map(({ base }) => contiguous(base));
   const outs = bases.map((base) => (consumeBase && base.offset === 0 ? base.buffer : backend.allocUninitialized(base.dtype, base.numel)));
-  backend.multiLora({
+  kernels(backend).multiLora({
     rows, inFeatures: inF, x: xc.buffer, xOffset: xc.offset,
     outputs: projections.map(({ plan }, i) => ({
       outFeatures: plan.outFeatures, base: bases[i]!.buffer, baseOffset: bases[i]!.offset, out: outs[i]!,

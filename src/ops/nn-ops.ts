@@ -2,9 +2,10 @@ import type { AttentionArgs, AttentionLayout, Backend, PagedKvArgs } from '../ba
 import { contiguousStrides, formatShape, shapesEqual } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { full, hostArray, to } from './creation.js';
-import type { DType } from '../tensor/dtype.js';
+import { isFloatDType, type DType } from '../tensor/dtype.js';
 import type { DeviceBuffer } from '../tensor/buffer.js';
 import { allocLike, backendOf, makeResult, promote, sameDevice } from './engine.js';
+import { kernels } from './composed-kernels.js';
 import { add, div, greater, mul, mulScalar, tanh } from './elementwise.js';
 import { matmul } from './matmul.js';
 import { sum } from './reduce.js';
@@ -17,11 +18,11 @@ export function softmax(x: Tensor): Tensor {
   const rows = src.numel / cols;
   const backend = backendOf(src);
   const buf = allocLike(backend, src.dtype, src.shape);
-  backend.softmax(src.buffer, rows, cols, buf);
+  kernels(backend).softmax(src.buffer, rows, cols, buf);
   const out: Tensor = makeResult(buf, src.shape, 'softmax', [src], (g) => {
     const gc = compact(g);
     const dx = allocLike(backend, src.dtype, src.shape);
-    backend.softmaxBackward(out.buffer, gc.buffer, rows, cols, dx);
+    kernels(backend).softmaxBackward(out.buffer, gc.buffer, rows, cols, dx);
     return [makeResult(dx, src.shape, 'softmaxBackward', [], null)];
   });
   return out;
@@ -38,12 +39,12 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   const buf = allocLike(backend, src.dtype, src.shape);
   // Saved for backward as a tensor, so the step's scope frees it with the other activations.
   const rstd = scratch(backend, rows, 'rmsNormRstd');
-  backend.rmsNorm(src.buffer, w.buffer, rows, cols, eps, buf, rstd);
+  kernels(backend).rmsNorm(src.buffer, w.buffer, rows, cols, eps, buf, rstd);
   return makeResult(buf, src.shape, 'rmsNorm', [src, w], (g) => {
     const gc = compact(g);
     const dx = allocLike(backend, src.dtype, src.shape);
     const dw = w.requiresGrad ? backend.alloc(w.dtype, cols) : null;
-    backend.rmsNormBackward(src.buffer, w.buffer, rstd, gc.buffer, rows, cols, dx, dw);
+    kernels(backend).rmsNormBackward(src.buffer, w.buffer, rstd, gc.buffer, rows, cols, dx, dw);
     return [makeResult(dx, src.shape, 'rmsNormBackward', [], null), dw ? makeResult(dw, w.shape, 'rmsNormWeightGrad', [], null) : null];
   });
 }
@@ -66,11 +67,11 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   }
   const backend = sameDevice(src, c, s);
   const buf = allocLike(backend, src.dtype, src.shape);
-  backend.rope(src.buffer, c.buffer, s.buffer, tableBatchStride, batch, seq, heads, headDim, buf, false, rotaryDim);
+  kernels(backend).rope(src.buffer, c.buffer, s.buffer, tableBatchStride, batch, seq, heads, headDim, buf, false, rotaryDim);
   return makeResult(buf, src.shape, 'rope', [src], (g) => {
     const gc = compact(g);
     const dx = allocLike(backend, src.dtype, src.shape);
-    backend.rope(gc.buffer, c.buffer, s.buffer, tableBatchStride, batch, seq, heads, headDim, dx, true, rotaryDim);
+    kernels(backend).rope(gc.buffer, c.buffer, s.buffer, tableBatchStride, batch, seq, heads, headDim, dx, true, rotaryDim);
     return [makeResult(dx, src.shape, 'ropeBackward', [], null)];
   });
 }
@@ -107,14 +108,14 @@ export function crossEntropy(logits: Tensor, labels: Tensor, ignoreIndex = -100)
   const backend = sameDevice(lg, lb);
   const losses = scratch(backend, rows, 'crossEntropyRows');
   const lse = scratch(backend, rows, 'crossEntropyLse');
-  backend.crossEntropy(lg.buffer, lb.buffer, rows, vocab, ignoreIndex, losses, lse);
+  kernels(backend).crossEntropy(lg.buffer, lb.buffer, rows, vocab, ignoreIndex, losses, lse);
   const valid = reshape(greater(lb, full([], ignoreIndex, { device: lg.device })), [rows]);
   const count = sum(valid);
   const mean = div(sum(makeResult(losses, [rows], 'crossEntropyRows', [], null)), count);
   return makeResult(mean.buffer, [], 'crossEntropy', [lg], (g) => {
     const scale = compact(div(mul(valid, g), count));
     const dl = allocLike(backend, lg.dtype, lg.shape);
-    backend.crossEntropyBackward(lg.buffer, lse, lb.buffer, scale.buffer, rows, vocab, ignoreIndex, dl);
+    kernels(backend).crossEntropyBackward(lg.buffer, lse, lb.buffer, scale.buffer, rows, vocab, ignoreIndex, dl);
     return [makeResult(dl, lg.shape, 'crossEntropyBackward', [], null)];
   });
 }
@@ -223,6 +224,8 @@ function attentionShape(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, ca
     throw new Error(`attention: k ${formatShape(k.shape)} and v ${formatShape(v.shape)} must both be [${B}, Hkv, S, ${D}] for q ${formatShape(q.shape)}.`);
   }
   if (H % Hkv !== 0) throw new Error(`${H} query heads are not a multiple of ${Hkv} key/value heads.`);
+  const notFloat = [q, k, v].find((t) => !isFloatDType(t.dtype));
+  if (notFloat) throw new Error(`attention needs float tensors, got ${notFloat.dtype}.`);
   if (T === 0 || S === 0) throw new Error(`attention needs at least one query and one key; got T = ${T}, S = ${S}.`);
   if (causal && T > S) throw new Error(`causal attention puts the ${T} queries at the last of the ${S} key positions, so it needs T <= S.`);
   if (mask && (mask.rank !== 2 || mask.shape[0] !== B || mask.shape[1] !== S)) {
@@ -244,6 +247,10 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?:
   const { B, H, Hkv, T, S, D } = attentionShape(q, k, v, mask ?? null, causal);
   const { window, softcap, sinks } = attentionExtras(extra, H);
   const segments = attentionSegments(extra.segments, B, T, S, causal);
+  // Without the fused kernels (forward and backward go together), the composed reference: it holds the
+  // [T, S] scores, and autograd differentiates it. One copy gives its result the fused kernels' layout.
+  const fused = backendOf(q);
+  if (!fused.attention || !fused.attentionBackward) return transpose(contiguous(transpose(attentionReference(q, k, v, scale, mask, causal, extra), 1, 2)), 1, 2);
   const dtype = promote(q, k, v);
   const qa = attentionOperand(q, dtype);
   const ka = attentionOperand(k, dtype);
@@ -270,7 +277,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?:
     };
     return { seg, args, lse: makeResult(backend.alloc('float32', H * len), [1, H, len], 'attentionLse', [], null) };
   });
-  for (const p of pieces) backend.attention(qa.buffer, ka.buffer, va.buffer, outBuf, p.lse.buffer, p.args);
+  for (const p of pieces) backend.attention!(qa.buffer, ka.buffer, va.buffer, outBuf, p.lse.buffer, p.args);
   return makeResult(outBuf, [B, H, T, D], 'attention', [qa, ka, va], (g) => {
     const dout = attentionOperand(g, dtype);
     const grads = [qa, ka, va].map((t) => makeResult(backend.alloc(dtype, t.numel), t.shape, 'attentionBackward', [], null, denseStridesLike(t)));
@@ -278,7 +285,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, mask?:
     const layouts = [dout, dq, dk, dv].map(attentionLayout) as [AttentionLayout, AttentionLayout, AttentionLayout, AttentionLayout];
     for (const { seg, args, lse } of pieces) {
       const [gl, dql, dkl, dvl] = seg ? layouts.map((l) => shiftLayout(l, seg[0], seg[1])) : layouts;
-      backend.attentionBackward(qa.buffer, ka.buffer, va.buffer, outBuf, lse.buffer, dout.buffer, dq.buffer, dk.buffer, dv.buffer, {
+      backend.attentionBackward!(qa.buffer, ka.buffer, va.buffer, outBuf, lse.buffer, dout.buffer, dq.buffer, dk.buffer, dv.buffer, {
         ...args, dout: gl!, dq: dql!, dk: dkl!, dv: dvl!,
       });
     }
@@ -303,9 +310,18 @@ function pagedArgs(pool: Tensor, step: PagedKvStep): PagedKvArgs {
   if (pool.rank !== 4 || !pool.isContiguous()) throw new Error(`a paged KV pool must be a contiguous [blocks, kvHeads, blockSize, headDim] tensor, got ${formatShape(pool.shape)}.`);
   const [poolBlocks, kvHeads, blockSize, headDim] = pool.shape as [number, number, number, number];
   if (blockSize !== step.blockSize) throw new Error(`the paged KV pool has blocks of ${blockSize} positions but the step was built for ${step.blockSize}.`);
+  if (!isFloatDType(pool.dtype)) throw new Error(`the paged KV cache needs float pools, got ${pool.dtype}.`);
+  if (step.blockTable.dtype !== 'int32' || step.lengths.dtype !== 'int32') throw new Error('the paged KV block table and lengths must be int32.');
   const [batch, maxBlocks] = step.blockTable.shape as [number, number];
   if (step.lengths.shape[0] !== batch) throw new Error(`paged KV: ${step.lengths.shape[0]} lengths for a block table of ${batch} rows.`);
   return { batch, kvHeads, headDim, blockSize, poolBlocks, blockTable: compact(step.blockTable).buffer, maxBlocks, lengths: compact(step.lengths).buffer, seq: step.seq };
+}
+
+/** The value pool must match the key pool in shape and dtype (the kernels read both with one layout). */
+function checkValuePool(kPool: Tensor, vPool: Tensor): void {
+  if (!shapesEqual(vPool.shape, kPool.shape) || vPool.dtype !== kPool.dtype || !vPool.isContiguous()) {
+    throw new Error(`paged KV: the value pool (${vPool.dtype} ${formatShape(vPool.shape)}) must be a contiguous tensor matching the key pool (${kPool.dtype} ${formatShape(kPool.shape)}).`);
+  }
 }
 
 /** Stores k, v [batch, kvHeads, seq, headDim] (one step's new positions) in the paged pools; no gradient. */
@@ -313,10 +329,54 @@ export function pagedKvWrite(kPool: Tensor, vPool: Tensor, k: Tensor, v: Tensor,
   const args = pagedArgs(kPool, step);
   const want = [args.batch, args.kvHeads, step.seq, args.headDim];
   if (!shapesEqual(k.shape, want) || !shapesEqual(v.shape, want)) throw new Error(`pagedKvWrite: k ${formatShape(k.shape)} and v ${formatShape(v.shape)} must be ${formatShape(want)}.`);
-  if (!shapesEqual(vPool.shape, kPool.shape)) throw new Error(`pagedKvWrite: the value pool ${formatShape(vPool.shape)} must match the key pool ${formatShape(kPool.shape)}.`);
+  checkValuePool(kPool, vPool);
   const ka = attentionOperand(k, kPool.dtype);
   const va = attentionOperand(v, kPool.dtype);
-  sameDevice(kPool, vPool, ka, va).pagedKvWrite(ka.buffer, va.buffer, kPool.buffer, vPool.buffer, { ...args, k: attentionLayout(ka), v: attentionLayout(va) });
+  const backend = sameDevice(kPool, vPool, ka, va);
+  if (backend.pagedKvWrite) {
+    backend.pagedKvWrite(ka.buffer, va.buffer, kPool.buffer, vPool.buffer, { ...args, k: attentionLayout(ka), v: attentionLayout(va) });
+    return;
+  }
+  // Composed: each row's new positions copied into their blocks, one strided copy per block they touch.
+  const { blockSize, kvHeads, headDim: D } = args;
+  for (const { b, runs } of pagedRows(backend, step, args)) {
+    for (const [pool, src] of [[kPool, ka], [vPool, va]] as const) {
+      for (const { block, slot, from, n } of runs) {
+        if (from < 0) continue;
+        backend.copy(
+          { buffer: src.buffer, offset: src.offset + b * src.strides[0]! + from * src.strides[2]!, strides: [src.strides[1]!, src.strides[2]!, 1] },
+          { buffer: pool.buffer, offset: (block * kvHeads * blockSize + slot) * D, strides: [blockSize * D, D, 1] },
+          [kvHeads, n, D],
+        );
+      }
+    }
+  }
+}
+
+/**
+ * Each batch row's positions 0 .. lengths[b] - 1 as runs within its blocks (the host reads the block table and
+ * lengths): pool block, first slot, length, and where the run starts among the step's `seq` new positions
+ * (negative for runs of positions written earlier; a run is split where the new positions begin).
+ */
+function pagedRows(backend: Backend, step: PagedKvStep, args: PagedKvArgs): { b: number; length: number; runs: { block: number; slot: number; from: number; n: number }[] }[] {
+  const table = backend.toHostNow(args.blockTable, 0, args.batch * args.maxBlocks) as Int32Array;
+  const lengths = backend.toHostNow(args.lengths, 0, args.batch) as Int32Array;
+  return Array.from({ length: args.batch }, (_, b) => {
+    const length = lengths[b]!;
+    const first = length - step.seq;
+    if (first < 0) throw new Error(`paged KV: row ${b} holds ${length} positions, fewer than the step's ${step.seq} new ones.`);
+    if (Math.ceil(length / args.blockSize) > args.maxBlocks) throw new Error(`paged KV: row ${b} holds ${length} positions, more than its ${args.maxBlocks} blocks of ${args.blockSize}.`);
+    const runs: { block: number; slot: number; from: number; n: number }[] = [];
+    for (let p = 0; p < length;) {
+      const slot = p % args.blockSize;
+      const end = Math.min(length, p - slot + args.blockSize, p < first ? first : length);
+      const block = table[b * args.maxBlocks + Math.floor(p / args.blockSize)]!;
+      if (!(block >= 0 && block < args.poolBlocks)) throw new Error(`paged KV: row ${b} names block ${block}, outside the pool of ${args.poolBlocks}.`);
+      runs.push({ block, slot, from: p - first, n: end - p });
+      p = end;
+    }
+    return { b, length, runs };
+  });
 }
 
 /**
@@ -331,12 +391,42 @@ export function pagedAttention(q: Tensor, kPool: Tensor, vPool: Tensor, step: Pa
     throw new Error(`pagedAttention: q ${formatShape(q.shape)} must be [${args.batch}, heads, ${step.seq}, ${args.headDim}].`);
   }
   const H = q.shape[1]!;
+  checkValuePool(kPool, vPool);
+  if (H % args.kvHeads !== 0) throw new Error(`${H} query heads are not a multiple of ${args.kvHeads} key/value heads.`);
   const qa = attentionOperand(q, kPool.dtype);
   const backend = sameDevice(qa, kPool, vPool);
   const { batch: B, headDim: D } = args;
   const T = step.seq;
   // [B, T, H, D] memory, read as [B, H, T, D]: the layout the output projection wants after its transpose.
   const outStrides = [T * H * D, D, H * D, 1];
+  if (!backend.pagedAttention) {
+    // Composed: each row's cached positions gathered from their blocks into dense keys and values, then dense
+    // attention of each query alone over the positions up to its own (as the kernels compute each query alone,
+    // so a prefill over shared blocks gets a cold prefill's bits), queries and rows concatenated.
+    const rows = pagedRows(backend, step, args).map(({ b, length, runs }) => {
+      const [kb, vb] = [kPool, vPool].map((pool) => {
+        const dense = backend.allocUninitialized(pool.dtype, args.kvHeads * length * D);
+        let at = 0;
+        for (const { block, slot, n } of runs) {
+          backend.copy(
+            { buffer: pool.buffer, offset: (block * args.kvHeads * args.blockSize + slot) * D, strides: [args.blockSize * D, D, 1] },
+            { buffer: dense, offset: at * D, strides: [length * D, D, 1] },
+            [args.kvHeads, n, D],
+          );
+          at += n;
+        }
+        return makeResult(dense, [1, args.kvHeads, length, D], 'pagedGather', [], null);
+      }) as [Tensor, Tensor];
+      const qb = narrow(qa, 0, b, 1);
+      const queries = Array.from({ length: T }, (_, t) => {
+        const seen = length - T + t + 1;
+        return attention(narrow(qb, 2, t, 1), narrow(kb, 2, 0, seen), narrow(vb, 2, 0, seen), scale, null, true, { window, softcap, sinks: extra.sinks ?? null });
+      });
+      return queries.length === 1 ? queries[0]! : cat(queries, 2);
+    });
+    // The kernels' [B, T, H, D] memory (contiguous() copies only where the pieces are not already in it).
+    return transpose(contiguous(transpose(rows.length === 1 ? rows[0]! : cat(rows, 0), 1, 2)), 1, 2);
+  }
   const out = backend.allocUninitialized(kPool.dtype, B * H * T * D);
   backend.pagedAttention(qa.buffer, kPool.buffer, vPool.buffer, out, {
     ...args, heads: H, scale, window, softcap, sinks: sinks?.buffer ?? null, q: attentionLayout(qa), out: { offset: 0, batchStride: outStrides[0]!, headStride: outStrides[1]!, rowStride: outStrides[2]! },

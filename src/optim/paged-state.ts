@@ -5,6 +5,7 @@ import { CudaBuffer } from '../backend/cuda/cuda-buffer.js';
 import type { PinnedHostMemory } from '../backend/cuda/driver.js';
 import { HostPager } from '../backend/cuda/host-memory.js';
 import { fromHost } from '../ops/index.js';
+import { kernels } from '../ops/composed-kernels.js';
 import type { HostArray } from '../tensor/buffer.js';
 import { bytesPerElement, type DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -188,7 +189,7 @@ export class PagedAdamWState {
     const device = this.backend.device;
     const expAvg = new CudaBuffer(device, p.dtype, p.numel, this.slotAddress(slot, p, false));
     const expAvgSq = new CudaBuffer(device, p.dtype, p.numel, this.slotAddress(slot, p, true));
-    this.backend.adamw(p.param.buffer, grad.buffer, expAvg, expAvgSq, p.numel, args);
+    kernels(this.backend).adamw(p.param.buffer, grad.buffer, expAvg, expAvgSq, p.numel, args);
   }
 
   private hostCopy(p: PagedParam, second: boolean): HostArray {

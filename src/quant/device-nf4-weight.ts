@@ -1,5 +1,6 @@
 import { getBackend } from '../backend/registry.js';
 import { addScalar, backendOf, embedding, fromHost, mul, reshape, to } from '../ops/index.js';
+import { kernels } from '../ops/composed-kernels.js';
 import type { HostArray } from '../tensor/buffer.js';
 import { bytesPerElement } from '../tensor/dtype.js';
 import { noGrad } from '../tensor/grad-mode.js';
@@ -112,7 +113,7 @@ export class DeviceNf4Weight {
         const first = direct ? dtype : this.sourceDType;
         const backend = getBackend(this.device);
         const out = backend.alloc(first, this.numel);
-        backend.nf4Dequantize(this.packed.buffer, this.blockAbsmax().buffer, this.code.buffer, this.numel, this.blocksize, out);
+        kernels(backend).nf4Dequantize(this.packed.buffer, this.blockAbsmax().buffer, this.code.buffer, this.numel, this.blocksize, out);
         const dense = new Tensor(out, this.shape);
         return direct ? dense : to(dense, { dtype });
       }),

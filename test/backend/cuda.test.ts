@@ -150,7 +150,7 @@ test('fill writes the CPU bit patterns for every dtype over a sub-range', { skip
   const cases: [DType, number][] = [['float32', -1.25], ['bfloat16', 3.14159], ['float16', 1e-5], ['int32', -7.9], ['int64', -123456789012], ['uint8', 300], ['float32', NaN]];
   for (const [dtype, value] of cases) {
     const p = zeros(dtype, 100);
-    for (const b of [cpu, gpu()] as Backend[]) b.fill(on(b, p), 10, 77, value);
+    for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.fill(on(b, p), 10, 77, value);
     await expectIdentical(p, `fill ${dtype} ${value}`);
   }
 });
@@ -167,7 +167,7 @@ test('copy converts dtypes exactly through strided, permuted and broadcast views
     const src = both(from, srcValues);
     for (const v of views) {
       const dst = zeros(to, v.dstLen);
-      for (const b of [cpu, gpu()] as Backend[]) b.copy(v.src(on(b, src)), v.dst(on(b, dst)), shape);
+      for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.copy(v.src(on(b, src)), v.dst(on(b, dst)), shape);
       await expectIdentical(dst, `copy ${from} -> ${to} ${v.name}`);
     }
   }
@@ -180,7 +180,7 @@ test('copy handles rank 8 with every dimension strided', { skip: gpuOnly }, asyn
   const srcStrides = [2, 4, 8, 16, 32, 64, 128, 256];
   const dst = zeros('bfloat16', n);
   const dstStrides = [192, 96, 48, 24, 12, 6, 3, 1];
-  for (const b of [cpu, gpu()] as Backend[]) b.copy({ buffer: on(b, src), offset: 1, strides: srcStrides }, { buffer: on(b, dst), offset: 0, strides: dstStrides }, shape);
+  for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.copy({ buffer: on(b, src), offset: 1, strides: srcStrides }, { buffer: on(b, dst), offset: 0, strides: dstStrides }, shape);
   await expectIdentical(dst, 'rank-8 copy');
 });
 
@@ -194,7 +194,7 @@ test('unary ops match the CPU for float32, bfloat16 and float16, from an input o
     for (const dtype of FLOAT_TYPES) {
       const x = both(dtype, uniform(5003, 4, lo, hi));
       const out = zeros(dtype, 5000);
-      for (const b of [cpu, gpu()] as Backend[]) b.unary(op, on(b, x), 3, on(b, out), 5000);
+      for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.unary(op, on(b, x), 3, on(b, out), 5000);
       await expectClose(out, `unary ${op} ${dtype}`);
     }
   }
@@ -210,7 +210,7 @@ test('binary ops broadcast through strides and mix dtypes', { skip: gpuOnly }, a
       if (op === 'div') for (let i = 0; i < bv.length; i++) bv[i] = bv[i]! + (bv[i]! >= 0 ? 0.5 : -0.5);
       const bb = both(bd, bv);
       const out = zeros(od, n);
-      for (const be of [cpu, gpu()] as Backend[]) {
+      for (const be of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) {
         be.binary(op, { buffer: on(be, a), offset: 2, strides: [231, 33, 1] }, { buffer: on(be, bb), offset: 0, strides: [0, 1, 0] }, on(be, out), shape);
       }
       await expectClose(out, `binary ${op} ${ad}/${bd}->${od}`);
@@ -222,7 +222,7 @@ test('affine computes x * scale + bias like the CPU', { skip: gpuOnly }, async (
   for (const dtype of FLOAT_TYPES) {
     const x = both(dtype, randn(4097, 7));
     const out = zeros(dtype, 4096);
-    for (const b of [cpu, gpu()] as Backend[]) b.affine(on(b, x), 1, on(b, out), 4096, 0.1, -2.5);
+    for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.affine(on(b, x), 1, on(b, out), 4096, 0.1, -2.5);
     await expectClose(out, `affine ${dtype}`);
   }
 });
@@ -234,7 +234,7 @@ test('reduce sum and max over rows and over the middle axis', { skip: gpuOnly },
       for (const dtype of ['float32', 'bfloat16'] as const) {
         const x = both(dtype, randn(outer * axis * inner + 5, 8));
         const out = zeros('float32', outer * inner);
-        for (const b of [cpu, gpu()] as Backend[]) b.reduce(op, on(b, x), 5, outer, axis, inner, on(b, out));
+        for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.reduce(op, on(b, x), 5, outer, axis, inner, on(b, out));
         await expectClose(out, `reduce ${op} ${dtype} [${outer},${axis},${inner}]`);
       }
     }
@@ -246,7 +246,7 @@ test('reduce max propagates NaN as Math.max does', { skip: gpuOnly }, async () =
   v[10] = NaN;
   const x = both('float32', v);
   const out = zeros('float32', 2);
-  for (const b of [cpu, gpu()] as Backend[]) b.reduce('max', on(b, x), 0, 2, 32, 1, on(b, out));
+  for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.reduce('max', on(b, x), 0, 2, 32, 1, on(b, out));
   await expectIdentical(out, 'max with NaN');
 });
 
@@ -265,7 +265,7 @@ test('argmax picks the CPU index: ties to the lowest, -inf rows, NaN, bfloat16 t
       if (rows > 6) for (let i = 0; i < cols; i++) v[at(6, i)] = i % 97 === 11 ? 6 + (i % 5) * 1e-6 : -1;
       const x = both(dtype, v);
       const out = zeros('int32', rows);
-      for (const b of [cpu, gpu()] as Backend[]) b.argmax(on(b, x), 3, rows, cols, on(b, out));
+      for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.argmax(on(b, x), 3, rows, cols, on(b, out));
       await expectIdentical(out, `argmax ${dtype} [${rows}, ${cols}]`);
     }
   }
@@ -289,7 +289,7 @@ test('matmul matches for every transpose, batch broadcast, alpha/beta and dtype 
         const a = both(at, randn(4 + batch * strideA, 10));
         const b = both(bt, randn(k * ldb + 8, 11));
         const c = both(ct, randn(batch * m * ldc, 12));
-        for (const be of [cpu, gpu()] as Backend[]) {
+        for (const be of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) {
           be.matmul({
             a: on(be, a), aOffset: 4, b: on(be, b), bOffset: 8, c: on(be, c), cOffset: 0, m, n, k, transA, transB, lda, ldb, ldc,
             batch, strideA, strideB: 0, strideC: m * ldc, alpha: 0.75, beta: 0.5,
@@ -396,7 +396,7 @@ test('batchInvariant matmul matches the CPU for every transpose, batch broadcast
           const a = both(at, randn(aOffset + batch * strideA, 20));
           const b = both(bt, randn(k * ldb + 8, 21));
           const c = both(ct, randn(batch * m * ldc, 22));
-          for (const be of [cpu, gpu()] as Backend[]) {
+          for (const be of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) {
             const run = (): void => be.matmul({
               a: on(be, a), aOffset, b: on(be, b), bOffset: 8, c: on(be, c), cOffset: 0, m, n, k, transA, transB, lda, ldb, ldc,
               batch, strideA, strideB: 0, strideC: m * ldc, alpha: 0.75, beta: 0.5,
@@ -440,12 +440,12 @@ test('softmax and its backward match, including a row of -inf', { skip: gpuOnly 
       for (let j = 0; j < cols; j++) v[cols + j] = -Infinity;
       const x = both(dtype, v);
       const y = zeros(dtype, rows * cols);
-      for (const b of [cpu, gpu()] as Backend[]) b.softmax(on(b, x), rows, cols, on(b, y));
+      for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.softmax(on(b, x), rows, cols, on(b, y));
       await expectClose(y, `softmax ${dtype} ${rows}x${cols}`);
       const yRef = both(dtype, f32Of(await cpu.toHost(y.cpu, 0, rows * cols), dtype));
       const dy = both(dtype, randn(rows * cols, 14));
       const dx = zeros(dtype, rows * cols);
-      for (const b of [cpu, gpu()] as Backend[]) b.softmaxBackward(on(b, yRef), on(b, dy), rows, cols, on(b, dx));
+      for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.softmaxBackward(on(b, yRef), on(b, dy), rows, cols, on(b, dx));
       await expectClose(dx, `softmaxBackward ${dtype} ${rows}x${cols}`);
     }
   }
@@ -458,18 +458,18 @@ test('rmsNorm forward (with the bf16 round before the weight) and backward with 
       const w = both(dtype, uniform(cols, 16, 0.5, 1.5));
       const y = zeros(dtype, rows * cols);
       const rstd = zeros('float32', rows);
-      for (const b of [cpu, gpu()] as Backend[]) b.rmsNorm(on(b, x), on(b, w), rows, cols, 1e-6, on(b, y), on(b, rstd));
+      for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.rmsNorm(on(b, x), on(b, w), rows, cols, 1e-6, on(b, y), on(b, rstd));
       await expectClose(rstd, `rmsNorm rstd ${dtype}`);
       await expectClose(y, `rmsNorm ${dtype} ${rows}x${cols}`);
       const dy = both(dtype, randn(rows * cols, 17));
       const dx = zeros(dtype, rows * cols);
       const dw = zeros('float32', cols);
       const rstdRef = both('float32', (await cpu.toHost(rstd.cpu, 0, rows)) as Float32Array);
-      for (const b of [cpu, gpu()] as Backend[]) b.rmsNormBackward(on(b, x), on(b, w), on(b, rstdRef), on(b, dy), rows, cols, on(b, dx), on(b, dw));
+      for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.rmsNormBackward(on(b, x), on(b, w), on(b, rstdRef), on(b, dy), rows, cols, on(b, dx), on(b, dw));
       await expectClose(dx, `rmsNormBackward dx ${dtype}`);
       await expectClose(dw, `rmsNormBackward dweight ${dtype}`);
       const dx2 = zeros(dtype, rows * cols);
-      for (const b of [cpu, gpu()] as Backend[]) b.rmsNormBackward(on(b, x), on(b, w), on(b, rstdRef), on(b, dy), rows, cols, on(b, dx2), null);
+      for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.rmsNormBackward(on(b, x), on(b, w), on(b, rstdRef), on(b, dy), rows, cols, on(b, dx2), null);
       await expectClose(dx2, `rmsNormBackward without dweight ${dtype}`);
     }
   }
@@ -486,7 +486,7 @@ test('rope forward and inverse, shared and per-batch tables, in place', { skip: 
     for (const dtype of ['float32', 'bfloat16'] as const) {
       for (const inverse of [false, true]) {
         const x = both(dtype, randn(n, 19));
-        for (const b of [cpu, gpu()] as Backend[]) b.rope(on(b, x), on(b, cos), on(b, sin), tableBatchStride, batch, seq, heads, headDim, on(b, x), inverse);
+        for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.rope(on(b, x), on(b, cos), on(b, sin), tableBatchStride, batch, seq, heads, headDim, on(b, x), inverse);
         await expectClose(x, `rope ${dtype} inverse=${inverse} stride=${tableBatchStride}`);
       }
     }
@@ -499,11 +499,11 @@ test('embedding gathers rows exactly and its backward accumulates repeated ids',
   for (const dtype of ['float32', 'bfloat16'] as const) {
     const table = both(dtype, randn(vocab * dim, 20));
     const out = zeros(dtype, count * dim);
-    for (const b of [cpu, gpu()] as Backend[]) b.embedding(on(b, ids), on(b, table), count, dim, on(b, out));
+    for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.embedding(on(b, ids), on(b, table), count, dim, on(b, out));
     await expectIdentical(out, `embedding ${dtype}`);
     const dy = both(dtype, randn(count * dim, 21));
     const dtable = zeros(dtype, vocab * dim);
-    for (const b of [cpu, gpu()] as Backend[]) b.embeddingBackward(on(b, ids), on(b, dy), count, dim, on(b, dtable));
+    for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.embeddingBackward(on(b, ids), on(b, dy), count, dim, on(b, dtable));
     await expectClose(dtable, `embeddingBackward ${dtype}`);
   }
 });
@@ -524,13 +524,13 @@ test('crossEntropy and its backward match over a large vocabulary with ignored r
     const logits = both(dtype, randn(rows * vocab, 22, 3));
     const losses = zeros('float32', rows);
     const lse = zeros('float32', rows);
-    for (const b of [cpu, gpu()] as Backend[]) b.crossEntropy(on(b, logits), on(b, labels), rows, vocab, ignore, on(b, losses), on(b, lse));
+    for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.crossEntropy(on(b, logits), on(b, labels), rows, vocab, ignore, on(b, losses), on(b, lse));
     await expectClose(lse, `crossEntropy lse ${dtype}`);
     await expectClose(losses, `crossEntropy losses ${dtype}`);
     const scale = both('float32', uniform(rows, 23, 0.1, 1));
     const lseRef = both('float32', (await cpu.toHost(lse.cpu, 0, rows)) as Float32Array);
     const dlogits = zeros(dtype, rows * vocab);
-    for (const b of [cpu, gpu()] as Backend[]) b.crossEntropyBackward(on(b, logits), on(b, lseRef), on(b, labels), on(b, scale), rows, vocab, ignore, on(b, dlogits));
+    for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.crossEntropyBackward(on(b, logits), on(b, lseRef), on(b, labels), on(b, scale), rows, vocab, ignore, on(b, dlogits));
     await expectClose(dlogits, `crossEntropyBackward ${dtype}`);
   }
 });
@@ -553,7 +553,7 @@ test('adamw reproduces the CPU (torch) arithmetic bit for bit over several steps
     for (let step = 1; step <= 3; step++) {
       const grad = both('float32', randn(n, 26 + step, 0.1));
       const args = { lr: 1e-3, beta1, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step };
-      for (const b of [cpu, gpu()] as Backend[]) b.adamw(on(b, param), on(b, grad), on(b, m), on(b, v), n, args);
+      for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.adamw(on(b, param), on(b, grad), on(b, m), on(b, v), n, args);
     }
     await expectIdentical(param, `adamw param beta1=${beta1}`);
     await expectIdentical(m, `adamw exp_avg beta1=${beta1}`);
@@ -567,7 +567,7 @@ test('adamw updates a bfloat16 parameter from a bfloat16 gradient like the CPU',
   const grad = both('bfloat16', randn(n, 31, 0.1));
   const m = zeros('float32', n);
   const v = zeros('float32', n);
-  for (const b of [cpu, gpu()] as Backend[]) b.adamw(on(b, param), on(b, grad), on(b, m), on(b, v), n, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 1 });
+  for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.adamw(on(b, param), on(b, grad), on(b, m), on(b, v), n, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 1 });
   await expectIdentical(param, 'adamw bf16 param');
   await expectIdentical(m, 'adamw bf16 exp_avg');
 });
@@ -581,7 +581,7 @@ test('nf4Dequantize decodes both nibbles with per-block absmax exactly', { skip:
     const code = both('float32', Float32Array.from({ length: 16 }, (_, i) => (i - 7.5) / 7.5));
     for (const dtype of ['float32', 'bfloat16'] as const) {
       const out = zeros(dtype, length);
-      for (const b of [cpu, gpu()] as Backend[]) b.nf4Dequantize(on(b, packed), on(b, absmax), on(b, code), length, blocksize, on(b, out));
+      for (const b of [cpu, gpu()] as (CpuBackend | CudaBackend)[]) b.nf4Dequantize(on(b, packed), on(b, absmax), on(b, code), length, blocksize, on(b, out));
       await expectIdentical(out, `nf4Dequantize ${dtype} of ${length}`);
     }
   }

@@ -178,6 +178,13 @@ test('the output is a [B, H, T, D] view of [B, T, H, D] memory, so the transpose
   assert.ok(ops.transpose(out, 1, 2).isContiguous());
 });
 
+test('integer operands are refused in ops, before any backend or composed path sees them', () => {
+  const q = ops.zeros([1, 2, 3, 16], { device: TEST_DEVICE });
+  const ids = ops.zeros([1, 2, 3, 16], { device: TEST_DEVICE, dtype: 'int32' });
+  assert.throws(() => ops.attention(q, ids, q, 0.25), /^Error: attention needs float tensors, got int32\.$/);
+  assert.throws(() => ops.attentionReference(ids, q, q, 0.25), /attention needs float tensors, got int32/);
+});
+
 test('a mask that is not a [B, S] key mask is refused with the expected shape named', () => {
   const q = ops.zeros([1, 2, 3, 16], { device: TEST_DEVICE });
   assert.throws(() => ops.attention(q, q, q, 0.25, ops.zeros([1, 3, 3], { device: TEST_DEVICE })), /key mask \[1, 3\]/);

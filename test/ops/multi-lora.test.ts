@@ -145,18 +145,21 @@ test('multiLoraLinearGroup: five projections of one input in one call, each with
     return { base: values([rowAdapter.length, POSITIONS, outF], 30 + p), list, rows };
   });
   const calls: number[] = [];
-  const original = backend.multiLora.bind(backend);
-  backend.multiLora = (args) => {
-    calls.push(args.outputs.length);
-    original(args);
-  };
+  // Counted where the backend has the kernel; on one without it (cpu-primitives) the bits below still hold.
+  const original = backend.multiLora?.bind(backend);
+  if (original) {
+    backend.multiLora = (args) => {
+      calls.push(args.outputs.length);
+      original(args);
+    };
+  }
   let grouped: Tensor[];
   try {
     grouped = noGrad(() => ops.multiLoraLinearGroup(x, projections.map(({ base, list, rows }) => ({ base, plan: ops.prepareMultiLora(list, rows, IN, base.shape[2]!) }))));
   } finally {
     delete (backend as { multiLora?: unknown }).multiLora;
   }
-  assert.deepEqual(calls, [5], 'one backend call for all five');
+  if (original) assert.deepEqual(calls, [5], 'one backend call for all five');
   for (const [p, { base, list, rows }] of projections.entries()) {
     const alone = noGrad(() => ops.multiLoraLinear(x, base, list, rows));
     assert.deepEqual(await grouped[p]!.data(), await alone.data(), `projection ${p}`);

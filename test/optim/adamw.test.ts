@@ -7,13 +7,17 @@ import '../../src/index.js';
 import { tensor } from '../../src/ops/index.js';
 import { AdamW, loadOptimizerState, saveOptimizerState } from '../../src/optim/index.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
+import { TEST_DEVICE, prepareTestDevice } from '../helpers/device.js';
+
+await prepareTestDevice();
+const on = { device: TEST_DEVICE };
 
 function setGrad(p: Tensor, g: number[]): void {
-  p.grad = tensor(g).keep();
+  p.grad = tensor(g, on).keep();
 }
 
 test('one AdamW step follows torch: decay, then lr * m_hat / (sqrt(v_hat) + eps)', async () => {
-  const p = tensor([1, -2]).requiresGrad_();
+  const p = tensor([1, -2], on).requiresGrad_();
   const opt = new AdamW(new Map([['w', p]]), { lr: 0.1, weightDecay: 0.5 });
   setGrad(p, [0.5, -0.25]);
   opt.step();
@@ -25,8 +29,8 @@ test('one AdamW step follows torch: decay, then lr * m_hat / (sqrt(v_hat) + eps)
 });
 
 test('a parameter without a gradient is skipped and its step count stays', async () => {
-  const a = tensor([1]).requiresGrad_();
-  const b = tensor([1]).requiresGrad_();
+  const a = tensor([1], on).requiresGrad_();
+  const b = tensor([1], on).requiresGrad_();
   const opt = new AdamW(new Map([['a', a], ['b', b]]));
   setGrad(a, [1]);
   opt.step();
@@ -36,7 +40,7 @@ test('a parameter without a gradient is skipped and its step count stays', async
 });
 
 test('zeroGrad frees the gradients', () => {
-  const a = tensor([1]).requiresGrad_();
+  const a = tensor([1], on).requiresGrad_();
   setGrad(a, [1]);
   new AdamW(new Map([['a', a]])).zeroGrad();
   assert.equal(a.grad, null);
@@ -46,16 +50,16 @@ test('saved optimizer state continues bit for bit', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'loraforge-adamw-'));
   try {
     const grads = [[0.1, -0.3, 0.2], [0.05, 0.4, -0.1], [-0.2, 0.1, 0.3]];
-    const p1 = tensor([0.5, 0.1, -0.7]).requiresGrad_();
+    const p1 = tensor([0.5, 0.1, -0.7], on).requiresGrad_();
     const o1 = new AdamW(new Map([['w', p1]]), { lr: 0.01 });
     for (const g of grads.slice(0, 2)) {
       setGrad(p1, g);
       o1.step();
     }
     await saveOptimizerState(join(dir, 'optimizer.safetensors'), o1);
-    const p2 = tensor(Array.from(await p1.data())).requiresGrad_();
+    const p2 = tensor(Array.from(await p1.data()), on).requiresGrad_();
     const o2 = new AdamW(new Map([['w', p2]]), { lr: 0.01 });
-    await loadOptimizerState(join(dir, 'optimizer.safetensors'), o2, 'cpu');
+    await loadOptimizerState(join(dir, 'optimizer.safetensors'), o2, TEST_DEVICE);
     assert.equal(o2.stateOf('w')!.step, 2);
     setGrad(p1, grads[2]!);
     o1.step();

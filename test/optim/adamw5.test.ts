@@ -7,6 +7,9 @@ import { PeftModel } from '../../src/peft/index.js';
 import { scopeAsync } from '../../src/tensor/scope.js';
 import { fixturePath, readFixtureTensor } from '../helpers/fixtures.js';
 import { maxAbsDiff } from '../helpers/numeric.js';
+import { TEST_DEVICE, prepareTestDevice } from '../helpers/device.js';
+
+await prepareTestDevice();
 
 const REF = 'tiny-llama-ref.safetensors';
 
@@ -25,7 +28,7 @@ function assertRelative(actual: ArrayLike<number>, expected: ArrayLike<number>, 
 
 for (const variant of ['lora', 'lora_qv', 'rslora', 'dora']) {
   test(`five AdamW steps on the fixture batch reproduce torch's losses and ${variant} adapter (1e-5 relative)`, async () => {
-    const model = await AutoModelForCausalLM.fromPretrained(fixturePath('tiny-llama'), { dtype: 'float32' });
+    const model = await AutoModelForCausalLM.fromPretrained(fixturePath('tiny-llama'), { dtype: 'float32', device: TEST_DEVICE });
     const peft = await PeftModel.fromPretrained(model, fixturePath(`tiny-llama-${variant}`), { isTrainable: true });
     peft.train();
     const inputIds = await rows('input_ids');

@@ -28,12 +28,13 @@ import { sgemm, sgemmBuiltIn } from './gemm.js';
 
 const QUERY_BLOCK = 64;
 
+/**
+ * What ops/ cannot see from tensors: the buffers' dtypes as they reach the kernel. The shape rules (heads a multiple
+ * of kvHeads, causal needing seqQ <= seqK, float operands) are checked once in ops/nn-ops.ts for every backend.
+ */
 function checkArgs(a: AttentionArgs, buffers: readonly DeviceBuffer[]): void {
   const dtype = buffers[0]!.dtype;
-  if (dtype !== 'float32' && dtype !== 'bfloat16' && dtype !== 'float16') throw new Error(`attention needs float tensors, got ${dtype}.`);
   if (buffers.some((b) => b.dtype !== dtype)) throw new Error(`attention operands must share one dtype, got ${buffers.map((b) => b.dtype).join(', ')}.`);
-  if (a.heads % a.kvHeads !== 0) throw new Error(`${a.heads} query heads are not a multiple of ${a.kvHeads} key/value heads.`);
-  if (a.causal && a.seqQ > a.seqK) throw new Error(`causal attention needs seqQ (${a.seqQ}) <= seqK (${a.seqK}).`);
   if (a.keyMask && a.keyMask.dtype !== 'float32') throw new Error(`the attention key mask must be float32, got ${a.keyMask.dtype}.`);
 }
 

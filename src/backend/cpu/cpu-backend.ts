@@ -184,7 +184,8 @@ function forEachRun(
 const POOL_BYTES = Number(globalThis.process?.env?.['LORAFORGE_CPU_POOL_MIB'] ?? 1024) * 2 ** 20;
 
 export class CpuBackend implements Backend {
-  readonly device = 'cpu';
+  /** `device`: the name it registers under ('cpu'; tests register a second one under another name). */
+  constructor(readonly device: string = 'cpu') {}
   readonly pool = new HostPool(POOL_BYTES);
   /** Inside batchInvariant(): matmul through sgemmBatchInvariant, multiLora row by row, attention's block products on the built-in kernel. */
   private readonly invariant = new ModeFlag();
@@ -192,11 +193,11 @@ export class CpuBackend implements Backend {
   alloc(dtype: DType, length: number): DeviceBuffer {
     const { data, reused } = this.pool.take(dtype, length);
     if (reused) new Uint8Array(data.buffer, data.byteOffset, data.byteLength).fill(0);
-    return new CpuBuffer(dtype, length, data);
+    return new CpuBuffer(dtype, length, data, this.device);
   }
 
   allocUninitialized(dtype: DType, length: number): DeviceBuffer {
-    return new CpuBuffer(dtype, length, this.pool.take(dtype, length).data);
+    return new CpuBuffer(dtype, length, this.pool.take(dtype, length).data, this.device);
   }
 
   fromHost(dtype: DType, data: HostArray): DeviceBuffer {

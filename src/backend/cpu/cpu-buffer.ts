@@ -13,11 +13,12 @@ import {
  * copies). bfloat16/float16 hold raw 16-bit patterns; kernels widen them to float32 to compute.
  */
 export class CpuBuffer implements DeviceBuffer {
-  readonly device = 'cpu';
   constructor(
     readonly dtype: DType,
     readonly length: number,
     readonly data: HostArray,
+    /** The registered device whose backend made it: 'cpu', or a test device over a second CpuBackend. */
+    readonly device: string = 'cpu',
   ) {}
 }
 

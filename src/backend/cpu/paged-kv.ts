@@ -69,7 +69,6 @@ export function cpuPagedKvWrite(k: DeviceBuffer, v: DeviceBuffer, kPool: DeviceB
 /** `invariant`: the backend's batch-invariant mode (cpuAttention's). */
 export function cpuPagedAttention(q: DeviceBuffer, kPool: DeviceBuffer, vPool: DeviceBuffer, out: DeviceBuffer, a: PagedAttentionArgs, invariant = false): void {
   const { table, lengths } = tables(a, [kPool, vPool, q, out]);
-  if (a.heads % a.kvHeads !== 0) throw new Error(`${a.heads} query heads are not a multiple of ${a.kvHeads} key/value heads.`);
   const lse = new CpuBuffer('float32', a.heads * a.seq, allocHost('float32', a.heads * a.seq));
   for (let b = 0; b < a.batch; b++) {
     // This row's cached positions are read where they lie in the pools (kvRows places them; the k and v layouts
