@@ -152,8 +152,8 @@ describe('completions and chat on the base model', () => {
     const heapUsed = bytes('nodejs_heap_size_used_bytes');
     const heapTotal = bytes('nodejs_heap_size_total_bytes');
     assert.ok(heapUsed > 0 && heapUsed <= heapTotal && heapTotal < bytes('process_resident_memory_bytes'), metrics);
-    // The fixture model's weights are typed arrays outside the heap.
-    const arrayBuffers = bytes('nodejs_array_buffers_bytes');
-    assert.ok(arrayBuffers > 0 && arrayBuffers <= bytes('nodejs_external_memory_bytes'), metrics);
+    // The fixture model's weights are typed arrays outside the heap. (Node documents arrayBuffers as part of external,
+    // but with SharedArrayBuffers, which the CPU backend's buffers are, arrayBuffers was seen above external.)
+    assert.ok(bytes('nodejs_array_buffers_bytes') > 0 && bytes('nodejs_external_memory_bytes') > 0, metrics);
   });
 });
