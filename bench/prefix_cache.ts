@@ -13,13 +13,10 @@
  */
 import { parseArgs } from 'node:util';
 import { registerCudaBackend } from '../src/backend/cuda/index.js';
-import { RandomCheckpoint } from '../src/cli/random-checkpoint.js';
-import { buildCausalLM } from '../src/models/build.js';
-import type { CausalLM } from '../src/models/causal-lm.js';
 import { GREEDY_SAMPLING } from '../src/serve/generation-params.js';
 import { Scheduler } from '../src/serve/scheduler.js';
 import type { DType } from '../src/tensor/dtype.js';
-import { benchConfig } from './shapes.js';
+import { benchConfig, randomBenchModel } from './shapes.js';
 
 type Case = 'off' | 'cold' | 'warm';
 
@@ -46,13 +43,6 @@ const prefixTokens = Number(values.prefix);
 const suffixTokens = Number(values.suffix);
 const newTokens = Number(values.new);
 const repeat = Number(values.repeat);
-
-async function randomModel(): Promise<CausalLM> {
-  const config = benchConfig(values.shape!);
-  if (device === 'cpu') return buildCausalLM(config, new RandomCheckpoint(config, 1, 0.02), dtype, 'cpu');
-  const { randomModel: gpuModel } = await import('./random-llama.js');
-  return gpuModel(config, { device, dtype, nf4: false });
-}
 
 let seed = 2024;
 function randomTokens(n: number, vocab: number): number[] {
@@ -81,7 +71,7 @@ async function ttft(scheduler: Scheduler, promptIds: number[]): Promise<Measured
 
 async function main(): Promise<void> {
   if (device.startsWith('cuda')) registerCudaBackend();
-  const model = await randomModel();
+  const model = await randomBenchModel(benchConfig(values.shape!), device, dtype);
   const vocab = model.config.vocabSize;
   const system = randomTokens(prefixTokens, vocab);
   const results = new Map<Case, Measured[]>([['off', []], ['cold', []], ['warm', []]]);

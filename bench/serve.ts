@@ -18,13 +18,10 @@
 import { parseArgs } from 'node:util';
 import { CudaBackend, registerCudaBackend } from '../src/backend/cuda/index.js';
 import { getBackend } from '../src/backend/registry.js';
-import { RandomCheckpoint } from '../src/cli/random-checkpoint.js';
-import { buildCausalLM } from '../src/models/build.js';
-import type { ModelConfig } from '../src/models/config.js';
 import type { CausalLM } from '../src/models/causal-lm.js';
 import { getPeftModel } from '../src/peft/index.js';
 import { kernelsByKind } from './profile-summary.js';
-import { benchConfig } from './shapes.js';
+import { benchConfig, randomBenchModel } from './shapes.js';
 import { GREEDY_SAMPLING } from '../src/serve/generation-params.js';
 import { Scheduler } from '../src/serve/scheduler.js';
 import type { DType } from '../src/tensor/dtype.js';
@@ -76,12 +73,6 @@ function parse(): Args {
   };
 }
 
-async function randomModel(config: ModelConfig, args: Args): Promise<CausalLM> {
-  if (args.device === 'cpu') return buildCausalLM(config, new RandomCheckpoint(config, 1, 0.02), args.dtype, 'cpu');
-  const { randomModel } = await import('./random-llama.js');
-  return randomModel(config, { device: args.device, dtype: args.dtype, nf4: false });
-}
-
 /** Decodes one batch; row i uses rowNames[i]. Returns decode-phase and end-to-end generated tokens per second. */
 /**
  * Tokens row i generates: newTokens, or with `stagger`, newTokens - i % stagger, so that rows finish one after another
@@ -121,7 +112,7 @@ async function main(): Promise<void> {
   const args = parse();
   if (args.device.startsWith('cuda')) registerCudaBackend();
   const config = benchConfig(args.shape);
-  const model = await randomModel(config, args);
+  const model = await randomBenchModel(config, args.device, args.dtype);
   const most = Math.max(...args.adapters);
   // On a mixture-of-experts shape the adapters also cover every expert (PEFT's target_parameters), as issue 14's serving bench asks.
   const lora = { r: 16, loraAlpha: 16, loraDropout: 0, targetModules: 'all-linear' as const, ...(config.moe ? { targetParameters: ['experts.gate_up_proj', 'experts.down_proj'] } : {}) };
